@@ -1,0 +1,129 @@
+"""The Broker protocol every adapter implements, the reports it pushes, and its typed errors.
+
+A broker adapter is bound to one trading account. The engine talks to it only through this protocol, and
+hears back through the report handler it installs with `set_report_handler`, so a new broker is a new
+module and nothing in `daemon/` changes.
+
+| method                 | required | notes                                                                |
+|------------------------|----------|----------------------------------------------------------------------|
+| connect / close        | yes      | authenticate, start streams; release everything                      |
+| place_order            | yes      | idempotent on `client_order_id`: never places it twice               |
+| find_order             | yes      | look an order up by client order id (lost responses, restarts)       |
+| cancel_order           | yes      | cancelling a finished order returns it unchanged                     |
+| modify_order           | yes      | quantity / limit / stop of a resting order                           |
+| open_orders            | yes      | for reconciliation and `/orders`                                     |
+| positions / account    | yes      | for risk checks, reconciliation and `/positions`, `/pnl`             |
+| fills                  | yes      | fills since a time, for reconciliation after a gap                   |
+| close_position         | yes      | market order that closes one symbol                                  |
+| flatten                | yes      | cancel all orders and close all positions (native where available)   |
+| observe_price          | no       | a price seen in a signal; the paper broker trades on it              |
+| healthy                | no       | connectivity for `/status` and `/healthz`                            |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from daemon.domain import AccountState, Fill, FlattenReport, Order, OrderRequest, Position
+
+
+class BrokerError(Exception):
+    """Base of every error an adapter raises. `reason` is safe to show the trader (no secrets)."""
+
+    retryable = False
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OrderRejected(BrokerError):
+    """The broker refused the order for a business reason (insufficient funds, market closed, ...)."""
+
+
+class UnknownSymbol(BrokerError):
+    """The ticker does not map to an instrument of this broker; nothing was sent."""
+
+
+class OrderNotFound(BrokerError):
+    """No order with that id."""
+
+
+class BrokerUnavailable(BrokerError):
+    """Network failure, timeout, 5xx or throttling: the state of the request may be unknown."""
+
+    retryable = True
+
+
+class AuthenticationFailed(BrokerError):
+    """Credentials were refused; retrying will not help until the configuration changes."""
+
+
+class BrokerReport:
+    """Tagged union of what a broker pushes to the engine: an order update or a fill."""
+
+    __slots__ = ("fill", "order")
+
+    def __init__(self, *, order: Order | None = None, fill: Fill | None = None) -> None:
+        if (order is None) == (fill is None):
+            raise ValueError("a report carries exactly one of order or fill")
+        self.order = order
+        self.fill = fill
+
+
+ReportHandler = Callable[[BrokerReport], Awaitable[None]]
+
+
+@runtime_checkable
+class Broker(Protocol):
+    name: str
+    account: str
+
+    def set_report_handler(self, handler: ReportHandler) -> None: ...
+    async def connect(self) -> None: ...
+    async def close(self) -> None: ...
+    async def place_order(self, request: OrderRequest) -> Order: ...
+    async def find_order(self, client_order_id: str) -> Order | None: ...
+    async def cancel_order(self, broker_order_id: str) -> Order: ...
+    async def modify_order(
+        self,
+        broker_order_id: str,
+        *,
+        quantity: Decimal | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> Order: ...
+    async def open_orders(self) -> list[Order]: ...
+    async def positions(self) -> list[Position]: ...
+    async def account_state(self) -> AccountState: ...
+    async def fills(self, since: datetime | None = None) -> list[Fill]: ...
+    async def close_position(self, symbol: str) -> Order | None: ...
+    async def flatten(self) -> FlattenReport: ...
+    async def observe_price(self, symbol: str, price: Decimal, at: datetime) -> None: ...
+    def healthy(self) -> bool: ...
+
+
+class BrokerBase:
+    """Shared plumbing for adapters: the report handler and defaults for the optional methods."""
+
+    name = "base"
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        self._report_handler: ReportHandler | None = None
+
+    def set_report_handler(self, handler: ReportHandler) -> None:
+        self._report_handler = handler
+
+    async def emit(self, report: BrokerReport) -> None:
+        if self._report_handler is not None:
+            await self._report_handler(report)
+
+    async def observe_price(self, symbol: str, price: Decimal, at: datetime) -> None:
+        return None
+
+    def healthy(self) -> bool:
+        return True

@@ -1,0 +1,244 @@
+"""Value types shared by every part of traderd: intents, orders, fills, positions, account state, events.
+
+This module is the ground floor: it imports nothing from the project. Money and quantities are `Decimal`,
+timestamps are timezone-aware UTC. Types are frozen pydantic models so that they validate at construction
+and serialise to JSON for the store, the outbox and the control API without extra code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+ZERO = Decimal(0)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class Action(StrEnum):
+    """What a signal asks for. `flatten` closes everything on the account (chat, API, CLI, risk)."""
+
+    BUY = "buy"
+    SELL = "sell"
+    EXIT = "exit"
+    CANCEL = "cancel"
+    FLATTEN = "flatten"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+
+class TimeInForce(StrEnum):
+    DAY = "day"
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+
+
+class OrderStatus(StrEnum):
+    NEW = "new"  # accepted by the broker, resting
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+class SignalStatus(StrEnum):
+    PENDING = "pending"  # committed, waiting for its account's worker
+    SUBMITTING = "submitting"  # worker sent (or is about to send) the order; restart must look it up first
+    EXECUTED = "executed"  # order placed (or nothing needed: target already reached)
+    REJECTED = "rejected"  # a risk rule refused it
+    EXPIRED = "expired"  # too old to act on when the worker reached it
+    FAILED = "failed"  # the broker refused it or could not be reached
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (SignalStatus.PENDING, SignalStatus.SUBMITTING)
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Intent(_Value):
+    """A validated request to trade, whatever its source (webhook, strategy, chat, API, risk monitor)."""
+
+    signal_id: str
+    dedup_key: str
+    account: str
+    source: Literal["tradingview", "strategy", "chat", "api", "cli", "risk"] = "tradingview"
+    action: Action
+    symbol: str = ""  # empty only for account-wide actions (flatten, cancel all)
+    quantity: Decimal | None = None
+    target_position: Decimal | None = None  # signed; the engine trades the difference to reach it
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    price: Decimal | None = None  # reference price at the signal ({{close}}); the paper broker fills at it
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    strategy: str | None = None
+    comment: str | None = None
+    received_at: AwareDatetime = Field(default_factory=utcnow)
+    signal_time: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None  # past this the worker expires it instead of trading
+
+
+def client_order_id(account: str, dedup_key: str, leg: str = "") -> str:
+    """The id sent to the broker, derived from the signal so a retry or restart finds the order again.
+
+    32 hex characters fit every broker's limit (Alpaca 128, ProjectX customTag, Tradovate clOrdId 64).
+    """
+    digest = hashlib.sha256(f"{account}\x00{dedup_key}\x00{leg}".encode()).hexdigest()
+    return "td" + digest[:30]
+
+
+class OrderRequest(_Value):
+    """What the engine asks a broker to place."""
+
+    client_order_id: str
+    account: str
+    symbol: str
+    side: Side
+    quantity: Decimal = Field(gt=0)
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    take_profit: Decimal | None = None  # bracket child: limit exit
+    stop_loss: Decimal | None = None  # bracket child: stop exit
+    reference_price: Decimal | None = None  # last price the caller saw; used by the paper broker
+    reduce_only: bool = False
+
+
+class Order(_Value):
+    """A broker's view of one order."""
+
+    broker_order_id: str
+    client_order_id: str
+    account: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType
+    status: OrderStatus
+    filled_quantity: Decimal = ZERO
+    average_fill_price: Decimal | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    parent_order_id: str | None = None  # bracket children point to their entry
+    oco_group: str | None = None  # children that cancel each other share a group
+    reject_reason: str | None = None
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+    updated_at: AwareDatetime = Field(default_factory=utcnow)
+
+
+class Fill(_Value):
+    fill_id: str  # unique per broker; recording the same fill twice is a no-op
+    broker_order_id: str
+    client_order_id: str
+    account: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    commission: Decimal = ZERO
+    filled_at: AwareDatetime = Field(default_factory=utcnow)
+
+
+class Position(_Value):
+    account: str
+    symbol: str
+    quantity: Decimal  # signed: long > 0, short < 0
+    average_price: Decimal
+    market_price: Decimal | None = None
+    unrealized_pnl: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+
+
+class AccountState(_Value):
+    account: str
+    broker: str
+    currency: str = "USD"
+    cash: Decimal
+    equity: Decimal  # cash + market value of positions (stocks) or balance + open P&L (futures)
+    buying_power: Decimal | None = None
+    realized_pnl: Decimal = ZERO  # since the account (paper) or session start, as the broker reports
+    unrealized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
+    as_of: AwareDatetime = Field(default_factory=utcnow)
+
+
+class Violation(_Value):
+    account: str
+    rule: str  # e.g. "max_order_quantity"
+    detail: str  # plain words, with the numbers
+    numbers: dict[str, str] = Field(default_factory=dict)  # limit / used / requested, as strings
+    signal_id: str | None = None
+    symbol: str | None = None
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+
+class FlattenReport(_Value):
+    """What a flatten did, so the reply can say exactly that."""
+
+    account: str
+    cancelled: list[Order] = Field(default_factory=list)
+    closing: list[Order] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+
+EventKind = Literal[
+    "signal_accepted",
+    "signal_rejected",
+    "signal_expired",
+    "signal_failed",
+    "order",
+    "fill",
+    "violation",
+    "flatten",
+    "paused",
+    "resumed",
+    "daemon",
+    "broker",
+]
+
+
+class Event(_Value):
+    """Something worth telling the trader or the outside world; fanned out by the engine's event bus."""
+
+    kind: EventKind
+    account: str | None = None
+    summary: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    at: AwareDatetime = Field(default_factory=utcnow)
