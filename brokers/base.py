@@ -18,6 +18,7 @@ module and nothing in `daemon/` changes.
 | flatten                | yes      | cancel all orders and close all positions (native where available)   |
 | observe_price          | no       | a price seen in a signal; the paper broker trades on it              |
 | healthy                | no       | connectivity for `/status` and `/healthz`                            |
+| multiplier             | no       | point value of a symbol (futures); 1 by default                      |
 """
 
 from __future__ import annotations
@@ -127,3 +128,6 @@ class BrokerBase:
 
     def healthy(self) -> bool:
         return True
+
+    def multiplier(self, symbol: str) -> Decimal:
+        return Decimal(1)

@@ -41,6 +41,14 @@ def default_state_dir() -> Path:
     return Path(base) / "traderd"
 
 
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -53,8 +61,15 @@ class DaemonSettings(_Section):
     sentry_environment: str = "production"
     shutdown_grace_seconds: float = Field(10.0, gt=0, le=300)
     watchdog_stall_seconds: float = Field(
-        30.0, gt=0, description="An engine loop silent this long stops petting the systemd watchdog"
+        30.0, gt=0, description="A worker stuck on one signal this long stops petting the systemd watchdog"
     )
+    reconcile_interval_seconds: float = Field(60.0, ge=5, description="Periodic reconciliation with brokers")
+    timezone: str = Field("America/New_York", description="Time zone of trading days for P&L and reports")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _zone(value)
 
 
 class WebhookSettings(_Section):
@@ -112,11 +127,7 @@ class TradingHours(_Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return _zone(value)
 
 
 class RiskLimits(_Section):

@@ -1,0 +1,441 @@
+"""Alpaca Trading API v2 adapter (US stocks): orders, brackets, positions, account, fills by polling.
+
+Idempotency: every order carries the engine's `client_order_id`. When a placement's answer is lost
+(timeout, connection reset, 5xx, 429) the adapter looks the order up with `/v2/orders:by_client_order_id`
+before sending it again, and a 422 "client_order_id must be unique" returns the existing order, so an
+order is never placed twice. A polling task started by `connect()` reads FILL activities and order status
+changes and pushes each new fill and each status change once through the report handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from brokers.base import (
+    BrokerBase,
+    BrokerError,
+    BrokerReport,
+    BrokerUnavailable,
+    OrderNotFound,
+    OrderRejected,
+    UnknownSymbol,
+)
+from brokers.http import HttpBroker, RateLimiter, RetryPolicy, Throttled
+from brokers.symbols import is_continuous, normalize
+from config.brokers import AlpacaSettings
+from daemon.domain import (
+    AccountState,
+    Fill,
+    FlattenReport,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    TimeInForce,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    "partially_filled": OrderStatus.PARTIALLY_FILLED,
+    "filled": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELLED,
+    "replaced": OrderStatus.CANCELLED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+    "suspended": OrderStatus.REJECTED,
+}  # everything else (new, accepted, pending_*, held, done_for_day, ...) is a resting order
+_TYPES = {"limit": OrderType.LIMIT, "stop": OrderType.STOP, "stop_limit": OrderType.STOP_LIMIT}
+_TIF = {t.value: t for t in TimeInForce}
+_REPLACE_SUFFIX = re.compile(r"-r[0-9a-f]{8}$")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """Alpaca timestamps (RFC 3339, up to nanoseconds, `Z`) as aware datetimes."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class AlpacaBroker(BrokerBase):
+    name = "alpaca"
+
+    def __init__(
+        self,
+        account: str,
+        settings: AlpacaSettings,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        retry: RetryPolicy | None = None,
+        poll_interval: float | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(account)
+        self.settings = settings
+        self.clock = clock
+        self._sleep = sleep
+        self.poll_interval = settings.poll_interval_seconds if poll_interval is None else poll_interval
+        self.http = HttpBroker(
+            "alpaca",
+            settings.base_url,
+            timeout=settings.timeout_seconds,
+            auth_headers=self._auth_headers,
+            rate_limiter=RateLimiter.per_minute(settings.rate_limit_per_minute),
+            retry=retry or RetryPolicy(retries=settings.max_retries),
+            client=http,
+            sleep=sleep,
+        )
+        self._poll_task: asyncio.Task[None] | None = None
+        self._seen_fills: set[str] = set()
+        self._fills_after: datetime | None = None
+        self._known: dict[str, tuple[OrderStatus, Decimal]] = {}  # order id -> last reported state
+        self._client_ids: dict[str, str] = {}  # order id -> client order id (activities lack it)
+        self._assets: dict[str, bool] = {}
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {
+            "APCA-API-KEY-ID": self.settings.key_id.get_secret_value(),
+            "APCA-API-SECRET-KEY": self.settings.secret_key.get_secret_value(),
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        try:
+            await self.http.json("GET", "/v2/account", what="alpaca connect (GET /v2/account)")
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(f"alpaca is unreachable at {self.settings.base_url}: {exc.reason}") from None
+        self._fills_after = self.clock() - timedelta(seconds=1)
+        if self.poll_interval > 0 and self._poll_task is None:
+            self._poll_task = asyncio.create_task(self._poll_loop(), name=f"alpaca-poll-{self.account}")
+
+    async def close(self) -> None:
+        task, self._poll_task = self._poll_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.http.aclose()
+
+    def healthy(self) -> bool:
+        polling_ok = self._poll_task is None or not self._poll_task.done()
+        return self.http.healthy() and polling_ok
+
+    # -- conversion --------------------------------------------------------------------------------------
+
+    def _order(self, data: dict[str, Any], parent: str | None = None) -> Order:
+        order_id = str(data["id"])
+        client_id = _REPLACE_SUFFIX.sub("", str(data.get("client_order_id") or ""))
+        self._client_ids[order_id] = client_id
+        created = parse_time(data.get("created_at")) or self.clock()
+        return Order(
+            broker_order_id=order_id,
+            client_order_id=client_id,
+            account=self.account,
+            symbol=str(data.get("symbol") or ""),
+            side=Side(data.get("side", "buy")),
+            quantity=_dec(data.get("qty")) or Decimal(0),
+            order_type=_TYPES.get(str(data.get("type")), OrderType.MARKET)
+            if data.get("type") != "trailing_stop"
+            else OrderType.STOP,
+            status=_STATUS.get(str(data.get("status")), OrderStatus.NEW),
+            filled_quantity=_dec(data.get("filled_qty")) or Decimal(0),
+            average_fill_price=_dec(data.get("filled_avg_price")),
+            limit_price=_dec(data.get("limit_price")),
+            stop_price=_dec(data.get("stop_price")),
+            time_in_force=_TIF.get(str(data.get("time_in_force")), TimeInForce.DAY),
+            parent_order_id=parent,
+            oco_group=parent if parent and data.get("order_class") in ("bracket", "oco") else None,
+            created_at=created,
+            updated_at=parse_time(data.get("updated_at")) or created,
+        )
+
+    def _orders(self, data: dict[str, Any]) -> list[Order]:
+        """An order and its bracket legs (nested in `legs`), legs pointing to their entry."""
+        parent = self._order(data)
+        return [parent] + [self._order(leg, parent.broker_order_id) for leg in data.get("legs") or []]
+
+    def _remember(self, order: Order) -> None:
+        self._known[order.broker_order_id] = (order.status, order.filled_quantity)
+
+    # -- orders ------------------------------------------------------------------------------------------
+
+    async def _check_symbol(self, raw: str) -> str:
+        if is_continuous(raw):
+            raise UnknownSymbol(f"{raw}: Alpaca trades stocks, not futures")
+        symbol = normalize(raw)
+        if symbol not in self._assets:
+            try:
+                asset = await self.http.json(
+                    "GET", f"/v2/assets/{symbol}", what=f"alpaca asset {symbol}", not_found=UnknownSymbol
+                )
+            except UnknownSymbol:
+                raise UnknownSymbol(f"{symbol} is not an Alpaca asset; nothing was sent") from None
+            self._assets[symbol] = bool(asset.get("tradable")) and asset.get("status") == "active"
+        if not self._assets[symbol]:
+            raise UnknownSymbol(f"{symbol} is not tradable at Alpaca; nothing was sent")
+        return symbol
+
+    def _order_body(self, request: OrderRequest, symbol: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "symbol": symbol,
+            "qty": str(request.quantity),
+            "side": request.side.value,
+            "type": request.order_type.value,
+            "time_in_force": request.time_in_force.value,
+            "client_order_id": request.client_order_id,
+        }
+        if request.limit_price is not None:
+            body["limit_price"] = str(request.limit_price)
+        if request.stop_price is not None:
+            body["stop_price"] = str(request.stop_price)
+        if request.take_profit is not None or request.stop_loss is not None:
+            both = request.take_profit is not None and request.stop_loss is not None
+            body["order_class"] = "bracket" if both else "oto"
+            if request.take_profit is not None:
+                body["take_profit"] = {"limit_price": str(request.take_profit)}
+            if request.stop_loss is not None:
+                body["stop_loss"] = {"stop_price": str(request.stop_loss)}
+        return body
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        symbol = await self._check_symbol(request.symbol)
+        body = self._order_body(request, symbol)
+        cid = request.client_order_id
+        attempts = self.http.retry.retries + 1
+        last: BrokerUnavailable | None = None
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:  # the previous answer was lost: was the order accepted after all?
+                wait = last.retry_after if isinstance(last, Throttled) else self.http.retry.backoff(attempt - 1)
+                await self._sleep(min(wait, self.http.retry.max_retry_after))
+                try:
+                    existing = await self.find_order(cid)
+                except BrokerUnavailable as exc:
+                    raise BrokerUnavailable(
+                        f"alpaca: order {cid} state unknown ({exc.reason}); it will be reconciled"
+                    ) from None
+                if existing is not None:
+                    log.info("alpaca: order %s was accepted despite a lost answer", cid)
+                    return existing
+            try:
+                data = await self.http.json(
+                    "POST", "/v2/orders", json=body, safe=False, what=f"alpaca place {cid}", forbidden=OrderRejected
+                )
+            except OrderRejected as exc:
+                if "client_order_id" in exc.reason and "unique" in exc.reason:
+                    existing = await self.find_order(cid)
+                    if existing is not None:
+                        return existing
+                raise
+            except BrokerUnavailable as exc:
+                last = exc
+                continue
+            orders = self._orders(data)
+            for order in orders:
+                self._remember(order)
+            return orders[0]
+        assert last is not None
+        raise BrokerUnavailable(f"alpaca: order {cid} not placed after {attempts} attempts: {last.reason}")
+
+    async def find_order(self, client_order_id: str) -> Order | None:
+        try:
+            data = await self.http.json(
+                "GET",
+                "/v2/orders:by_client_order_id",
+                params={"client_order_id": client_order_id},
+                what=f"alpaca find {client_order_id}",
+            )
+        except OrderNotFound:
+            return None
+        return self._order(data)
+
+    async def _get_order(self, broker_order_id: str) -> dict[str, Any]:
+        return await self.http.json("GET", f"/v2/orders/{broker_order_id}", what=f"alpaca order {broker_order_id}")
+
+    async def cancel_order(self, broker_order_id: str) -> Order:
+        try:
+            await self.http.request(
+                "DELETE", f"/v2/orders/{broker_order_id}", safe=True, what=f"alpaca cancel {broker_order_id}"
+            )
+        except OrderRejected:
+            pass  # 422: no longer cancelable (filled, cancelled); answer with the order as it is
+        return self._order(await self._get_order(broker_order_id))
+
+    async def modify_order(
+        self,
+        broker_order_id: str,
+        *,
+        quantity: Decimal | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> Order:
+        current = self._order(await self._get_order(broker_order_id))
+        patch: dict[str, Any] = {"client_order_id": f"{current.client_order_id}-r{uuid.uuid4().hex[:8]}"}
+        for key, value in (("qty", quantity), ("limit_price", limit_price), ("stop_price", stop_price)):
+            if value is not None:
+                patch[key] = str(value)
+        data = await self.http.json(
+            "PATCH", f"/v2/orders/{broker_order_id}", json=patch, safe=False, what=f"alpaca modify {broker_order_id}"
+        )
+        order = self._order(data)
+        self._remember(order)
+        return order
+
+    async def open_orders(self) -> list[Order]:
+        data = await self.http.json(
+            "GET", "/v2/orders", params={"status": "open", "limit": 500, "nested": "true"}, what="alpaca open orders"
+        )
+        return [o for item in data for o in self._orders(item) if o.status.is_open]
+
+    # -- positions, account, fills -----------------------------------------------------------------------
+
+    async def positions(self) -> list[Position]:
+        data = await self.http.json("GET", "/v2/positions", what="alpaca positions")
+        return [
+            Position(
+                account=self.account,
+                symbol=p["symbol"],
+                quantity=Decimal(p["qty"]),
+                average_price=Decimal(p["avg_entry_price"]),
+                market_price=_dec(p.get("current_price")),
+                unrealized_pnl=_dec(p.get("unrealized_pl")) or Decimal(0),
+            )
+            for p in data
+        ]
+
+    async def account_state(self) -> AccountState:
+        a = await self.http.json("GET", "/v2/account", what="alpaca account")
+        equity = Decimal(a.get("equity") or a.get("portfolio_value") or "0")
+        return AccountState(
+            account=self.account,
+            broker=self.name,
+            currency=a.get("currency") or "USD",
+            cash=Decimal(a.get("cash") or "0"),
+            equity=equity,
+            buying_power=_dec(a.get("buying_power")),
+            fees=_dec(a.get("accrued_fees")) or Decimal(0),
+            as_of=self.clock(),
+        )
+
+    async def _client_id_of(self, order_id: str) -> str:
+        if order_id not in self._client_ids:
+            try:
+                self._order(await self._get_order(order_id))
+            except OrderNotFound:
+                self._client_ids[order_id] = ""
+        return self._client_ids[order_id]
+
+    async def fills(self, since: datetime | None = None) -> list[Fill]:
+        params: dict[str, Any] = {"direction": "asc", "page_size": 100}
+        if since is not None:
+            params["after"] = _iso(since)
+        out: list[Fill] = []
+        for _ in range(50):  # at most 5000 fills per call
+            page = await self.http.json("GET", "/v2/account/activities/FILL", params=params, what="alpaca fills")
+            for a in page:
+                filled_at = parse_time(a.get("transaction_time")) or self.clock()
+                if since is not None and filled_at < since:
+                    continue
+                out.append(
+                    Fill(
+                        fill_id=str(a["id"]),
+                        broker_order_id=str(a["order_id"]),
+                        client_order_id=await self._client_id_of(str(a["order_id"])),
+                        account=self.account,
+                        symbol=a["symbol"],
+                        side=Side(a["side"].split("_")[0]),
+                        quantity=Decimal(a["qty"]),
+                        price=Decimal(a["price"]),
+                        filled_at=filled_at,
+                    )
+                )
+            if len(page) < params["page_size"]:
+                break
+            params["page_token"] = page[-1]["id"]
+        return out
+
+    async def close_position(self, symbol: str) -> Order | None:
+        symbol = normalize(symbol)
+        try:
+            data = await self.http.json(
+                "DELETE", f"/v2/positions/{symbol}", safe=False, what=f"alpaca close {symbol}", forbidden=OrderRejected
+            )
+        except OrderNotFound:
+            return None
+        return self._order(data)
+
+    async def flatten(self) -> FlattenReport:
+        cancelled = await self.open_orders()
+        data = await self.http.json(
+            "DELETE", "/v2/positions", params={"cancel_orders": "true"}, safe=False, what="alpaca flatten"
+        )
+        closing, errors = [], []
+        for entry in data or []:
+            if entry.get("status") == 200 and entry.get("body"):
+                closing.append(self._order(entry["body"]))
+            else:
+                message = (entry.get("body") or {}).get("message", "no detail")
+                errors.append(f"{entry.get('symbol')}: HTTP {entry.get('status')}: {message}")
+        return FlattenReport(
+            account=self.account,
+            cancelled=[o.model_copy(update={"status": OrderStatus.CANCELLED}) for o in cancelled],
+            closing=closing,
+            errors=errors,
+        )
+
+    # -- polling -----------------------------------------------------------------------------------------
+
+    async def poll_once(self) -> None:
+        """Push new fills and order status changes (each exactly once) to the report handler."""
+        since = self._fills_after
+        for fill in await self.fills(since - timedelta(seconds=2) if since else None):
+            if fill.fill_id in self._seen_fills:
+                continue
+            self._seen_fills.add(fill.fill_id)
+            if self._fills_after is None or fill.filled_at > self._fills_after:
+                self._fills_after = fill.filled_at
+            await self.emit(BrokerReport(fill=fill))
+        params = {"status": "all", "limit": 500, "direction": "asc", "nested": "true"}
+        if since is not None:
+            params["after"] = _iso(since - timedelta(minutes=5))
+        data = await self.http.json("GET", "/v2/orders", params=params, what="alpaca order updates")
+        for item in data:
+            for order in self._orders(item):
+                state = (order.status, order.filled_quantity)
+                if self._known.get(order.broker_order_id) != state:
+                    self._known[order.broker_order_id] = state
+                    await self.emit(BrokerReport(order=order))
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except BrokerError as exc:
+                log.warning("alpaca %s: polling failed: %s", self.account, exc.reason)
+            except Exception:  # a bug in a report handler must not stop fills from flowing
+                log.exception("alpaca %s: polling error", self.account)
+            await asyncio.sleep(self.poll_interval)

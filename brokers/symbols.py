@@ -1,0 +1,86 @@
+"""TradingView ticker normalisation: exchange prefixes, and continuous futures (`ES1!`) to the front contract.
+
+`normalize("NASDAQ:AAPL")` gives `AAPL`. `normalize("CME_MINI:ES1!", on=date(2026, 12, 1))` gives `ESZ6`:
+the N-th continuous contract of a root whose contract months and expiry rule are known (quarterly H/M/U/Z
+index futures expiring the third Friday), rolled `RollRule.business_days_before_expiry` business days
+before expiry. Unknown futures roots raise `UnknownSymbol` before anything is sent to a broker.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from brokers.base import UnknownSymbol
+
+MONTH_CODES = {1: "F", 2: "G", 3: "H", 4: "J", 5: "K", 6: "M", 7: "N", 8: "Q", 9: "U", 10: "V", 11: "X", 12: "Z"}
+QUARTERLY = (3, 6, 9, 12)
+# Roots whose contracts expire on the third Friday of the contract month (CME equity index futures).
+INDEX_FUTURES = frozenset({"ES", "MES", "NQ", "MNQ", "RTY", "M2K", "YM", "MYM", "EMD"})
+
+_CONTINUOUS = re.compile(r"^(?P<root>[A-Z][A-Z0-9]*?)(?P<n>[1-9])!$")
+_PLAIN = re.compile(r"^[A-Z0-9][A-Z0-9./_-]*$")
+
+
+@dataclass(frozen=True)
+class RollRule:
+    """Switch to the next contract this many business days (Mon-Fri) before the front one expires."""
+
+    business_days_before_expiry: int = 8  # CME index futures: volume moves ~8 days before expiry
+    year_digits: int = 1  # ESZ6 (Tradovate, ProjectX names); 2 gives ESZ26
+
+
+def third_friday(year: int, month: int) -> date:
+    first = date(year, month, 1)
+    return first + timedelta(days=(4 - first.weekday()) % 7 + 14)
+
+
+def business_days_before(day: date, count: int) -> date:
+    while count > 0:
+        day -= timedelta(days=1)
+        if day.weekday() < 5:
+            count -= 1
+    return day
+
+
+def _contracts_from(year: int, month: int) -> list[tuple[int, int]]:
+    """Quarterly contract months from the first one in or after (year, month), three years ahead."""
+    return [(y, m) for y in range(year, year + 3) for m in QUARTERLY if (y, m) >= (year, month)]
+
+
+def continuous_contract(root: str, nth: int, on: date, rule: RollRule = RollRule()) -> str:
+    """The contract code (`ESZ6`) the `nth` continuous contract of `root` (`ES1!` -> nth=1) means on `on`."""
+    if root not in INDEX_FUTURES:
+        raise UnknownSymbol(f"{root}{nth}!: no contract calendar for futures root {root!r}")
+    contracts = _contracts_from(on.year, on.month)
+    active = [
+        (y, m) for y, m in contracts if on < business_days_before(third_friday(y, m), rule.business_days_before_expiry)
+    ]
+    year, month = active[nth - 1]
+    suffix = str(year % 10**rule.year_digits).zfill(rule.year_digits)
+    return f"{root}{MONTH_CODES[month]}{suffix}"
+
+
+def split_exchange(ticker: str) -> tuple[str | None, str]:
+    """`NASDAQ:AAPL` -> (`NASDAQ`, `AAPL`); the symbol upper-cased and stripped."""
+    ticker = ticker.strip()
+    exchange, _, symbol = ticker.rpartition(":")
+    return (exchange.upper() or None), symbol.strip().upper()
+
+
+def normalize(ticker: str, on: date | None = None, rule: RollRule = RollRule()) -> str:
+    """A TradingView ticker as the broker-neutral symbol: no exchange prefix, continuous futures resolved."""
+    _, symbol = split_exchange(ticker)
+    if not symbol:
+        raise UnknownSymbol(f"empty symbol in {ticker!r}")
+    match = _CONTINUOUS.match(symbol)
+    if match:
+        return continuous_contract(match["root"], int(match["n"]), on or date.today(), rule)
+    if symbol.endswith("!") or not _PLAIN.match(symbol):
+        raise UnknownSymbol(f"cannot read ticker {ticker!r}")
+    return symbol
+
+
+def is_continuous(ticker: str) -> bool:
+    return _CONTINUOUS.match(split_exchange(ticker)[1]) is not None

@@ -1,0 +1,60 @@
+"""Connection settings of the real brokers (Alpaca, ProjectX/TopstepX, Tradovate), one model each.
+
+The lead hangs them on `AccountSettings` as optional `alpaca`, `projectx`, `tradovate` fields. Secrets are
+`SecretStr` so they never appear in reprs, logs or `traderd check` output.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class _BrokerSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="Per-request timeout")
+    max_retries: int = Field(3, ge=0, le=10, description="Retries of safe requests (GETs, lookups)")
+    rate_limit_per_minute: int = Field(180, ge=1, description="Client-side request budget")
+    poll_interval_seconds: float = Field(2.0, gt=0, le=300, description="Order/fill polling interval")
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class AlpacaSettings(_BrokerSection):
+    key_id: SecretStr
+    secret_key: SecretStr
+    base_url: str = Field("https://paper-api.alpaca.markets", description="paper-api or api.alpaca.markets")
+    rate_limit_per_minute: int = Field(190, ge=1, description="Alpaca allows 200 requests per minute")
+
+
+class ProjectXSettings(_BrokerSection):
+    username: str
+    api_key: SecretStr
+    base_url: str = Field("https://api.topstepx.com", description="The firm's ProjectX gateway")
+    account_id: int | None = Field(None, description="Numeric account id; the first active account if unset")
+    account_name: str | None = Field(None, description="Pick the account by name instead of id")
+    rate_limit_per_minute: int = Field(190, ge=1, description="ProjectX allows 200 requests per 60 s")
+    token_renew_seconds: float = Field(
+        20 * 3600, gt=60, description="Renew the 24 h session token after this"
+    )
+
+
+class TradovateSettings(_BrokerSection):
+    username: str
+    password: SecretStr
+    app_id: str = "traderd"
+    app_version: str = "0.1.0"
+    cid: int = Field(..., description="API key client id")
+    sec: SecretStr = Field(..., description="API key secret")
+    device_id: str = Field(..., min_length=1, description="Stable per-install UUID")
+    base_url: str = Field(
+        "https://demo.tradovateapi.com/v1", description="demo.… or live.tradovateapi.com/v1"
+    )
+    account_spec: str | None = Field(None, description="Account name; the first account if unset")
+    account_id: int | None = None
+    token_renew_seconds: float = Field(60 * 60, gt=60, description="Renew the ~80-90 min token after this")

@@ -1,0 +1,173 @@
+"""The control API under /api/: read-only views and control actions, behind an optional bearer token.
+
+It formats what `daemon.queries.Reader` computes and forwards control actions to the engine, so the API,
+the CLI and chat always agree.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from daemon.engine import Engine
+from daemon.queries import PERIODS, Reader
+from daemon.signals import parse_time
+from daemon.store import Store
+from daemon.webhook import error, http_error
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FLATTEN_WAIT_SECONDS = 15.0
+
+
+def bearer_middleware(token: str | None) -> Any:
+    """Require `Authorization: Bearer <token>` on /api/* when a token is configured."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token and request.path.startswith("/api/"):
+            header = request.headers.get("Authorization", "")
+            presented = header[7:] if header.startswith("Bearer ") else ""
+            if not hmac.compare_digest(presented.encode(), token.encode()):
+                response = error(401, "unauthorized", "missing or wrong bearer token")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="traderd"'
+                return response
+        return await handler(request)
+
+    return check
+
+
+def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+        raise http_error(web.HTTPBadRequest, "bad_query", f"{name} must be 1..{maximum}")
+    return int(raw)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise http_error(web.HTTPBadRequest, "bad_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise http_error(web.HTTPBadRequest, "bad_json", "the body must be a JSON object")
+    return data
+
+
+class ControlApi:
+    def __init__(self, *, reader: Reader, engine: Engine, store: Store, status: Callable[[], dict[str, Any]]
+                 ) -> None:
+        self.reader = reader
+        self.engine = engine
+        self.store = store
+        self.status_info = status
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/status", self.status), web.get("/api/accounts", self.accounts),
+            web.get("/api/positions", self.positions), web.get("/api/orders", self.orders),
+            web.get("/api/fills", self.fills), web.get("/api/pnl", self.pnl),
+            web.get("/api/signals/{signal_id}", self.signal), web.get("/api/violations", self.violations),
+            web.get("/api/audit", self.audit),
+            web.post("/api/pause", self.pause), web.post("/api/resume", self.resume),
+            web.post("/api/flatten", self.flatten),
+        ]
+
+    def _account(self, request: web.Request) -> str | None:
+        account = request.query.get("account")
+        if account is not None:
+            try:
+                self.reader.accounts_named(account)
+            except KeyError as exc:
+                raise http_error(web.HTTPNotFound, "unknown_account", exc.args[0]) from None
+        return None if account in (None, "all") else account
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status_info() | {"accounts": await self.reader.accounts()})
+
+    async def accounts(self, request: web.Request) -> web.Response:
+        return web.json_response({"accounts": await self.reader.accounts()})
+
+    async def positions(self, request: web.Request) -> web.Response:
+        return web.json_response({"positions": await self.reader.positions(self._account(request))})
+
+    async def orders(self, request: web.Request) -> web.Response:
+        open_only = request.query.get("open", "false").lower() in ("1", "true", "yes")
+        orders = self.store.orders(self._account(request), open_only=open_only,
+                                   limit=_int(request, "limit", 100, 1000))
+        return web.json_response({"orders": [o.model_dump(mode="json") for o in orders]})
+
+    async def fills(self, request: web.Request) -> web.Response:
+        since: datetime | None = None
+        if "since" in request.query:
+            try:
+                since = parse_time(request.query["since"])
+            except ValueError as exc:
+                return error(400, "bad_query", str(exc))
+        fills = self.store.fills(self._account(request), since=since, limit=_int(request, "limit", 100, 5000))
+        return web.json_response({"fills": [f.model_dump(mode="json") for f in fills]})
+
+    async def pnl(self, request: web.Request) -> web.Response:
+        period = request.query.get("period", "today")
+        if period not in PERIODS:
+            return error(400, "bad_query", f"period must be one of {', '.join(PERIODS)}")
+        return web.json_response(await self.reader.pnl(period, self._account(request)))
+
+    async def signal(self, request: web.Request) -> web.Response:
+        record = self.store.get_signal(request.match_info["signal_id"])
+        if record is None:
+            return error(404, "unknown_signal", "no signal with that id")
+        return web.json_response(record.model_dump(mode="json"))
+
+    async def violations(self, request: web.Request) -> web.Response:
+        found = self.store.violations(self._account(request), limit=_int(request, "limit", 100, 1000))
+        return web.json_response({"violations": [v.model_dump(mode="json") for v in found]})
+
+    async def audit(self, request: web.Request) -> web.Response:
+        entries = self.store.audit_log(limit=_int(request, "limit", 100, 1000))
+        return web.json_response({"audit": [e.model_dump(mode="json") for e in entries]})
+
+    async def _target(self, request: web.Request) -> tuple[str, str, dict[str, Any]]:
+        data = await _json_body(request)
+        target = data.get("account", "all")
+        actor = str(data.get("actor") or f"api:{request.remote}")[:80]
+        if not isinstance(target, str):
+            raise http_error(web.HTTPBadRequest, "bad_field", "account must be a string")
+        try:
+            self.engine.targets(target)
+        except KeyError as exc:
+            raise http_error(web.HTTPNotFound, "unknown_account", exc.args[0]) from None
+        return target, actor, data
+
+    async def pause(self, request: web.Request) -> web.Response:
+        target, actor, _ = await self._target(request)
+        return web.json_response({"paused": self.engine.pause(target, actor, True)})
+
+    async def resume(self, request: web.Request) -> web.Response:
+        target, actor, _ = await self._target(request)
+        return web.json_response({"resumed": self.engine.pause(target, actor, False)})
+
+    async def flatten(self, request: web.Request) -> web.Response:
+        """Queue a flatten on each account's worker and wait (bounded) for what it did."""
+        target, actor, data = await self._target(request)
+        request_id = str(data.get("request_id") or secrets.token_hex(8))[:64]
+        ids = self.engine.request_flatten(target, actor, request_id)
+        results = []
+        for signal_id in ids:
+            try:
+                outcome = await self.engine.wait_for(signal_id, FLATTEN_WAIT_SECONDS)
+                report = outcome.result.model_dump(mode="json") if outcome.result is not None else None
+                results.append({"signal_id": signal_id, "status": outcome.status.value,
+                                "detail": outcome.reason, "report": report})
+            except TimeoutError:
+                results.append({"signal_id": signal_id, "status": "pending",
+                                "detail": "still queued behind earlier signals; see /api/signals/<id>"})
+        return web.json_response({"request_id": request_id, "results": results})

@@ -1,0 +1,255 @@
+"""Builds the daemon from Settings and runs its lifecycle: start-up, READY, SIGTERM drain, clean stop.
+
+Start-up order matters: the store opens, brokers connect, the store is reconciled with each broker, the
+engine re-queues signals accepted before the last stop, and only then does the webhook listen and systemd
+hear READY=1. Stop is the reverse: no new webhooks, drain the workers, close brokers, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from collections.abc import Callable
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from aiohttp import web
+
+from brokers.base import Broker, BrokerError
+from brokers.registry import build_broker
+from config.settings import Settings
+from daemon.api import ControlApi, bearer_middleware
+from daemon.domain import Event, utcnow
+from daemon.engine import Engine
+from daemon.events import EventBus, log_event
+from daemon.metrics import Metrics
+from daemon.queries import Reader
+from daemon.reconcile import reconcile_account
+from daemon.risk.limits import RiskEngine
+from daemon.scheduler import build_scheduler, every
+from daemon.store import Store
+from daemon.supervision import SystemdNotifier, Watchdog, watchdog_interval
+from daemon.webhook import TradingViewWebhook, health_routes, webhook_routes
+
+log = logging.getLogger("traderd")
+
+
+def traderd_version() -> str:
+    try:
+        return version("traderd")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The configured secret, or one generated once and kept in the state directory (0600)."""
+    if settings.webhook.secret is not None:
+        return settings.webhook.secret.get_secret_value()
+    path = settings.daemon.state_dir / "webhook_secret"
+    if path.is_file():
+        existing = path.read_text().strip()
+        if existing:
+            return existing
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    generated = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generated + "\n")
+    return generated
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value in the configuration, for log and error scrubbing."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if hasattr(value, "get_secret_value"):
+            found.append(value.get_secret_value())
+        elif hasattr(value, "model_fields"):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    walk(settings)
+    return [s for s in found if s]
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow,
+                 notifier: SystemdNotifier | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.notifier = notifier or SystemdNotifier()
+        state_dir = settings.daemon.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.secret = webhook_secret(settings)
+        self.metrics = Metrics()
+        self.events = EventBus()
+        self.events.subscribe(log_event)
+        self.store = Store(settings.database_url)
+        self.brokers: dict[str, Broker] = {
+            name: build_broker(name, account, state_dir) for name, account in settings.enabled_accounts().items()
+        }
+        self.risk = RiskEngine({name: acc.risk for name, acc in settings.enabled_accounts().items()}, clock)
+        self.engine = Engine(store=self.store, brokers=self.brokers, risk=self.risk, events=self.events,
+                             metrics=self.metrics, clock=clock,
+                             stall_seconds=settings.daemon.watchdog_stall_seconds)
+        self.reader = Reader(store=self.store, brokers=self.brokers, engine=self.engine,
+                             timezone=settings.daemon.timezone, clock=clock)
+        self.connected: set[str] = set()
+        self.started_at: datetime | None = None
+        self.ready = False
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._scheduler = build_scheduler()
+        self._watchdog_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    # ---- wiring ----------------------------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        app = web.Application(middlewares=[bearer_middleware(self._api_token())],
+                              client_max_size=self.settings.webhook.max_body_bytes * 4)
+        hook = TradingViewWebhook(settings=self.settings, store=self.store, engine=self.engine,
+                                  metrics=self.metrics, secret=self.secret, clock=self.clock)
+        api = ControlApi(reader=self.reader, engine=self.engine, store=self.store, status=self.status)
+        app.add_routes(webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics)
+                       + api.routes())
+        return app
+
+    def _api_token(self) -> str | None:
+        token = self.settings.api.token
+        return token.get_secret_value() if token else None
+
+    def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {"started": self.ready, "store": self.store.ping(), "engine": self.engine.alive()}
+        for name, broker in self.brokers.items():
+            checks[f"broker:{name}"] = name in self.connected and broker.healthy()
+        return checks
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "version": traderd_version(),
+            "ready": self.ready,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "uptime_seconds": round((now - self.started_at).total_seconds()) if self.started_at else 0,
+            "webhook_url": self.webhook_url(masked=True),
+        }
+
+    def webhook_url(self, masked: bool = False) -> str:
+        base = self.settings.webhook.public_url
+        if not base:
+            host = self.settings.webhook.host
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            base = f"http://{host}:{self.port or self.settings.webhook.port}"
+        token = "<secret>" if masked else self.secret
+        return f"{base.rstrip('/')}/webhook/tradingview/{token}"
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.started_at = self.clock()
+        self.store.open()
+        for name, broker in self.brokers.items():
+            await self._connect(name, broker)
+        for name in sorted(self.connected):
+            try:
+                await reconcile_account(name, self.brokers[name], self.store, self.events)
+            except BrokerError as exc:
+                log.error("start-up reconciliation of %s failed: %s", name, exc.reason)
+        await self.engine.start()
+        self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False,
+                                     shutdown_timeout=5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.webhook.host, self.settings.webhook.port,
+                           reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.reconcile_all, "reconcile")
+        self._scheduler.start()
+        interval = watchdog_interval()
+        if interval:
+            watchdog = Watchdog(self.notifier, interval, self.settings.daemon.watchdog_stall_seconds)
+            self._watchdog_task = asyncio.create_task(self._pet(watchdog), name="watchdog")
+        self.ready = True
+        self.notifier.ready(f"listening on {self.settings.webhook.host}:{self.port}, "
+                            f"{len(self.brokers)} accounts")
+        self.events.publish(Event(kind="daemon", summary=f"traderd {traderd_version()} started"))
+        log.info("traderd %s ready: webhook on %s:%s, accounts %s", traderd_version(),
+                 self.settings.webhook.host, self.port, ", ".join(self.brokers))
+
+    async def _pet(self, watchdog: Watchdog) -> None:
+        """Beat only while the engine's workers make progress, so a stalled engine gets restarted."""
+        async def beat_while_alive() -> None:
+            while True:
+                if self.engine.alive():
+                    watchdog.beat()
+                await asyncio.sleep(min(1.0, watchdog.interval / 4))
+
+        await asyncio.gather(beat_while_alive(), watchdog.run())
+
+    async def _connect(self, name: str, broker: Broker) -> None:
+        try:
+            await broker.connect()
+        except BrokerError as exc:
+            log.error("broker of account %s is unavailable: %s", name, exc.reason)
+            self.events.publish(Event(kind="broker", account=name, summary=f"broker unavailable: {exc.reason}"))
+            return
+        if name not in self.connected and self.started_at and self.ready:
+            self.events.publish(Event(kind="broker", account=name, summary="broker reconnected"))
+        self.connected.add(name)
+
+    async def reconcile_all(self) -> None:
+        for name, broker in self.brokers.items():
+            if name not in self.connected:
+                await self._connect(name, broker)
+                if name not in self.connected:
+                    continue
+            try:
+                await reconcile_account(name, broker, self.store, self.events)
+            except BrokerError as exc:
+                log.warning("reconciliation of %s failed: %s", name, exc.reason)
+
+    async def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.ready = False
+        self.notifier.stopping()
+        log.info("stopping: no new webhooks, draining queued signals")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
+        await self.engine.stop(self.settings.daemon.shutdown_grace_seconds)
+        for name, broker in self.brokers.items():
+            try:
+                await broker.close()
+            except BrokerError as exc:
+                log.warning("closing broker of %s: %s", name, exc.reason)
+        self.events.publish(Event(kind="daemon", summary="traderd stopped"))
+        self.store.close()
+        log.info("stopped cleanly")
+
+    async def run_forever(self, on_ready: Callable[[Daemon], None] | None = None) -> None:
+        """Start, wait for SIGTERM/SIGINT, then stop."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await self.start()
+            if on_ready is not None:
+                on_ready(self)
+            await stop.wait()
+        finally:
+            await self.stop()

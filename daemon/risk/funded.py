@@ -1,0 +1,542 @@
+"""Prop-firm funded-account rules as a pure state machine: drawdown floors, daily loss, contracts, flat-by.
+
+`AccountRules` is a preset (see `daemon.risk.presets`) plus overrides; `FundedState` is everything the rules
+need to remember (JSON-serialisable, so the engine can store it). Each transition is a pure function that
+returns the new state and the `Breach`es it caused:
+
+    state = new_state(rules, at)
+    state, breaches = on_fill(state, rules, fill)               # realized P&L from our own position book
+    state, breaches = on_mark(state, rules, at, live_equity=...) # or prices={"ESZ5": Decimal(...)}
+    state, breaches = on_session_close(state, rules, balance, at)
+    rejects = check_order(state, rules, contracts_after, at)
+
+Breach actions: `flatten_block_session` (soft: flatten, cancel, block until the next futures session),
+`flatten_lock` (hard: flatten and lock until an operator calls `reset_lock`), `reject` (refuse the order).
+Floors are enforced against live equity in every drawdown model; the models differ only in how the floor
+moves. Sessions roll at 17:00 America/Chicago (`daemon.risk.calendar.futures_session_date`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from daemon.domain import ZERO, Fill, Violation
+from daemon.risk.calendar import futures_session_date, futures_session_end, next_session_start
+from daemon.risk.presets import PRESETS
+
+BreachAction = Literal["flatten_block_session", "flatten_lock", "reject"]
+
+# Dollars per point for common CME contracts (CME contract specs); override with AccountRules.point_values.
+DEFAULT_POINT_VALUES: dict[str, Decimal] = {
+    "ES": Decimal(50),
+    "MES": Decimal(5),
+    "NQ": Decimal(20),
+    "MNQ": Decimal(2),
+    "YM": Decimal(5),
+    "MYM": Decimal("0.5"),
+    "RTY": Decimal(50),
+    "M2K": Decimal(5),
+    "CL": Decimal(1000),
+    "MCL": Decimal(100),
+    "GC": Decimal(100),
+    "MGC": Decimal(10),
+    "SI": Decimal(5000),
+    "NG": Decimal(10000),
+    "ZB": Decimal(1000),
+    "ZN": Decimal(1000),
+    "6E": Decimal(125000),
+}
+_CONTRACT = re.compile(r"^([A-Z0-9]{1,4}?)[FGHJKMNQUVXZ]\d{1,4}$")
+
+
+class DrawdownModel(StrEnum):
+    INTRADAY = "intraday"  # floor trails the peak of live equity (unrealized included)
+    EOD = "eod"  # floor recomputed from the end-of-day balance only
+    STATIC = "static"  # floor fixed at starting balance - max loss
+
+
+class ScalingTier(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    min_profit: Decimal  # profit (balance at session start - starting balance) from which this tier applies
+    max_contracts: int
+
+
+class AccountRules(BaseModel):
+    """A funded account's rules: `preset` fills every field, anything else given overrides it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preset: str | None = None
+    firm: str = ""
+    name: str = ""
+    starting_balance: Decimal
+    max_loss: Decimal = Field(gt=0)
+    drawdown_model: DrawdownModel = DrawdownModel.EOD
+    floor_lock_offset: Decimal | None = None  # floor stops trailing at starting_balance + this
+    daily_loss_limit: Decimal | None = None
+    max_contracts: int | None = None
+    scaling_plan: list[ScalingTier] = Field(default_factory=list)
+    flat_by: time | None = None
+    flat_by_tz: str = "America/Chicago"
+    flatten_lead_seconds: int = Field(default=60, ge=0)  # flatten this long before flat_by
+    safety_buffer: Decimal = ZERO  # flatten when live equity is within this of a floor
+    profit_target: Decimal | None = None
+    consistency_pct: Decimal | None = None  # best day must be <= this % of total profit (reported only)
+    point_values: dict[str, Decimal] = Field(default_factory=dict)
+    sources: list[str] = Field(default_factory=list)
+    unverified: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset"):
+            name = str(data["preset"])
+            if name not in PRESETS:
+                raise ValueError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+            return {**PRESETS[name], **data}
+        return data
+
+    @property
+    def lock_level(self) -> Decimal | None:
+        return None if self.floor_lock_offset is None else self.starting_balance + self.floor_lock_offset
+
+    def point_value(self, symbol: str) -> Decimal:
+        if symbol in self.point_values:
+            return self.point_values[symbol]
+        match = _CONTRACT.match(symbol.upper())
+        root = match.group(1) if match else symbol.upper()
+        return self.point_values.get(root) or DEFAULT_POINT_VALUES.get(root) or Decimal(1)
+
+
+class OpenPosition(BaseModel):
+    qty: Decimal  # signed contracts
+    avg_price: Decimal
+    mark: Decimal
+    point_value: Decimal
+
+    @property
+    def unrealized(self) -> Decimal:
+        return (self.mark - self.avg_price) * self.qty * self.point_value
+
+
+class FundedState(BaseModel):
+    """What the rules remember between events; store it as JSON (`model_dump_json`)."""
+
+    balance: Decimal  # realized: starting balance + closed P&L - fees
+    live_equity: Decimal  # balance + open P&L (or the broker's number from the last mark)
+    peak: Decimal  # high-water mark the floor trails (live equity for intraday, EOD balance for eod)
+    floor: Decimal  # maximum-loss floor
+    floor_locked: bool = False
+    session: date | None = None
+    session_start_balance: Decimal
+    blocked_until: AwareDatetime | None = None  # soft breach: no new exposure before this time
+    block_reason: str | None = None
+    locked: bool = False  # hard breach: no new exposure until an operator resets
+    lock_reason: str | None = None
+    flat_by_session: date | None = None  # session whose flat-by flatten was already requested
+    positions: dict[str, OpenPosition] = Field(default_factory=dict)
+    day_pnl: dict[str, Decimal] = Field(default_factory=dict)  # session ISO date -> P&L of that session
+    updated_at: AwareDatetime | None = None
+
+    @property
+    def contracts(self) -> Decimal:
+        return sum((abs(p.qty) for p in self.positions.values()), ZERO)
+
+
+class Breach(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    rule: str  # max_loss | daily_loss_limit | safety_buffer | flat_by | max_contracts | account_locked | ...
+    action: BreachAction
+    detail: str
+    numbers: dict[str, str] = Field(default_factory=dict)
+    at: AwareDatetime
+
+    def to_violation(self, account: str, signal_id: str | None = None, symbol: str | None = None) -> Violation:
+        return Violation(
+            account=account,
+            rule=self.rule,
+            detail=self.detail,
+            numbers=self.numbers,
+            signal_id=signal_id,
+            symbol=symbol,
+            at=self.at,
+        )
+
+
+Transition = tuple[FundedState, list[Breach]]
+
+
+def _floor_from_peak(rules: AccountRules, peak: Decimal) -> Decimal:
+    floor = peak - rules.max_loss
+    lock = rules.lock_level
+    return floor if lock is None else min(floor, lock)
+
+
+def new_state(rules: AccountRules, at: datetime, balance: Decimal | None = None) -> FundedState:
+    """A fresh account (or one adopted mid-life at `balance`, which then counts as its peak)."""
+    bal = rules.starting_balance if balance is None else balance
+    floor = _floor_from_peak(rules, max(bal, rules.starting_balance))
+    if rules.drawdown_model is DrawdownModel.STATIC:
+        floor = rules.starting_balance - rules.max_loss
+    return FundedState(
+        balance=bal,
+        live_equity=bal,
+        peak=max(bal, rules.starting_balance),
+        floor=floor,
+        floor_locked=rules.lock_level is not None and floor >= rules.lock_level,
+        session=futures_session_date(at),
+        session_start_balance=bal,
+        updated_at=at,
+    )
+
+
+def _raise_floor(s: FundedState, rules: AccountRules, peak: Decimal) -> None:
+    if rules.drawdown_model is DrawdownModel.STATIC:
+        return
+    s.peak = max(s.peak, peak)
+    s.floor = max(s.floor, _floor_from_peak(rules, s.peak))
+    lock = rules.lock_level
+    s.floor_locked = lock is not None and s.floor >= lock
+
+
+def _close_session(s: FundedState, rules: AccountRules, balance: Decimal, next_session: date) -> None:
+    s.balance = balance
+    if s.session is not None:
+        s.day_pnl[s.session.isoformat()] = balance - s.session_start_balance
+    if rules.drawdown_model is DrawdownModel.EOD:
+        _raise_floor(s, rules, balance)
+    s.session = next_session
+    s.session_start_balance = balance
+    s.flat_by_session = None
+
+
+def _roll(s: FundedState, rules: AccountRules, at: datetime) -> None:
+    """Close the recorded session implicitly when an event arrives in a later one."""
+    current = futures_session_date(at)
+    if s.session is None:
+        s.session = current
+    elif current > s.session:
+        _close_session(s, rules, s.balance, current)
+    if s.blocked_until is not None and at >= s.blocked_until:
+        s.blocked_until = None
+        s.block_reason = None
+
+
+def _is_blocked(s: FundedState, at: datetime) -> bool:
+    return s.blocked_until is not None and at < s.blocked_until
+
+
+def flat_by_at(rules: AccountRules, session: date) -> datetime | None:
+    """When positions must be flat in `session` (before the lead time is applied)."""
+    if rules.flat_by is None:
+        return None
+    return datetime.combine(session, rules.flat_by, tzinfo=ZoneInfo(rules.flat_by_tz))
+
+
+def _past_flat_by(rules: AccountRules, session: date, at: datetime) -> bool:
+    deadline = flat_by_at(rules, session)
+    if deadline is None:
+        return False
+    return deadline - timedelta(seconds=rules.flatten_lead_seconds) <= at < futures_session_end(session)
+
+
+def _mark_equity(s: FundedState) -> None:
+    s.live_equity = s.balance + sum((p.unrealized for p in s.positions.values()), ZERO)
+
+
+def _money(x: Decimal) -> str:
+    return str(x.quantize(Decimal("0.01")))
+
+
+def _evaluate(s: FundedState, rules: AccountRules, at: datetime) -> list[Breach]:
+    """Check the live-equity rules after an update; each breach is reported once."""
+    out: list[Breach] = []
+    if rules.drawdown_model is DrawdownModel.INTRADAY:
+        _raise_floor(s, rules, s.live_equity)
+    if s.locked:
+        return out
+    if s.live_equity <= s.floor:
+        s.locked = True
+        s.lock_reason = f"max loss: live equity {_money(s.live_equity)} <= floor {_money(s.floor)}"
+        out.append(
+            Breach(
+                rule="max_loss",
+                action="flatten_lock",
+                at=at,
+                detail=f"Maximum loss limit hit: live equity {_money(s.live_equity)} reached the floor "
+                f"{_money(s.floor)} ({rules.drawdown_model} drawdown {_money(rules.max_loss)}); "
+                "flatten and lock until an operator resets",
+                numbers={
+                    "live_equity": _money(s.live_equity),
+                    "floor": _money(s.floor),
+                    "max_loss": _money(rules.max_loss),
+                    "peak": _money(s.peak),
+                },
+            )
+        )
+        return out
+    if _is_blocked(s, at):
+        return out
+    session = s.session or futures_session_date(at)
+    loss = s.session_start_balance - s.live_equity
+    if rules.daily_loss_limit is not None and loss >= rules.daily_loss_limit:
+        s.blocked_until = next_session_start(at)
+        s.block_reason = "daily_loss_limit"
+        out.append(
+            Breach(
+                rule="daily_loss_limit",
+                action="flatten_block_session",
+                at=at,
+                detail=f"Daily loss limit hit: down {_money(loss)} since the session start "
+                f"(limit {_money(rules.daily_loss_limit)}); flatten and block until {s.blocked_until.isoformat()}",
+                numbers={
+                    "session_loss": _money(loss),
+                    "daily_loss_limit": _money(rules.daily_loss_limit),
+                    "session_start_balance": _money(s.session_start_balance),
+                    "live_equity": _money(s.live_equity),
+                },
+            )
+        )
+        return out
+    if rules.safety_buffer > 0:
+        rooms = {"max_loss": s.live_equity - s.floor}
+        if rules.daily_loss_limit is not None:
+            rooms["daily_loss_limit"] = rules.daily_loss_limit - loss
+        which, room = min(rooms.items(), key=lambda kv: kv[1])
+        if room <= rules.safety_buffer:
+            s.blocked_until = next_session_start(at)
+            s.block_reason = "safety_buffer"
+            out.append(
+                Breach(
+                    rule="safety_buffer",
+                    action="flatten_block_session",
+                    at=at,
+                    detail=f"Safety buffer: only {_money(room)} left before the {which} floor "
+                    f"(buffer {_money(rules.safety_buffer)}); flatten and block until the next session",
+                    numbers={
+                        "room": _money(room),
+                        "buffer": _money(rules.safety_buffer),
+                        "floor": which,
+                        "live_equity": _money(s.live_equity),
+                    },
+                )
+            )
+            return out
+    if s.positions and s.flat_by_session != session and _past_flat_by(rules, session, at):
+        s.flat_by_session = session
+        deadline = flat_by_at(rules, session)
+        assert deadline is not None
+        out.append(
+            Breach(
+                rule="flat_by",
+                action="flatten_block_session",
+                at=at,
+                detail=f"Flat-by time {deadline.strftime('%H:%M %Z')}: flatten open positions "
+                f"({_money(s.contracts)} contracts)",
+                numbers={"flat_by": deadline.isoformat(), "contracts": str(s.contracts)},
+            )
+        )
+    return out
+
+
+def on_fill(state: FundedState, rules: AccountRules, fill: Fill, realized_pnl: Decimal | None = None) -> Transition:
+    """Apply one fill: update the position book, realized balance (P&L from our book unless
+    `realized_pnl` is given, minus commission), live equity, and check the rules."""
+    s = state.model_copy(deep=True)
+    at = fill.filled_at
+    _roll(s, rules, at)
+    signed = fill.quantity * fill.side.sign
+    pos = s.positions.get(fill.symbol)
+    pv = pos.point_value if pos else rules.point_value(fill.symbol)
+    pnl = ZERO
+    if pos is None or pos.qty == 0:
+        pos = OpenPosition(qty=signed, avg_price=fill.price, mark=fill.price, point_value=pv)
+    elif (pos.qty > 0) == (signed > 0):
+        total = pos.qty + signed
+        pos.avg_price = (pos.avg_price * pos.qty + fill.price * signed) / total
+        pos.qty = total
+    else:
+        closing = min(abs(pos.qty), abs(signed))
+        direction = 1 if pos.qty > 0 else -1
+        pnl = (fill.price - pos.avg_price) * closing * direction * pv
+        remaining = pos.qty + signed
+        if remaining == 0 or (remaining > 0) == (pos.qty > 0):
+            pos.qty = remaining
+        else:  # flipped through zero: the rest opens at this price
+            pos.qty, pos.avg_price = remaining, fill.price
+    pos.mark = fill.price
+    if pos.qty == 0:
+        s.positions.pop(fill.symbol, None)
+    else:
+        s.positions[fill.symbol] = pos
+    s.balance += (pnl if realized_pnl is None else realized_pnl) - fill.commission
+    _mark_equity(s)
+    s.updated_at = at
+    return s, _evaluate(s, rules, at)
+
+
+def on_mark(
+    state: FundedState,
+    rules: AccountRules,
+    at: datetime,
+    live_equity: Decimal | None = None,
+    prices: dict[str, Decimal] | None = None,
+) -> Transition:
+    """New prices for open positions, or the broker's live equity directly (which then wins)."""
+    s = state.model_copy(deep=True)
+    _roll(s, rules, at)
+    for symbol, price in (prices or {}).items():
+        if symbol in s.positions:
+            s.positions[symbol].mark = price
+    _mark_equity(s)
+    if live_equity is not None:
+        s.live_equity = live_equity
+    s.updated_at = at
+    return s, _evaluate(s, rules, at)
+
+
+def on_session_close(state: FundedState, rules: AccountRules, balance: Decimal, at: datetime) -> Transition:
+    """End of the futures session with the settled `balance`: record the day, move an EOD floor, start the
+    next session (a soft block ends when that session opens)."""
+    s = state.model_copy(deep=True)
+    breaches: list[Breach] = []
+    s.balance = balance
+    _mark_equity(s)
+    if not s.locked and s.live_equity <= s.floor:
+        breaches = _evaluate(s, rules, at)
+    current = s.session or futures_session_date(at)
+    following = current + timedelta(days=1)
+    while following.weekday() >= 5:
+        following += timedelta(days=1)
+    _close_session(s, rules, balance, max(following, futures_session_date(at)))
+    s.updated_at = at
+    return s, breaches
+
+
+def reset_lock(state: FundedState, at: datetime) -> FundedState:
+    """Operator reset after a hard breach (the firm reset or a new account): unlock, keep the numbers."""
+    return state.model_copy(update={"locked": False, "lock_reason": None, "updated_at": at})
+
+
+def contracts_allowed(state: FundedState, rules: AccountRules) -> int | None:
+    """Max contracts now: the scaling tier for the profit at the session start, capped by max_contracts."""
+    allowed = rules.max_contracts
+    if rules.scaling_plan:
+        profit = state.session_start_balance - rules.starting_balance
+        tiers = [t for t in sorted(rules.scaling_plan, key=lambda t: t.min_profit) if profit >= t.min_profit]
+        tier = tiers[-1].max_contracts if tiers else min(t.max_contracts for t in rules.scaling_plan)
+        allowed = tier if allowed is None else min(allowed, tier)
+    return allowed
+
+
+def check_order(state: FundedState, rules: AccountRules, contracts_after: Decimal, at: datetime) -> list[Breach]:
+    """Rejects for an order that would leave `contracts_after` open contracts (absolute, all symbols,
+    in the firm's counting unit). Orders that reduce exposure are always allowed."""
+    if contracts_after <= state.contracts:
+        return []
+    session = futures_session_date(at)
+    numbers = {"contracts_after": str(contracts_after), "contracts_now": str(state.contracts)}
+    if state.locked:
+        return [
+            Breach(
+                rule="account_locked",
+                action="reject",
+                at=at,
+                numbers=numbers,
+                detail=f"Account locked ({state.lock_reason}); an operator must reset it",
+            )
+        ]
+    if _is_blocked(state, at):
+        until = state.blocked_until.isoformat() if state.blocked_until else ""
+        return [
+            Breach(
+                rule="session_blocked",
+                action="reject",
+                at=at,
+                numbers=numbers,
+                detail=f"Blocked by {state.block_reason} until {until}",
+            )
+        ]
+    if _past_flat_by(rules, session, at):
+        return [
+            Breach(
+                rule="flat_by",
+                action="reject",
+                at=at,
+                numbers=numbers,
+                detail="Past the flat-by time for this session; no new positions until the next one",
+            )
+        ]
+    probe = state
+    if state.session is not None and session > state.session:
+        probe = state.model_copy(update={"session_start_balance": state.balance})
+    allowed = contracts_allowed(probe, rules)
+    if allowed is not None and contracts_after > allowed:
+        return [
+            Breach(
+                rule="max_contracts",
+                action="reject",
+                at=at,
+                numbers={**numbers, "max_contracts": str(allowed)},
+                detail=f"{contracts_after} contracts would exceed the limit of {allowed}",
+            )
+        ]
+    return []
+
+
+def snapshot(state: FundedState, rules: AccountRules, at: datetime | None = None) -> dict[str, Any]:
+    """Numbers for `/risk`, alerts and `traderd risk simulate`: floors and what is left before each limit."""
+    s = state
+    out: dict[str, Any] = {
+        "balance": _money(s.balance),
+        "live_equity": _money(s.live_equity),
+        "peak": _money(s.peak),
+        "session": s.session.isoformat() if s.session else None,
+        "floors": {"max_loss": _money(s.floor)},
+        "left": {"max_loss": _money(s.live_equity - s.floor)},
+        "floor_locked": s.floor_locked,
+        "contracts": str(s.contracts),
+        "contracts_allowed": contracts_allowed(s, rules),
+        "blocked_until": s.blocked_until.isoformat() if s.blocked_until else None,
+        "block_reason": s.block_reason,
+        "locked": s.locked,
+        "lock_reason": s.lock_reason,
+    }
+    if rules.daily_loss_limit is not None:
+        daily_floor = s.session_start_balance - rules.daily_loss_limit
+        out["floors"]["daily_loss_limit"] = _money(daily_floor)
+        out["left"]["daily_loss_limit"] = _money(s.live_equity - daily_floor)
+    if rules.safety_buffer > 0:
+        out["left"]["safety_buffer"] = _money(min(Decimal(v) for v in out["left"].values()) - rules.safety_buffer)
+    profit = s.balance - rules.starting_balance
+    if rules.profit_target is not None:
+        out["profit_target"] = {
+            "target": _money(rules.profit_target),
+            "profit": _money(profit),
+            "left": _money(max(ZERO, rules.profit_target - profit)),
+            "reached": profit >= rules.profit_target,
+        }
+    if rules.consistency_pct is not None:
+        days = dict(s.day_pnl)
+        if s.session is not None:
+            days[s.session.isoformat()] = s.balance - s.session_start_balance
+        best = max(days.values(), default=ZERO)
+        ok = profit > 0 and best * 100 <= rules.consistency_pct * profit
+        out["consistency"] = {
+            "limit_pct": str(rules.consistency_pct),
+            "best_day": _money(best),
+            "total_profit": _money(profit),
+            "best_day_pct": _money(best * 100 / profit) if profit > 0 else None,
+            "ok": ok,
+        }
+    if at is not None and s.session is not None:
+        deadline = flat_by_at(rules, s.session)
+        out["flat_by"] = deadline.isoformat() if deadline else None
+    return out

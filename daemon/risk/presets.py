@@ -1,0 +1,199 @@
+"""Published prop-firm program rules as presets for `AccountRules`; every number can be overridden in config.
+
+Each preset is plain data (field name -> value) so this module imports nothing of the project. Keys are the
+fields of `daemon.risk.funded.AccountRules`. `sources` lists where the numbers come from and `unverified`
+names the fields that could not be confirmed on the firm's own pages (the search corpus holds only some of
+them, and firms change programs often): check those against your dashboard and override where they differ.
+
+Drawdown vocabulary (see docs/risk-rules.md):
+- `max_loss`: distance of the floor below the peak (the firm's "maximum loss limit", "trailing threshold",
+  "max drawdown").
+- `drawdown_model`: `eod` (the floor is recomputed from the end-of-day balance), `intraday` (it trails the
+  peak of live equity, unrealized P&L included) or `static`.
+- `floor_lock_offset`: the floor stops trailing once it reaches starting balance + this offset (Topstep:
+  0, Apex: 100); None = it never stops trailing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TOPSTEP_MLL = "https://help.topstep.com/en/articles/8284204-what-is-the-maximum-loss-limit"
+TOPSTEP_TABLE = "https://propfirmapp.com/prop-firms/topstep (third-party table of Topstep's numbers)"
+TOPSTEP_SCALING = "https://h2tfunding.com/topstep-scaling-plan (third-party summary of the XFA scaling plan)"
+TOPSTEP_FLAT = "https://h2tfunding.com/topstep-trades-closed-by-what-time (3:10 pm CT flat-by)"
+APEX_RULES = "https://support.atf.com/hc/en-us/articles/10403533495835 (flat by 4:59 pm ET)"
+APEX_TRAIL = "https://fundedwiki.com/apex-trader-funding (live trailing, stops at start + $100)"
+TPT_RULES = "https://fundedprogramfinder.com/take-profit-trader-review (EOD drawdown, sizes, 50% consistency)"
+TPT_DLL = "https://www.proptradingvibes.com/blog/takeprofittrader-test-rules-complete-guide (no DLL since 2025-01)"
+TRADEDAY_RULES = "https://bestpropfirms.io/product-review/tradeday (intraday/EOD/static, no DLL, 30% consistency)"
+TRADEDAY_HELP = "https://tradeday.freshdesk.com/en/support/solutions/articles/103000008847"
+MFF_CONSISTENCY = "https://help.myfundedfutures.com/en/articles/11994562 (50% evaluation consistency)"
+MFF_TABLE = "https://payoutlab.io/prop-firms/myfundedfutures (EOD $2,000, no DLL, locks at $50,100 funded)"
+
+_TOPSTEP_SIZES: dict[str, dict[str, Any]] = {
+    # size: starting balance, MLL, DLL, profit target, max contracts, XFA scaling plan (profit -> contracts)
+    "50k": {
+        "start": "50000",
+        "mll": "2000",
+        "dll": "1000",
+        "target": "3000",
+        "contracts": 5,
+        "scaling": [("0", 2), ("1500", 3), ("2000", 5)],
+    },
+    "100k": {
+        "start": "100000",
+        "mll": "3000",
+        "dll": "2000",
+        "target": "6000",
+        "contracts": 10,
+        "scaling": [("0", 3), ("1500", 4), ("2000", 5), ("3000", 10)],
+    },
+    "150k": {
+        "start": "150000",
+        "mll": "4500",
+        "dll": "3000",
+        "target": "9000",
+        "contracts": 15,
+        "scaling": [("0", 3), ("1500", 4), ("2000", 5), ("3000", 10), ("4500", 15)],
+    },
+}
+
+
+def _topstep(size: str, program: str) -> dict[str, Any]:
+    s = _TOPSTEP_SIZES[size]
+    common: dict[str, Any] = {
+        "firm": "Topstep",
+        "max_loss": s["mll"],
+        # Verified (TOPSTEP_MLL): the MLL is set from the end-of-day balance high, is enforced in real time
+        # while trading, and stops moving once it reaches the initial starting balance.
+        "drawdown_model": "eod",
+        "floor_lock_offset": "0",
+        "daily_loss_limit": s["dll"],
+        "flat_by": "15:10",
+        "flat_by_tz": "America/Chicago",
+        "sources": [TOPSTEP_MLL, TOPSTEP_TABLE, TOPSTEP_FLAT],
+    }
+    if program == "combine":
+        return {
+            **common,
+            "name": f"Topstep {size.upper()} Trading Combine",
+            "starting_balance": s["start"],
+            "max_contracts": s["contracts"],
+            "profit_target": s["target"],
+            "consistency_pct": "50",
+            "unverified": ["daily_loss_limit", "max_contracts", "profit_target", "consistency_pct", "flat_by"],
+        }
+    # Express Funded Account: the balance starts at $0 and the MLL trails up to $0 (assumed from Topstep's
+    # description of the XFA; the scaling plan limits contracts by the balance at the previous session close).
+    return {
+        **common,
+        "name": f"Topstep {size.upper()} Express Funded Account",
+        "starting_balance": "0",
+        "max_contracts": s["contracts"],
+        "scaling_plan": [{"min_profit": p, "max_contracts": c} for p, c in s["scaling"]],
+        "sources": [*common["sources"], TOPSTEP_SCALING],
+        "unverified": ["starting_balance", "daily_loss_limit", "scaling_plan", "flat_by"],
+    }
+
+
+def _apex(size: str, start: str, trail: str, target: str, contracts: int) -> dict[str, Any]:
+    return {
+        "firm": "Apex Trader Funding",
+        "name": f"Apex {size.upper()} Evaluation (intraday trailing)",
+        "starting_balance": start,
+        "max_loss": trail,
+        "drawdown_model": "intraday",
+        "floor_lock_offset": "100",
+        "daily_loss_limit": None,
+        "max_contracts": contracts,
+        "profit_target": target,
+        "flat_by": "16:59",
+        "flat_by_tz": "America/New_York",
+        "sources": [APEX_RULES, APEX_TRAIL],
+        # Apex revised its programs in 2025 (EOD variants, daily limits on some plans); these are the
+        # long-standing intraday-trailing evaluation numbers and were not confirmed on apextraderfunding.com.
+        "unverified": ["max_loss", "max_contracts", "profit_target"],
+    }
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "topstep_50k_combine": _topstep("50k", "combine"),
+    "topstep_100k_combine": _topstep("100k", "combine"),
+    "topstep_150k_combine": _topstep("150k", "combine"),
+    "topstep_50k_express": _topstep("50k", "express"),
+    "topstep_100k_express": _topstep("100k", "express"),
+    "topstep_150k_express": _topstep("150k", "express"),
+    "apex_25k": _apex("25k", "25000", "1500", "1500", 4),
+    "apex_50k": _apex("50k", "50000", "2500", "3000", 10),
+    "apex_100k": _apex("100k", "100000", "3000", "6000", 14),
+    "apex_150k": _apex("150k", "150000", "5000", "9000", 17),
+    "tradeday_50k_intraday": {
+        "firm": "TradeDay",
+        "name": "TradeDay 50K Evaluation (intraday trailing)",
+        "starting_balance": "50000",
+        "max_loss": "2000",
+        "drawdown_model": "intraday",
+        "floor_lock_offset": "0",
+        "daily_loss_limit": None,  # TradeDay: "just one rule - don't break the Maximum Drawdown Limit"
+        "max_contracts": 5,
+        "profit_target": "2500",
+        "consistency_pct": "30",
+        "flat_by": "15:59",
+        "flat_by_tz": "America/Chicago",
+        "sources": [TRADEDAY_HELP, TRADEDAY_RULES],
+        "unverified": ["max_loss", "floor_lock_offset", "max_contracts", "profit_target", "flat_by"],
+    },
+    "tradeday_50k_eod": {
+        "firm": "TradeDay",
+        "name": "TradeDay 50K Evaluation (end-of-day trailing)",
+        "starting_balance": "50000",
+        "max_loss": "2000",
+        "drawdown_model": "eod",
+        "floor_lock_offset": "0",
+        "daily_loss_limit": None,
+        "max_contracts": 5,
+        "profit_target": "2500",
+        "consistency_pct": "30",
+        "flat_by": "15:59",
+        "flat_by_tz": "America/Chicago",
+        "sources": [TRADEDAY_HELP, TRADEDAY_RULES],
+        "unverified": ["max_loss", "floor_lock_offset", "max_contracts", "profit_target", "flat_by"],
+    },
+    "takeprofit_50k_test": {
+        "firm": "Take Profit Trader",
+        "name": "Take Profit Trader 50K Test",
+        "starting_balance": "50000",
+        "max_loss": "2000",
+        "drawdown_model": "eod",
+        "floor_lock_offset": None,  # evaluation: not stated that the EOD drawdown stops trailing
+        "daily_loss_limit": None,  # was $1,100 (propfirmapp.com); removed January 2025 per TPT_DLL
+        "max_contracts": 6,
+        "profit_target": "3000",
+        "consistency_pct": "50",
+        "flat_by": "16:59",
+        "flat_by_tz": "America/New_York",
+        "sources": [TPT_RULES, TPT_DLL],
+        "unverified": ["floor_lock_offset", "daily_loss_limit", "flat_by"],
+    },
+    "mff_50k_core": {
+        "firm": "MyFundedFutures",
+        "name": "MyFundedFutures 50K Core Evaluation",
+        "starting_balance": "50000",
+        "max_loss": "2000",
+        "drawdown_model": "eod",
+        "floor_lock_offset": "100",
+        "daily_loss_limit": None,
+        "max_contracts": 5,
+        "profit_target": "3000",
+        "consistency_pct": "50",
+        "flat_by": "16:59",
+        "flat_by_tz": "America/New_York",
+        "sources": [MFF_CONSISTENCY, MFF_TABLE],
+        "unverified": ["floor_lock_offset", "max_contracts", "flat_by"],
+    },
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)

@@ -1,0 +1,1 @@
+"""Stand-ins of the brokers' HTTP APIs for tests, checked against their published contracts."""

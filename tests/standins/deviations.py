@@ -1,0 +1,101 @@
+"""The one list of tolerated deviations from the brokers' published contracts, each with its reason.
+
+A contract violation is tolerated only if a `Deviation` here matches it (broker, direction, method, path
+and a regex on the violation message). Anything else fails the test that produced it. Keep entries narrow.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal
+
+Direction = Literal["request", "response", "any"]
+
+
+@dataclass(frozen=True)
+class Deviation:
+    broker: str
+    reason: str
+    message: str  # regex searched in the violation message
+    direction: Direction = "any"
+    method: str = "*"
+    path: str = "*"  # fnmatch pattern on the request path
+
+    def matches(self, message: str, *, direction: str, method: str, path: str) -> bool:
+        return (
+            self.direction in ("any", direction)
+            and self.method in ("*", method.upper())
+            and fnmatchcase(path, self.path)
+            and re.search(self.message, message) is not None
+        )
+
+
+ALPACA_SDK: tuple[Deviation, ...] = (
+    Deviation(
+        broker="alpaca",
+        reason=(
+            "alpaca-py serialises qty/limit_price/stop_price (and bracket legs) as JSON numbers where "
+            "the spec says string; the live API accepts both (spec: 'Takes in string/number values'). "
+            "Only the SDK test tolerates this: traderd's adapter must send strings."
+        ),
+        message=r"body: \$\.(qty|notional|limit_price|stop_price|trail_price|trail_percent"
+        r"|take_profit\.limit_price|stop_loss\.(stop_price|limit_price)): [-0-9.e]+ is not of type 'string'",
+        direction="request",
+    ),
+)
+
+ALPACA_FAULTS: tuple[Deviation, ...] = (
+    Deviation(
+        broker="alpaca",
+        reason=(
+            "Fault injection: the live API answers 429 (rate limit) and 5xx (outages) on every endpoint, but "
+            "the spec documents them only on a few operations."
+        ),
+        message=r"status (429|500|502|503|504) not documented",
+        direction="response",
+    ),
+    Deviation(
+        broker="alpaca",
+        reason=(
+            "The live API answers 401 on every endpoint when the key headers are wrong; the spec documents "
+            "401 only as a shared component, not per operation."
+        ),
+        message=r"status 401 not documented",
+        direction="response",
+    ),
+    Deviation(
+        broker="alpaca",
+        reason=(
+            "The live API answers 404 {code, message} for unknown order ids / client order ids and 422 for "
+            "a duplicate client_order_id; the spec leaves those statuses undocumented on these operations."
+        ),
+        message=r"status (404|422) not documented",
+        direction="response",
+        path="/v2/orders*",
+    ),
+    Deviation(
+        broker="alpaca",
+        reason="DELETE /v2/positions/{symbol} answers 404 when there is no position (live API behaviour).",
+        message=r"status 404 not documented",
+        direction="response",
+        method="DELETE",
+        path="/v2/positions/*",
+    ),
+)
+
+# Adapter tests: our own client must send exactly what the contract says; only stand-in-side
+# behaviour of the live service that the spec does not document is tolerated.
+ALPACA: tuple[Deviation, ...] = ALPACA_FAULTS
+
+# ProjectX and Tradovate stand-ins: add their entries here (each with its reason).
+PROJECTX: tuple[Deviation, ...] = ()
+TRADOVATE: tuple[Deviation, ...] = ()
+
+BY_BROKER: dict[str, tuple[Deviation, ...]] = {
+    "alpaca": ALPACA,
+    "alpaca-sdk": ALPACA + ALPACA_SDK,
+    "projectx": PROJECTX,
+    "tradovate": TRADOVATE,
+}

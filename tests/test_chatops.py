@@ -1,0 +1,490 @@
+"""Tests the transport-neutral chat-ops core: every command's answer, authorization, confirmation, bad input.
+
+`FakeBackend` is an in-memory model of the daemon seam (`ChatBackend`): its flatten/cancel/pause really change
+its state, so the tests assert outcomes. The Telegram and Discord end-to-end tests reuse it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from daemon import chatops_render as r
+from daemon.chatops import (
+    AccountInfo,
+    ChatAuth,
+    ChatOps,
+    ChatReply,
+    ChatRequest,
+    ControlResult,
+    HealthCheck,
+    Period,
+    PnlLine,
+    RiskLine,
+    StatusInfo,
+    Transport,
+    TransportAuth,
+)
+from daemon.domain import (
+    AccountState,
+    Fill,
+    FlattenReport,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+)
+
+T0 = datetime(2025, 3, 3, 14, 30, tzinfo=UTC)
+
+
+def _order(oid: str, account: str, symbol: str, side: Side, qty: str, limit: str | None = None) -> Order:
+    return Order(
+        broker_order_id=oid,
+        client_order_id="td" + oid,
+        account=account,
+        symbol=symbol,
+        side=side,
+        quantity=Decimal(qty),
+        order_type=OrderType.LIMIT if limit else OrderType.MARKET,
+        limit_price=Decimal(limit) if limit else None,
+        status=OrderStatus.NEW,
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
+class FakeBackend:
+    def __init__(self) -> None:
+        self.started_at = T0
+        self.broker = {"topstep1": "projectx", "paper": "paper"}
+        self.paused: set[str] = set()
+        self.positions_: dict[str, list[Position]] = {
+            "topstep1": [
+                Position(
+                    account="topstep1",
+                    symbol="ESH5",
+                    quantity=Decimal(2),
+                    average_price=Decimal("5010.25"),
+                    market_price=Decimal("5012.50"),
+                    unrealized_pnl=Decimal("225.00"),
+                ),
+            ],
+            "paper": [
+                Position(
+                    account="paper",
+                    symbol="AAPL",
+                    quantity=Decimal(-10),
+                    average_price=Decimal("187.5"),
+                    market_price=Decimal("188"),
+                    unrealized_pnl=Decimal("-5"),
+                ),
+            ],
+        }
+        self.orders_: dict[str, list[Order]] = {
+            "topstep1": [_order("o1", "topstep1", "ESH5", Side.SELL, "2", "5030.00")],
+            "paper": [],
+        }
+        self.fills: list[Fill] = [
+            Fill(
+                fill_id=f"f{i}",
+                broker_order_id=f"b{i}",
+                client_order_id=f"c{i}",
+                account="paper",
+                symbol="AAPL",
+                side=Side.SELL,
+                quantity=Decimal(1),
+                price=Decimal("187.5") + i,
+                filled_at=T0,
+            )
+            for i in range(30)
+        ]
+        self.audits: list[tuple[str, str, str, bool, str]] = []
+        self.flatten_calls = 0
+        self.fail_health = False
+
+    def _names(self, target: str | None) -> list[str]:
+        return list(self.broker) if target in (None, "all") else [target]  # type: ignore[list-item]
+
+    async def status(self) -> StatusInfo:
+        return StatusInfo(
+            version="0.1.0",
+            started_at=self.started_at,
+            accounts=await self.accounts(),
+            pending_signals=0,
+            outbox_pending=3,
+        )
+
+    async def accounts(self) -> list[AccountInfo]:
+        return [
+            AccountInfo(
+                name=name,
+                broker=broker,
+                paused=name in self.paused,
+                state=AccountState(
+                    account=name,
+                    broker=broker,
+                    cash=Decimal("50000"),
+                    equity=Decimal("50225.5"),
+                    buying_power=Decimal("100000"),
+                ),
+            )
+            for name, broker in self.broker.items()
+        ]
+
+    async def positions(self, account: str | None) -> list[Position]:
+        return [p for name in self._names(account) for p in self.positions_[name]]
+
+    async def open_orders(self, account: str | None) -> list[Order]:
+        return [o for name in self._names(account) for o in self.orders_[name]]
+
+    async def recent_fills(self, n: int) -> list[Fill]:
+        return self.fills[-n:]
+
+    async def pnl(self, period: Period, account: str | None) -> list[PnlLine]:
+        return [
+            PnlLine(account=name, realized=Decimal("1250.5"), unrealized=Decimal("-20"), fees=Decimal("12.4"))
+            for name in self._names(account)
+        ]
+
+    async def risk(self, account: str | None) -> list[RiskLine]:
+        lines = []
+        for name in self._names(account):
+            lines.append(
+                RiskLine(
+                    account=name,
+                    name="daily loss",
+                    used=Decimal("420"),
+                    limit=Decimal("1000"),
+                    left=Decimal("580"),
+                )
+            )
+            lines.append(RiskLine(account=name, name="day trades", used="2", limit="3", left="1"))
+        return lines
+
+    async def health(self) -> list[HealthCheck]:
+        return [
+            HealthCheck(name="store", ok=True),
+            HealthCheck(
+                name="broker topstep1",
+                ok=not self.fail_health,
+                detail="" if not self.fail_health else "timeout",
+            ),
+        ]
+
+    async def pause(self, target: str, actor: str) -> list[ControlResult]:
+        out = []
+        for name in self._names(target):
+            out.append(ControlResult(account=name, changed=name not in self.paused))
+            self.paused.add(name)
+        return out
+
+    async def resume(self, target: str, actor: str) -> list[ControlResult]:
+        out = []
+        for name in self._names(target):
+            out.append(ControlResult(account=name, changed=name in self.paused))
+            self.paused.discard(name)
+        return out
+
+    async def cancel(self, target: str, actor: str) -> list[FlattenReport]:
+        reports = []
+        for name in self._names(target):
+            cancelled = [o.model_copy(update={"status": OrderStatus.CANCELLED}) for o in self.orders_[name]]
+            self.orders_[name] = []
+            reports.append(FlattenReport(account=name, cancelled=cancelled))
+        return reports
+
+    async def flatten(self, target: str, actor: str) -> list[FlattenReport]:
+        self.flatten_calls += 1
+        reports = []
+        for name in self._names(target):
+            cancelled = [o.model_copy(update={"status": OrderStatus.CANCELLED}) for o in self.orders_[name]]
+            closing = []
+            for p in self.positions_[name]:
+                closing.append(
+                    Order(
+                        broker_order_id="x" + p.symbol,
+                        client_order_id="tdx" + p.symbol,
+                        account=name,
+                        symbol=p.symbol,
+                        side=Side.SELL if p.quantity > 0 else Side.BUY,
+                        quantity=abs(p.quantity),
+                        order_type=OrderType.MARKET,
+                        status=OrderStatus.FILLED,
+                        filled_quantity=abs(p.quantity),
+                        average_fill_price=p.market_price,
+                    )
+                )
+            self.orders_[name] = []
+            self.positions_[name] = []
+            reports.append(FlattenReport(account=name, cancelled=cancelled, closing=closing))
+        return reports
+
+    async def audit(self, actor: str, action: str, target: str, ok: bool, detail: str) -> None:
+        self.audits.append((actor, action, target, ok, detail))
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0 + timedelta(hours=2, minutes=5)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+AUTH = ChatAuth(
+    telegram=TransportAuth(users={"100": "operator", "200": "viewer"}, chats=["100", "-500"]),
+    discord=TransportAuth(users={"9001": "operator"}, chats=["guild7"]),
+)
+
+
+def req(
+    text: str,
+    user: str = "100",
+    chat: str = "100",
+    transport: Transport = "telegram",
+    guild: str | None = None,
+) -> ChatRequest:
+    parsed = ChatRequest.from_text(transport, user, chat, text, guild_id=guild)
+    assert parsed is not None
+    return parsed
+
+
+@pytest.fixture
+def env() -> tuple[ChatOps, FakeBackend, Clock]:
+    backend, clock = FakeBackend(), Clock()
+    return ChatOps(backend, AUTH, clock=clock), backend, clock
+
+
+async def ask(ops: ChatOps, text: str, **kw: str) -> ChatReply:
+    reply = await ops.handle(req(text, **kw))
+    assert reply is not None
+    return reply
+
+
+def test_parse_command_text() -> None:
+    parsed = ChatRequest.from_text("telegram", 1, 2, "/PnL@TraderBot week topstep1")
+    assert parsed is not None
+    assert (parsed.command, parsed.args, parsed.user_id, parsed.chat_id) == (
+        "pnl",
+        ["week", "topstep1"],
+        "1",
+        "2",
+    )
+    assert ChatRequest.from_text("telegram", 1, 2, "hello") is None
+    assert ChatRequest.from_text("telegram", 1, 2, "/") is None
+
+
+async def test_help_lists_commands_by_role(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, _, _ = env
+    operator = (await ask(ops, "/help")).text
+    viewer = (await ask(ops, "/help", user="200")).text
+    assert "/flatten [account|all]" in operator and "/pnl [today|week|month] [account]" in operator
+    assert "/flatten" not in viewer and "/positions [account]" in viewer
+
+
+async def test_status(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    backend.paused.add("paper")
+    text = (await ask(ops, "/status")).text
+    assert "traderd 0.1.0, up 2h05m" in text and "alerts queued: 3" in text
+    assert "```" in text
+    rows = {
+        line.split()[0]: line.split() for line in text.splitlines() if line.startswith(("topstep1", "paper"))
+    }
+    assert rows["topstep1"] == ["topstep1", "projectx", "ok", "active", "50,225.50"]
+    assert rows["paper"][3] == "paused"
+
+
+async def test_accounts(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, _, _ = env
+    text = (await ask(ops, "/accounts")).text
+    assert "topstep1 projectx active 50,225.50 100,000.00" in " ".join(text.split())
+
+
+async def test_pnl_periods_accounts_and_total(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, _, _ = env
+    text = (await ask(ops, "/pnl")).text
+    assert text.startswith("P&L today (USD)")
+    assert "TOTAL +2,501.00 -40.00 24.80 +2,436.20" in " ".join(text.split())
+    week = (await ask(ops, "/pnl week TOPSTEP1")).text
+    assert week.startswith("P&L week - topstep1") and "TOTAL" not in week
+    assert "topstep1 +1,250.50 -20.00 12.40 +1,218.10" in " ".join(week.split())
+    assert (await ask(ops, "/pnl paper")).text.startswith("P&L today - paper")
+
+
+async def test_positions_orders_trades(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, _, _ = env
+    text = " ".join((await ask(ops, "/positions")).text.split())
+    assert "topstep1 ESH5 +2 5,010.25 +225.00" in text and "paper AAPL -10 187.50 -5.00" in text
+    text = " ".join((await ask(ops, "/positions topstep1")).text.split())
+    assert "ESH5 +2 5,010.25 +225.00" in text and "AAPL" not in text
+    orders = " ".join((await ask(ops, "/orders")).text.split())
+    assert "topstep1 sell 2 ESH5 LMT 5,030.00" in orders
+    assert (await ask(ops, "/orders paper")).text == "No open orders on paper."
+    trades = (await ask(ops, "/trades 3")).text
+    assert trades.startswith("Last 3 fills") and "216.50" in trades and "213.50" not in trades
+    assert (await ask(ops, "/trades")).text.startswith("Last 10 fills")
+
+
+async def test_risk_and_health(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    text = " ".join((await ask(ops, "/risk topstep1")).text.split())
+    assert "daily loss 420 1000 580" in text and "day trades 2 3 1" in text and "paper" not in text
+    assert "Healthy" in (await ask(ops, "/health")).text
+    backend.fail_health = True
+    text = (await ask(ops, "/health")).text
+    assert text.startswith("1 problem(s)") and "FAIL broker topstep1: timeout" in text
+
+
+async def test_bad_input_changes_nothing(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    assert (await ask(ops, "/frobnicate")).text == "Unknown command /frobnicate. Send /help for the list."
+    assert "Unknown account 'nope'. Accounts: topstep1, paper." == (await ask(ops, "/positions nope")).text
+    assert "Unknown account 'nope'" in (await ask(ops, "/flatten nope")).text
+    assert "not 'x'" in (await ask(ops, "/trades x")).text
+    assert "from 1 to 50, not 0" in (await ask(ops, "/trades 0")).text
+    assert "from 1 to 50, not 999" in (await ask(ops, "/trades 999")).text
+    assert "Unknown period 'year'" in (await ask(ops, "/pnl year paper")).text
+    assert "Too many arguments" in (await ask(ops, "/status now")).text
+    assert "Say which account" in (await ask(ops, "/flatten")).text
+    assert ops.pending_count() == 0
+    assert backend.flatten_calls == 0 and backend.positions_["topstep1"] and not backend.paused
+
+
+async def test_unauthorized_is_ignored_and_audited(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    assert await ops.handle(req("/status", user="666", chat="666")) is None
+    assert await ops.handle(req("/flatten all", user="666", chat="666")) is None
+    assert await ops.handle(req("/status", user="100", chat="-999")) is None  # right user, wrong chat
+    assert (
+        await ops.handle(req("/status", user="100", chat="100", transport="discord")) is None
+    )  # other transport
+    assert (
+        await ops.handle(req("/status", user="9001", chat="c1", transport="discord", guild="guild7"))
+        is not None
+    )
+    denied = [a for a in backend.audits if not a[3]]
+    assert [(a[0], a[1]) for a in denied] == [
+        ("telegram:666", "status"),
+        ("telegram:666", "flatten"),
+        ("telegram:100", "status"),
+        ("discord:100", "status"),
+    ]
+    assert backend.flatten_calls == 0
+
+
+async def test_whoami_answers_everyone(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, _, _ = env
+    text = (await ask(ops, "/whoami", user="666", chat="-42")).text
+    assert "user id: 666" in text and "chat id: -42" in text and "not authorized" in text
+    assert "role: viewer" in (await ask(ops, "/whoami", user="200")).text
+
+
+async def test_viewer_cannot_control(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    reply = await ask(ops, "/flatten all", user="200")
+    assert "needs the operator role" in reply.text and not reply.buttons
+    assert "needs the operator role" in (await ask(ops, "/pause paper", user="200")).text
+    assert not backend.paused and backend.flatten_calls == 0
+    assert ("telegram:200", "flatten", "all", False, "denied: viewer") in backend.audits
+
+
+async def test_flatten_confirm_says_exactly_what_was_done(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    reply = await ask(ops, "/flatten all")
+    assert "cancel 1 open order(s) and close 2 position(s)" in reply.text
+    assert "Confirm within 30 s." in reply.text
+    assert backend.flatten_calls == 0
+    (yes_label, yes), (_, no) = reply.buttons
+    assert yes_label == "Yes, flatten all" and yes.startswith("ok:") and no.startswith("no:")
+    done = await ops.confirm(yes, req("/x"))
+    assert done is not None
+    assert done.text.splitlines()[0] == "Flatten all: done."
+    assert "  cancelled sell 2 ESH5 LMT 5,030.00" in done.text
+    assert "  closed: sell 2 ESH5 @ 5,012.50" in done.text
+    assert "  closed: buy 10 AAPL @ 188.00" in done.text
+    assert (
+        backend.flatten_calls == 1 and not backend.positions_["topstep1"] and not backend.orders_["topstep1"]
+    )
+    again = await ops.confirm(yes, req("/x"))
+    assert again is not None and "expired or was already used" in again.text
+    assert backend.flatten_calls == 1
+    assert ("telegram:100", "flatten", "all", True, "confirmed and executed") in backend.audits
+
+
+async def test_confirmation_expires(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, clock = env
+    reply = await ask(ops, "/flatten topstep1")
+    clock.now += timedelta(seconds=31)
+    late = await ops.confirm(reply.buttons[0][1], req("/x"))
+    assert late is not None and "expired" in late.text
+    assert backend.flatten_calls == 0 and backend.positions_["topstep1"]
+    assert ops.pending_count() == 0
+
+
+async def test_confirmation_no_and_other_users(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    reply = await ask(ops, "/cancel topstep1")
+    assert "Cancel 1 open order(s) on topstep1?" in reply.text and "LMT 5,030.00" in reply.text
+    assert await ops.confirm(reply.buttons[0][1], req("/x", user="666")) is None  # stranger: ignored
+    other = await ops.confirm(reply.buttons[0][1], req("/x", user="200"))  # viewer, not the requester
+    assert other is not None and "Only the person who asked" in other.text
+    assert backend.orders_["topstep1"]
+    declined = await ops.confirm(reply.buttons[1][1], req("/x"))
+    assert declined is not None and "cancelled. Nothing was done." in declined.text
+    assert backend.orders_["topstep1"]
+    assert "expired" in (await ops.confirm(reply.buttons[0][1], req("/x")) or ChatReply(text="")).text
+
+
+async def test_cancel_confirmed(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    reply = await ask(ops, "/cancel topstep1")
+    done = await ops.confirm(reply.buttons[0][1], req("/x"))
+    assert done is not None and "Cancel topstep1: done." in done.text and "cancelled sell 2 ESH5" in done.text
+    assert not backend.orders_["topstep1"] and backend.positions_["topstep1"]
+
+
+async def test_pause_resume(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    assert (await ask(ops, "/pause paper")).text == "paper: paused"
+    assert backend.paused == {"paper"}
+    assert (await ask(ops, "/pause paper")).text == "paper: already paused"
+    reply = await ask(ops, "/pause all")
+    assert reply.buttons and backend.paused == {"paper"}
+    done = await ops.confirm(reply.buttons[0][1], req("/x"))
+    assert done is not None and done.text == "topstep1: paused\npaper: already paused"
+    assert backend.paused == {"paper", "topstep1"}
+    assert (await ask(ops, "/resume all")).text == "topstep1: resumed\npaper: resumed"
+    assert not backend.paused
+
+
+async def test_backend_failure_is_reported(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+
+    async def broken(target: str, actor: str) -> list[FlattenReport]:
+        raise ConnectionError("broker unreachable")
+
+    backend.flatten = broken  # type: ignore[method-assign]
+    reply = await ask(ops, "/flatten paper")
+    done = await ops.confirm(reply.buttons[0][1], req("/x"))
+    assert done is not None and done.text == "/flatten paper FAILED: broker unreachable"
+    assert backend.audits[-1][3] is False
+
+
+def test_render_numbers() -> None:
+    assert r.num(Decimal("5012.2500")) == "5012.25" and r.num(Decimal("1E+1")) == "10"
+    assert r.price(Decimal("12.5")) == "12.50" and r.price(Decimal("0.0001")) == "0.0001"
+    assert r.money(Decimal("-0.001"), signed=True) == "+0.00" and r.money(Decimal("1234.5")) == "1,234.50"
+    assert r.qty(Decimal(-3)) == "-3"
+    rows = [[str(i), "x"] for i in range(40)]
+    text = r.table(["n", "v"], rows)
+    assert "... and 15 more" in text and text.startswith("```") and text.endswith("```")
+    clipped = r.clip("```\n" + "line\n" * 1000 + "```")
+    assert len(clipped) <= r.MAX_TEXT and clipped.count("```") == 2
