@@ -55,6 +55,7 @@ from daemon.store_tables import (
     SnapshotRow,
     ViolationRow,
     apply_fill,
+    average_of,
 )
 
 __all__ = ["AccountControl", "AuditEntry", "DailyPnl", "SignalRecord", "Store", "alembic_config", "normalize_url"]
@@ -65,7 +66,7 @@ _PG_MIGRATION_LOCK = 0x7472_6164_6572  # advisory lock id ("trader"): one migrat
 _OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]
 _FINAL_STATUSES = [s.value for s in OrderStatus if not s.is_open]
 _ORDER_UPDATES = ("status", "filled_quantity", "average_fill_price", "quantity", "limit_price", "stop_price")
-_FLAT = {"quantity": ZERO, "average_price": ZERO, "realized_pnl": ZERO}
+_FLAT = {"quantity": ZERO, "average_price": ZERO, "cost_basis": ZERO, "realized_pnl": ZERO}
 
 
 class _DuplicateFill(Exception):
@@ -366,8 +367,8 @@ class Store:
         now = utcnow()
         key = {"account": fill.account, "symbol": fill.symbol}
         pos: PositionRow = self._locked_row(session, PositionRow, key, {**_FLAT, "updated_at": now})
-        qty, avg, realized = apply_fill(
-            pos.quantity, pos.average_price, fill.side.sign * fill.quantity, fill.price, multiplier
+        qty, cost, realized = apply_fill(
+            pos.quantity, pos.cost_basis, fill.side.sign * fill.quantity, fill.price, multiplier
         )
         values = fill.model_dump(mode="python")
         values.update(side=fill.side.value, realized_pnl=realized, multiplier=multiplier)
@@ -375,7 +376,7 @@ class Store:
         inserted = session.execute(stmt.on_conflict_do_nothing(index_elements=["account", "fill_id"]))
         if inserted.rowcount == 0:  # type: ignore[attr-defined]
             raise _DuplicateFill  # rolls back the (possibly just created) ledger row too
-        pos.quantity, pos.average_price = qty, avg
+        pos.quantity, pos.cost_basis, pos.average_price = qty, cost, average_of(qty, cost)
         pos.realized_pnl = pos.realized_pnl + realized
         pos.updated_at = now
         return realized
@@ -424,7 +425,9 @@ class Store:
             now = utcnow()
             key = {"account": account, "symbol": symbol}
             pos: PositionRow = self._locked_row(session, PositionRow, key, {**_FLAT, "updated_at": now})
-            pos.quantity, pos.average_price, pos.updated_at = quantity, average_price, now
+            quantity, price = Decimal(str(quantity)), Decimal(str(average_price))
+            pos.quantity, pos.average_price, pos.updated_at = quantity, price, now
+            pos.cost_basis = abs(quantity) * price
 
     # -- snapshots, violations, audit ----------------------------------------------------------------------
 

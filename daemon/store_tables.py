@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
@@ -154,7 +154,8 @@ class PositionRow(SQLModel, table=True):
     account: str = Field(primary_key=True)
     symbol: str = Field(primary_key=True)
     quantity: Decimal = Field(sa_type=DecimalText)
-    average_price: Decimal = Field(sa_type=DecimalText)
+    average_price: Decimal = Field(sa_type=DecimalText)  # cost_basis / |quantity|, for readers
+    cost_basis: Decimal = Field(sa_type=DecimalText)  # |quantity| * average price: what the ledger math uses
     realized_pnl: Decimal = Field(sa_type=DecimalText)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
@@ -288,23 +289,45 @@ class DailyPnl(_Model):
         return self.realized - self.fees
 
 
+_SCALE = Decimal("1e-10")  # average prices and the cost of partial closes are kept to 10 decimal places
+
+
+def tidy(value: Decimal) -> Decimal:
+    """`value` unchanged if it has at most 10 decimal places, else rounded (half even) to 10 and trimmed."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent >= -10:
+        return value
+    with localcontext(prec=60):
+        rounded = value.quantize(_SCALE).normalize()
+        return rounded.quantize(Decimal(1)) if rounded.as_tuple().exponent > 0 else rounded  # type: ignore[operator]
+
+
+def average_of(quantity: Decimal, cost: Decimal) -> Decimal:
+    if quantity == 0:
+        return ZERO
+    with localcontext(prec=60):
+        return tidy(cost / abs(quantity))
+
+
 def apply_fill(
-    quantity: Decimal, average_price: Decimal, signed_qty: Decimal, price: Decimal, multiplier: Decimal
+    quantity: Decimal, cost: Decimal, signed_qty: Decimal, price: Decimal, multiplier: Decimal
 ) -> tuple[Decimal, Decimal, Decimal]:
-    """Average-cost ledger step: returns (new quantity, new average price, realized P&L of this fill)."""
+    """One average-cost ledger step: returns (new quantity, new cost basis, realized P&L of this fill).
+
+    `cost` is the unsigned cost basis of the open quantity (|quantity| * average price). Adding adds
+    `qty * price` exactly; a full close releases the whole basis, so the P&L of a round trip always sums to
+    exactly proceeds minus cost; a partial close releases a pro-rata share (rounded to 10 places).
+    """
     if signed_qty == 0:
-        return quantity, average_price, ZERO
-    new_qty = quantity + signed_qty
-    if quantity == 0 or (quantity > 0) == (signed_qty > 0):  # opening or adding
-        new_avg = (abs(quantity) * average_price + abs(signed_qty) * price) / abs(new_qty)
-        return new_qty, new_avg, ZERO
-    closed = min(abs(signed_qty), abs(quantity))
-    sign = 1 if quantity > 0 else -1
-    realized = (price - average_price) * closed * sign * multiplier
-    if new_qty == 0:
-        new_avg = ZERO
-    elif (new_qty > 0) == (quantity > 0):  # partial close keeps the cost basis
-        new_avg = average_price
-    else:  # flipped through zero: the rest opens at the fill price
-        new_avg = price
-    return new_qty, new_avg, realized
+        return quantity, cost, ZERO
+    with localcontext(prec=60):
+        new_qty = quantity + signed_qty
+        if quantity == 0 or (quantity > 0) == (signed_qty > 0):  # opening or adding
+            return new_qty, cost + abs(signed_qty) * price, ZERO
+        closed = min(abs(signed_qty), abs(quantity))
+        released = cost if closed == abs(quantity) else tidy(cost * closed / abs(quantity))
+        sign = 1 if quantity > 0 else -1
+        realized = (price * closed - released) * sign * multiplier
+        if new_qty == 0 or (new_qty > 0) == (quantity > 0):  # (partial) close keeps the average
+            return new_qty, cost - released, realized
+        return new_qty, abs(new_qty) * price, realized  # flipped through zero: the rest opens at the price

@@ -34,7 +34,7 @@ from daemon.domain import (
     client_order_id,
 )
 from daemon.store import Store, alembic_config, normalize_url
-from daemon.store_tables import SignalRow, apply_fill
+from daemon.store_tables import SignalRow, apply_fill, average_of
 
 D = Decimal
 PG_URL = os.environ.get("TRADERD_TEST_POSTGRES_URL", "")
@@ -265,8 +265,11 @@ def test_record_signal_concurrent_same_key(store_url: str) -> None:
         s.open()
     try:
         for k in range(10):
-            key = f"k{k}"
-            results = run_in_threads(2, lambda i: stores[i].record_signal(intent(key, signal_id=f"{key}_{i}")))
+
+            def race(i: int, key: str = f"k{k}") -> tuple[str, bool]:
+                return stores[i].record_signal(intent(key, signal_id=f"{key}_{i}"))
+
+            results = run_in_threads(2, race)
             assert sorted(new for _, new in results) == [False, True]
             assert results[0][0] == results[1][0]
         with stores[0].engine.connect() as conn:
@@ -301,19 +304,27 @@ def test_orders_upsert_and_queries(store: Store) -> None:
 
 
 @pytest.mark.parametrize(
-    ("qty", "avg", "signed", "price", "mult", "expected"),
+    ("qty", "cost", "signed", "price", "mult", "expected"),
     [
-        ("0", "0", "2", "100", "1", ("2", "100", "0")),  # open long
-        ("2", "100", "2", "110", "1", ("4", "105", "0")),  # add
-        ("4", "105", "-1", "120", "1", ("3", "105", "15")),  # partial close
-        ("3", "105", "-5", "90", "1", ("-2", "90", "-45")),  # flip through zero
-        ("-2", "90", "2", "80", "1", ("0", "0", "20")),  # close a short at a profit
+        ("0", "0", "2", "100", "1", ("2", "200", "0")),  # open long
+        ("2", "200", "2", "110", "1", ("4", "420", "0")),  # add: average 105
+        ("4", "420", "-1", "120", "1", ("3", "315", "15")),  # partial close releases 1/4 of the basis
+        ("3", "315", "-5", "90", "1", ("-2", "180", "-45")),  # flip through zero: -2 opened at 90
+        ("-2", "180", "2", "80", "1", ("0", "0", "20")),  # close a short at a profit
         ("0", "0", "-1", "5000.25", "50", ("-1", "5000.25", "0")),  # futures short
         ("-1", "5000.25", "1", "4990.50", "50", ("0", "0", "487.50")),  # 9.75 points * $50
+        ("3", "302", "-1", "101", "1", ("2", "201.3333333333", "0.3333333333")),  # 1/3 of 302, rounded
     ],
 )
-def test_apply_fill_math(qty: str, avg: str, signed: str, price: str, mult: str, expected: tuple[str, ...]) -> None:
-    assert apply_fill(D(qty), D(avg), D(signed), D(price), D(mult)) == tuple(D(x) for x in expected)
+def test_apply_fill_math(qty: str, cost: str, signed: str, price: str, mult: str, expected: tuple[str, ...]) -> None:
+    assert apply_fill(D(qty), D(cost), D(signed), D(price), D(mult)) == tuple(D(x) for x in expected)
+
+
+def test_average_of() -> None:
+    assert str(average_of(D("3"), D("302"))) == "100.6666666667"
+    assert str(average_of(D("-2"), D("201.00"))) == "100.50"
+    assert str(average_of(D("3"), D("300.0000000000003"))) == "100"
+    assert average_of(D("0"), D("5")) == 0
 
 
 def test_record_fill_ledger(store: Store) -> None:
@@ -331,6 +342,21 @@ def test_record_fill_ledger(store: Store) -> None:
     assert store.record_fill(fill("f3", Side.SELL, "1", "120")) is None
     assert [p for _, p in store.fills_with_pnl("acct1", T0)] == [0, 0, D("15"), D("-45"), D("20")]
     assert len(store.fills()) == 5 and len(store.fills(account="other")) == 0
+
+
+def test_round_trip_pnl_is_exact_with_repeating_average(store: Store) -> None:
+    msft = {"symbol": "MSFT"}
+    store.record_fill(fill("m1", Side.BUY, "1", "100", **msft))
+    store.record_fill(fill("m2", Side.BUY, "2", "101", **msft))
+    [pos] = store.positions()
+    assert str(pos.average_price) == "100.6666666667"
+    first = store.record_fill(fill("m3", Side.SELL, "1", "101", **msft))
+    [pos] = store.positions()
+    assert pos.quantity == 2 and abs(pos.average_price - D("100.6666666667")) <= D("1e-10")
+    second = store.record_fill(fill("m4", Side.SELL, "2", "101", **msft))
+    assert first is not None and second is not None
+    assert first + second == D("1")  # proceeds 303 - cost 302, whatever the rounding in between
+    assert store.positions() == []
 
 
 def test_record_fill_futures_multiplier(store: Store) -> None:
@@ -351,10 +377,12 @@ def test_record_fill_concurrent_writers(store_url: str) -> None:
             for n in range(10):
                 stores[i].record_fill(fill(f"f{i}_{n}", Side.BUY, "1", str(100 + n)))
                 stores[i].record_fill(fill(f"f{i}_{n}", Side.BUY, "1", str(100 + n)))  # duplicate
+                stores[i].record_signal(intent(f"k{n}", signal_id=f"s{i}_{n}"))
 
         run_in_threads(2, work)
         [pos] = stores[0].positions()
-        assert (pos.quantity, pos.average_price) == (D("20"), D("104.5"))
+        assert (pos.quantity, pos.average_price) == (D("20"), D("104.5"))  # cost 2090 exactly
+        assert len(stores[1].fills()) == 20 and len(stores[1].unfinished_signals()) == 10
     finally:
         for s in stores:
             s.close()

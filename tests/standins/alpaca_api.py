@@ -303,9 +303,7 @@ class AlpacaStandIn:
         filled = Decimal(order["filled_qty"]) + qty
         prev_avg = Decimal(order["filled_avg_price"] or 0)
         avg = (prev_avg * Decimal(order["filled_qty"]) + price * qty) / filled
-        order.update(
-            filled_qty=str(filled), filled_avg_price=str(avg.quantize(Decimal("0.0001"))), updated_at=now
-        )
+        order.update(filled_qty=str(filled), filled_avg_price=str(avg.quantize(Decimal("0.0001"))), updated_at=now)
         done = filled >= Decimal(order["qty"])
         order["status"] = "filled" if done else "partially_filled"
         if done:
@@ -415,6 +413,8 @@ class AlpacaStandIn:
         out = []
         for order in self.orders.values():
             is_open = order["status"] in OPEN_STATUSES
+            if nested:  # a parent is listed with its legs while any of them is open
+                is_open = is_open or any(self.orders[i]["status"] in OPEN_STATUSES for i in order.get("_legs") or [])
             if (status == "open" and not is_open) or (status == "closed" and is_open):
                 continue
             if nested and order.get("_parent"):
@@ -522,9 +522,7 @@ class AlpacaStandIn:
     def _close(self, symbol: str) -> dict[str, Any]:
         qty, _ = self.positions[symbol]
         body = {"symbol": symbol, "qty": str(abs(qty)), "side": "sell" if qty > 0 else "buy"}
-        order = self._new_order(
-            {**body, "type": "market", "time_in_force": "day"}, "simple", str(uuid.uuid4())
-        )
+        order = self._new_order({**body, "type": "market", "time_in_force": "day"}, "simple", str(uuid.uuid4()))
         self._apply_fill(order, abs(qty), self.prices[symbol])
         return order
 
@@ -538,9 +536,7 @@ class AlpacaStandIn:
         if request.query.get("cancel_orders", "false").lower() == "true":
             for order in list(self.orders.values()):
                 self._do_cancel(order)
-        out = [
-            {"symbol": s, "status": 200, "body": self._render(self._close(s))} for s in sorted(self.positions)
-        ]
+        out = [{"symbol": s, "status": 200, "body": self._render(self._close(s))} for s in sorted(self.positions)]
         return web.json_response(out, status=207)
 
     async def _activities(self, request: web.Request) -> web.Response:

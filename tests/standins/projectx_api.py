@@ -273,7 +273,7 @@ class ProjectXStandin(StandinServer):
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        raw = await request.read() if request.can_read_body else b""
+        raw = await request.read() if request.body_exists else b""
         try:
             body = json.loads(raw) if raw else None
         except ValueError:

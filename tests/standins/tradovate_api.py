@@ -292,7 +292,7 @@ class TradovateStandin(StandinServer):
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        raw = await request.read() if request.can_read_body else b""
+        raw = await request.read() if request.body_exists else b""
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -304,7 +304,7 @@ class TradovateStandin(StandinServer):
     async def _throttle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path[len(BASE) :]
         try:
-            body = json.loads(await request.read() or b"null") if request.can_read_body else None
+            body = json.loads(await request.read() or b"null") if request.body_exists else None
         except ValueError:
             body = None
         ticket = (body.get("p-ticket") if isinstance(body, dict) else None) or request.query.get("p-ticket")

@@ -99,6 +99,7 @@ def upgrade() -> None:
         sa.Column("symbol", _S(), primary_key=True),
         sa.Column("quantity", _DEC(), nullable=False),
         sa.Column("average_price", _DEC(), nullable=False),
+        sa.Column("cost_basis", _DEC(), nullable=False),
         sa.Column("realized_pnl", _DEC(), nullable=False),
         sa.Column("updated_at", _TS, nullable=False),
     )
