@@ -203,9 +203,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("pause", "/pause [account|all]", "stop new entries (exits still allowed)", "operator"),
     CommandSpec("resume", "/resume [account|all]", "allow new entries again", "operator"),
     CommandSpec("cancel", "/cancel [account|all]", "cancel open orders (asks to confirm)", "operator"),
-    CommandSpec(
-        "flatten", "/flatten [account|all]", "cancel orders, close all (asks to confirm)", "operator"
-    ),
+    CommandSpec("flatten", "/flatten [account|all]", "cancel orders, close all (asks to confirm)", "operator"),
     CommandSpec("whoami", "/whoami", "your user and chat id", "viewer"),
     CommandSpec("help", "/help", "this list", "viewer"),
 )
@@ -422,9 +420,7 @@ class ChatOps:
         where = f" on {account}" if account else ""
         if not positions:
             return ChatReply(text=f"No open positions{where}.")
-        return ChatReply(
-            text=r.clip(f"Positions{where}\n" + r.positions_table(positions, with_account=not account))
-        )
+        return ChatReply(text=r.clip(f"Positions{where}\n" + r.positions_table(positions, with_account=not account)))
 
     async def _orders(self, request: ChatRequest) -> ChatReply:
         self._no_extra(request, 1)
@@ -433,9 +429,7 @@ class ChatOps:
         where = f" on {account}" if account else ""
         if not orders:
             return ChatReply(text=f"No open orders{where}.")
-        return ChatReply(
-            text=r.clip(f"Open orders{where}\n" + r.orders_table(orders, with_account=not account))
-        )
+        return ChatReply(text=r.clip(f"Open orders{where}\n" + r.orders_table(orders, with_account=not account)))
 
     async def _trades(self, request: ChatRequest) -> ChatReply:
         self._no_extra(request, 1)
@@ -495,8 +489,7 @@ class ChatOps:
         positions = [p for p in await self.backend.positions(account) if p.quantity != 0]
         orders = [o for o in await self.backend.open_orders(account) if o.status.is_open]
         question = (
-            f"FLATTEN {target}: cancel {len(orders)} open order(s) and close {len(positions)} position(s) "
-            "at market?"
+            f"FLATTEN {target}: cancel {len(orders)} open order(s) and close {len(positions)} position(s) at market?"
         )
         if positions:
             question += "\n" + r.positions_table(positions, with_account=account is None)

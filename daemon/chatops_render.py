@@ -140,9 +140,7 @@ def orders_table(orders: Sequence[Order], *, with_account: bool) -> str:
 
 
 def fills_table(fills: Sequence[Fill]) -> str:
-    rows = [
-        [hhmm(f.filled_at), f.account, f.side.value, num(f.quantity), f.symbol, price(f.price)] for f in fills
-    ]
+    rows = [[hhmm(f.filled_at), f.account, f.side.value, num(f.quantity), f.symbol, price(f.price)] for f in fills]
     return table(["time UTC", "acct", "side", "qty", "sym", "price"], rows, right=[3, 5])
 
 
@@ -243,8 +241,6 @@ def risk_text(account: str | None, lines: Sequence[RiskLine]) -> str:
 
 def health_text(checks: Sequence[HealthCheck]) -> str:
     bad = [c for c in checks if not c.ok]
-    lines = [
-        ("ok  " if c.ok else "FAIL") + f" {c.name}" + (f": {c.detail}" if c.detail else "") for c in checks
-    ]
+    lines = [("ok  " if c.ok else "FAIL") + f" {c.name}" + (f": {c.detail}" if c.detail else "") for c in checks]
     head = "Healthy" if not bad else f"{len(bad)} problem(s)"
     return clip(head + "\n" + FENCE + "\n" + "\n".join(lines) + "\n" + FENCE)

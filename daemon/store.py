@@ -142,9 +142,9 @@ class Store:
         is_sqlite = url.get_backend_name() == "sqlite"
         if is_sqlite:
             database = url.database or ""
-            if database in ("", ":memory:") or database.startswith("file:"):
+            if database in ("", ":memory:"):  # one shared connection, or every session sees a new database
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-            else:
+            elif not database.startswith("file:"):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs.update(pool_pre_ping=True)
@@ -180,17 +180,21 @@ class Store:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
+    @property
+    def _writer_engine(self) -> Engine:
         if self._writer is None:
             raise RuntimeError("Store is not open")
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+        return self._writer
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with Session(self._writer_engine, expire_on_commit=False) as session, session.begin():
             yield session
 
     def _insert(self, model: type[SQLModel]) -> Any:
-        """A dialect insert supporting `on_conflict_do_nothing/do_update` (SQLite >= 3.24 and PostgreSQL)."""
+        """A Core (not ORM-bulk) dialect insert, for `on_conflict_*` (SQLite >= 3.24, PostgreSQL)."""
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        return dialect_insert(model)
+        return dialect_insert(model.__table__)  # type: ignore[attr-defined]
 
     def _locked_row(self, session: Session, model: Any, key: dict[str, Any], defaults: dict[str, Any]) -> Any:
         """The row for `key`, created from `defaults` if missing, locked for the rest of the transaction."""
@@ -218,18 +222,17 @@ class Store:
             "received_at": intent.received_at,
             "updated_at": utcnow(),
         }
-        stmt = (
-            self._insert(SignalRow)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["account", "dedup_key"])
-        )
+        table = SignalRow.__table__.c  # type: ignore[attr-defined]
+        insert = self._insert(SignalRow).on_conflict_do_nothing(index_elements=["account", "dedup_key"])
         try:
-            with self._write() as session:
-                if session.execute(stmt).rowcount == 1:  # type: ignore[attr-defined]
-                    return intent.signal_id, True
+            with self._writer_engine.begin() as conn:  # Core, one statement cached across calls: fast path
+                if conn.execute(insert.returning(table.seq), values).first() is not None:
+                    return intent.signal_id, True  # a row came back: inserted
+                # On PostgreSQL ON CONFLICT waited for a racing insert to commit, so the row is visible now.
+                where = (table.account == intent.account, table.dedup_key == intent.dedup_key)
+                existing = conn.execute(select(table.signal_id).where(*where)).scalar()
         except IntegrityError:  # e.g. the same signal_id under another dedup key: only a duplicate is fine
-            pass
-        existing = self.signal_exists(intent.account, intent.dedup_key)
+            existing = self.signal_exists(intent.account, intent.dedup_key)
         if existing is None:
             raise ValueError(f"signal_id {intent.signal_id!r} is already used by another signal")
         return existing, False
@@ -240,11 +243,7 @@ class Store:
             return session.exec(select(SignalRow.signal_id).where(*where)).first()
 
     def set_signal_status(
-        self,
-        signal_id: str,
-        status: SignalStatus,
-        reason: str | None = None,
-        client_order_id: str | None = None,
+        self, signal_id: str, status: SignalStatus, reason: str | None = None, client_order_id: str | None = None
     ) -> None:
         """Move a signal to `status`; `reason`/`client_order_id` are only changed when given."""
         values: dict[str, Any] = {"status": SignalStatus(status).value, "updated_at": utcnow()}
@@ -372,9 +371,9 @@ class Store:
         )
         values = fill.model_dump(mode="python")
         values.update(side=fill.side.value, realized_pnl=realized, multiplier=multiplier)
-        stmt = self._insert(FillRow).values(**values)
+        stmt = self._insert(FillRow).values(**values).returning(FillRow.__table__.c.id)  # type: ignore[attr-defined]
         inserted = session.execute(stmt.on_conflict_do_nothing(index_elements=["account", "fill_id"]))
-        if inserted.rowcount == 0:  # type: ignore[attr-defined]
+        if inserted.first() is None:
             raise _DuplicateFill  # rolls back the (possibly just created) ledger row too
         pos.quantity, pos.cost_basis, pos.average_price = qty, cost, average_of(qty, cost)
         pos.realized_pnl = pos.realized_pnl + realized

@@ -47,9 +47,7 @@ def to_html(text: str) -> str:
 def keyboard(reply: ChatReply) -> InlineKeyboardMarkup | None:
     if not reply.buttons:
         return None
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(label, callback_data=token) for label, token in reply.buttons]]
-    )
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=token) for label, token in reply.buttons]])
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -83,11 +81,7 @@ class TelegramTransport:
         self.conflict = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = (
-            Application.builder()
-            .token(token)
-            .base_url(base_url)
-            .get_updates_read_timeout(poll_timeout + 10)
-            .build()
+            Application.builder().token(token).base_url(base_url).get_updates_read_timeout(poll_timeout + 10).build()
         )
         self.app.add_handler(MessageHandler(filters.COMMAND, self._on_command))
         self.app.add_handler(CallbackQueryHandler(self._on_button))

@@ -38,6 +38,7 @@ def make_broker(standin: AlpacaStandIn, *, key: str | None = None, timeout: floa
         secret_key=SecretStr(standin.secret_key),
         base_url=standin.base_url,
         timeout_seconds=timeout,
+        rate_limit_per_minute=6000,
     )
     return AlpacaBroker("acct1", settings, retry=FAST, poll_interval=0, **kw)  # type: ignore[arg-type]
 

@@ -295,9 +295,7 @@ async def test_status(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
     text = (await ask(ops, "/status")).text
     assert "traderd 0.1.0, up 2h05m" in text and "alerts queued: 3" in text
     assert "```" in text
-    rows = {
-        line.split()[0]: line.split() for line in text.splitlines() if line.startswith(("topstep1", "paper"))
-    }
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith(("topstep1", "paper"))}
     assert rows["topstep1"] == ["topstep1", "projectx", "ok", "active", "50,225.50"]
     assert rows["paper"][3] == "paused"
 
@@ -363,13 +361,8 @@ async def test_unauthorized_is_ignored_and_audited(env: tuple[ChatOps, FakeBacke
     assert await ops.handle(req("/status", user="666", chat="666")) is None
     assert await ops.handle(req("/flatten all", user="666", chat="666")) is None
     assert await ops.handle(req("/status", user="100", chat="-999")) is None  # right user, wrong chat
-    assert (
-        await ops.handle(req("/status", user="100", chat="100", transport="discord")) is None
-    )  # other transport
-    assert (
-        await ops.handle(req("/status", user="9001", chat="c1", transport="discord", guild="guild7"))
-        is not None
-    )
+    assert await ops.handle(req("/status", user="100", chat="100", transport="discord")) is None  # other transport
+    assert await ops.handle(req("/status", user="9001", chat="c1", transport="discord", guild="guild7")) is not None
     denied = [a for a in backend.audits if not a[3]]
     assert [(a[0], a[1]) for a in denied] == [
         ("telegram:666", "status"),
@@ -410,9 +403,7 @@ async def test_flatten_confirm_says_exactly_what_was_done(env: tuple[ChatOps, Fa
     assert "  cancelled sell 2 ESH5 LMT 5,030.00" in done.text
     assert "  closed: sell 2 ESH5 @ 5,012.50" in done.text
     assert "  closed: buy 10 AAPL @ 188.00" in done.text
-    assert (
-        backend.flatten_calls == 1 and not backend.positions_["topstep1"] and not backend.orders_["topstep1"]
-    )
+    assert backend.flatten_calls == 1 and not backend.positions_["topstep1"] and not backend.orders_["topstep1"]
     again = await ops.confirm(yes, req("/x"))
     assert again is not None and "expired or was already used" in again.text
     assert backend.flatten_calls == 1

@@ -237,3 +237,17 @@ async def test_malformed_requests_are_flagged(px: ProjectXStandin, client: Clien
     await client.raw("/api/Order/placeBulk", accountId=ACCOUNT)
     assert any("path not in the contract" in v for v in px.violations)
     px.violations.clear()
+
+
+async def test_stop_limit_trailing_stop_and_locked_account(px: ProjectXStandin, client: Client) -> None:
+    stop_limit = (await client.place(type=3, side=1, size=1, stopPrice=5990, limitPrice=5988))["orderId"]
+    trailing = (await client.place(type=5, side=1, size=1, trailPrice=10))["orderId"]
+    px.set_price(ES, "6020")  # the trailing stop follows up to 6010
+    px.set_price(ES, "5990")  # triggers the stop-limit (limit 5988 is marketable) and the trailing stop
+    orders = await client.orders()
+    assert orders[stop_limit]["status"] == 2 and orders[stop_limit]["filledPrice"] == 5990
+    assert orders[trailing]["status"] == 2 and orders[trailing]["filledPrice"] == 5990
+    px.broker.accounts[ACCOUNT].can_trade = False
+    locked = await client.place(type=2, side=0, size=1)
+    assert locked["success"] is False and locked["errorCode"] == 10
+    assert px.calls[-1][2]["type"] == 2  # every request body is recorded for assertions

@@ -129,7 +129,7 @@ def test_window_skips_exchange_holidays() -> None:
     # Good Friday 2026-04-03 is not a business day: Mon 03-30 is still inside the window ending Mon 04-06.
     days = [date(2026, 3, 30), date(2026, 3, 31), date(2026, 4, 1), date(2026, 4, 6)]
     report = window_report(_round_trips(days), date(2026, 4, 6))
-    assert [d.day for d in report.days][0] == date(2026, 3, 30)
+    assert report.days[0].day == date(2026, 3, 30)
     assert report.is_pattern
 
 

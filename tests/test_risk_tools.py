@@ -14,6 +14,7 @@ from daemon.risk import tools
 
 DATA = Path(__file__).parent / "data" / "risk"
 ROOT = Path(__file__).resolve().parents[1]
+EVENTS = str(DATA / "topstep_50k_daily_loss.csv")
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -63,7 +64,7 @@ def test_simulate_topstep_help_center_example(capsys: pytest.CaptureFixture[str]
 
 def test_simulate_with_a_toml_rules_file(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        ["risk", "simulate", "--rules", str(DATA / "account.toml"), "--events", str(DATA / "topstep_50k_daily_loss.csv")],
+        ["risk", "simulate", "--rules", str(DATA / "account.toml"), "--events", EVENTS],
         capsys,
     )
     events = [json.loads(line) for line in out.splitlines()]

@@ -236,3 +236,20 @@ async def test_malformed_requests_are_flagged(tv: TradovateStandin, client: Clie
     await client.http.get("/contract/item", headers=client.headers)  # id missing
     assert any("required query parameter 'id' missing" in v for v in tv.violations)
     tv.violations.clear()
+
+
+async def test_oco_mit_locked_account_and_throttled_login(tv: TradovateStandin, client: Client) -> None:
+    result = await client.place("/order/placeoco", action="Sell", orderType="Limit", price=6010,
+                                other={"action": "Sell", "orderType": "Stop", "stopPrice": 5990})
+    mit = (await client.place(orderType="MIT", price=5995))["orderId"]
+    tv.set_price("ESZ6", 6010)
+    status = await client.status()
+    assert (status[result["orderId"]], status[result["ocoId"]], status[mit]) == ("Filled", "Canceled", "Working")
+    tv.set_price(3001, 5995)
+    assert (await client.status())[mit] == "Filled" and await client.net() == 0
+    tv.trading_locked.add(ACCOUNT)
+    assert (await client.place())["failureReason"] == "TradingLocked"
+    tv.throttle_next(p_time=0, path="/auth/accesstokenrequest")
+    ticket = (await client.http.post("/auth/accesstokenrequest", json=CREDENTIALS)).json()
+    retry = await client.http.post("/auth/accesstokenrequest", json={**CREDENTIALS, "p-ticket": ticket["p-ticket"]})
+    assert "accessToken" in retry.json()

@@ -29,30 +29,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from daemon.domain import ZERO, Fill, Violation
 from daemon.risk.calendar import futures_session_date, futures_session_end, next_session_start
-from daemon.risk.presets import PRESETS
+from daemon.risk.presets import DEFAULT_POINT_VALUES, PRESETS
 
 BreachAction = Literal["flatten_block_session", "flatten_lock", "reject"]
 
-# Dollars per point for common CME contracts (CME contract specs); override with AccountRules.point_values.
-DEFAULT_POINT_VALUES: dict[str, Decimal] = {
-    "ES": Decimal(50),
-    "MES": Decimal(5),
-    "NQ": Decimal(20),
-    "MNQ": Decimal(2),
-    "YM": Decimal(5),
-    "MYM": Decimal("0.5"),
-    "RTY": Decimal(50),
-    "M2K": Decimal(5),
-    "CL": Decimal(1000),
-    "MCL": Decimal(100),
-    "GC": Decimal(100),
-    "MGC": Decimal(10),
-    "SI": Decimal(5000),
-    "NG": Decimal(10000),
-    "ZB": Decimal(1000),
-    "ZN": Decimal(1000),
-    "6E": Decimal(125000),
-}
 _CONTRACT = re.compile(r"^([A-Z0-9]{1,4}?)[FGHJKMNQUVXZ]\d{1,4}$")
 
 
@@ -173,6 +153,10 @@ class Breach(BaseModel):
 Transition = tuple[FundedState, list[Breach]]
 
 
+def _breach(rule: str, action: BreachAction, at: datetime, detail: str, **numbers: object) -> Breach:
+    return Breach(rule=rule, action=action, at=at, detail=detail, numbers={k: str(v) for k, v in numbers.items()})
+
+
 def _floor_from_peak(rules: AccountRules, peak: Decimal) -> Decimal:
     floor = peak - rules.max_loss
     lock = rules.lock_level
@@ -257,54 +241,38 @@ def _money(x: Decimal) -> str:
 
 def _evaluate(s: FundedState, rules: AccountRules, at: datetime) -> list[Breach]:
     """Check the live-equity rules after an update; each breach is reported once."""
-    out: list[Breach] = []
     if rules.drawdown_model is DrawdownModel.INTRADAY:
         _raise_floor(s, rules, s.live_equity)
     if s.locked:
-        return out
+        return []
+    equity = _money(s.live_equity)
     if s.live_equity <= s.floor:
         s.locked = True
-        s.lock_reason = f"max loss: live equity {_money(s.live_equity)} <= floor {_money(s.floor)}"
-        out.append(
-            Breach(
-                rule="max_loss",
-                action="flatten_lock",
-                at=at,
-                detail=f"Maximum loss limit hit: live equity {_money(s.live_equity)} reached the floor "
-                f"{_money(s.floor)} ({rules.drawdown_model} drawdown {_money(rules.max_loss)}); "
-                "flatten and lock until an operator resets",
-                numbers={
-                    "live_equity": _money(s.live_equity),
-                    "floor": _money(s.floor),
-                    "max_loss": _money(rules.max_loss),
-                    "peak": _money(s.peak),
-                },
-            )
+        s.lock_reason = f"max loss: live equity {equity} <= floor {_money(s.floor)}"
+        detail = (
+            f"Maximum loss limit hit: live equity {equity} reached the floor {_money(s.floor)} "
+            f"({rules.drawdown_model} drawdown {_money(rules.max_loss)}); flatten and lock until an operator resets"
         )
-        return out
+        return [
+            _breach("max_loss", "flatten_lock", at, detail, live_equity=equity, floor=_money(s.floor),
+                    max_loss=_money(rules.max_loss), peak=_money(s.peak))
+        ]  # fmt: skip
     if _is_blocked(s, at):
-        return out
+        return []
     session = s.session or futures_session_date(at)
     loss = s.session_start_balance - s.live_equity
     if rules.daily_loss_limit is not None and loss >= rules.daily_loss_limit:
         s.blocked_until = next_session_start(at)
         s.block_reason = "daily_loss_limit"
-        out.append(
-            Breach(
-                rule="daily_loss_limit",
-                action="flatten_block_session",
-                at=at,
-                detail=f"Daily loss limit hit: down {_money(loss)} since the session start "
-                f"(limit {_money(rules.daily_loss_limit)}); flatten and block until {s.blocked_until.isoformat()}",
-                numbers={
-                    "session_loss": _money(loss),
-                    "daily_loss_limit": _money(rules.daily_loss_limit),
-                    "session_start_balance": _money(s.session_start_balance),
-                    "live_equity": _money(s.live_equity),
-                },
-            )
+        detail = (
+            f"Daily loss limit hit: down {_money(loss)} since the session start (limit "
+            f"{_money(rules.daily_loss_limit)}); flatten and block until {s.blocked_until.isoformat()}"
         )
-        return out
+        return [
+            _breach("daily_loss_limit", "flatten_block_session", at, detail, session_loss=_money(loss),
+                    daily_loss_limit=_money(rules.daily_loss_limit),
+                    session_start_balance=_money(s.session_start_balance), live_equity=equity)
+        ]  # fmt: skip
     if rules.safety_buffer > 0:
         rooms = {"max_loss": s.live_equity - s.floor}
         if rules.daily_loss_limit is not None:
@@ -313,37 +281,22 @@ def _evaluate(s: FundedState, rules: AccountRules, at: datetime) -> list[Breach]
         if room <= rules.safety_buffer:
             s.blocked_until = next_session_start(at)
             s.block_reason = "safety_buffer"
-            out.append(
-                Breach(
-                    rule="safety_buffer",
-                    action="flatten_block_session",
-                    at=at,
-                    detail=f"Safety buffer: only {_money(room)} left before the {which} floor "
-                    f"(buffer {_money(rules.safety_buffer)}); flatten and block until the next session",
-                    numbers={
-                        "room": _money(room),
-                        "buffer": _money(rules.safety_buffer),
-                        "floor": which,
-                        "live_equity": _money(s.live_equity),
-                    },
-                )
+            detail = (
+                f"Safety buffer: only {_money(room)} left before the {which} floor "
+                f"(buffer {_money(rules.safety_buffer)}); flatten and block until the next session"
             )
-            return out
-    if s.positions and s.flat_by_session != session and _past_flat_by(rules, session, at):
+            return [
+                _breach("safety_buffer", "flatten_block_session", at, detail, room=_money(room),
+                        buffer=_money(rules.safety_buffer), floor=which, live_equity=equity)
+            ]  # fmt: skip
+    deadline = flat_by_at(rules, session)
+    if deadline and s.positions and s.flat_by_session != session and _past_flat_by(rules, session, at):
         s.flat_by_session = session
-        deadline = flat_by_at(rules, session)
-        assert deadline is not None
-        out.append(
-            Breach(
-                rule="flat_by",
-                action="flatten_block_session",
-                at=at,
-                detail=f"Flat-by time {deadline.strftime('%H:%M %Z')}: flatten open positions "
-                f"({_money(s.contracts)} contracts)",
-                numbers={"flat_by": deadline.isoformat(), "contracts": str(s.contracts)},
-            )
-        )
-    return out
+        detail = f"Flat-by time {deadline:%H:%M %Z}: flatten open positions ({s.contracts} contracts)"
+        return [
+            _breach("flat_by", "flatten_block_session", at, detail, flat_by=deadline.isoformat(), contracts=s.contracts)
+        ]
+    return []
 
 
 def on_fill(state: FundedState, rules: AccountRules, fill: Fill, realized_pnl: Decimal | None = None) -> Transition:
@@ -442,52 +395,23 @@ def check_order(state: FundedState, rules: AccountRules, contracts_after: Decima
     if contracts_after <= state.contracts:
         return []
     session = futures_session_date(at)
-    numbers = {"contracts_after": str(contracts_after), "contracts_now": str(state.contracts)}
+    nums = {"contracts_after": contracts_after, "contracts_now": state.contracts}
     if state.locked:
-        return [
-            Breach(
-                rule="account_locked",
-                action="reject",
-                at=at,
-                numbers=numbers,
-                detail=f"Account locked ({state.lock_reason}); an operator must reset it",
-            )
-        ]
+        detail = f"Account locked ({state.lock_reason}); an operator must reset it"
+        return [_breach("account_locked", "reject", at, detail, **nums)]
     if _is_blocked(state, at):
         until = state.blocked_until.isoformat() if state.blocked_until else ""
-        return [
-            Breach(
-                rule="session_blocked",
-                action="reject",
-                at=at,
-                numbers=numbers,
-                detail=f"Blocked by {state.block_reason} until {until}",
-            )
-        ]
+        return [_breach("session_blocked", "reject", at, f"Blocked by {state.block_reason} until {until}", **nums)]
     if _past_flat_by(rules, session, at):
-        return [
-            Breach(
-                rule="flat_by",
-                action="reject",
-                at=at,
-                numbers=numbers,
-                detail="Past the flat-by time for this session; no new positions until the next one",
-            )
-        ]
+        detail = "Past the flat-by time for this session; no new positions until the next one"
+        return [_breach("flat_by", "reject", at, detail, **nums)]
     probe = state
     if state.session is not None and session > state.session:
         probe = state.model_copy(update={"session_start_balance": state.balance})
     allowed = contracts_allowed(probe, rules)
     if allowed is not None and contracts_after > allowed:
-        return [
-            Breach(
-                rule="max_contracts",
-                action="reject",
-                at=at,
-                numbers={**numbers, "max_contracts": str(allowed)},
-                detail=f"{contracts_after} contracts would exceed the limit of {allowed}",
-            )
-        ]
+        detail = f"{contracts_after} contracts would exceed the limit of {allowed}"
+        return [_breach("max_contracts", "reject", at, detail, max_contracts=allowed, **nums)]
     return []
 
 

@@ -213,8 +213,8 @@ def pdt_report(
         "rolling_trades": report.trades,
         "six_percent_test": {
             "ratio_pct": str((report.ratio * 100).quantize(Decimal("0.01"))),
-            "day_trades_at_most_6pct": report.six_percent_exempt
-            or (report.trades > 0 and Decimal(report.day_trades) <= pdt.SIX_PERCENT * report.trades),
+            "day_trades_at_most_6pct": report.trades > 0
+            and Decimal(report.day_trades) <= pdt.SIX_PERCENT * report.trades,
         },
         "pattern_day_trader": report.is_pattern,
         "day_trades_left": max(0, pdt.PATTERN_THRESHOLD - 1 - report.day_trades),

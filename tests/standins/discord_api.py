@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,9 +32,21 @@ WEBHOOK_ID = "700000000000000300"
 WEBHOOK_TOKEN = "w" * 68
 
 
+def _json(data: Any, status: int = 200) -> web.Response:
+    """JSON exactly as Discord labels it: discord.py only decodes `Content-Type: application/json`."""
+    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+
+
 def _user(user_id: str, name: str, bot: bool = False) -> dict[str, Any]:
-    return {"id": user_id, "username": name, "discriminator": "0", "global_name": name, "avatar": None,
-            "bot": bot, "public_flags": 0}
+    return {
+        "id": user_id,
+        "username": name,
+        "discriminator": "0",
+        "global_name": name,
+        "avatar": None,
+        "bot": bot,
+        "public_flags": 0,
+    }
 
 
 class DiscordStandin:
@@ -77,7 +90,7 @@ class DiscordStandin:
         app = web.Application()
         r = app.router
         r.add_get("/gateway", self._ws_handler)
-        r.add_get("/api/v10/gateway", lambda _: web.json_response({"url": self.gateway_url}))
+        r.add_get("/api/v10/gateway", self._gateway)
         r.add_get("/api/v10/gateway/bot", self._gateway_bot)
         r.add_get("/api/v10/users/@me", self._me)
         r.add_get("/api/v10/oauth2/applications/@me", self._application)
@@ -121,70 +134,112 @@ class DiscordStandin:
 
     def _message(self, channel_id: str, body: dict[str, Any], author: dict[str, Any]) -> dict[str, Any]:
         return {
-            "id": str(next(self._ids)), "channel_id": channel_id, "type": 0, "content": body.get("content", ""),
-            "author": author, "attachments": [], "embeds": body.get("embeds", []), "mentions": [],
-            "mention_roles": [], "pinned": False, "mention_everyone": False, "tts": False,
-            "timestamp": datetime.now(UTC).isoformat(), "edited_timestamp": None,
-            "flags": int(body.get("flags", 0) or 0), "components": body.get("components", []),
+            "id": str(next(self._ids)),
+            "channel_id": channel_id,
+            "type": 0,
+            "content": body.get("content", ""),
+            "author": author,
+            "attachments": [],
+            "embeds": body.get("embeds", []),
+            "mentions": [],
+            "mention_roles": [],
+            "pinned": False,
+            "mention_everyone": False,
+            "tts": False,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "edited_timestamp": None,
+            "flags": int(body.get("flags", 0) or 0),
+            "components": body.get("components", []),
         }
+
+    async def _gateway(self, request: web.Request) -> web.Response:
+        return _json({"url": self.gateway_url})
 
     async def _gateway_bot(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return web.json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
 
     async def _me(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
-        return web.json_response({**_user(BOT_ID, "traderd", bot=True), "verified": True, "flags": 0,
-                                  "mfa_enabled": False})
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
+        return _json({**_user(BOT_ID, "traderd", bot=True), "verified": True, "flags": 0, "mfa_enabled": False})
 
     async def _application(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "id": APP_ID, "name": "traderd", "icon": None, "description": "", "bot_public": False,
-            "bot_require_code_grant": False, "owner": _user("700000000000000009", "owner"),
-            "verify_key": "00" * 32, "flags": 0, "team": None, "summary": "",
-        })
+        return _json(
+            {
+                "id": APP_ID,
+                "name": "traderd",
+                "icon": None,
+                "description": "",
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "owner": _user("700000000000000009", "owner"),
+                "verify_key": "00" * 32,
+                "flags": 0,
+                "team": None,
+                "summary": "",
+            }
+        )
 
     async def _put_commands(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         payload = await request.json()
         registered = []
         for command in payload:
-            registered.append({"type": 1, "version": "1", "default_member_permissions": None, "nsfw": False,
-                               **command, "id": str(next(self._ids)), "application_id": APP_ID})
+            registered.append(
+                {
+                    "type": 1,
+                    "version": "1",
+                    "default_member_permissions": None,
+                    "nsfw": False,
+                    **command,
+                    "id": str(next(self._ids)),
+                    "application_id": APP_ID,
+                }
+            )
         self.commands[request.match_info.get("guild", "global")] = registered
-        return web.json_response(registered)
+        return _json(registered)
 
     async def _callback(self, request: web.Request) -> web.Response:
         body = await request.json()
         body["interaction_id"] = request.match_info["id"]
         self.callbacks.append(body)
         data = body.get("data") or {}
-        message = self._message(CHANNEL_ID, data, _user(BOT_ID, "traderd", bot=True))
-        self._originals[request.match_info["token"]] = message
+        token = request.match_info["token"]
+        if body["type"] in (6, 7) and token in self._originals:  # component: the clicked message
+            message = self._originals[token]
+            if body["type"] == 7:
+                message.update({k: v for k, v in data.items() if k in ("content", "components", "embeds")})
+        else:
+            message = self._message(CHANNEL_ID, data, _user(BOT_ID, "traderd", bot=True))
+            self._originals[token] = message
         if request.query.get("with_response") in ("1", "true"):
-            interaction = {"id": body["interaction_id"], "type": 2, "response_message_id": message["id"],
-                           "response_message_loading": body["type"] == 5,
-                           "response_message_ephemeral": bool(int(data.get("flags", 0) or 0) & 64)}
+            interaction = {
+                "id": body["interaction_id"],
+                "type": 2,
+                "response_message_id": message["id"],
+                "response_message_loading": body["type"] == 5,
+                "response_message_ephemeral": bool(int(data.get("flags", 0) or 0) & 64),
+            }
             resource: dict[str, Any] = {"type": body["type"]}
             if body["type"] in (4, 7):
                 resource["message"] = message
-            return web.json_response({"interaction": interaction, "resource": resource})
+            return _json({"interaction": interaction, "resource": resource})
         return web.Response(status=204)
 
     async def _original(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
         message = self._originals.get(token)
         if message is None:
-            return web.json_response({"message": "Unknown Message", "code": 10008}, status=404)
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
         if request.method == "PATCH":
             body = await request.json()
             self.edits.append(body)
             message.update({k: v for k, v in body.items() if k in ("content", "components", "embeds")})
-        return web.json_response(message)
+        return _json(message)
 
     async def _webhook_post(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -193,21 +248,21 @@ class DiscordStandin:
             self.followups.append(body)
         else:
             if request.match_info["token"] != WEBHOOK_TOKEN:
-                return web.json_response({"message": "Invalid Webhook Token", "code": 50027}, status=401)
+                return _json({"message": "Invalid Webhook Token", "code": 50027}, status=401)
             self.webhook_messages.append(body)
         message = self._message(CHANNEL_ID, body, {**_user(webhook_id, "traderd-hook"), "bot": True})
         message["webhook_id"] = webhook_id
         if request.query.get("wait") in ("true", "1"):
-            return web.json_response(message)
+            return _json(message)
         return web.Response(status=204)
 
     async def _channel_message(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         body = await request.json()
         body["channel_id"] = request.match_info["channel"]
         self.messages.append(body)
-        return web.json_response(self._message(body["channel_id"], body, _user(BOT_ID, "traderd", bot=True)))
+        return _json(self._message(body["channel_id"], body, _user(BOT_ID, "traderd", bot=True)))
 
     # ------------------------------------------------------------------ gateway
 
@@ -239,12 +294,24 @@ class DiscordStandin:
                     break
                 self.identifies.append(data)
                 self._seq = 0
-                await self.dispatch("READY", {
-                    "v": 10, "user": {**_user(BOT_ID, "traderd", bot=True), "verified": True, "flags": 0,
-                                      "mfa_enabled": False},
-                    "guilds": [], "session_id": self.session_id, "resume_gateway_url": self.gateway_url,
-                    "application": {"id": APP_ID, "flags": 0}, "private_channels": [], "relationships": [],
-                })
+                await self.dispatch(
+                    "READY",
+                    {
+                        "v": 10,
+                        "user": {
+                            **_user(BOT_ID, "traderd", bot=True),
+                            "verified": True,
+                            "flags": 0,
+                            "mfa_enabled": False,
+                        },
+                        "guilds": [],
+                        "session_id": self.session_id,
+                        "resume_gateway_url": self.gateway_url,
+                        "application": {"id": APP_ID, "flags": 0},
+                        "private_channels": [],
+                        "relationships": [],
+                    },
+                )
                 self.connected.set()
             elif op == 6:
                 self.resumes.append(data)
@@ -269,43 +336,86 @@ class DiscordStandin:
     def _interaction(self, kind: int, user_id: str, channel_id: str, guild_id: str | None) -> dict[str, Any]:
         user = _user(user_id, f"user{user_id[-3:]}")
         data: dict[str, Any] = {
-            "id": str(next(self._ids)), "application_id": APP_ID, "type": kind,
-            "token": f"itoken{next(self._ids)}", "version": 1, "channel_id": channel_id, "locale": "en-US",
-            "app_permissions": "2147483647", "entitlements": [], "authorizing_integration_owners": {"0": GUILD_ID},
-            "attachment_size_limit": 8388608, "context": 0 if guild_id else 1,
+            "id": str(next(self._ids)),
+            "application_id": APP_ID,
+            "type": kind,
+            "token": f"itoken{next(self._ids)}",
+            "version": 1,
+            "channel_id": channel_id,
+            "locale": "en-US",
+            "app_permissions": "2147483647",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": GUILD_ID},
+            "attachment_size_limit": 8388608,
+            "context": 0 if guild_id else 1,
         }
         if guild_id:
             data["guild_id"] = guild_id
             data["guild_locale"] = "en-US"
-            data["channel"] = {"id": channel_id, "type": 0, "name": "trading", "position": 0, "guild_id": guild_id,
-                               "permission_overwrites": [], "nsfw": False, "parent_id": None, "flags": 0}
-            data["member"] = {"user": user, "roles": [], "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False,
-                              "mute": False, "flags": 0, "permissions": "2147483647", "nick": None, "avatar": None}
+            data["channel"] = {
+                "id": channel_id,
+                "type": 0,
+                "name": "trading",
+                "position": 0,
+                "guild_id": guild_id,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+                "flags": 0,
+            }
+            data["member"] = {
+                "user": user,
+                "roles": [],
+                "joined_at": "2024-01-01T00:00:00+00:00",
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "permissions": "2147483647",
+                "nick": None,
+                "avatar": None,
+            }
         else:
             data["channel"] = {"id": channel_id, "type": 1, "recipients": [user], "last_message_id": None}
             data["user"] = user
         return data
 
-    async def slash(self, name: str, options: dict[str, Any] | None = None, *, user_id: str = "9001",
-                    channel_id: str = CHANNEL_ID, guild_id: str | None = GUILD_ID) -> dict[str, Any]:
+    async def slash(
+        self,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user_id: str = "9001",
+        channel_id: str = CHANNEL_ID,
+        guild_id: str | None = GUILD_ID,
+    ) -> dict[str, Any]:
         """The user runs `/name` with typed options; returns the interaction payload (its "token", "id")."""
         interaction = self._interaction(2, user_id, channel_id, guild_id)
         registered = {c["name"]: c for c in self.commands.get("global", [])}
         command = registered.get(name, {"id": "0", "options": []})
         types = {o["name"]: o["type"] for o in command.get("options", [])}
         interaction["data"] = {
-            "id": command["id"], "name": name, "type": 1,
+            "id": command["id"],
+            "name": name,
+            "type": 1,
             "options": [{"name": k, "type": types.get(k, 3), "value": v} for k, v in (options or {}).items()],
         }
         await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction
 
-    async def click(self, custom_id: str, message: dict[str, Any], *, user_id: str = "9001",
-                    channel_id: str = CHANNEL_ID, guild_id: str | None = GUILD_ID) -> dict[str, Any]:
+    async def click(
+        self,
+        custom_id: str,
+        message: dict[str, Any],
+        *,
+        user_id: str = "9001",
+        channel_id: str = CHANNEL_ID,
+        guild_id: str | None = GUILD_ID,
+    ) -> dict[str, Any]:
         """The user clicks the button `custom_id` on `message` (a message object the bot created)."""
         interaction = self._interaction(3, user_id, channel_id, guild_id)
         interaction["data"] = {"custom_id": custom_id, "component_type": 2}
         interaction["message"] = message
+        self._originals[interaction["token"]] = message  # its "original" is the clicked message
         await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction
 

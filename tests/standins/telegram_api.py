@@ -38,9 +38,7 @@ class Sent:
     @property
     def buttons(self) -> list[tuple[str, str]]:
         markup = self.params.get("reply_markup") or {}
-        return [
-            (b["text"], b.get("callback_data", "")) for row in markup.get("inline_keyboard", []) for b in row
-        ]
+        return [(b["text"], b.get("callback_data", "")) for row in markup.get("inline_keyboard", []) for b in row]
 
 
 class TelegramStandin:
@@ -119,9 +117,7 @@ class TelegramStandin:
             "chat": self._chat(chat_id),
             "from": self._user(user_id),
             "text": text,
-            "entities": [{"type": "bot_command", "offset": 0, "length": len(command)}]
-            if text[:1] == "/"
-            else [],
+            "entities": [{"type": "bot_command", "offset": 0, "length": len(command)}] if text[:1] == "/" else [],
         }
         return await self._push({"message": message})
 
@@ -200,8 +196,7 @@ class TelegramStandin:
             self.conflicts_answered += 1
             return _error(
                 409,
-                "Conflict: terminated by other getUpdates request; "
-                "make sure that only one bot instance is running",
+                "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
             )
         offset = int(params.get("offset") or 0)
         if offset:
@@ -261,9 +256,7 @@ class TelegramStandin:
     async def _m_setmycommands(self, params: dict[str, Any]) -> web.Response:
         commands = params.get("commands") or []
         for c in commands:
-            if not (
-                1 <= len(c["command"]) <= 32 and c["command"].islower() and 1 <= len(c["description"]) <= 256
-            ):
+            if not (1 <= len(c["command"]) <= 32 and c["command"].islower() and 1 <= len(c["description"]) <= 256):
                 return _error(400, f"Bad Request: invalid command {c!r}")
         self.commands = commands
         return _ok(True)

@@ -1,0 +1,254 @@
+"""Discord transport: discord.py slash commands and confirm buttons over the chat-ops core, plus alert sending.
+
+`DiscordTransport` runs a discord.py `Client` with an `app_commands.CommandTree` holding one slash command per
+chat-ops command, with typed options (account as a string, period as a choice, n as a bounded integer),
+synced at login. Answers go out as interaction responses; confirmation buttons are `ConfirmButton` dynamic
+items (custom id `td:<ok|no>:<key>`), so a press is routed to `ChatHandler.confirm` even if the bot restarted,
+and the question message is edited into the result. `send_alert` posts to a configured channel (`silent`
+suppresses the notification). `DiscordWebhookAlerts` is the push-only mode: a channel webhook URL, no bot
+token. discord.py handles Discord's rate limits (it waits out 429s). No business logic lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from typing import Any, Literal
+
+import aiohttp
+import discord
+from discord import app_commands
+
+from daemon.chatops import COMMANDS, ChatHandler, ChatIdentity, ChatReply, ChatRequest
+
+log = logging.getLogger(__name__)
+FENCE = "```"
+LIMIT = 2000
+CUSTOM_ID = r"td:(?P<decision>ok|no):(?P<key>[A-Za-z0-9_-]{4,64})"
+
+
+def render(text: str) -> str:
+    """The core's text for Discord: fenced tables as they are, markdown escaped elsewhere, within 2000 chars."""
+    parts = text.split(FENCE)
+    out = FENCE.join(part if i % 2 else discord.utils.escape_markdown(part) for i, part in enumerate(parts))
+    if len(out) <= LIMIT:
+        return out
+    cut = out[: LIMIT - 20].rsplit("\n", 1)[0]
+    return cut + ("\n" + FENCE if cut.count(FENCE) % 2 else "") + "\n(cut short)"
+
+
+class ConfirmButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_ID):
+    """A confirm/decline button; its custom id carries the chat-ops token."""
+
+    def __init__(self, label: str, token: str) -> None:
+        style = discord.ButtonStyle.danger if token.startswith("ok:") else discord.ButtonStyle.secondary
+        super().__init__(discord.ui.Button(label=label[:80], custom_id=f"td:{token}", style=style))
+        self.token = token
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ConfirmButton:
+        label = getattr(item, "label", None) or ""
+        return cls(label, f"{match['decision']}:{match['key']}")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        transport = getattr(interaction.client, "transport", None)
+        if isinstance(transport, DiscordTransport):
+            await transport.on_button(interaction, self.token)
+
+
+def confirm_view(reply: ChatReply) -> discord.ui.View | None:
+    if not reply.buttons:
+        return None
+    view = discord.ui.View(timeout=None)
+    for label, token in reply.buttons:
+        view.add_item(ConfirmButton(label, token))
+    view.stop()  # presses are routed by the dynamic item, not by this view instance
+    return view
+
+
+def identity(interaction: discord.Interaction) -> dict[str, Any]:
+    return {
+        "transport": "discord",
+        "user_id": str(interaction.user.id),
+        "chat_id": str(interaction.channel_id),
+        "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
+        "user_name": interaction.user.name,
+    }
+
+
+class _Client(discord.Client):
+    def __init__(self, transport: DiscordTransport, **options: Any) -> None:
+        super().__init__(**options)
+        self.transport = transport
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(ConfirmButton)
+        await self.transport.sync_commands()
+
+
+class DiscordTransport:
+    """One bot token: slash commands (when `chat` is given) plus alerts to `alert_channel_id`."""
+
+    def __init__(
+        self,
+        token: str,
+        chat: ChatHandler | None = None,
+        *,
+        alert_channel_id: int | None = None,
+        command_guild_id: int | None = None,
+        handler_timeout: float = 30.0,
+        connect_timeout: float = 60.0,
+        guild_ready_timeout: float = 2.0,
+    ) -> None:
+        self.token = token
+        self.chat = chat
+        self.alert_channel_id = alert_channel_id
+        self.command_guild = discord.Object(command_guild_id) if command_guild_id else None
+        self.handler_timeout = handler_timeout
+        self.connect_timeout = connect_timeout
+        self.client = _Client(self, intents=discord.Intents(guilds=True), guild_ready_timeout=guild_ready_timeout)
+        self.tree = app_commands.CommandTree(self.client)
+        self._runner: asyncio.Task[None] | None = None
+        if chat is not None:
+            for command in build_commands(self):
+                self.tree.add_command(command)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Log in (REST), sync slash commands, connect the gateway and wait (bounded) until READY."""
+        await self.client.login(self.token)
+        self._runner = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
+        ready = asyncio.create_task(self.client.wait_until_ready())
+        done, _ = await asyncio.wait(
+            {ready, self._runner}, timeout=self.connect_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready not in done:
+            ready.cancel()
+            if self._runner in done:
+                self._runner.result()  # raises why the gateway failed
+            raise TimeoutError("Discord gateway did not become ready in time")
+
+    async def stop(self) -> None:
+        await self.client.close()
+        if self._runner is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._runner, 10)
+
+    async def sync_commands(self) -> None:
+        if self.chat is None:
+            return
+        if self.command_guild is not None:  # guild commands appear at once; global ones can take a while
+            self.tree.copy_global_to(guild=self.command_guild)
+            await self.tree.sync(guild=self.command_guild)
+        else:
+            await self.tree.sync()
+
+    # ------------------------------------------------------------------ alerts
+
+    async def send_alert(self, text: str, silent: bool = False, channel_id: int | None = None) -> int:
+        """Post an alert to the channel; returns the message id. Raises `discord.HTTPException` on failure."""
+        target = channel_id or self.alert_channel_id
+        if target is None:
+            raise ValueError("no Discord alert channel configured")
+        message = await self.client.get_partial_messageable(target).send(render(text), silent=silent)
+        return message.id
+
+    # ------------------------------------------------------------------ interactions -> core
+
+    async def run_command(self, interaction: discord.Interaction, name: str, args: list[str]) -> None:
+        if self.chat is None:
+            return
+        request = ChatRequest(**identity(interaction), command=name, args=args, text=" ".join([f"/{name}", *args]))
+        reply = await self._bounded(self.chat.handle(request))
+        if reply is None:  # not authorized: ignored (audited by the core)
+            return
+        view = confirm_view(reply)
+        await interaction.response.send_message(
+            render(reply.text),
+            view=view if view is not None else discord.utils.MISSING,
+            ephemeral=reply.ephemeral,
+            silent=reply.silent,
+        )
+
+    async def on_button(self, interaction: discord.Interaction, token: str) -> None:
+        if self.chat is None:
+            return
+        await interaction.response.defer()  # acknowledge at once; a flatten may take longer than 3 s
+        reply = await self._bounded(self.chat.confirm(token, ChatIdentity(**identity(interaction))))
+        if reply is None:
+            return
+        if reply.ephemeral:
+            await interaction.followup.send(render(reply.text), ephemeral=True)
+        else:
+            await interaction.edit_original_response(content=render(reply.text), view=None)
+
+    async def _bounded(self, call: Any) -> ChatReply | None:
+        try:
+            return await asyncio.wait_for(call, self.handler_timeout)
+        except TimeoutError:
+            return ChatReply(text="The daemon did not answer in time; try again.")
+
+
+def build_commands(transport: DiscordTransport) -> list[app_commands.Command[Any, ..., None]]:
+    """One slash command per chat-ops command, with typed options."""
+    summaries = {spec.name: spec.summary[:100] for spec in COMMANDS}
+
+    def plain(name: str) -> Any:
+        async def callback(interaction: discord.Interaction) -> None:
+            await transport.run_command(interaction, name, [])
+
+        return callback
+
+    def with_account(name: str, what: str) -> Any:
+        @app_commands.describe(account=what)
+        async def callback(interaction: discord.Interaction, account: str | None = None) -> None:
+            await transport.run_command(interaction, name, [account] if account else [])
+
+        return callback
+
+    @app_commands.describe(period="today (default), week or month", account="one account (default: all)")
+    async def pnl(
+        interaction: discord.Interaction,
+        period: Literal["today", "week", "month"] | None = None,
+        account: str | None = None,
+    ) -> None:
+        args = [a for a in (period, account) if a]
+        await transport.run_command(interaction, "pnl", args)
+
+    @app_commands.describe(n="how many recent fills (default 10)")
+    async def trades(interaction: discord.Interaction, n: app_commands.Range[int, 1, 50] | None = None) -> None:
+        await transport.run_command(interaction, "trades", [str(n)] if n is not None else [])
+
+    callbacks: dict[str, Any] = {"pnl": pnl, "trades": trades}
+    for name in ("status", "accounts", "health", "whoami", "help"):
+        callbacks[name] = plain(name)
+    for name in ("positions", "orders", "risk"):
+        callbacks[name] = with_account(name, "one account (default: all)")
+    for name in ("pause", "resume", "cancel", "flatten"):
+        callbacks[name] = with_account(name, "account name, or all")
+    return [
+        app_commands.Command(name=spec.name, description=summaries[spec.name], callback=callbacks[spec.name])
+        for spec in COMMANDS
+    ]
+
+
+class DiscordWebhookAlerts:
+    """Push-only alerts through a channel webhook URL: no bot token, no commands."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession | None = None) -> None:
+        self._own_session = session is None
+        self.session = session or aiohttp.ClientSession()
+        self.webhook = discord.Webhook.from_url(url, session=self.session)
+
+    async def send_alert(self, text: str, silent: bool = False) -> int:
+        message = await self.webhook.send(render(text), silent=silent, wait=True)
+        return message.id
+
+    async def close(self) -> None:
+        if self._own_session:
+            await self.session.close()
