@@ -17,4 +17,8 @@ def build_broker(account: str, config: AccountSettings, state_dir: Path) -> Brok
         from brokers.paper import PaperBroker
 
         return PaperBroker(account, config.paper, state_dir / "paper" / f"{account}.json")
-    raise ValueError(f"account {account!r}: broker {config.broker!r} is not supported")
+    if config.broker == "alpaca" and config.alpaca is not None:
+        from brokers.alpaca import AlpacaBroker
+
+        return AlpacaBroker(account, config.alpaca)
+    raise ValueError(f"account {account!r}: broker {config.broker!r} is not supported yet")

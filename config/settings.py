@@ -28,6 +28,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.brokers import AlpacaSettings, ProjectXSettings, TradovateSettings
+from config.chat import AlertSettings, DiscordSettings, TelegramSettings
+from config.risk import CashSettings, FundedSettings, PdtSettings
+
 ENV_PREFIX = "TRADERD_"
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -158,13 +162,25 @@ class PaperSettings(_Section):
 
 
 class AccountSettings(_Section):
-    broker: Literal["paper"] = "paper"
+    broker: Literal["paper", "alpaca", "projectx", "tradovate"] = "paper"
     enabled: bool = True
     symbols: list[str] = Field(
         default_factory=list, description="TradingView tickers routed to this account when the alert names none"
     )
     risk: RiskLimits = Field(default_factory=RiskLimits)
+    pdt: PdtSettings = Field(default_factory=PdtSettings)
+    cash: CashSettings = Field(default_factory=CashSettings)
+    funded: FundedSettings | None = None
     paper: PaperSettings = Field(default_factory=PaperSettings)
+    alpaca: AlpacaSettings | None = None
+    projectx: ProjectXSettings | None = None
+    tradovate: TradovateSettings | None = None
+
+    @model_validator(mode="after")
+    def _broker_section(self) -> AccountSettings:
+        if self.broker != "paper" and getattr(self, self.broker) is None:
+            raise ValueError(f"broker {self.broker!r} needs a [{self.broker}] section with its credentials")
+        return self
 
     @field_validator("symbols")
     @classmethod
@@ -216,6 +232,9 @@ class Settings(BaseSettings):
     default_account: str | None = Field(
         None, description="Account for alerts that name none and whose ticker no account lists"
     )
+    telegram: TelegramSettings | None = None
+    discord: DiscordSettings | None = None
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,32 @@
+"""Per-account settings of the regulatory and prop-firm rules: PDT, cash settlement, funded-account presets.
+
+The rule logic lives in `daemon/risk/`; this module only describes what an account configures, so that the
+configuration tree stays importable without the daemon (config is the ground floor).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class PdtSettings(_Section):
+    mode: Literal["legacy", "intraday_margin", "off"] = "off"
+    method: Literal["traditional", "direction"] = "traditional"
+    min_equity: Decimal = Field(Decimal("25000"), ge=0)
+
+
+class CashSettings(_Section):
+    cash_account: bool = Field(False, description="T+1 settlement rules apply (no margin)")
+    allow_unsettled: bool = Field(False, description="Only warn on good-faith / unsettled-funds violations")
+
+
+class FundedSettings(_Section):
+    preset: str = Field(description="e.g. topstep_50k_combine; see docs/risk-rules.md")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Any preset number, by name")
