@@ -2,8 +2,8 @@
 
 Every intent reaching `submit` is already durable in the store. A worker takes its account's intents in
 arrival order, so risk checks see the position each earlier order left behind and can never race. The
-client order id is derived from the signal's dedup key, and a signal is marked SUBMITTING before the
-order leaves: after a crash the worker looks the order up instead of placing it twice.
+client order id is derived from the signal's dedup key, so after a crash or restart the worker looks each
+unfinished signal's order up at the broker before deciding anything, and never places it twice.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class Engine:
         self.place_attempts = place_attempts
         self.retry_delay = retry_delay
         self.stall_seconds = stall_seconds
-        self._queues: dict[str, asyncio.Queue[tuple[Intent, SignalStatus] | None]] = {}
+        self._queues: dict[str, asyncio.Queue[tuple[Intent, bool] | None]] = {}  # (intent, recovered)
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._busy_since: dict[str, float | None] = {}
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
@@ -99,9 +99,9 @@ class Engine:
             self._queues[account] = asyncio.Queue()
             self._busy_since[account] = None
         recovered = 0
-        for intent, status in self.store.unfinished_signals():
+        for intent, _status in self.store.unfinished_signals():
             if intent.account in self._queues:
-                self._queues[intent.account].put_nowait((intent, status))
+                self._queues[intent.account].put_nowait((intent, True))
                 recovered += 1
             else:
                 self.store.set_signal_status(intent.signal_id, SignalStatus.FAILED,
@@ -142,7 +142,7 @@ class Engine:
 
     def submit(self, intent: Intent) -> None:
         """Queue a signal that the store has already committed."""
-        self._queues[intent.account].put_nowait((intent, SignalStatus.PENDING))
+        self._queues[intent.account].put_nowait((intent, False))
 
     def submit_new(self, intent: Intent) -> tuple[str, bool]:
         """Record and queue an intent from inside the daemon (chat, API, CLI, risk monitor)."""
@@ -199,10 +199,10 @@ class Engine:
             item = await queue.get()
             if item is None:
                 return
-            intent, status = item
+            intent, recovered = item
             self._busy_since[account] = time.monotonic()
             try:
-                await self.execute(intent, status)
+                await self.execute(intent, recovered)
             except Exception as exc:  # a bug must not kill the account's worker
                 log.exception("signal %s failed unexpectedly", intent.signal_id)
                 self._finish(intent, SignalStatus.FAILED, f"internal error: {type(exc).__name__}")
@@ -210,18 +210,17 @@ class Engine:
                 self._busy_since[account] = None
                 self.metrics.queue_depth.labels(account).set(queue.qsize())
 
-    async def execute(self, intent: Intent, status: SignalStatus = SignalStatus.PENDING) -> Outcome:
+    async def execute(self, intent: Intent, recovered: bool = False) -> Outcome:
         broker = self.brokers[intent.account]
         now = self.clock()
-        if status is SignalStatus.SUBMITTING:
-            # We may have sent this order before the crash: find it before deciding anything.
+        if recovered and intent.action is not Action.FLATTEN:
+            # Accepted before the last stop: its order may have left before the crash. Find it first.
             coid = client_order_id(intent.account, intent.dedup_key)
             try:
                 found = await broker.find_order(coid)
             except BrokerError as exc:
                 return self._finish(intent, SignalStatus.FAILED, f"could not look up order {coid}: {exc.reason}")
             if found is not None:
-                self.store.upsert_order(found, intent.signal_id)
                 return self._finish(intent, SignalStatus.EXECUTED, "order found at the broker after restart",
                                     order=found)
         if intent.expires_at is not None and now > intent.expires_at:
@@ -259,8 +258,6 @@ class Engine:
                     self.events.publish(Event(kind="violation", account=intent.account, summary=violation.detail,
                                               data=violation.model_dump(mode="json")))
                 return self._finish(intent, SignalStatus.REJECTED, "; ".join(v.detail for v in violations))
-            self.store.set_signal_status(intent.signal_id, SignalStatus.SUBMITTING,
-                                         client_order_id=request.client_order_id)
             order = await self._place(broker, request)
         except OrderRejected as exc:
             return self._finish(intent, SignalStatus.FAILED, f"broker rejected the order: {exc.reason}")
@@ -268,7 +265,6 @@ class Engine:
             self.events.publish(Event(kind="broker", account=intent.account,
                                       summary=f"broker problem: {exc.reason}"))
             return self._finish(intent, SignalStatus.FAILED, f"broker unavailable: {exc.reason}")
-        self.store.upsert_order(order, intent.signal_id)
         self.risk.record_order(intent.account, now)
         self.metrics.orders.labels(intent.account, order.status.value).inc()
         self.metrics.signal_to_order.observe((self.clock() - intent.received_at).total_seconds())
@@ -351,7 +347,7 @@ class Engine:
 
     def _finish(self, intent: Intent, status: SignalStatus, reason: str | None, *, order: Order | None = None,
                 result: Any = None) -> Outcome:
-        self.store.set_signal_status(intent.signal_id, status, reason)
+        self.store.finish_signal(intent.signal_id, status, reason, order)
         self.metrics.signals.labels(intent.account, status.value).inc()
         if status in (SignalStatus.REJECTED, SignalStatus.FAILED, SignalStatus.EXPIRED):
             self.events.publish(Event(kind=f"signal_{status.value}", account=intent.account,  # type: ignore[arg-type]

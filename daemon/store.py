@@ -313,6 +313,22 @@ class Store:
 
     def upsert_order(self, order: Order, signal_id: str | None = None) -> None:
         """Insert or update by (account, broker_order_id); a late 'open' report never reopens a final one."""
+        with self._write() as session:
+            session.execute(self._upsert_order_stmt(order, signal_id))
+
+    def finish_signal(self, signal_id: str, status: SignalStatus, reason: str | None, order: Order | None) -> None:
+        """Final status of a signal and the order it placed, in one transaction (one commit on the hot path)."""
+        values: dict[str, Any] = {"status": SignalStatus(status).value, "updated_at": utcnow(), "reason": reason}
+        if order is not None:
+            values["client_order_id"] = order.client_order_id
+        with self._write() as session:
+            if order is not None:
+                session.execute(self._upsert_order_stmt(order, signal_id))
+            result = session.execute(update(SignalRow).where(col(SignalRow.signal_id) == signal_id).values(values))
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise KeyError(f"unknown signal {signal_id!r}")
+
+    def _upsert_order_stmt(self, order: Order, signal_id: str | None) -> Any:
         values = order.model_dump(mode="python")
         values.update(
             side=order.side.value,
@@ -329,9 +345,7 @@ class Store:
             for name in (*_ORDER_UPDATES, "reject_reason", "updated_at")
         }
         changes["signal_id"] = case((new.signal_id.is_(None), table.signal_id), else_=new.signal_id)
-        stmt = stmt.on_conflict_do_update(index_elements=["account", "broker_order_id"], set_=changes)
-        with self._write() as session:
-            session.execute(stmt)
+        return stmt.on_conflict_do_update(index_elements=["account", "broker_order_id"], set_=changes)
 
     def orders(self, account: str | None = None, open_only: bool = False, limit: int = 200) -> list[Order]:
         """Newest first."""

@@ -239,6 +239,17 @@ class ControlRow(SQLModel, table=True):
 # -- what the store returns besides domain types ----------------------------------------------------------
 
 
+class KvRow(SQLModel, table=True):
+    """JSON documents by (namespace, key); see `daemon.state_store`."""
+
+    __tablename__ = "kv_state"
+
+    namespace: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    value_json: str
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -10,7 +10,7 @@ and orders without `isAutomated: true` are refused (`require_automated=False` tu
 
 Knobs: `set_price`, `throttle_next` (HTTP 200 p-ticket answers; the retry must carry the ticket after
 `p-time` seconds, or it is throttled again), `expire_tokens`, and `.faults` (`fail_next`, `delay_next`,
-`drop_next`) shared with the ProjectX stand-in.
+`drop_next`, from `tests.standins.faults`) shared with the ProjectX stand-in.
 """
 
 from __future__ import annotations
@@ -29,45 +29,12 @@ from aiohttp import web
 
 from tests.standins.contract import Contract, contract_middleware
 from tests.standins.deviations import BY_BROKER, Deviation
-from tests.standins.projectx_api import Faults, Handler, StandinServer, json_response
+from tests.standins.faults import Faults, Handler, StandinServer, json_response
 
 SPEC = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "tradovate" / "swagger.json"
 BASE = "/v1"
 WORKING, FILLED, CANCELED, SUSPENDED = "Working", "Filled", "Canceled", "Suspended"
 ORDER_TYPES = ("Limit", "MIT", "Market", "QTS", "Stop", "StopLimit", "TrailingStop", "TrailingStopLimit")
-
-# Deviations this stand-in needs; the lead moves them into tests/standins/deviations.py (TRADOVATE).
-PROPOSED_DEVIATIONS: tuple[Deviation, ...] = (
-    Deviation(
-        broker="tradovate",
-        reason="The live API answers 401 (text body) to a missing or expired access token; the spec "
-        "documents only 200.",
-        message=r"status 401 not documented",
-        direction="response",
-    ),
-    Deviation(
-        broker="tradovate",
-        reason="Fault injection: 429 and 5xx happen on the live API (outages, hard rate limit) but only 200 "
-        "is documented.",
-        message=r"status (429|500|502|503|504) not documented",
-        direction="response",
-    ),
-    Deviation(
-        broker="tradovate",
-        reason="`/contract/find` and `/<entity>/item` answer 404 for an unknown name/id on the live API; "
-        "the spec documents only 200.",
-        message=r"status 404 not documented",
-        direction="response",
-        method="GET",
-    ),
-    Deviation(
-        broker="tradovate",
-        reason="Throttling: the live API answers any endpoint with HTTP 200 {p-ticket, p-time, p-captcha}, "
-        "which is not the documented array body of list endpoints.",
-        message=r"'p-ticket'.* is not of type 'array'",
-        direction="response",
-    ),
-)
 
 
 @dataclass
@@ -170,7 +137,7 @@ class TradovateStandin(StandinServer):
         self.faults = Faults(BASE)
         self.tokens: dict[str, datetime] = {}
         self.calls: list[tuple[str, str, Any]] = []
-        default = BY_BROKER["tradovate"] + PROPOSED_DEVIATIONS
+        default = BY_BROKER["tradovate"]
         self.tolerated = tuple(default if tolerated is None else tolerated)
         self.contract = Contract.load(SPEC, BASE) if validate else None
         self.accounts = {7001: "DEMO7001", 7002: "DEMO7002"}
