@@ -62,6 +62,12 @@ __all__ = ["AccountControl", "AuditEntry", "DailyPnl", "SignalRecord", "Store", 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _WRITE = "traderd_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
+# Execution option: this commit is a promise to the outside world (a signal accepted, a control action) and
+# must survive a power loss: SQLite synchronous=FULL / PostgreSQL synchronous_commit=on. Other writes (orders,
+# fills, statuses) are derived from the broker, which reconciliation re-reads after any crash, so they
+# commit without waiting for the disk (still atomic and crash-safe for the process); they become durable at
+# the next durable commit or checkpoint. This keeps one fsync per accepted signal instead of four.
+_DURABLE = "traderd_durable"
 _PG_MIGRATION_LOCK = 0x7472_6164_6572  # advisory lock id ("trader"): one migrator at a time
 _OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]
 _FINAL_STATUSES = [s.value for s in OrderStatus if not s.is_open]
@@ -103,7 +109,12 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+    options = conn.get_execution_options()
+    if options.get(_WRITE):
+        conn.exec_driver_sql("PRAGMA synchronous=FULL" if options.get(_DURABLE) else "PRAGMA synchronous=NORMAL")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
 
 
 def _order(row: OrderRow) -> Order:
@@ -121,6 +132,7 @@ class Store:
         self.url = normalize_url(url)
         self._engine: Engine | None = None
         self._writer: Engine | None = None
+        self._order_upsert: Any = None  # built on first use, see _upsert_order_stmt
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -152,7 +164,7 @@ class Store:
         if is_sqlite:
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
-        writer = engine.execution_options(**{_WRITE: True})
+        writer = engine.execution_options(**{_WRITE: True, _DURABLE: True})
         try:
             with writer.begin() as conn:
                 if engine.dialect.name == "postgresql":
@@ -187,8 +199,11 @@ class Store:
         return self._writer
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
-        with Session(self._writer_engine, expire_on_commit=False) as session, session.begin():
+    def _write(self, durable: bool = False) -> Iterator[Session]:
+        engine = self._writer_engine if durable else self._writer_engine.execution_options(**{_DURABLE: False})
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            if not durable and self.dialect == "postgresql":
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
 
     def _insert(self, model: type[SQLModel]) -> Any:
@@ -329,6 +344,8 @@ class Store:
                 raise KeyError(f"unknown signal {signal_id!r}")
 
     def _upsert_order_stmt(self, order: Order, signal_id: str | None) -> Any:
+        """The upsert with this order's values bound. The statement is built once: building and compiling
+        it per call cost more than the SQLite commit itself."""
         values = order.model_dump(mode="python")
         values.update(
             side=order.side.value,
@@ -337,15 +354,19 @@ class Store:
             time_in_force=order.time_in_force.value,
             signal_id=signal_id,
         )
-        stmt = self._insert(OrderRow).values(**values)
-        table, new = OrderRow.__table__.c, stmt.excluded  # type: ignore[attr-defined]
-        regress = and_(table.status.in_(_FINAL_STATUSES), new.status.in_(_OPEN_STATUSES))
-        changes: dict[str, Any] = {
-            name: case((regress, table[name]), else_=new[name])
-            for name in (*_ORDER_UPDATES, "reject_reason", "updated_at")
-        }
-        changes["signal_id"] = case((new.signal_id.is_(None), table.signal_id), else_=new.signal_id)
-        return stmt.on_conflict_do_update(index_elements=["account", "broker_order_id"], set_=changes)
+        if self._order_upsert is None:
+            stmt = self._insert(OrderRow)
+            table, new = OrderRow.__table__.c, stmt.excluded  # type: ignore[attr-defined]
+            regress = and_(table.status.in_(_FINAL_STATUSES), new.status.in_(_OPEN_STATUSES))
+            changes: dict[str, Any] = {
+                name: case((regress, table[name]), else_=new[name])
+                for name in (*_ORDER_UPDATES, "reject_reason", "updated_at")
+            }
+            changes["signal_id"] = case((new.signal_id.is_(None), table.signal_id), else_=new.signal_id)
+            self._order_upsert = stmt.on_conflict_do_update(
+                index_elements=["account", "broker_order_id"], set_=changes
+            )
+        return self._order_upsert.values(values)
 
     def orders(self, account: str | None = None, open_only: bool = False, limit: int = 200) -> list[Order]:
         """Newest first."""
@@ -478,7 +499,7 @@ class Store:
         self, actor: str, action: str, target: str | None = None, detail: str | None = None, ok: bool = True
     ) -> None:
         row = AuditRow(at=utcnow(), actor=actor, action=action, target=target, detail=detail, ok=ok)
-        with self._write() as session:
+        with self._write(durable=True) as session:
             session.add(row)
 
     def audit_log(self, limit: int = 100) -> list[AuditEntry]:
@@ -500,7 +521,7 @@ class Store:
         by: str = "",
     ) -> None:
         """Change only the flags given. The reason is replaced when given and cleared once nothing is held."""
-        with self._write() as session:
+        with self._write(durable=True) as session:
             now = utcnow()
             defaults = {"paused": False, "locked": False, "reason": None, "updated_at": now, "updated_by": by}
             row: ControlRow = self._locked_row(session, ControlRow, {"account": account}, defaults)

@@ -342,3 +342,23 @@ def apply_fill(
         if new_qty == 0 or (new_qty > 0) == (quantity > 0):  # (partial) close keeps the average
             return new_qty, cost - released, realized
         return new_qty, abs(new_qty) * price, realized  # flipped through zero: the rest opens at the price
+
+
+class OutboxRow(SQLModel, table=True):
+    """One alert for one destination (transport + chat), pending until delivered; see `daemon.outbox`."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "transport", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    transport: str
+    chat: str
+    kind: str
+    text: str
+    silent: bool = False
+    status: str = "pending"  # pending | sent | dead
+    attempts: int = 0
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = None

@@ -1,4 +1,4 @@
-"""The real `traderd` command as a subprocess: run with no configuration, webhook, status, flatten, SIGTERM, check, init."""
+"""The real `traderd` command as a subprocess: run with no config, webhook, status, flatten, SIGTERM, check, init."""
 
 from __future__ import annotations
 

@@ -49,6 +49,7 @@ STORE_TABLES = {
     "violations",
     "audit_log",
     "account_controls",
+    "outbox",
 }
 
 
