@@ -18,9 +18,11 @@ Behaviour (accounting and the cash/equity model are described in `brokers.paper_
 - Reports: every order change is emitted as `BrokerReport(order=...)`, every fill as `BrokerReport(fill=...)`
   (the order update first, then its fill), after the state is saved and with no lock held, so a report
   handler may call back into the broker.
-- State: the whole state is rewritten atomically (temp file + `os.replace`) after every mutation. A
-  state file that cannot be read raises `PaperStateError`; it is never silently reset. The configured
-  `starting_cash` only matters when there is no state file yet.
+- State: every mutation appends one line to a journal next to the state file, which is a checkpoint of
+  the live state (see `brokers.paper_book`): O(1) per mutation, whatever the history. The last
+  `MAX_FINISHED_ORDERS` finished orders and `MAX_FILLS` fills survive restarts (idempotency, `find_order`,
+  `fills(since)`). A file that cannot be read raises `PaperStateError`; it is never silently reset. The
+  configured `starting_cash` only matters when there is no state file yet.
 """
 
 from __future__ import annotations
@@ -30,20 +32,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from brokers.base import BrokerBase, BrokerError, BrokerReport, OrderNotFound, OrderRejected
-from brokers.paper_book import (
-    HAS_LIMIT,
-    HAS_STOP,
-    Bracket,
-    PaperBook,
-    PaperState,
-    PaperStateError,
-    check_request,
-    read_state,
-    write_atomic,
-)
+from brokers.paper_book import Bracket, PaperBook, PaperLedger, PaperStateError
 from config.settings import PaperSettings
 from daemon.domain import (
     ZERO,
@@ -64,8 +56,8 @@ __all__ = ["PaperBroker", "PaperStateError"]
 
 T = TypeVar("T")
 BPS = Decimal(10_000)
-MAX_FINISHED_ORDERS = 5_000  # older finished orders are dropped from the state file
-MAX_FILLS = 20_000
+HAS_LIMIT = (OrderType.LIMIT, OrderType.STOP_LIMIT)
+HAS_STOP = (OrderType.STOP, OrderType.STOP_LIMIT)
 
 
 class PaperBroker(BrokerBase):
@@ -86,80 +78,49 @@ class PaperBroker(BrokerBase):
         self._clock = clock
         self._lock = asyncio.Lock()
         self._loaded = False
-        self._book = PaperBook(settings.starting_cash, settings.multipliers)
-        self._orders: dict[str, Order] = {}
-        self._by_client: dict[str, str] = {}
-        self._brackets: dict[str, Bracket] = {}
-        self._triggered: set[str] = set()
-        self._next_order = 1
-        self._next_fill = 1
+        self._s = self._new_ledger()  # orders, fills, book and their files
         self._reports: list[BrokerReport] = []
-        self._dirty = False
 
     # ---- lifecycle and persistence -------------------------------------------------------------------
 
+    @property
+    def _book(self) -> PaperBook:
+        return self._s.book
+
+    def _new_ledger(self) -> PaperLedger:
+        book = PaperBook(self.settings.starting_cash, self.settings.multipliers)
+        return PaperLedger(self.account, book, self.state_file)
+
     async def connect(self) -> None:
         async with self._lock:
-            existed = self._ensure_loaded()
-            if not existed:
-                await self._save()
+            if not self._loaded:  # a long history takes a moment to read: not on the event loop
+                ledger = self._new_ledger()
+                await asyncio.to_thread(ledger.load)
+                if not self._loaded:  # a query without connect() may have loaded it meanwhile
+                    self._s, self._loaded = ledger, True
 
     async def close(self) -> None:
         async with self._lock:
             self._ensure_loaded()
-            await self._save()
+            self._s.close()
 
-    def _ensure_loaded(self) -> bool:
-        """Load the state file once; returns whether it existed."""
-        if self._loaded:
-            return True
-        state = read_state(self.state_file, self.account)
-        if state is None:
-            self._loaded = True
-            return False
-        self._book = PaperBook.restore(state.book, self.settings.multipliers)
-        self._orders = {order.broker_order_id: order for order in state.orders}
-        self._by_client = {order.client_order_id: order.broker_order_id for order in state.orders}
-        self._brackets = dict(state.brackets)
-        self._triggered = set(state.triggered)
-        self._next_order = state.next_order
-        self._next_fill = state.next_fill
-        self._loaded = True
-        return True
-
-    def _prune(self) -> None:
-        finished = [oid for oid, order in self._orders.items() if not order.status.is_open]
-        for oid in finished[: max(0, len(finished) - MAX_FINISHED_ORDERS)]:
-            order = self._orders.pop(oid)
-            if self._by_client.get(order.client_order_id) == oid:
-                del self._by_client[order.client_order_id]
-        self._book.prune_fills(MAX_FILLS)
-
-    async def _save(self) -> None:
-        self._prune()
-        state = PaperState(
-            account=self.account,
-            next_order=self._next_order,
-            next_fill=self._next_fill,
-            orders=list(self._orders.values()),
-            brackets=dict(self._brackets),
-            triggered=sorted(self._triggered),
-            book=self._book.snapshot(),
-        )
-        await asyncio.to_thread(write_atomic, self.state_file, state.model_dump_json(indent=1))
-        self._dirty = False
+    def _ensure_loaded(self) -> None:
+        """Load the state file and journal once (raises `PaperStateError` until they can be read)."""
+        if not self._loaded:
+            ledger = self._new_ledger()
+            ledger.load()
+            self._s, self._loaded = ledger, True
 
     async def _mutate(self, step: Callable[[], T]) -> T:
-        """Run `step` under the lock, save if it changed anything, then emit its reports lock-free."""
+        """Run `step` under the lock, journal what it changed, then emit its reports lock-free."""
         async with self._lock:
             self._ensure_loaded()
-            self._reports, self._dirty = [], False
+            self._reports = []
             try:
                 result = step()
             finally:
                 reports, self._reports = self._reports, []
-                if self._dirty or reports:
-                    await self._save()
+                self._s.commit()
         for report in reports:
             await self.emit(report)
         return result
@@ -171,8 +132,7 @@ class PaperBroker(BrokerBase):
 
     async def find_order(self, client_order_id: str) -> Order | None:
         self._ensure_loaded()
-        oid = self._by_client.get(client_order_id)
-        return self._orders.get(oid) if oid else None
+        return self._s.find(client_order_id)
 
     async def cancel_order(self, broker_order_id: str) -> Order:
         def step() -> Order:
@@ -195,7 +155,7 @@ class PaperBroker(BrokerBase):
 
     async def open_orders(self) -> list[Order]:
         self._ensure_loaded()
-        return [order for order in self._orders.values() if order.status.is_open]
+        return list(self._s.open.values())
 
     async def positions(self) -> list[Position]:
         self._ensure_loaded()
@@ -207,7 +167,7 @@ class PaperBroker(BrokerBase):
 
     async def fills(self, since: datetime | None = None) -> list[Fill]:
         self._ensure_loaded()
-        return self._book.fills_since(since)
+        return self._s.fills_since(since)
 
     async def close_position(self, symbol: str) -> Order | None:
         return await self._mutate(lambda: self._close(symbol, self._clock()))
@@ -229,19 +189,16 @@ class PaperBroker(BrokerBase):
     # ---- order handling (called under the lock) ------------------------------------------------------
 
     def _get(self, broker_order_id: str) -> Order:
-        order = self._orders.get(broker_order_id)
+        order = self._s.get(broker_order_id)
         if order is None:
             raise OrderNotFound(f"no paper order {broker_order_id}")
         return order
 
     def _report(self, *, order: Order | None = None, fill: Fill | None = None) -> None:
         self._reports.append(BrokerReport(order=order, fill=fill))
-        self._dirty = True
 
     def _put(self, order: Order) -> Order:
-        self._orders[order.broker_order_id] = order
-        self._dirty = True
-        return order
+        return self._s.put(order)
 
     def _new_order(
         self,
@@ -250,8 +207,8 @@ class PaperBroker(BrokerBase):
         parent_order_id: str | None = None,
         oco_group: str | None = None,
     ) -> Order:
-        oid = f"P{self._next_order}"
-        self._next_order += 1
+        oid = f"P{self._s.next_order}"
+        self._s.next_order += 1
         order = Order(
             broker_order_id=oid,
             client_order_id=request.client_order_id,
@@ -269,31 +226,30 @@ class PaperBroker(BrokerBase):
             parent_order_id=parent_order_id,
             oco_group=oco_group,
         )
-        self._by_client[order.client_order_id] = oid
         return self._put(order)
 
     def _place(self, request: OrderRequest) -> Order:
-        existing = self._by_client.get(request.client_order_id)
-        if existing is not None and existing in self._orders:
-            return self._orders[existing]
+        existing = self._s.find(request.client_order_id)
+        if existing is not None:
+            return existing
         check_request(request, self.account, self._book)
         now = self._clock()
         if request.reference_price is not None:
             self._observe(request.symbol, request.reference_price, now)
         order = self._new_order(request, now)
         if request.take_profit is not None or request.stop_loss is not None:
-            self._brackets[order.broker_order_id] = Bracket(
+            self._s.brackets[order.broker_order_id] = Bracket(
                 take_profit=request.take_profit, stop_loss=request.stop_loss
             )
         self._admit(order, now)
-        return self._orders[order.broker_order_id]
+        return self._get(order.broker_order_id)
 
     def _admit(self, order: Order, now: datetime) -> None:
         """A new order meets the market: fill/trigger against the last price, expire IOC/FOK, or rest."""
         price = self._book.last_price(order.symbol)
         if price is not None:
             self._check(order, price, now)
-        current = self._orders[order.broker_order_id]
+        current = self._get(order.broker_order_id)
         if not current.status.is_open:
             return
         if current.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
@@ -303,13 +259,10 @@ class PaperBroker(BrokerBase):
 
     def _observe(self, symbol: str, price: Decimal, at: datetime) -> None:
         self._book.mark(symbol, price)
-        self._dirty = True
-        resting = [
-            oid for oid, order in self._orders.items() if order.symbol == symbol and order.status.is_open
-        ]
+        resting = [oid for oid, order in self._s.open.items() if order.symbol == symbol]
         for oid in resting:
-            order = self._orders[oid]
-            if order.status.is_open:  # an earlier fill may have cancelled it (OCO, flat position)
+            order = self._s.open.get(oid)
+            if order is not None:  # an earlier fill may have cancelled it (OCO, flat position)
                 self._check(order, price, at)
 
     def _slipped(self, side: Side, price: Decimal) -> Decimal:
@@ -321,7 +274,7 @@ class PaperBroker(BrokerBase):
         if kind is OrderType.MARKET:
             self._fill(order, self._slipped(order.side, price), at)
             return
-        if kind in HAS_STOP and order.broker_order_id not in self._triggered:
+        if kind in HAS_STOP and order.broker_order_id not in self._s.triggered:
             stop = order.stop_price
             assert stop is not None
             if not (price >= stop if buy else price <= stop):
@@ -329,8 +282,8 @@ class PaperBroker(BrokerBase):
             if kind is OrderType.STOP:
                 self._fill(order, self._slipped(order.side, price), at)
                 return
-            self._triggered.add(order.broker_order_id)
-            self._dirty = True
+            self._s.triggered.add(order.broker_order_id)
+            self._s.touch(order)
         limit = order.limit_price
         assert limit is not None
         if price <= limit if buy else price >= limit:
@@ -339,8 +292,8 @@ class PaperBroker(BrokerBase):
 
     def _finish(self, order: Order, status: OrderStatus, at: datetime) -> Order:
         done = self._put(order.model_copy(update={"status": status, "updated_at": at}))
-        self._triggered.discard(order.broker_order_id)
-        self._brackets.pop(order.broker_order_id, None)
+        self._s.triggered.discard(order.broker_order_id)
+        self._s.brackets.pop(order.broker_order_id, None)
         self._report(order=done)
         return done
 
@@ -351,7 +304,7 @@ class PaperBroker(BrokerBase):
         quantity = order.quantity - order.filled_quantity
         settings = self.settings
         fill = Fill(
-            fill_id=f"{self.account}-F{self._next_fill}",
+            fill_id=f"{self.account}-F{self._s.next_fill}",
             broker_order_id=order.broker_order_id,
             client_order_id=order.client_order_id,
             account=self.account,
@@ -362,8 +315,8 @@ class PaperBroker(BrokerBase):
             commission=max(settings.commission_per_unit * quantity, settings.commission_minimum),
             filled_at=at,
         )
-        self._next_fill += 1
-        self._book.apply_fill(fill)
+        self._s.next_fill += 1
+        self._s.add_fill(fill)
         filled = self._put(
             order.model_copy(
                 update={
@@ -374,17 +327,17 @@ class PaperBroker(BrokerBase):
                 }
             )
         )
-        self._triggered.discard(order.broker_order_id)
+        self._s.triggered.discard(order.broker_order_id)
         self._report(order=filled)
         self._report(fill=fill)
-        for other in list(self._orders.values()):
-            if not other.status.is_open or other.broker_order_id == order.broker_order_id:
+        for other in list(self._s.open.values()):
+            if other.broker_order_id not in self._s.open:  # cancelled by this loop already
                 continue
             same_oco = order.oco_group is not None and other.oco_group == order.oco_group
             orphan = other.parent_order_id is not None and other.symbol == order.symbol
             if same_oco or (orphan and self._book.quantity(order.symbol) == ZERO):
                 self._cancel(other, at)
-        bracket = self._brackets.pop(order.broker_order_id, None)
+        bracket = self._s.brackets.pop(order.broker_order_id, None)
         if bracket is not None:
             self._open_children(filled, bracket, at)
 
@@ -415,8 +368,9 @@ class PaperBroker(BrokerBase):
                 )
             )
         for child in children:
-            if self._orders[child.broker_order_id].status.is_open:
-                self._admit(self._orders[child.broker_order_id], at)
+            current = self._get(child.broker_order_id)
+            if current.status.is_open:
+                self._admit(current, at)
 
     def _modify(
         self,
@@ -447,7 +401,7 @@ class PaperBroker(BrokerBase):
         price = self._book.last_price(updated.symbol)
         if price is not None:
             self._check(updated, price, now)
-        current = self._orders[broker_order_id]
+        current = self._get(broker_order_id)
         if current.status.is_open:  # a fill already reported the order
             self._report(order=current)
         return current
@@ -459,7 +413,7 @@ class PaperBroker(BrokerBase):
         if self._book.last_price(symbol) is None:
             raise OrderRejected(f"no price known for {symbol}: cannot close the position")
         request = OrderRequest(
-            client_order_id=f"close-{symbol}-{self._next_order}",
+            client_order_id=f"close-{symbol}-{self._s.next_order}",
             account=self.account,
             symbol=symbol,
             side=Side.SELL if held > 0 else Side.BUY,
@@ -467,13 +421,11 @@ class PaperBroker(BrokerBase):
         )
         order = self._new_order(request, now)
         self._admit(order, now)
-        return self._orders[order.broker_order_id]
+        return self._get(order.broker_order_id)
 
     def _flatten(self) -> FlattenReport:
         now = self._clock()
-        cancelled = [
-            self._cancel(order, now) for order in list(self._orders.values()) if order.status.is_open
-        ]
+        cancelled = [self._cancel(order, now) for order in list(self._s.open.values())]
         closing: list[Order] = []
         errors: list[str] = []
         for symbol in self._book.open_symbols():
@@ -485,3 +437,50 @@ class PaperBroker(BrokerBase):
             if order is not None:
                 closing.append(order)
         return FlattenReport(account=self.account, cancelled=cancelled, closing=closing, errors=errors)
+
+
+def check_request(request: OrderRequest, account: str, book: PaperBook) -> None:
+    """Refuse (OrderRejected) a request the paper broker cannot accept; changes nothing."""
+
+    def reject(reason: str) -> NoReturn:
+        raise OrderRejected(reason)
+
+    kind, symbol = request.order_type, request.symbol
+    if request.account != account:
+        reject(f"order for account {request.account!r} sent to paper account {account!r}")
+    if not symbol.strip():
+        reject("order has no symbol")
+    if kind in HAS_LIMIT and request.limit_price is None:
+        reject(f"{kind} order needs a limit_price")
+    if kind in HAS_STOP and request.stop_price is None:
+        reject(f"{kind} order needs a stop_price")
+    if kind not in HAS_LIMIT and request.limit_price is not None:
+        reject(f"{kind} order takes no limit_price")
+    if kind not in HAS_STOP and request.stop_price is not None:
+        reject(f"{kind} order takes no stop_price")
+    for label in ("limit_price", "stop_price", "take_profit", "stop_loss", "reference_price"):
+        value = getattr(request, label)
+        if value is not None and value <= ZERO:
+            reject(f"{label} must be positive, got {value}")
+    current = request.reference_price or book.last_price(symbol)
+    if kind is OrderType.MARKET and current is None:
+        reject(f"no price known for {symbol}: include price in the alert")
+    if request.reduce_only:
+        held = book.quantity(symbol)
+        if held == ZERO or (held > 0) == (request.side is Side.BUY) or request.quantity > abs(held):
+            reject(f"reduce-only {request.side} of {request.quantity} {symbol} would not reduce {held}")
+    if request.take_profit is None and request.stop_loss is None:
+        return
+    entry = {
+        OrderType.MARKET: current,
+        OrderType.LIMIT: request.limit_price,
+        OrderType.STOP: request.stop_price,
+        OrderType.STOP_LIMIT: request.limit_price,
+    }[kind]
+    sign = request.side.sign
+    if request.take_profit is not None and entry is not None and (request.take_profit - entry) * sign <= 0:
+        where = "above" if sign > 0 else "below"
+        reject(f"take_profit {request.take_profit} must be {where} the {request.side} entry {entry}")
+    if request.stop_loss is not None and entry is not None and (entry - request.stop_loss) * sign <= 0:
+        where = "below" if sign > 0 else "above"
+        reject(f"stop_loss {request.stop_loss} must be {where} the {request.side} entry {entry}")

@@ -1,4 +1,4 @@
-"""Pure parts of the paper broker: accounting (positions, cash, fees, fills), request checks, state file.
+"""The paper broker's accounting (positions, cash, fees) and its files.
 
 Cash model (one per symbol, chosen by its point-value multiplier):
 
@@ -13,8 +13,16 @@ adding to a position re-averages the price, reducing it realizes `(fill - averag
 (sign-adjusted for shorts), and a fill that flips the position through zero closes the old side and opens
 the remainder at the fill price.
 
-The state file is JSON (Decimals as strings) validated by `PaperState`, rewritten atomically with
-`write_atomic`; `read_state` refuses a corrupt file with `PaperStateError` instead of resetting money.
+Files (`PaperLedger`) cost O(1) per mutation, whatever the history. Memory holds the live state and the last
+`MAX_FINISHED_ORDERS` finished orders and `MAX_FILLS` fills. Each mutation appends one line to the journal
+`<state file>.history.jsonl` (kept open, no fsync): a `PaperChange` with the absolute new values of what it
+changed, its orders and its fills. The state file (`PaperState`) is a checkpoint of the live state as of
+journal line `seq`, replaced atomically on connect, on close and when the journal rotates (to
+`<state file>.history.1.jsonl`, once it alone holds the history kept in memory). Loading reads the state
+file, then the journals: lines up to its `seq` only feed the history, later ones are replayed on top. A crash
+can at worst cut the last line short (its reports were never sent); that is cut off on load. Anything else
+unreadable raises `PaperStateError` naming the file. JSON with Decimals as strings; version-1 state files
+(history inside) are migrated on load.
 """
 
 from __future__ import annotations
@@ -22,20 +30,23 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from brokers.base import BrokerError, OrderRejected
-from daemon.domain import ZERO, AccountState, Fill, Order, OrderRequest, OrderType, Position, Side
+from brokers.base import BrokerError
+from daemon.domain import ZERO, AccountState, Fill, Order, Position
 
 ONE = Decimal(1)
-HAS_LIMIT = (OrderType.LIMIT, OrderType.STOP_LIMIT)
-HAS_STOP = (OrderType.STOP, OrderType.STOP_LIMIT)
+MAX_FINISHED_ORDERS = 5_000  # finished orders kept for idempotency and find_order; older ones are forgotten
+MAX_FILLS = 20_000  # fills kept for fills(since)
+MAX_JOURNAL_LINES = 100_000  # rotate anyway (say, only prices observed) to bound the disk
 _CONTINUOUS = re.compile(r"^(?P<root>[A-Z0-9]+?)\d!$")  # ES1!, M2K2!
 _DATED = re.compile(r"^(?P<root>[A-Z0-9]*[A-Z])[FGHJKMNQUVXZ]\d{1,2}$")  # ESZ6, NQH26, M2KZ6
 
@@ -66,9 +77,9 @@ class BookState(BaseModel):
     cash: Decimal
     fees: Decimal
     realized_pnl: Decimal
-    holdings: dict[str, HoldingState]
-    last_prices: dict[str, Decimal]
-    fills: list[Fill]
+    holdings: dict[str, HoldingState] = Field(default_factory=dict)
+    last_prices: dict[str, Decimal] = Field(default_factory=dict)
+    fills: list[Fill] = Field(default_factory=list)  # in version-1 state files and in journal lines
 
 
 @dataclass
@@ -110,7 +121,7 @@ class PaperBook:
         self.realized_pnl = ZERO
         self.holdings: dict[str, Holding] = {}
         self.last_prices: dict[str, Decimal] = {}
-        self.fills: list[Fill] = []
+        self.touched: set[str] = set()  # symbols whose holding or last price changed since the last commit
 
     def multiplier(self, symbol: str) -> Decimal:
         """Point value: the whole ticker if configured, else its futures root, else 1."""
@@ -128,6 +139,7 @@ class PaperBook:
 
     def mark(self, symbol: str, price: Decimal) -> None:
         self.last_prices[symbol] = price
+        self.touched.add(symbol)
 
     def apply_fill(self, fill: Fill) -> Decimal:
         """Book a fill: position, realized P&L, fees and cash. Returns the P&L it realized."""
@@ -142,7 +154,7 @@ class PaperBook:
         else:
             self.cash += realized
         self.cash -= fill.commission
-        self.fills.append(fill)
+        self.touched.add(fill.symbol)
         return realized
 
     def open_symbols(self) -> list[str]:
@@ -197,93 +209,38 @@ class PaperBook:
             as_of=as_of,
         )
 
-    def fills_since(self, since: datetime | None) -> list[Fill]:
-        if since is None:
-            return list(self.fills)
-        return [fill for fill in self.fills if fill.filled_at >= since]
+    def holding_state(self, symbol: str) -> HoldingState:
+        h = self.holdings[symbol]
+        return HoldingState(quantity=h.quantity, average_price=h.average_price, realized_pnl=h.realized_pnl)
 
-    def prune_fills(self, keep: int) -> None:
-        if len(self.fills) > keep:
-            del self.fills[: len(self.fills) - keep]
+    def apply_change(self, change: PaperChange | BookState) -> None:
+        """Take the money, holdings and prices of a journal line or state file."""
+        self.cash, self.fees, self.realized_pnl = change.cash, change.fees, change.realized_pnl
+        for symbol, h in change.holdings.items():
+            self.holdings[symbol] = Holding(h.quantity, h.average_price, h.realized_pnl)
+        self.last_prices.update(change.last_prices)
 
-    def snapshot(self) -> BookState:
-        return BookState(
-            cash=self.cash,
-            fees=self.fees,
-            realized_pnl=self.realized_pnl,
-            holdings={
-                symbol: HoldingState(
-                    quantity=h.quantity, average_price=h.average_price, realized_pnl=h.realized_pnl
-                )
-                for symbol, h in self.holdings.items()
-            },
-            last_prices=dict(self.last_prices),
-            fills=list(self.fills),
-        )
+    def state(self, symbols: Iterable[str] | None = None) -> dict[str, Any]:
+        """The fields of a `BookState`, with only these symbols' holdings and last prices if given."""
+        held = self.holdings if symbols is None else [s for s in symbols if s in self.holdings]
+        priced = self.last_prices if symbols is None else [s for s in symbols if s in self.last_prices]
+        return {
+            "cash": self.cash,
+            "fees": self.fees,
+            "realized_pnl": self.realized_pnl,
+            "holdings": {symbol: self.holding_state(symbol) for symbol in held},
+            "last_prices": {symbol: self.last_prices[symbol] for symbol in priced},
+        }
 
     @classmethod
     def restore(cls, state: BookState, multipliers: dict[str, Decimal]) -> PaperBook:
         book = cls(state.cash, multipliers)
-        book.fees = state.fees
-        book.realized_pnl = state.realized_pnl
-        book.holdings = {
-            symbol: Holding(h.quantity, h.average_price, h.realized_pnl)
-            for symbol, h in state.holdings.items()
-        }
-        book.last_prices = dict(state.last_prices)
-        book.fills = list(state.fills)
+        book.apply_change(state)
         return book
 
 
-def check_request(request: OrderRequest, account: str, book: PaperBook) -> None:
-    """Refuse (OrderRejected) a request the paper broker cannot accept; changes nothing."""
-
-    def reject(reason: str) -> NoReturn:
-        raise OrderRejected(reason)
-
-    kind, symbol = request.order_type, request.symbol
-    if request.account != account:
-        reject(f"order for account {request.account!r} sent to paper account {account!r}")
-    if not symbol.strip():
-        reject("order has no symbol")
-    if kind in HAS_LIMIT and request.limit_price is None:
-        reject(f"{kind} order needs a limit_price")
-    if kind in HAS_STOP and request.stop_price is None:
-        reject(f"{kind} order needs a stop_price")
-    if kind not in HAS_LIMIT and request.limit_price is not None:
-        reject(f"{kind} order takes no limit_price")
-    if kind not in HAS_STOP and request.stop_price is not None:
-        reject(f"{kind} order takes no stop_price")
-    for label in ("limit_price", "stop_price", "take_profit", "stop_loss", "reference_price"):
-        value = getattr(request, label)
-        if value is not None and value <= ZERO:
-            reject(f"{label} must be positive, got {value}")
-    current = request.reference_price or book.last_price(symbol)
-    if kind is OrderType.MARKET and current is None:
-        reject(f"no price known for {symbol}: include price in the alert")
-    if request.reduce_only:
-        held = book.quantity(symbol)
-        if held == ZERO or (held > 0) == (request.side is Side.BUY) or request.quantity > abs(held):
-            reject(f"reduce-only {request.side} of {request.quantity} {symbol} would not reduce {held}")
-    if request.take_profit is None and request.stop_loss is None:
-        return
-    entry = {
-        OrderType.MARKET: current,
-        OrderType.LIMIT: request.limit_price,
-        OrderType.STOP: request.stop_price,
-        OrderType.STOP_LIMIT: request.limit_price,
-    }[kind]
-    sign = request.side.sign
-    if request.take_profit is not None and entry is not None and (request.take_profit - entry) * sign <= 0:
-        where = "above" if sign > 0 else "below"
-        reject(f"take_profit {request.take_profit} must be {where} the {request.side} entry {entry}")
-    if request.stop_loss is not None and entry is not None and (entry - request.stop_loss) * sign <= 0:
-        where = "below" if sign > 0 else "above"
-        reject(f"stop_loss {request.stop_loss} must be {where} the {request.side} entry {entry}")
-
-
 class PaperStateError(BrokerError):
-    """The paper state file exists but cannot be used; money is never reset silently."""
+    """The paper state file or its journal exists but cannot be used; money is never reset silently."""
 
 
 class Bracket(BaseModel):
@@ -296,18 +253,32 @@ class Bracket(BaseModel):
 
 
 class PaperState(BaseModel):
-    """The whole JSON state file of one paper account."""
+    """The state file of one paper account: a checkpoint of its live state as of journal line `seq`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    version: Literal[1] = 1
+    version: Literal[1, 2] = 2  # 1: the whole history was in this file (moved to the journal on load)
     account: str
+    seq: int = Field(default=0, ge=0)
     next_order: int = Field(ge=1)
     next_fill: int = Field(ge=1)
-    orders: list[Order]
+    orders: list[Order]  # the open ones (version 1: all)
     brackets: dict[str, Bracket]  # by entry broker order id, for entries that have not filled yet
     triggered: list[str]  # stop-limit orders whose stop has been hit (now resting limits)
     book: BookState
+
+
+class PaperChange(BookState):
+    """One journal line: what one mutation changed, as absolute new values (money, the holdings and last prices
+    of the symbols it touched, its orders' latest versions), and its fills."""
+
+    seq: int = Field(ge=0)
+    next_order: int = Field(ge=1)
+    next_fill: int = Field(ge=1)
+    orders: list[Order] = Field(default_factory=list)
+    brackets: dict[str, Bracket] = Field(default_factory=dict)  # of the open ones among `orders`
+    triggered: list[str] = Field(default_factory=list)  # likewise
+    fills: list[Fill] = Field(default_factory=list)
 
 
 def read_state(path: Path, account: str) -> PaperState | None:
@@ -321,13 +292,17 @@ def read_state(path: Path, account: str) -> PaperState | None:
     try:
         state = PaperState.model_validate_json(text)
     except ValidationError as exc:
-        raise PaperStateError(
-            f"paper state file {path} is corrupt ({exc.error_count()} error(s), first: "
-            f"{exc.errors()[0]['msg']}); fix or move it away, it is not reset automatically"
-        ) from exc
+        raise _corrupt(f"paper state file {path}", exc) from exc
     if state.account != account:
         raise PaperStateError(f"paper state file {path} is for account {state.account!r}, not {account!r}")
     return state
+
+
+def _corrupt(what: str, exc: ValidationError) -> PaperStateError:
+    return PaperStateError(
+        f"{what} is corrupt ({exc.error_count()} error(s), first: {exc.errors()[0]['msg']}); "
+        "fix or move it away, it is not reset automatically"
+    )
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -341,3 +316,211 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class PaperLedger:
+    """Live state, bounded history and files of one paper account (see the module docstring).
+
+    Not task-safe: the broker serialises calls. Orders change through `put`/`touch`, fills through
+    `add_fill`, brackets and triggered only together with their order; then `commit`.
+    """
+
+    def __init__(self, account: str, book: PaperBook, path: Path) -> None:
+        self.account, self.book, self.path = account, book, path
+        self.journal_path = path.with_name(path.name + ".history.jsonl")
+        self.rotated_path = path.with_name(path.name + ".history.1.jsonl")
+        self.open: dict[str, Order] = {}  # by broker order id, in placement order
+        self.done: OrderedDict[str, Order] = OrderedDict()  # finished, oldest first, bounded
+        self.by_client: dict[str, str] = {}  # client order id -> broker order id, for `open` and `done`
+        self.fills: deque[Fill] = deque(maxlen=MAX_FILLS)
+        self.brackets: dict[str, Bracket] = {}
+        self.triggered: set[str] = set()
+        self.next_order = 1
+        self.next_fill = 1
+        self.seq = 0  # the last journal line written
+        self._changed: dict[str, Order] = {}
+        self._new_fills: list[Fill] = []
+        self._fd: int | None = None
+        self._counts = [0, 0, 0]  # lines, fills, finished orders in the current journal
+
+    def get(self, broker_order_id: str) -> Order | None:
+        return self.open.get(broker_order_id) or self.done.get(broker_order_id)
+
+    def find(self, client_order_id: str) -> Order | None:
+        oid = self.by_client.get(client_order_id)
+        return None if oid is None else self.get(oid)
+
+    def fills_since(self, since: datetime | None) -> list[Fill]:
+        return list(self.fills) if since is None else [fill for fill in self.fills if fill.filled_at >= since]
+
+    def put(self, order: Order) -> Order:
+        self._store(order)
+        self._changed[order.broker_order_id] = order
+        return order
+
+    def touch(self, order: Order) -> None:
+        """Record that the order's bracket or triggered state changed."""
+        self._changed[order.broker_order_id] = order
+
+    def add_fill(self, fill: Fill) -> None:
+        self.book.apply_fill(fill)
+        self.fills.append(fill)
+        self._new_fills.append(fill)
+
+    def _store(self, order: Order) -> None:
+        oid = order.broker_order_id
+        self.by_client[order.client_order_id] = oid
+        if order.status.is_open:
+            self.open[oid] = order
+            return
+        self.open.pop(oid, None)
+        self.done[oid] = order
+        if len(self.done) > MAX_FINISHED_ORDERS:
+            old_id, old = self.done.popitem(last=False)
+            if self.by_client.get(old.client_order_id) == old_id:
+                del self.by_client[old.client_order_id]
+
+    # ---- files ------------------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Append what changed since the last commit to the journal as one line (nothing if nothing did)."""
+        changed, book = self._changed, self.book
+        if not (changed or self._new_fills or book.touched):
+            return
+        line = self._line(self.seq + 1, list(changed.values()), self._new_fills, book.touched)
+        line.brackets = {oid: self.brackets[oid] for oid in changed if oid in self.brackets}
+        line.triggered = [oid for oid in changed if oid in self.triggered]
+        self._append(line)  # if this raises, the changes stay pending for the next commit
+        self.seq += 1
+        self._changed, self._new_fills = {}, []
+        book.touched.clear()
+        lines, fills, finished = self._counts
+        if (fills >= MAX_FILLS and finished >= MAX_FINISHED_ORDERS) or lines >= MAX_JOURNAL_LINES:
+            self.rotate()  # the rotated journal alone holds at least the history kept in memory
+
+    def _line(self, seq: int, orders: list[Order], fills: list[Fill], symbols: Iterable[str]) -> PaperChange:
+        counters = {"seq": seq, "next_order": self.next_order, "next_fill": self.next_fill}
+        return PaperChange(**counters, **self.book.state(symbols), orders=orders, fills=fills)
+
+    def _append(self, line: PaperChange) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        data = memoryview((line.model_dump_json(exclude_none=True) + "\n").encode())
+        while data:
+            data = data[os.write(self._fd, data) :]
+        self._count(line)
+
+    def _count(self, line: PaperChange) -> None:
+        self._counts[0] += 1
+        self._counts[1] += len(line.fills)
+        self._counts[2] += sum(not order.status.is_open for order in line.orders)
+
+    def checkpoint(self) -> None:
+        """Replace the state file with the live state as of the last commit."""
+        state = PaperState(
+            account=self.account,
+            seq=self.seq,
+            next_order=self.next_order,
+            next_fill=self.next_fill,
+            orders=list(self.open.values()),
+            brackets=dict(self.brackets),
+            triggered=sorted(self.triggered),
+            book=BookState(**self.book.state()),
+        )
+        write_atomic(self.path, state.model_dump_json(indent=1, exclude_none=True))
+
+    def rotate(self) -> None:
+        """Checkpoint, then start a new journal; the current one replaces the rotated one."""
+        self.checkpoint()
+        self.close_journal()
+        if self.journal_path.exists():
+            os.replace(self.journal_path, self.rotated_path)
+        self._counts = [0, 0, 0]
+
+    def close(self) -> None:
+        self.commit()
+        self.checkpoint()
+        self.close_journal()
+
+    def close_journal(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def load(self) -> bool:
+        """Read the state file and journals (see the module docstring); returns whether the file existed."""
+        state = read_state(self.path, self.account)
+        journals = [path for path in (self.rotated_path, self.journal_path) if path.exists()]
+        if state is None:
+            if journals:
+                raise PaperStateError(
+                    f"paper state file {self.path} is missing but its journal {journals[-1]} exists; "
+                    "restore the state file or move the journal away, it is not reset automatically"
+                )
+            self.checkpoint()
+            return False
+        self.book = PaperBook.restore(state.book, self.book.multipliers)
+        self.seq, self.next_order, self.next_fill = state.seq, state.next_order, state.next_fill
+        self.brackets, self.triggered = dict(state.brackets), set(state.triggered)
+        for order in state.orders:
+            self._store(order)
+        seen: set[str] = set()
+        self._remember(state.book.fills, seen)
+        for path in journals:
+            for number, text in self._read_lines(path):
+                try:
+                    line = PaperChange.model_validate_json(text)
+                except ValidationError as exc:
+                    raise _corrupt(f"paper journal {path} (line {number})", exc) from exc
+                self._replay(line, state.seq, seen, path)
+                if path == self.journal_path:
+                    self._count(line)
+        if state.version == 1:  # move the history out of the state file, into a line that replays nothing
+            self._append(self._line(self.seq, list(self.done.values()), list(self.fills), ()))
+            self.close_journal()
+        if state.version == 1 or self.seq != state.seq:
+            self.checkpoint()
+        return True
+
+    def _read_lines(self, path: Path) -> Iterable[tuple[int, bytes]]:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise PaperStateError(f"cannot read paper journal {path}: {exc}") from exc
+        lines = data.split(b"\n")
+        torn = lines.pop()  # b"" unless a crash cut the last line short: that mutation never completed
+        if torn and path == self.journal_path:
+            with path.open("r+b") as handle:
+                handle.truncate(len(data) - len(torn))
+        return enumerate(lines, 1)
+
+    def _replay(self, line: PaperChange, base: int, seen: set[str], path: Path) -> None:
+        live = line.seq > base  # else the state file already holds its effect: history only
+        if live and line.seq != self.seq + 1:
+            raise PaperStateError(
+                f"paper journal {path} jumps from line {self.seq} to {line.seq} of state file {self.path}; "
+                "restore the missing journal or move the files away, they are not reset automatically"
+            )
+        for order in line.orders:
+            oid = order.broker_order_id
+            if live:
+                self.brackets.pop(oid, None)
+                if oid in line.brackets:
+                    self.brackets[oid] = line.brackets[oid]
+                if oid in line.triggered:
+                    self.triggered.add(oid)
+                else:
+                    self.triggered.discard(oid)
+            if live or not order.status.is_open:
+                self._store(order)
+        self._remember(line.fills, seen)
+        if live:
+            self.seq, self.next_order, self.next_fill = line.seq, line.next_order, line.next_fill
+            self.book.apply_change(line)
+
+    def _remember(self, fills: Iterable[Fill], seen: set[str]) -> None:
+        for fill in fills:
+            if fill.fill_id not in seen:
+                seen.add(fill.fill_id)
+                self.fills.append(fill)

@@ -21,4 +21,12 @@ def build_broker(account: str, config: AccountSettings, state_dir: Path) -> Brok
         from brokers.alpaca import AlpacaBroker
 
         return AlpacaBroker(account, config.alpaca)
+    if config.broker == "projectx" and config.projectx is not None:
+        from brokers.projectx import ProjectXBroker
+
+        return ProjectXBroker(account, config.projectx)
+    if config.broker == "tradovate" and config.tradovate is not None:
+        from brokers.tradovate import TradovateBroker
+
+        return TradovateBroker(account, config.tradovate, state_dir)
     raise ValueError(f"account {account!r}: broker {config.broker!r} is not supported yet")

@@ -30,3 +30,6 @@ class CashSettings(_Section):
 class FundedSettings(_Section):
     preset: str = Field(description="e.g. topstep_50k_combine; see docs/risk-rules.md")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Any preset number, by name")
+    mark_interval_seconds: float = Field(
+        5.0, ge=1, le=300, description="How often live equity is read from the broker and checked"
+    )

@@ -23,6 +23,7 @@ from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
 from config.settings import Settings
 from daemon.api import ControlApi, bearer_middleware
+from daemon.chat_runtime import ChatRuntime
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, log_event
@@ -30,6 +31,7 @@ from daemon.metrics import Metrics
 from daemon.queries import Reader
 from daemon.reconcile import reconcile_account
 from daemon.risk.limits import RiskEngine
+from daemon.risk.wiring import build_monitor, build_risk_engine, schedule_risk_jobs
 from daemon.scheduler import build_scheduler, every
 from daemon.store import Store
 from daemon.supervision import SystemdNotifier, Watchdog, watchdog_interval
@@ -96,12 +98,14 @@ class Daemon:
         self.brokers: dict[str, Broker] = {
             name: build_broker(name, account, state_dir) for name, account in settings.enabled_accounts().items()
         }
-        self.risk = RiskEngine({name: acc.risk for name, acc in settings.enabled_accounts().items()}, clock)
+        self.risk: RiskEngine = build_risk_engine(settings, self.store, clock)
         self.engine = Engine(store=self.store, brokers=self.brokers, risk=self.risk, events=self.events,
                              metrics=self.metrics, clock=clock,
                              stall_seconds=settings.daemon.watchdog_stall_seconds)
+        self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock)
         self.reader = Reader(store=self.store, brokers=self.brokers, engine=self.engine,
                              timezone=settings.daemon.timezone, clock=clock)
+        self.chat = ChatRuntime(self)  # subscribes the alert outbox now; transports connect after READY
         self.connected: set[str] = set()
         self.started_at: datetime | None = None
         self.ready = False
@@ -173,6 +177,7 @@ class Daemon:
         await site.start()
         self.port = self._runner.addresses[0][1]
         every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.reconcile_all, "reconcile")
+        schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)
         self._scheduler.start()
         interval = watchdog_interval()
         if interval:
@@ -184,6 +189,7 @@ class Daemon:
         self.events.publish(Event(kind="daemon", summary=f"traderd {traderd_version()} started"))
         log.info("traderd %s ready: webhook on %s:%s, accounts %s", traderd_version(),
                  self.settings.webhook.host, self.port, ", ".join(self.brokers))
+        await self.chat.start()  # never raises: a chat outage must not keep the daemon down
 
     async def _pet(self, watchdog: Watchdog) -> None:
         """Beat only while the engine's workers make progress, so a stalled engine gets restarted."""
@@ -223,6 +229,7 @@ class Daemon:
         self._stopped.set()
         self.ready = False
         self.notifier.stopping()
+        await self.chat.stop()  # bounded by alerts.drain_seconds; undelivered alerts stay queued
         log.info("stopping: no new webhooks, draining queued signals")
         if self._runner is not None:
             await self._runner.cleanup()

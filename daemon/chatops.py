@@ -19,10 +19,48 @@ from typing import Literal, Protocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from daemon import chatops_render as r
-from daemon.domain import AccountState, Fill, FlattenReport, Order, Position, utcnow
+from daemon.domain import (
+    COMMANDS,
+    AccountState,
+    ChatHandler,
+    ChatIdentity,
+    ChatReply,
+    ChatRequest,
+    CommandSpec,
+    Fill,
+    FlattenReport,
+    Order,
+    Position,
+    utcnow,
+)
+from daemon.domain import ChatRole as Role
+from daemon.domain import ChatTransport as Transport
 
-Transport = Literal["telegram", "discord"]
-Role = Literal["viewer", "operator"]
+__all__ = [
+    "ALL",
+    "COMMANDS",
+    "PERIODS",
+    "SPECS",
+    "AccountInfo",
+    "BadInput",
+    "ChatAuth",
+    "ChatBackend",
+    "ChatHandler",
+    "ChatIdentity",
+    "ChatOps",
+    "ChatReply",
+    "ChatRequest",
+    "CommandSpec",
+    "ControlResult",
+    "HealthCheck",
+    "Period",
+    "PnlLine",
+    "RiskLine",
+    "Role",
+    "StatusInfo",
+    "Transport",
+    "TransportAuth",
+]
 Period = Literal["today", "week", "month"]
 PERIODS: tuple[Period, ...] = ("today", "week", "month")
 ALL = "all"
@@ -91,7 +129,8 @@ class ControlResult(_Model):
 
 class ChatBackend(Protocol):
     """What chat-ops needs from the running daemon. `target` is an account name or "all"; `actor` is
-    "<transport>:<user id>" and is recorded with the action."""
+    "<transport>:<user id>" and is recorded with the action; `request_id` (cancel, flatten) comes from the
+    confirmation token, so the same confirmation can never act twice."""
 
     async def status(self) -> StatusInfo: ...
     async def accounts(self) -> list[AccountInfo]: ...
@@ -103,58 +142,12 @@ class ChatBackend(Protocol):
     async def health(self) -> list[HealthCheck]: ...
     async def pause(self, target: str, actor: str) -> list[ControlResult]: ...
     async def resume(self, target: str, actor: str) -> list[ControlResult]: ...
-    async def cancel(self, target: str, actor: str) -> list[FlattenReport]: ...
-    async def flatten(self, target: str, actor: str) -> list[FlattenReport]: ...
+    async def cancel(self, target: str, actor: str, request_id: str) -> list[FlattenReport]: ...
+    async def flatten(self, target: str, actor: str, request_id: str) -> list[FlattenReport]: ...
     async def audit(self, actor: str, action: str, target: str, ok: bool, detail: str) -> None: ...
 
 
 # --------------------------------------------------------------------------- requests, replies, auth
-
-
-class ChatIdentity(_Model):
-    """Who is talking, and where. Ids are strings (Telegram and Discord ids exceed JS-safe integers)."""
-
-    transport: Transport
-    user_id: str
-    chat_id: str
-    guild_id: str | None = None  # Discord server; None for DMs and Telegram
-    user_name: str | None = None
-
-    @property
-    def actor(self) -> str:
-        return f"{self.transport}:{self.user_id}"
-
-
-class ChatRequest(ChatIdentity):
-    command: str  # lower case, without "/" and "@botname"
-    args: list[str] = Field(default_factory=list)
-    text: str = ""
-
-    @classmethod
-    def from_text(
-        cls, transport: Transport, user_id: str | int, chat_id: str | int, text: str, **extra: str | None
-    ) -> ChatRequest | None:
-        """Parse "/pnl@MyBot week acct1"; None when the text is not a command."""
-        words = text.strip().split()
-        if not words or not words[0].startswith("/") or len(words[0]) < 2:
-            return None
-        command = words[0][1:].split("@", 1)[0].lower()
-        return cls(
-            transport=transport,
-            user_id=str(user_id),
-            chat_id=str(chat_id),
-            command=command,
-            args=words[1:],
-            text=text,
-            **extra,
-        )
-
-
-class ChatReply(_Model):
-    text: str
-    buttons: list[tuple[str, str]] = Field(default_factory=list)  # (label, callback token)
-    silent: bool = False
-    ephemeral: bool = False  # only the caller sees it where the transport supports it (Discord)
 
 
 class TransportAuth(_Model):
@@ -176,37 +169,6 @@ class ChatAuth(_Model):
         return role
 
 
-class ChatHandler(Protocol):
-    """What a transport calls: `ChatOps` implements it. Transports depend on this, not on `ChatOps`."""
-
-    async def handle(self, request: ChatRequest) -> ChatReply | None: ...
-    async def confirm(self, token: str, who: ChatIdentity) -> ChatReply | None: ...
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    name: str
-    usage: str
-    summary: str
-    role: Role
-
-
-COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("status", "/status", "daemon, brokers and accounts at a glance", "viewer"),
-    CommandSpec("pnl", "/pnl [today|week|month] [account]", "realized, unrealized and fees", "viewer"),
-    CommandSpec("positions", "/positions [account]", "open positions", "viewer"),
-    CommandSpec("orders", "/orders [account]", "open orders", "viewer"),
-    CommandSpec("trades", "/trades [n]", "recent fills (default 10, max 50)", "viewer"),
-    CommandSpec("accounts", "/accounts", "accounts, brokers, paused or not", "viewer"),
-    CommandSpec("risk", "/risk [account]", "each limit: used, limit, left", "viewer"),
-    CommandSpec("health", "/health", "daemon self-checks", "viewer"),
-    CommandSpec("pause", "/pause [account|all]", "stop new entries (exits still allowed)", "operator"),
-    CommandSpec("resume", "/resume [account|all]", "allow new entries again", "operator"),
-    CommandSpec("cancel", "/cancel [account|all]", "cancel open orders (asks to confirm)", "operator"),
-    CommandSpec("flatten", "/flatten [account|all]", "cancel orders, close all (asks to confirm)", "operator"),
-    CommandSpec("whoami", "/whoami", "your user and chat id", "viewer"),
-    CommandSpec("help", "/help", "this list", "viewer"),
-)
 SPECS = {spec.name: spec for spec in COMMANDS}
 TRADE_LIMIT = 50
 
@@ -217,6 +179,7 @@ class BadInput(Exception):
 
 @dataclass
 class _Pending:
+    key: str
     action: Literal["pause", "cancel", "flatten"]
     target: str
     who: ChatIdentity
@@ -359,7 +322,7 @@ class ChatOps:
     ) -> ChatReply:
         key = secrets.token_urlsafe(9)
         self._drop_expired(self.clock())
-        self._pending[key] = _Pending(action, target, request, self.clock() + self.confirm_ttl)
+        self._pending[key] = _Pending(key, action, target, request, self.clock() + self.confirm_ttl)
         seconds = int(self.confirm_ttl.total_seconds())
         return ChatReply(
             text=f"{question}\nConfirm within {seconds} s.",
@@ -374,7 +337,7 @@ class ChatOps:
                 text = _control_text("paused", "already paused", results)
             else:
                 reports = await (self.backend.flatten if action == "flatten" else self.backend.cancel)(
-                    target, who.actor
+                    target, who.actor, pending.key
                 )
                 done = "Flatten" if action == "flatten" else "Cancel"
                 body = "\n".join(r.flatten_report(rep, verb=action) for rep in reports) or "no accounts"

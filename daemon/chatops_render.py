@@ -37,12 +37,12 @@ def num(value: Decimal | int | str | None) -> str:
 
 
 def price(value: Decimal | None) -> str:
-    """A price: at least two decimals (12.5 -> 12.50), more if the instrument has them (0.0001)."""
+    """A price: at least two decimals (12.5 -> 12.50), more if the instrument has them (0.0001), at most six."""
     if value is None:
         return "-"
     d = Decimal(value).normalize()
     exponent = d.as_tuple().exponent
-    places = max(2, -exponent) if isinstance(exponent, int) else 2
+    places = min(max(2, -exponent), 6) if isinstance(exponent, int) else 2
     return f"{d:,.{places}f}"
 
 

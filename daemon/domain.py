@@ -11,7 +11,7 @@ import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -242,3 +242,92 @@ class Event(_Value):
     summary: str
     data: dict[str, Any] = Field(default_factory=dict)
     at: AwareDatetime = Field(default_factory=utcnow)
+
+
+# --------------------------------------------------------------------------- chat-ops value types
+# The chat transports (`notifiers/*`) and the command core (`daemon.chatops`) speak these; they live here so
+# the transports import only the ground floor.
+
+ChatTransport = Literal["telegram", "discord"]
+ChatRole = Literal["viewer", "operator"]
+
+
+class ChatIdentity(_Value):
+    """Who is talking, and where. Ids are strings (Telegram and Discord ids exceed JS-safe integers)."""
+
+    transport: ChatTransport
+    user_id: str
+    chat_id: str
+    guild_id: str | None = None  # Discord server; None for DMs and Telegram
+    user_name: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"{self.transport}:{self.user_id}"
+
+
+class ChatRequest(ChatIdentity):
+    command: str  # lower case, without "/" and "@botname"
+    args: list[str] = Field(default_factory=list)
+    text: str = ""
+
+    @classmethod
+    def from_text(
+        cls, transport: ChatTransport, user_id: str | int, chat_id: str | int, text: str, **extra: str | None
+    ) -> ChatRequest | None:
+        """Parse "/pnl@MyBot week acct1"; None when the text is not a command."""
+        words = text.strip().split()
+        if not words or not words[0].startswith("/") or len(words[0]) < 2:
+            return None
+        command = words[0][1:].split("@", 1)[0].lower()
+        return cls(
+            transport=transport,
+            user_id=str(user_id),
+            chat_id=str(chat_id),
+            command=command,
+            args=words[1:],
+            text=text,
+            **extra,  # type: ignore[arg-type]
+        )
+
+
+class ChatReply(_Value):
+    text: str
+    buttons: list[tuple[str, str]] = Field(default_factory=list)  # (label, callback token)
+    silent: bool = False
+    ephemeral: bool = False  # only the caller sees it where the transport supports it (Discord)
+
+
+class ChatHandler(Protocol):
+    """What a transport calls (`daemon.chatops.ChatOps` implements it): a command, or a button press."""
+
+    async def handle(self, request: ChatRequest) -> ChatReply | None: ...
+    async def confirm(self, token: str, who: ChatIdentity) -> ChatReply | None: ...
+
+
+class CommandSpec(_Value):
+    name: str
+    usage: str
+    summary: str
+    role: ChatRole
+
+
+COMMANDS: tuple[CommandSpec, ...] = tuple(
+    CommandSpec(name=n, usage=u, summary=s, role=r)  # type: ignore[arg-type]
+    for n, u, s, r in (
+        ("status", "/status", "daemon, brokers and accounts at a glance", "viewer"),
+        ("pnl", "/pnl [today|week|month] [account]", "realized, unrealized and fees", "viewer"),
+        ("positions", "/positions [account]", "open positions", "viewer"),
+        ("orders", "/orders [account]", "open orders", "viewer"),
+        ("trades", "/trades [n]", "recent fills (default 10, max 50)", "viewer"),
+        ("accounts", "/accounts", "accounts, brokers, paused or not", "viewer"),
+        ("risk", "/risk [account]", "each limit: used, limit, left", "viewer"),
+        ("health", "/health", "daemon self-checks", "viewer"),
+        ("pause", "/pause [account|all]", "stop new entries (exits still allowed)", "operator"),
+        ("resume", "/resume [account|all]", "allow new entries again", "operator"),
+        ("cancel", "/cancel [account|all]", "cancel open orders (asks to confirm)", "operator"),
+        ("flatten", "/flatten [account|all]", "cancel orders, close all (asks to confirm)", "operator"),
+        ("whoami", "/whoami", "your user and chat id", "viewer"),
+        ("help", "/help", "this list", "viewer"),
+    )
+)

@@ -244,20 +244,26 @@ class Engine:
             price = intent.limit_price or intent.stop_price or intent.price
             if price is None and intent.symbol in positions:
                 price = positions[intent.symbol].market_price
+            view = await self.risk.prepare(intent.account, broker, now)  # no I/O unless PDT/cash rules apply
             ctx = OrderContext(
                 request=request, signal_id=intent.signal_id,
                 positions={s: p.quantity for s, p in positions.items()}, price=price,
                 multiplier=multiplier_of(broker, intent.symbol), paused=intent.account in self.paused,
-                locked=intent.account in self.locked, now=now,
+                locked=intent.account in self.locked, now=now, account_state=view.state, recent_fills=view.fills,
             )
-            violations = self.risk.check(ctx)
-            if violations:
-                for violation in violations:
+            result = self.risk.check(ctx)
+            for warning in result.warnings:  # the order goes; the trader is told (data.warning = true)
+                self.store.record_violation(warning)
+                self.events.publish(Event(kind="violation", account=intent.account, summary=warning.detail,
+                                          data={**warning.model_dump(mode="json"), "warning": True}))
+            if result.violations:
+                for violation in result.violations:
                     self.store.record_violation(violation)
                     self.metrics.rejections.labels(intent.account, violation.rule).inc()
                     self.events.publish(Event(kind="violation", account=intent.account, summary=violation.detail,
-                                              data=violation.model_dump(mode="json")))
-                return self._finish(intent, SignalStatus.REJECTED, "; ".join(v.detail for v in violations))
+                                              data={**violation.model_dump(mode="json"), "warning": False}))
+                return self._finish(intent, SignalStatus.REJECTED,
+                                    "; ".join(v.detail for v in result.violations))
             order = await self._place(broker, request)
         except OrderRejected as exc:
             return self._finish(intent, SignalStatus.FAILED, f"broker rejected the order: {exc.reason}")

@@ -1,14 +1,16 @@
-"""APScheduler jobs of the running daemon: periodic reconciliation and reconnecting lost brokers.
+"""APScheduler jobs of the running daemon: reconciliation, risk marks and session rolls, on one scheduler.
 
-Strategies, session roll, flat-by and summaries join this scheduler as they are built. Jobs never overlap
-themselves (`max_instances=1`) and missed runs are coalesced, so a VPS waking from a pause does not replay
-a burst.
+`every` adds an interval job, `daily_at` a wall-clock job in an exchange time zone (e.g. the futures
+session roll at 17:00 America/Chicago). Strategies and summaries join this scheduler as they are built.
+Jobs never overlap themselves (`max_instances=1`) and missed runs are coalesced, so a VPS waking from a
+pause does not replay a burst.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import time
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -20,11 +22,22 @@ def build_scheduler() -> AsyncIOScheduler:
                             timezone="UTC")
 
 
-def every(scheduler: AsyncIOScheduler, seconds: float, job: Callable[[], Awaitable[None]], name: str) -> None:
+def _guarded(job: Callable[[], Awaitable[None]], name: str) -> Callable[[], Awaitable[None]]:
     async def guarded() -> None:
         try:
             await job()
         except Exception:
             log.exception("scheduled job %s failed", name)
 
-    scheduler.add_job(guarded, "interval", seconds=seconds, id=name, name=name)
+    return guarded
+
+
+def every(scheduler: AsyncIOScheduler, seconds: float, job: Callable[[], Awaitable[None]], name: str) -> None:
+    scheduler.add_job(_guarded(job, name), "interval", seconds=seconds, id=name, name=name)
+
+
+def daily_at(scheduler: AsyncIOScheduler, at: time, timezone: str, job: Callable[[], Awaitable[None]],
+             name: str, days: str = "mon-fri") -> None:
+    """Run `job` at the wall-clock time `at` in `timezone` on `days` (cron syntax, e.g. "mon-fri")."""
+    scheduler.add_job(_guarded(job, name), "cron", day_of_week=days, hour=at.hour, minute=at.minute,
+                      second=at.second, timezone=timezone, id=name, name=name)

@@ -21,7 +21,7 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from daemon.chatops import COMMANDS, ChatHandler, ChatIdentity, ChatReply, ChatRequest
+from daemon.domain import COMMANDS, ChatHandler, ChatIdentity, ChatReply, ChatRequest
 
 log = logging.getLogger(__name__)
 FENCE = "```"
@@ -29,10 +29,35 @@ LIMIT = 2000
 CUSTOM_ID = r"td:(?P<decision>ok|no):(?P<key>[A-Za-z0-9_-]{4,64})"
 
 
+def _escaped(text: str) -> str:
+    parts = text.split(FENCE)
+    return FENCE.join(part if i % 2 else discord.utils.escape_markdown(part) for i, part in enumerate(parts))
+
+
+def alert_length(text: str) -> int:
+    """How long `text` is as sent (markdown escaped), before `render` would cut it to `LIMIT`."""
+    return len(_escaped(text))
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """discord.py waits out rate limits itself; a 429 that still surfaces says how long to wait."""
+    if isinstance(exc, discord.HTTPException) and exc.status == 429:
+        retry = getattr(exc.response, "headers", {}).get("Retry-After")
+        try:
+            return float(retry) if retry is not None else 5.0
+        except ValueError:
+            return 5.0
+    return None
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Errors a retry will not fix: the channel or webhook is gone, or the bot may not post there."""
+    return isinstance(exc, discord.Forbidden | discord.NotFound)
+
+
 def render(text: str) -> str:
     """The core's text for Discord: fenced tables as they are, markdown escaped elsewhere, within 2000 chars."""
-    parts = text.split(FENCE)
-    out = FENCE.join(part if i % 2 else discord.utils.escape_markdown(part) for i, part in enumerate(parts))
+    out = _escaped(text)
     if len(out) <= LIMIT:
         return out
     cut = out[: LIMIT - 20].rsplit("\n", 1)[0]

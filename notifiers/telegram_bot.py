@@ -21,15 +21,16 @@ from typing import TypeVar
 
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
-from telegram.error import Conflict, RetryAfter, TelegramError
+from telegram.error import BadRequest, Conflict, Forbidden, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from daemon.chatops import COMMANDS, ChatHandler, ChatIdentity, ChatReply, ChatRequest
+from daemon.domain import COMMANDS, ChatHandler, ChatIdentity, ChatReply, ChatRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 FENCE = "```"
+MAX_CHARS = 4096  # Telegram's limit on a message's text (after HTML markup)
 
 
 def to_html(text: str) -> str:
@@ -48,6 +49,21 @@ def keyboard(reply: ChatReply) -> InlineKeyboardMarkup | None:
     if not reply.buttons:
         return None
     return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=token) for label, token in reply.buttons]])
+
+
+def alert_length(text: str) -> int:
+    """How long `text` is as Telegram counts it (the HTML this transport sends)."""
+    return len(to_html(text))
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """Seconds Telegram asked to wait (429), else None."""
+    return retry_seconds(exc) if isinstance(exc, RetryAfter) else None
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Errors a retry will not fix: the chat is unknown, the bot was blocked or removed, a bad request."""
+    return isinstance(exc, Forbidden | BadRequest)
 
 
 def retry_seconds(exc: RetryAfter) -> float:

@@ -17,8 +17,8 @@ from discord.gateway import DiscordWebSocket
 
 from daemon.chatops import ChatAuth, ChatOps, TransportAuth
 from notifiers.discord_bot import DiscordTransport, DiscordWebhookAlerts, render
+from tests.standins.chat_backend import FakeBackend
 from tests.standins.discord_api import CHANNEL_ID, GUILD_ID, DiscordStandin
-from tests.test_chatops import FakeBackend
 
 OPERATOR, VIEWER, STRANGER = "9001", "9002", "6666"
 AUTH = ChatAuth(discord=TransportAuth(users={OPERATOR: "operator", VIEWER: "viewer"}, chats=[GUILD_ID]))

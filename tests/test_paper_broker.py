@@ -1,9 +1,9 @@
-"""Tests of the paper broker: fills, resting orders, brackets, accounting, persistence and reports."""
+"""Tests of the paper broker: fills, resting orders, brackets, accounting and reports (persistence:
+`test_paper_persistence.py`)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from brokers.base import Broker, BrokerReport, OrderNotFound, OrderRejected
-from brokers.paper import PaperBroker, PaperStateError
+from brokers.paper import PaperBroker
 from brokers.paper_book import symbol_root
 from config.settings import PaperSettings
 from daemon.domain import Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
@@ -83,10 +83,6 @@ def req(
         stop_price=stop,
         **extra,
     )
-
-
-def files_in(directory: Path) -> list[str]:
-    return sorted(path.name for path in directory.iterdir())
 
 
 @pytest.fixture
@@ -235,30 +231,10 @@ async def test_stop_triggers_and_fills_at_the_price_with_slippage(tmp_path: Path
     assert await b.positions() == []
 
 
-async def test_stop_limit_becomes_a_limit_and_survives_restart(tmp_path: Path) -> None:
-    b = make(tmp_path)
-    await b.connect()
-    await b.place_order(req("sl", "buy", 1, stop=D(105), limit=D("105.5"), reference_price=D(100)))
-    await b.observe_price("AAPL", D(106), T0)  # stop hit, but above the limit: rests as a limit
-    [resting] = await b.open_orders()
-    assert resting.status is OrderStatus.NEW
-
-    restarted = make(tmp_path)
-    await restarted.connect()
-    await restarted.observe_price(
-        "AAPL", D("104.9"), T0
-    )  # the stop was hit before the restart: the limit fills
-    done = await restarted.find_order("sl")
-    assert done is not None and done.status is OrderStatus.FILLED
-    assert done.average_fill_price == D("104.9")
-
-
 async def test_bracket_take_profit_fills_and_cancels_stop_loss(broker: PaperBroker) -> None:
     reports = Collector()
     broker.set_report_handler(reports)
-    entry = await broker.place_order(
-        req("br", "buy", 10, reference_price=D(100), take_profit=D(110), stop_loss=D(95))
-    )
+    entry = await broker.place_order(req("br", "buy", 10, reference_price=D(100), take_profit=D(110), stop_loss=D(95)))
     assert entry.status is OrderStatus.FILLED
     tp, sl = await broker.open_orders()
     assert (tp.client_order_id, tp.order_type, tp.limit_price) == ("br-tp", OrderType.LIMIT, D(110))
@@ -269,8 +245,7 @@ async def test_bracket_take_profit_fills_and_cancels_stop_loss(broker: PaperBrok
     assert tp.oco_group is not None and tp.oco_group == sl.oco_group
     # entry fill first (order update, then fill), then the two children
     kinds = [
-        ("order", r.order.client_order_id) if r.order else ("fill", r.fill.client_order_id)
-        for r in reports.reports
+        ("order", r.order.client_order_id) if r.order else ("fill", r.fill.client_order_id) for r in reports.reports
     ]  # type: ignore[union-attr]
     assert kinds == [("order", "br"), ("fill", "br"), ("order", "br-tp"), ("order", "br-sl")]
 
@@ -318,9 +293,7 @@ async def test_average_cost_partial_close_and_flip(broker: PaperBroker) -> None:
     await broker.place_order(req("3", "sell", 5, reference_price=D(120)))
     [p] = await broker.positions()
     assert (p.quantity, p.average_price, p.realized_pnl) == (D(15), D(105), D(75))
-    await broker.place_order(
-        req("4", "sell", 25, reference_price=D(100))
-    )  # closes 15 at a loss, opens 10 short
+    await broker.place_order(req("4", "sell", 25, reference_price=D(100)))  # closes 15 at a loss, opens 10 short
     [p] = await broker.positions()
     assert (p.quantity, p.average_price, p.realized_pnl) == (D(-10), D(100), D(0))
     await broker.observe_price("AAPL", D(95), T0)
@@ -452,53 +425,6 @@ async def test_fills_since(tmp_path: Path) -> None:
     assert len(await broker.fills()) == 2
     ids = {f.fill_id for f in await broker.fills()}
     assert len(ids) == 2
-
-
-async def test_state_survives_restart(tmp_path: Path) -> None:
-    b = make(tmp_path, multipliers={"ES": D(50)})
-    await b.connect()
-    assert (tmp_path / "paper.json").exists()
-    await b.place_order(req("a", "buy", 10, reference_price=D(100)))
-    await b.place_order(req("e", "sell", 2, symbol="ES1!", reference_price=D(5000)))
-    await b.place_order(req("l", "buy", 1, limit=D(90)))
-    # no close(): the state was written after each mutation
-    again = make(tmp_path, multipliers={"ES": D(50)})
-    await again.connect()
-    assert await again.positions() == await b.positions()
-    assert await again.account_state() == await b.account_state()  # same clock time, same numbers
-    assert await again.open_orders() == await b.open_orders()
-    assert await again.fills() == await b.fills()
-    nxt = await again.place_order(req("b", "sell", 1, reference_price=D(100)))
-    assert nxt.broker_order_id == "P4"  # the counter continued
-    await again.close()
-
-    third = make(tmp_path, multipliers={"ES": D(50)})
-    await third.connect()
-    assert (await third.find_order("b")) == nxt
-    assert len({f.fill_id for f in await third.fills()}) == 3
-    raw = json.loads((tmp_path / "paper.json").read_text())
-    assert raw["book"]["cash"] == str((await third.account_state()).cash)  # Decimals as strings
-    assert files_in(tmp_path) == ["paper.json"]  # no temp files left behind
-
-
-async def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "paper.json"
-    path.write_text('{"version": 1, "account": "paper-1", "next_or')
-    b = make(tmp_path)
-    with pytest.raises(PaperStateError, match=str(path)):
-        await b.connect()
-    assert path.read_text().endswith("next_or")  # left as it was
-    with pytest.raises(PaperStateError):
-        await b.place_order(req("a", "buy", 1, reference_price=D(1)))
-
-
-async def test_state_file_of_another_account_is_refused(tmp_path: Path) -> None:
-    b = make(tmp_path)
-    await b.connect()
-    await b.close()
-    other = PaperBroker("someone-else", PaperSettings(), tmp_path / "paper.json")
-    with pytest.raises(PaperStateError, match="is for account 'paper-1'"):
-        await other.connect()
 
 
 async def test_report_handler_may_call_back_into_the_broker(broker: PaperBroker) -> None:

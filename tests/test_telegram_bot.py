@@ -13,8 +13,8 @@ from telegram.error import TelegramError
 
 from daemon.chatops import ChatAuth, ChatOps, TransportAuth
 from notifiers.telegram_bot import TelegramTransport, to_html
+from tests.standins.chat_backend import FakeBackend
 from tests.standins.telegram_api import TelegramStandin
-from tests.test_chatops import FakeBackend
 
 OPERATOR, VIEWER, STRANGER, GROUP = 100, 200, 666, -500
 AUTH = ChatAuth(telegram=TransportAuth(users={"100": "operator", "200": "viewer"}, chats=["100", "200", "-500"]))

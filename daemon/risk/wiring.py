@@ -1,0 +1,61 @@
+"""Builds the daemon's risk parts from Settings: the RiskEngine, the funded-rule book, the monitor and its jobs.
+
+Kept here so that `daemon/app.py` needs only three calls:
+
+    self.risk = build_risk_engine(settings, self.store, clock)
+    self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock)
+    schedule_risk_jobs(self._scheduler, self.risk_monitor, settings)      # in start(), after engine.start()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from brokers.base import Broker
+from config.settings import Settings
+from daemon.engine import Engine
+from daemon.events import EventBus
+from daemon.risk.calendar import CME_ROLL
+from daemon.risk.funded_book import FundedBook, rules_from_settings
+from daemon.risk.limits import AccountRisk, RiskEngine
+from daemon.risk.monitor import RiskMonitor
+from daemon.scheduler import daily_at, every
+from daemon.state_store import StateStore
+from daemon.store import Store
+
+PDT_FILLS_LIMIT = 10_000  # fills read per check for the 5-business-day window
+
+
+def build_risk_engine(settings: Settings, store: Store, clock: Callable[[], datetime]) -> RiskEngine:
+    """Raises `FundedConfigError` when an account's funded preset or overrides are invalid."""
+    accounts = settings.enabled_accounts()
+    rules = {name: rules_from_settings(name, acc.funded) for name, acc in accounts.items() if acc.funded}
+    book = FundedBook(rules, StateStore(store), clock)
+    return RiskEngine(
+        {name: AccountRisk(limits=acc.risk, pdt=acc.pdt, cash=acc.cash) for name, acc in accounts.items()},
+        clock, funded=book, fills=lambda account, since: store.fills(account, since=since, limit=PDT_FILLS_LIMIT),
+    )
+
+
+def build_monitor(risk: RiskEngine, engine: Engine, store: Store, events: EventBus,
+                  brokers: Mapping[str, Broker], clock: Callable[[], datetime]) -> RiskMonitor:
+    monitor = RiskMonitor(book=risk.funded, engine=engine, store=store, events=events, brokers=brokers,
+                          clock=clock)
+    events.subscribe(monitor.on_event)
+    return monitor
+
+
+def schedule_risk_jobs(scheduler: AsyncIOScheduler, monitor: RiskMonitor, settings: Settings) -> None:
+    """Live-equity marks (which also trigger the flat-by flatten) and the 17:00 CT futures session roll;
+    nothing is scheduled when no account has funded rules. Call after the store is open."""
+    accounts = monitor.accounts()
+    if not accounts:
+        return
+    monitor.start()
+    funded = [acc.funded for name, acc in settings.enabled_accounts().items() if name in accounts and acc.funded]
+    interval = min(f.mark_interval_seconds for f in funded)
+    every(scheduler, interval, monitor.mark_all, "risk_marks")
+    daily_at(scheduler, CME_ROLL, "America/Chicago", monitor.session_roll, "risk_session_roll_futures")

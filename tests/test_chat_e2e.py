@@ -1,0 +1,306 @@
+"""End-to-end chat-ops: a real in-process daemon on the paper broker, its own ChatRuntime building the real
+python-telegram-bot and discord.py clients, against the loopback stand-ins of the Telegram Bot API and Discord.
+
+Signals go in through the TradingView webhook; what the trader sees is read from the stand-ins, and what the
+daemon did from its broker, store and audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import discord
+import pytest
+import yarl
+from discord.gateway import DiscordWebSocket
+
+from daemon.app import Daemon
+from daemon.domain import Event
+from tests.conftest import SECRET, DaemonFactory, alert, client_for, settled, wait_until
+from tests.standins.discord_api import CHANNEL_ID, GUILD_ID, DiscordStandin
+from tests.standins.telegram_api import Sent, TelegramStandin
+
+OPERATOR, VIEWER, STRANGER, GROUP = 100, 200, 666, -500
+URL = f"/webhook/tradingview/{SECRET}"
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[TelegramStandin]:
+    standin = await TelegramStandin(max_poll=1.0).start()
+    yield standin
+    await standin.stop()
+
+
+def tg_settings(api: TelegramStandin, **alerts: Any) -> dict[str, Any]:
+    return {
+        "telegram": {
+            "token": api.token,
+            "base_url": api.base_url,
+            "users": {str(OPERATOR): "operator", str(VIEWER): "viewer"},
+            "chats": [str(OPERATOR), str(VIEWER), str(GROUP)],
+            "alert_chats": [str(GROUP)],
+            "poll_timeout": 1,
+        },
+        "alerts": {"drain_seconds": 1, "max_backoff_seconds": 1, **alerts},
+    }
+
+
+async def start_with_telegram(start_daemon: DaemonFactory, api: TelegramStandin, **extra: Any) -> Daemon:
+    daemon = await start_daemon(**tg_settings(api, **extra.pop("alerts", {})), **extra)
+    await api.wait_for(lambda: api.commands, within=10)  # logged in, menu set, polling
+    await api.wait_for(lambda: "started" in alerts_text(api))
+    return daemon
+
+
+def alerts_text(api: TelegramStandin) -> str:
+    return "\n".join(m.text for m in api.sent_to(GROUP))
+
+
+async def post(daemon: Daemon, **fields: Any) -> str:
+    async with client_for(daemon) as client:
+        response = await client.post(URL, json=alert(**fields))
+    assert response.status_code == 202, response.text
+    signal_id: str = response.json()["signal_id"]
+    await settled(daemon, signal_id)
+    return signal_id
+
+
+async def ask(api: TelegramStandin, text: str, user: int = OPERATOR, chat: int | None = None) -> Sent:
+    chat = user if chat is None else chat
+    before = len(api.sent_to(chat))
+    await api.send_command(user, chat, text)
+    await api.wait_for(lambda: len(api.sent_to(chat)) > before)
+    return api.sent_to(chat)[before]
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+# ------------------------------------------------------------------------------------------------ Telegram
+
+
+async def test_every_command_over_telegram(start_daemon: DaemonFactory, tg: TelegramStandin) -> None:
+    daemon = await start_with_telegram(start_daemon, tg, accounts={"paper": {"risk": {"max_position": "50"}}})
+    assert {c["command"] for c in tg.commands} >= {"status", "pnl", "flatten", "cancel", "risk", "whoami"}
+    await post(daemon, id="e1", quantity="10", price="100")
+    await post(daemon, id="e2", action="sell", quantity="4", price="110")
+    await post(daemon, id="e3", quantity="5", price="100", order_type="limit", limit_price="50")
+
+    assert "/flatten [account|all]" in (await ask(tg, "/help")).text
+    assert "/flatten" not in (await ask(tg, "/help", user=VIEWER)).text
+    status = flat((await ask(tg, "/status")).text)
+    assert status.startswith("traderd ") and "paper paper ok active" in status
+    assert "paper paper active" in flat((await ask(tg, "/accounts")).text)
+    positions = flat((await ask(tg, "/positions")).text)
+    assert "paper AAPL +6 100.00" in positions
+    orders = flat((await ask(tg, "/orders paper")).text)
+    assert "buy 5 AAPL LMT 50.00" in orders
+    trades = (await ask(tg, "/trades 2", user=VIEWER)).text
+    assert trades.startswith("Last 2 fills") and "110.00" in trades
+    pnl = flat((await ask(tg, "/pnl today paper")).text)
+    assert pnl.startswith("P&amp;L today - paper") and "+40.00" in pnl  # sold 4 bought at 100 for 110
+    risk = flat((await ask(tg, "/risk")).text)
+    assert "max_position 6 50 44" in risk
+    health = (await ask(tg, "/health")).text
+    assert health.startswith("Healthy") and "telegram" in health and "store" in health
+    whoami = (await ask(tg, "/whoami", user=VIEWER)).text
+    assert "user id: 200" in whoami and "role: viewer" in whoami
+
+    assert (await ask(tg, "/pause paper")).text == "paper: paused"
+    assert "paper" in daemon.engine.paused and daemon.store.controls()["paper"].paused
+    assert (await ask(tg, "/resume paper")).text == "paper: resumed"
+    assert "paper" not in daemon.engine.paused
+    question = await ask(tg, "/pause all")
+    assert question.buttons and "paper" not in daemon.engine.paused
+    await tg.press(OPERATOR, question, question.buttons[0][1])
+    await tg.wait_for(lambda: tg.edits)
+    assert question.text == "paper: paused" and "paper" in daemon.engine.paused
+    viewer = await ask(tg, "/resume paper", user=VIEWER)
+    assert "needs the operator role" in viewer.text and "paper" in daemon.engine.paused
+    actions = {(e.actor, e.action) for e in daemon.store.audit_log()}
+    assert ("telegram:100", "pause") in actions and ("telegram:200", "resume") in actions
+
+
+async def test_flatten_confirm_and_double_press(start_daemon: DaemonFactory, tg: TelegramStandin) -> None:
+    daemon = await start_with_telegram(start_daemon, tg)
+    await post(daemon, id="f1", quantity="10", price="100")
+    await post(daemon, id="f2", quantity="5", price="100", order_type="limit", limit_price="90")
+    question = await ask(tg, "/flatten paper", chat=GROUP)
+    assert "cancel 1 open order(s) and close 1 position(s)" in question.text
+    (label, yes), (_, _no) = question.buttons
+    assert label == "Yes, flatten paper"
+    assert [p for p in await daemon.brokers["paper"].positions() if p.quantity]  # nothing done yet
+    await tg.press(OPERATOR, question, yes)
+    await tg.wait_for(lambda: tg.edits, within=10)
+    assert question.text.startswith("Flatten paper: done."), question.text
+    assert "cancelled buy 5 AAPL LMT 90.00" in question.text and "closed: sell 10 AAPL @ 100.00" in question.text
+    assert not question.buttons
+    assert not [p for p in await daemon.brokers["paper"].positions() if p.quantity]
+    assert not await daemon.brokers["paper"].open_orders()
+    await tg.press(OPERATOR, question, yes)  # double press: harmless
+    await tg.wait_for(lambda: len(tg.edits) == 2)
+    assert "expired or was already used" in question.text
+    flattens = [s for s in (daemon.store.get_signal(f"flat_{k}_paper") for k in _flatten_keys(daemon)) if s]
+    assert len(flattens) == 1
+    await tg.wait_for(lambda: "FLATTEN paper" in alerts_text(tg))
+
+
+def _flatten_keys(daemon: Daemon) -> list[str]:
+    return [e.detail.removeprefix("request ") for e in daemon.store.audit_log() if e.action == "flatten"
+            and e.detail and e.detail.startswith("request ")]
+
+
+async def test_cancel_confirm_and_expiry(start_daemon: DaemonFactory, tg: TelegramStandin) -> None:
+    daemon = await start_with_telegram(start_daemon, tg, alerts={"confirm_seconds": 1})
+    await post(daemon, id="c1", quantity="3", price="100", order_type="limit", limit_price="80")
+    late = await ask(tg, "/cancel paper")
+    await asyncio.sleep(1.2)
+    await tg.press(OPERATOR, late, late.buttons[0][1])
+    await tg.wait_for(lambda: tg.edits)
+    assert "expired" in late.text and len(await daemon.brokers["paper"].open_orders()) == 1
+    question = await ask(tg, "/cancel paper")
+    assert "Cancel 1 open order(s) on paper?" in question.text
+    await tg.press(OPERATOR, question, question.buttons[0][1])
+    await tg.wait_for(lambda: len(tg.edits) == 2, within=10)
+    assert question.text.startswith("Cancel paper: done.") and "cancelled buy 3 AAPL LMT 80.00" in question.text
+    assert not await daemon.brokers["paper"].open_orders()
+
+
+async def test_unauthorized_users_and_chats(start_daemon: DaemonFactory, tg: TelegramStandin) -> None:
+    daemon = await start_with_telegram(start_daemon, tg)
+    await post(daemon, id="u1", quantity="10", price="100")
+    await tg.send_command(STRANGER, STRANGER, "/flatten all")
+    await tg.send_command(OPERATOR, -999, "/flatten all")  # operator, but not an allowed chat
+    whoami = await ask(tg, "/whoami", user=STRANGER)
+    await asyncio.sleep(0.3)
+    assert "user id: 666" in whoami.text and "not authorized" in whoami.text
+    assert not tg.sent_to(-999) and len(tg.sent_to(STRANGER)) == 1
+    denied = [(e.actor, e.action) for e in daemon.store.audit_log() if not e.ok]
+    assert ("telegram:666", "flatten") in denied and ("telegram:100", "flatten") in denied
+    assert [p.quantity for p in await daemon.brokers["paper"].positions()] == [Decimal(10)]
+
+
+async def test_alert_429_retry_after(start_daemon: DaemonFactory, tg: TelegramStandin) -> None:
+    daemon = await start_with_telegram(start_daemon, tg)
+    tg.rate_limit("sendMessage", times=1, retry_after=1)
+    await post(daemon, id="r1", quantity="1", price="100")
+    await tg.wait_for(lambda: "Filled [paper]: buy 1 AAPL @ 100.00" in alerts_text(tg), within=10)
+    [(method, limited_at)] = tg.limited
+    delivered = next(m for m in tg.sent_to(GROUP) if "Filled" in m.text)
+    assert method == "sendMessage" and delivered.at - limited_at >= 0.95
+    assert alerts_text(tg).count("Filled [paper]: buy 1 AAPL") == 1
+
+
+async def test_outage_queues_alerts_and_never_slows_trading(start_daemon: DaemonFactory, tg: TelegramStandin) -> None:
+    daemon = await start_with_telegram(start_daemon, tg)
+    tg.outage = True
+    started = time.monotonic()
+    for i in range(3):
+        await post(daemon, id=f"o{i}", quantity=str(i + 1), price="100")
+    assert time.monotonic() - started < 3  # three signals settled while Telegram answers 500
+    await wait_until(lambda: len(daemon.chat.outbox.pending("telegram")) >= 3)
+    assert "buy 1 AAPL" not in alerts_text(tg)
+    tg.outage = False
+    await tg.wait_for(lambda: "buy 3 AAPL" in alerts_text(tg), within=10)
+    text = alerts_text(tg)
+    assert text.index("buy 1 AAPL") < text.index("buy 2 AAPL") < text.index("buy 3 AAPL")
+    await wait_until(lambda: not daemon.chat.outbox.pending("telegram"))
+
+
+async def test_burst_of_50_fills_is_coalesced(start_daemon: DaemonFactory, tg: TelegramStandin) -> None:
+    daemon = await start_with_telegram(start_daemon, tg)
+    before = len(tg.sent_to(GROUP))
+    async with client_for(daemon) as client:
+        answers = await asyncio.gather(*(client.post(URL, json=alert(id=f"b{i}", quantity=str(i + 1), price="100"))
+                                         for i in range(50)))
+    assert all(a.status_code == 202 for a in answers)
+    await tg.wait_for(lambda: "buy 50 AAPL" in alerts_text(tg), within=15)
+    await wait_until(lambda: not daemon.chat.outbox.pending("telegram"), within=10)
+    messages = tg.sent_to(GROUP)[before:]
+    fills = [line for m in messages for line in m.text.splitlines() if line.startswith("Filled")]
+    assert len(fills) == 50 and len(messages) <= 6
+    assert all(len(m.text) <= 4096 for m in messages)
+    gaps = [b.at - a.at for a, b in zip(messages, messages[1:], strict=False)]
+    assert all(gap >= 0.9 for gap in gaps)  # about one message a second to one chat
+
+
+async def test_restart_delivers_undelivered_alerts_once_in_order(
+    make_settings: Any, start_daemon: DaemonFactory, tg: TelegramStandin
+) -> None:
+    settings = make_settings(**tg_settings(tg))
+    first = await start_daemon(settings)
+    await tg.wait_for(lambda: "started" in alerts_text(tg), within=10)
+    await tg.stop()  # the network to Telegram is gone
+    for i in range(3):
+        await post(first, id=f"s{i}", quantity=str(i + 1), price="100")
+    await first.stop()
+    assert not [m for m in tg.sent if "Filled" in m.text]
+    await tg.start()  # back, same port
+    second = await start_daemon(settings)
+    await tg.wait_for(lambda: "buy 3 AAPL" in alerts_text(tg) and "stopping" in alerts_text(tg), within=15)
+    await wait_until(lambda: not second.chat.outbox.pending("telegram"), within=10)
+    text = alerts_text(tg)
+    assert [text.count(f"Filled [paper]: buy {n} AAPL") for n in (1, 2, 3)] == [1, 1, 1]
+    assert text.index("buy 1 AAPL") < text.index("buy 2 AAPL") < text.index("buy 3 AAPL")
+    assert text.index("buy 3 AAPL") < text.index("stopping")
+
+
+# ------------------------------------------------------------------------------------------------ Discord
+
+
+@pytest.fixture
+async def dc(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DiscordStandin]:
+    standin = await DiscordStandin().start()
+    monkeypatch.setattr(discord.http.Route, "BASE", standin.api_base)
+    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(standin.gateway_url))
+    yield standin
+    await standin.stop()
+
+
+def dc_settings(api: DiscordStandin) -> dict[str, Any]:
+    return {"token": api.token, "users": {"9001": "operator", "9002": "viewer"}, "chats": [GUILD_ID],
+            "alert_channel_id": CHANNEL_ID}
+
+
+async def test_discord_commands_buttons_and_alerts(start_daemon: DaemonFactory, dc: DiscordStandin) -> None:
+    daemon = await start_daemon(discord=dc_settings(dc), alerts={"drain_seconds": 1})
+    await dc.wait_for(lambda: dc.commands.get("global") and dc.identifies, within=15)
+    await dc.wait_for(lambda: any("started" in m["content"] for m in dc.messages))
+    await post(daemon, id="d1", quantity="2", price="100")
+    await dc.wait_for(lambda: any("Filled \\[paper\\]: buy 2 AAPL" in m["content"] for m in dc.messages))
+    await dc.slash("positions", {"account": "paper"})
+    await dc.wait_for(lambda: dc.callbacks)
+    assert "AAPL +2 100.00" in flat(dc.callbacks[0]["data"]["content"])
+    await dc.slash("flatten", {"account": "paper"}, user_id="6666")  # stranger: ignored
+    asked = await dc.slash("flatten", {"account": "paper"})
+    await dc.wait_for(lambda: len(dc.callbacks) == 2)
+    question = dc.original(asked)
+    assert question is not None and "close 1 position(s)" in question["content"]
+    await dc.click(question["components"][0]["components"][0]["custom_id"], question)
+    await dc.wait_for(lambda: dc.edits, within=10)
+    assert dc.edits[0]["content"].startswith("Flatten paper: done.")
+    assert not [p for p in await daemon.brokers["paper"].positions() if p.quantity]
+    assert ("discord:6666", "flatten") in [(e.actor, e.action) for e in daemon.store.audit_log() if not e.ok]
+
+
+async def test_discord_push_only_webhook(start_daemon: DaemonFactory, dc: DiscordStandin) -> None:
+    daemon = await start_daemon(discord={"webhook_url": dc.webhook_url}, alerts={"drain_seconds": 1})
+    await post(daemon, id="w1", quantity="1", price="100")
+    await dc.wait_for(lambda: any("buy 1 AAPL" in m["content"] for m in dc.webhook_messages), within=10)
+    assert not dc.identifies and dc.unauthorized == 0
+
+
+async def test_second_telegram_poller_reported_on_discord(
+    start_daemon: DaemonFactory, tg: TelegramStandin, dc: DiscordStandin
+) -> None:
+    tg.conflict = True
+    daemon = await start_daemon(**tg_settings(tg), discord=dc_settings(dc))
+    await dc.wait_for(lambda: any("Another process is polling" in m["content"] for m in dc.messages), within=15)
+    assert daemon.chat.conflict is not None
+    daemon.events.publish(Event(kind="broker", account="paper", summary="broker reconnected"))
+    await tg.wait_for(lambda: "Broker [paper]: broker reconnected" in alerts_text(tg), within=10)
