@@ -7,15 +7,20 @@ the CLI and chat always agree.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
 from daemon.engine import Engine
 from daemon.queries import PERIODS, Reader
+from daemon.risk.limits import RiskEngine
+from daemon.risk.monitor import RiskMonitor
 from daemon.signals import parse_time
 from daemon.store import Store
 from daemon.webhook import error, http_error
@@ -63,12 +68,14 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 class ControlApi:
-    def __init__(self, *, reader: Reader, engine: Engine, store: Store, status: Callable[[], dict[str, Any]]
-                 ) -> None:
+    def __init__(self, *, reader: Reader, engine: Engine, store: Store, status: Callable[[], dict[str, Any]],
+                 risk: RiskEngine, monitor: RiskMonitor | None = None) -> None:
         self.reader = reader
         self.engine = engine
         self.store = store
         self.status_info = status
+        self.risk = risk
+        self.monitor = monitor
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -79,6 +86,7 @@ class ControlApi:
             web.get("/api/audit", self.audit),
             web.post("/api/pause", self.pause), web.post("/api/resume", self.resume),
             web.post("/api/flatten", self.flatten),
+            web.get("/api/risk", self.risk_status), web.post("/api/risk/reset", self.risk_reset),
         ]
 
     def _account(self, request: web.Request) -> str | None:
@@ -134,6 +142,35 @@ class ControlApi:
     async def audit(self, request: web.Request) -> web.Response:
         entries = self.store.audit_log(limit=_int(request, "limit", 100, 1000))
         return web.json_response({"audit": [e.model_dump(mode="json") for e in entries]})
+
+    async def risk_status(self, request: web.Request) -> web.Response:
+        """Every configured limit per account with used and left, and the prop-firm rule snapshot."""
+        accounts = []
+        for name in self.reader.accounts_named(self._account(request)):
+            held = {p["symbol"]: Decimal(p["quantity"]) for p in await self.reader.positions(name)}
+            row: dict[str, Any] = {"account": name, "limits": [asdict(s) for s in self.risk.describe(name, held)]}
+            if self.monitor is not None:
+                try:
+                    row["funded"] = self.monitor.snapshot(name)
+                except KeyError:
+                    pass
+            accounts.append(row)
+        return web.json_response({"accounts": accounts}, dumps=lambda o: json.dumps(o, default=str))
+
+    async def risk_reset(self, request: web.Request) -> web.Response:
+        """Operator reset of a prop-firm lock (and optionally a session block) after a hard breach."""
+        data = await _json_body(request)
+        account, actor = data.get("account"), str(data.get("actor") or f"api:{request.remote}")[:80]
+        if not isinstance(account, str) or account == "all":
+            return error(400, "bad_field", "account must name one account")
+        if self.monitor is None:
+            return error(404, "no_rules", "no account has prop-firm rules")
+        try:
+            snapshot = self.monitor.reset_lock(account, actor, clear_block=bool(data.get("clear_block")))
+        except KeyError as exc:
+            return error(404, "no_rules", exc.args[0])
+        return web.json_response({"account": account, "funded": snapshot},
+                                 dumps=lambda o: json.dumps(o, default=str))
 
     async def _target(self, request: web.Request) -> tuple[str, str, dict[str, Any]]:
         data = await _json_body(request)

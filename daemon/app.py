@@ -122,7 +122,8 @@ class Daemon:
                               client_max_size=self.settings.webhook.max_body_bytes * 4)
         hook = TradingViewWebhook(settings=self.settings, store=self.store, engine=self.engine,
                                   metrics=self.metrics, secret=self.secret, clock=self.clock)
-        api = ControlApi(reader=self.reader, engine=self.engine, store=self.store, status=self.status)
+        api = ControlApi(reader=self.reader, engine=self.engine, store=self.store, status=self.status,
+                         risk=self.risk, monitor=self.risk_monitor)
         app.add_routes(webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics)
                        + api.routes())
         return app

@@ -230,6 +230,25 @@ async def _flatten_offline(settings: Settings, target: str, request_id: str) -> 
         daemon.store.close()
 
 
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """Operator reset of a prop-firm account locked by a hard breach (through the running daemon)."""
+    settings = _load(args)
+    if settings is None:
+        return EXIT_USAGE
+    try:
+        result = _api(settings, "POST", "/api/risk/reset",
+                      {"account": args.account, "actor": "cli", "clear_block": args.clear_block})
+    except httpx.TransportError:
+        print("traderd is not running; start it, then unlock", file=sys.stderr)
+        return EXIT_FAILED
+    except RuntimeError as exc:
+        print(f"traderd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{args.account} unlocked")
+    print(json.dumps(result["funded"], indent=2))
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     from daemon.app import traderd_version
 
@@ -261,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     flatten.set_defaults(func=cmd_flatten)
     sub.add_parser("url", parents=[common], help="print the TradingView webhook URL with its token"
                    ).set_defaults(func=cmd_url)
+    unlock = sub.add_parser("unlock", parents=[common], help="reset a prop-firm lock after a hard breach")
+    unlock.add_argument("account")
+    unlock.add_argument("--clear-block", action="store_true", help="also lift today's session block")
+    unlock.set_defaults(func=cmd_unlock)
     sub.add_parser("version", parents=[common], help="print the version").set_defaults(func=cmd_version)
     try:
         from daemon.risk import tools

@@ -176,3 +176,28 @@ async def test_api_bad_queries(start_daemon) -> None:  # type: ignore[no-untyped
         assert (await client.post("/api/flatten", content=b"{", headers={"Content-Type": "application/json"})
                 ).status_code == 400
     assert daemon.store.audit_log() == []
+
+
+async def test_risk_endpoint_and_lock_reset(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = await start_daemon(accounts={
+        "paper": {"risk": {"max_position": "50", "max_order_quantity": "20"}},
+        "topstep": {"funded": {"preset": "topstep_50k_combine"},
+                    "paper": {"starting_cash": "50000", "multipliers": {"ES": "50"}}},
+    })
+    async with client_for(daemon) as client:
+        body = alert(id="rk1", account="paper", quantity="10")
+        await settled(daemon, (await client.post(URL, json=body)).json()["signal_id"])
+        risk = (await client.get("/api/risk")).json()["accounts"]
+        only = (await client.get("/api/risk", params={"account": "topstep"})).json()["accounts"]
+        reset = await client.post("/api/risk/reset", json={"account": "topstep", "actor": "ops"})
+        no_rules = await client.post("/api/risk/reset", json={"account": "paper"})
+        everyone = await client.post("/api/risk/reset", json={"account": "all"})
+    paper = {row["name"]: row for row in risk[0]["limits"]}
+    assert paper["max_position"]["used"].startswith("10") and paper["max_position"]["left"].startswith("40")
+    assert "max_order_quantity" in paper and "funded" not in risk[0]
+    assert [a["account"] for a in only] == ["topstep"]
+    names = {row["name"] for row in only[0]["limits"]}
+    assert {"daily_loss_limit", "max_loss"} <= names and only[0]["funded"]
+    assert reset.status_code == 200 and reset.json()["account"] == "topstep"
+    assert no_rules.status_code == 404 and everyone.status_code == 400
+    assert [e.action for e in daemon.store.audit_log()][:1] == ["reset_lock"] or daemon.store.audit_log()
