@@ -31,6 +31,7 @@ from pydantic_settings import (
 from config.brokers import AlpacaSettings, ProjectXSettings, TradovateSettings
 from config.chat import AlertSettings, DiscordSettings, TelegramSettings
 from config.risk import CashSettings, FundedSettings, PdtSettings
+from config.strategies import StrategySettings
 
 ENV_PREFIX = "TRADERD_"
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -232,6 +233,9 @@ class Settings(BaseSettings):
     default_account: str | None = Field(
         None, description="Account for alerts that name none and whose ticker no account lists"
     )
+    strategies: dict[str, StrategySettings] = Field(
+        default_factory=dict, description="Scheduled strategies by name; see docs/strategies.md"
+    )
     telegram: TelegramSettings | None = None
     discord: DiscordSettings | None = None
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -261,6 +265,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"account name {name!r} may only hold letters, digits, '-' and '_'")
         if self.default_account is not None and self.default_account not in self.accounts:
             raise ValueError(f"default_account {self.default_account!r} is not one of the accounts")
+        for name, strategy in self.strategies.items():
+            if strategy.account not in self.accounts:
+                raise ValueError(f"strategy {name!r} trades account {strategy.account!r}, which is not configured")
         owner: dict[str, str] = {}
         for name, account in self.accounts.items():
             for symbol in account.symbols:

@@ -94,7 +94,7 @@ def alert_for(event: Event) -> Alert | None:
         return Alert(kind="paused", text=f"Account {event.account} {event.summary}", account=event.account,
                      at=event.at)
     if kind == "daemon":
-        return Alert(kind="daemon", text=event.summary[:1:].upper() + event.summary[1:], at=event.at)
+        return Alert(kind="daemon", text=event.summary, at=event.at)
     if kind == "broker":
         return Alert(kind="broker", text=f"Broker{_where(event)}: {event.summary}", account=event.account,
                      at=event.at)

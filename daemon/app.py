@@ -23,6 +23,7 @@ from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
 from config.settings import Settings
 from daemon.api import ControlApi, bearer_middleware
+from daemon.bars import CsvBarSource
 from daemon.chat_runtime import ChatRuntime
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
@@ -33,7 +34,9 @@ from daemon.reconcile import reconcile_account
 from daemon.risk.limits import RiskEngine
 from daemon.risk.wiring import build_monitor, build_risk_engine, schedule_risk_jobs
 from daemon.scheduler import build_scheduler, every
+from daemon.state_store import StateStore
 from daemon.store import Store
+from daemon.strategy_runner import StrategyRunner
 from daemon.supervision import SystemdNotifier, Watchdog, watchdog_interval
 from daemon.webhook import TradingViewWebhook, health_routes, webhook_routes
 
@@ -112,6 +115,10 @@ class Daemon:
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self._scheduler = build_scheduler()
+        self.strategies = StrategyRunner(
+            engine=self.engine, scheduler=self._scheduler, state=StateStore(self.store),
+            bars=CsvBarSource.for_strategies(settings.strategies), strategies=settings.strategies, clock=clock,
+        )
         self._watchdog_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -170,6 +177,7 @@ class Daemon:
             except BrokerError as exc:
                 log.error("start-up reconciliation of %s failed: %s", name, exc.reason)
         await self.engine.start()
+        await self.strategies.start()
         self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False,
                                      shutdown_timeout=5)
         await self._runner.setup()
@@ -238,6 +246,7 @@ class Daemon:
             self._scheduler.shutdown(wait=False)
         if self._watchdog_task is not None:
             self._watchdog_task.cancel()
+        await self.strategies.stop()
         await self.engine.stop(self.settings.daemon.shutdown_grace_seconds)
         for name, broker in self.brokers.items():
             try:

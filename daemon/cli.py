@@ -285,12 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     unlock.add_argument("--clear-block", action="store_true", help="also lift today's session block")
     unlock.set_defaults(func=cmd_unlock)
     sub.add_parser("version", parents=[common], help="print the version").set_defaults(func=cmd_version)
-    try:
-        from daemon.risk import tools
-    except ImportError:
-        pass
-    else:
-        tools.add_parser(sub)
+    from daemon import replay_cli
+    from daemon.risk import tools
+
+    tools.add_parser(sub)
+    replay_cli.add_parser(sub)
     return parser
 
 

@@ -200,6 +200,7 @@ async def test_flatten_confirm_says_exactly_what_was_done(env: tuple[ChatOps, Fa
     assert "  closed: sell 2 ESH5 @ 5,012.50" in done.text
     assert "  closed: buy 10 AAPL @ 188.00" in done.text
     assert backend.flatten_calls == 1 and not backend.positions_["topstep1"] and not backend.orders_["topstep1"]
+    assert backend.request_ids == [yes.split(":", 1)[1]]  # the engine request id is the confirmation's
     again = await ops.confirm(yes, req("/x"))
     assert again is not None and "expired or was already used" in again.text
     assert backend.flatten_calls == 1
