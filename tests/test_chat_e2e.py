@@ -21,6 +21,8 @@ from discord.gateway import DiscordWebSocket
 
 from daemon.app import Daemon
 from daemon.domain import Event
+from daemon.state_store import StateStore
+from daemon.store import Store
 from tests.conftest import SECRET, DaemonFactory, alert, client_for, settled, wait_until
 from tests.standins.discord_api import CHANNEL_ID, GUILD_ID, DiscordStandin
 from tests.standins.telegram_api import Sent, TelegramStandin
@@ -305,3 +307,22 @@ async def test_second_telegram_poller_reported_on_discord(
     assert daemon.chat.conflict is not None
     daemon.events.publish(Event(kind="broker", account="paper", summary="broker reconnected"))
     await tg.wait_for(lambda: "Broker [paper]: broker reconnected" in alerts_text(tg), within=10)
+
+
+async def test_crash_recovery_notice_and_daily_summary(
+    tg: TelegramStandin, make_settings: Any, start_daemon: DaemonFactory
+) -> None:
+    settings = make_settings(**tg_settings(tg))
+    previous = Store(settings.database_url)  # the last run died without stopping: its marker says so
+    previous.open()
+    StateStore(previous).put("chat", "run", {"clean": False, "at": "2026-03-02T14:30:00+00:00"})
+    previous.close()
+    daemon = await start_daemon(settings)
+    await tg.wait_for(lambda: "recovered from an unclean stop" in alerts_text(tg), within=10)
+    await post(daemon, id="ds1", quantity="10", price="100")
+    await tg.wait_for(lambda: "buy 10 AAPL" in alerts_text(tg), within=10)  # (a loud fill would make it loud)
+    await daemon.chat.send_daily_summary()
+    await tg.wait_for(lambda: "Daily summary" in alerts_text(tg), within=10)
+    summary = next(m for m in tg.sent_to(GROUP) if "Daily summary" in m.text)
+    assert summary.params["disable_notification"] in (True, "true")  # silent by default
+    assert "Still open: paper AAPL +10" in summary.text
