@@ -71,6 +71,10 @@ def alert_for(event: Event) -> Alert | None:
     if kind == "order":
         return Alert(kind="order", text=f"Order{_where(event)}: {event.summary}", account=event.account, at=event.at)
     if kind == "violation":
+        if event.data.get("warning"):  # the order went through; this is a heads-up (e.g. one day trade left)
+            rule = event.data.get("rule") or "risk"
+            text = f"Warning{_where(event)} {rule}: {event.summary}"
+            return Alert(kind="violation", text=text, account=event.account, at=event.at)
         if event.data.get("signal_id"):
             return Alert(kind="order_rejected", text=rejection_text(event), account=event.account, at=event.at)
         rule = event.data.get("rule") or "risk"

@@ -82,3 +82,14 @@ def test_daily_summary() -> None:
         "TOTAL: net +88.00",
         "Still open: a ES -1",
     ]
+
+
+def test_warning_is_not_worded_as_a_rejection() -> None:
+    from daemon.alerts import alert_for
+    from daemon.domain import Event
+
+    event = Event(kind="violation", account="margin", summary="1 day trade left before the PDT limit",
+                  data={"signal_id": "sig_1", "rule": "pdt", "warning": True})
+    alert = alert_for(event)
+    assert alert is not None and alert.kind == "violation"
+    assert alert.text.startswith("Warning") and "REJECTED" not in alert.text and "pdt" in alert.text
