@@ -132,7 +132,8 @@ class Store:
         self.url = normalize_url(url)
         self._engine: Engine | None = None
         self._writer: Engine | None = None
-        self._order_upsert: Any = None  # built on first use, see _upsert_order_stmt
+        self._order_upsert: Any = None  # hot-path statements, built on first use (see _upsert_order)
+        self._fill_insert: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -329,7 +330,7 @@ class Store:
     def upsert_order(self, order: Order, signal_id: str | None = None) -> None:
         """Insert or update by (account, broker_order_id); a late 'open' report never reopens a final one."""
         with self._write() as session:
-            session.execute(self._upsert_order_stmt(order, signal_id))
+            session.execute(*self._upsert_order(order, signal_id))
 
     def finish_signal(self, signal_id: str, status: SignalStatus, reason: str | None, order: Order | None) -> None:
         """Final status of a signal and the order it placed, in one transaction (one commit on the hot path)."""
@@ -338,14 +339,15 @@ class Store:
             values["client_order_id"] = order.client_order_id
         with self._write() as session:
             if order is not None:
-                session.execute(self._upsert_order_stmt(order, signal_id))
+                session.execute(*self._upsert_order(order, signal_id))
             result = session.execute(update(SignalRow).where(col(SignalRow.signal_id) == signal_id).values(values))
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise KeyError(f"unknown signal {signal_id!r}")
 
-    def _upsert_order_stmt(self, order: Order, signal_id: str | None) -> Any:
-        """The upsert with this order's values bound. The statement is built once: building and compiling
-        it per call cost more than the SQLite commit itself."""
+    def _upsert_order(self, order: Order, signal_id: str | None) -> tuple[Any, dict[str, Any]]:
+        """The upsert statement and this order's parameters. The statement is built once and values are
+        passed as execution parameters: binding values into a new statement per call (coercion and cache
+        keys for every column) cost more CPU than the SQLite commit itself."""
         values = order.model_dump(mode="python")
         values.update(
             side=order.side.value,
@@ -366,7 +368,7 @@ class Store:
             self._order_upsert = stmt.on_conflict_do_update(
                 index_elements=["account", "broker_order_id"], set_=changes
             )
-        return self._order_upsert.values(values)
+        return self._order_upsert, values
 
     def orders(self, account: str | None = None, open_only: bool = False, limit: int = 200) -> list[Order]:
         """Newest first."""
@@ -406,8 +408,13 @@ class Store:
         )
         values = fill.model_dump(mode="python")
         values.update(side=fill.side.value, realized_pnl=realized, multiplier=multiplier)
-        stmt = self._insert(FillRow).values(**values).returning(FillRow.__table__.c.id)  # type: ignore[attr-defined]
-        inserted = session.execute(stmt.on_conflict_do_nothing(index_elements=["account", "fill_id"]))
+        if self._fill_insert is None:  # built once; values go in as parameters (see _upsert_order)
+            self._fill_insert = (
+                self._insert(FillRow)
+                .on_conflict_do_nothing(index_elements=["account", "fill_id"])
+                .returning(FillRow.__table__.c.id)  # type: ignore[attr-defined]
+            )
+        inserted = session.execute(self._fill_insert, values)
         if inserted.first() is None:
             raise _DuplicateFill  # rolls back the (possibly just created) ledger row too
         pos.quantity, pos.cost_basis, pos.average_price = qty, cost, average_of(qty, cost)

@@ -117,16 +117,20 @@ class TradingViewWebhook:
                 raise SignalError("unknown_account", self._routing_problem(alert.account), 422)
             received = self.clock()
             keys = dedup_keys(alert, data, received)
-            for key in keys[1:]:
+            for key in keys[1:]:  # a body-hash key of the previous time bucket (no `id` in the alert)
                 existing = self.store.signal_exists(account, key)
                 if existing:
                     return self._duplicate(existing)
-            existing = self.store.signal_exists(account, keys[0])
-            if existing:
-                return self._duplicate(existing)
-            intent = to_intent(alert, signal_id=new_signal_id(), dedup_key=keys[0], account=account,
-                               received_at=received,
-                               default_max_lag=self.settings.webhook.default_max_lag_seconds)
+            try:
+                intent = to_intent(alert, signal_id=new_signal_id(), dedup_key=keys[0], account=account,
+                                   received_at=received,
+                                   default_max_lag=self.settings.webhook.default_max_lag_seconds)
+            except SignalError:
+                # A late resend of a signal we already accepted is a duplicate, not a stale alert.
+                existing = self.store.signal_exists(account, keys[0])
+                if existing:
+                    return self._duplicate(existing)
+                raise
         except SignalError as exc:
             return self._refuse(exc.status, exc.code, exc.detail)
         raw = {k: v for k, v in data.items() if k not in ("secret", "passphrase")}

@@ -203,3 +203,19 @@ async def test_signal_routing_by_ticker_and_account(start_daemon) -> None:  # ty
     await settled(daemon, es.json()["signal_id"])
     assert await position(daemon, "ES1!", "futures") == 1
     assert await position(daemon, "ES1!", "paper") == 0
+
+
+async def test_late_resend_of_accepted_signal_is_duplicate_not_stale(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = await start_daemon()
+    fired = (datetime.now(UTC) - timedelta(seconds=20)).isoformat()
+    async with client_for(daemon) as client:
+        first = await client.post(URL, json=alert(id="late", time=fired, max_lag="30"))
+        await settled(daemon, first.json()["signal_id"])
+        # The same signal arriving when it would now be too old: TradingView must hear "duplicate".
+        resent = await client.post(URL, json=alert(id="late", time=fired, max_lag="10"))
+        fresh_stale = await client.post(URL, json=alert(id="other", time=fired, max_lag="10"))
+    assert first.status_code == 202
+    assert resent.status_code == 200 and resent.json()["status"] == "duplicate"
+    assert resent.json()["signal_id"] == first.json()["signal_id"]
+    assert fresh_stale.status_code == 422 and fresh_stale.json()["error"] == "stale"
+    assert len(daemon.store.orders()) == 1
