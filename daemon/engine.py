@@ -21,6 +21,7 @@ from brokers.base import Broker, BrokerError, BrokerReport, BrokerUnavailable, O
 from daemon.domain import (
     Action,
     Event,
+    Fill,
     FlattenReport,
     Intent,
     Order,
@@ -80,6 +81,9 @@ class Engine:
         self._queues: dict[str, asyncio.Queue[tuple[Intent, bool] | None]] = {}  # (intent, recovered)
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._busy_since: dict[str, float | None] = {}
+        # Broker reports that arrive while an account's worker executes a signal are written together
+        # with the signal's outcome, in one transaction (see _finish).
+        self._deferred: dict[str, list[BrokerReport]] = {}
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
         self.paused: set[str] = set()
         self.locked: set[str] = set()
@@ -201,6 +205,7 @@ class Engine:
                 return
             intent, recovered = item
             self._busy_since[account] = time.monotonic()
+            self._deferred[account] = []
             try:
                 await self.execute(intent, recovered)
             except Exception as exc:  # a bug must not kill the account's worker
@@ -208,7 +213,11 @@ class Engine:
                 self._finish(intent, SignalStatus.FAILED, f"internal error: {type(exc).__name__}")
             finally:
                 self._busy_since[account] = None
+                self._flush_deferred(account)  # reports of a signal that ended without _finish
                 self.metrics.queue_depth.labels(account).set(queue.qsize())
+            # With a backlog, queue.get() returns without yielding: give the webhook (acknowledgements)
+            # and the other accounts' workers a turn between signals.
+            await asyncio.sleep(0)
 
     async def execute(self, intent: Intent, recovered: bool = False) -> Outcome:
         broker = self.brokers[intent.account]
@@ -353,7 +362,14 @@ class Engine:
 
     def _finish(self, intent: Intent, status: SignalStatus, reason: str | None, *, order: Order | None = None,
                 result: Any = None) -> Outcome:
-        self.store.finish_signal(intent.signal_id, status, reason, order)
+        reports = self._deferred.pop(intent.account, None) or []
+        broker = self.brokers[intent.account]
+        fills = [(r.fill, multiplier_of(broker, r.fill.symbol)) for r in reports if r.fill is not None]
+        realized = self.store.finish_signal(intent.signal_id, status, reason, order,
+                                            reports=[r.order for r in reports if r.order is not None], fills=fills)
+        for (fill, _), pnl in zip(fills, realized, strict=True):
+            if pnl is not None:
+                self._fill_recorded(fill, pnl)
         self.metrics.signals.labels(intent.account, status.value).inc()
         if status in (SignalStatus.REJECTED, SignalStatus.FAILED, SignalStatus.EXPIRED):
             self.events.publish(Event(kind=f"signal_{status.value}", account=intent.account,  # type: ignore[arg-type]
@@ -368,24 +384,35 @@ class Engine:
     # ---- broker reports --------------------------------------------------------------------------
 
     def _report_handler(self, account: str) -> Callable[[BrokerReport], Any]:
-        broker = self.brokers[account]
-
         async def handle(report: BrokerReport) -> None:
-            if report.order is not None:
-                self.store.upsert_order(report.order)
-                return
-            fill = report.fill
-            assert fill is not None
-            realized = self.store.record_fill(fill, multiplier_of(broker, fill.symbol))
-            if realized is None:
-                return  # already recorded (a replayed report, or reconciliation got there first)
-            self.metrics.fills.labels(account).inc()
-            pnl = f", realized {realized.normalize():f}" if realized else ""
-            self.events.publish(Event(
-                kind="fill", account=account,
-                summary=f"{fill.side.value} {fill.quantity.normalize():f} {fill.symbol} @ "
-                        f"{fill.price.normalize():f}{pnl}",
-                data={"fill": fill.model_dump(mode="json"), "realized_pnl": str(realized)},
-            ))
+            deferred = self._deferred.get(account)
+            if deferred is not None:
+                deferred.append(report)
+            else:
+                self._record_report(account, report)
 
         return handle
+
+    def _flush_deferred(self, account: str) -> None:
+        for report in self._deferred.pop(account, None) or []:
+            self._record_report(account, report)
+
+    def _record_report(self, account: str, report: BrokerReport) -> None:
+        if report.order is not None:
+            self.store.upsert_order(report.order)
+            return
+        fill = report.fill
+        assert fill is not None
+        realized = self.store.record_fill(fill, multiplier_of(self.brokers[account], fill.symbol))
+        if realized is not None:  # None: already recorded (a replayed report, or reconciliation got there first)
+            self._fill_recorded(fill, realized)
+
+    def _fill_recorded(self, fill: Fill, realized: Decimal) -> None:
+        self.metrics.fills.labels(fill.account).inc()
+        pnl = f", realized {realized.normalize():f}" if realized else ""
+        self.events.publish(Event(
+            kind="fill", account=fill.account,
+            summary=f"{fill.side.value} {fill.quantity.normalize():f} {fill.symbol} @ "
+                    f"{fill.price.normalize():f}{pnl}",
+            data={"fill": fill.model_dump(mode="json"), "realized_pnl": str(realized)},
+        ))

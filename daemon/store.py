@@ -12,7 +12,7 @@ On PostgreSQL the same guarantees come from `INSERT ... ON CONFLICT` and `SELECT
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
@@ -332,17 +332,31 @@ class Store:
         with self._write() as session:
             session.execute(*self._upsert_order(order, signal_id))
 
-    def finish_signal(self, signal_id: str, status: SignalStatus, reason: str | None, order: Order | None) -> None:
-        """Final status of a signal and the order it placed, in one transaction (one commit on the hot path)."""
+    def finish_signal(self, signal_id: str, status: SignalStatus, reason: str | None, order: Order | None, *,
+                      reports: Sequence[Order] = (), fills: Sequence[tuple[Fill, Decimal]] = ()
+                      ) -> list[Decimal | None]:
+        """A signal's final status, the order it placed, and the broker's reports that came in meanwhile
+        (order updates, fills with their multiplier), in one transaction: one commit per signal on the hot
+        path. Returns each fill's realized P&L, or None for a fill that was already recorded."""
         values: dict[str, Any] = {"status": SignalStatus(status).value, "updated_at": utcnow(), "reason": reason}
         if order is not None:
             values["client_order_id"] = order.client_order_id
+        realized: list[Decimal | None] = []
         with self._write() as session:
+            for report in reports:
+                session.execute(*self._upsert_order(report, None))
+            for fill, multiplier in fills:
+                try:
+                    with session.begin_nested():  # a known fill rolls back alone, not the signal
+                        realized.append(self._apply_fill(session, fill, multiplier))
+                except _DuplicateFill:
+                    realized.append(None)
             if order is not None:
                 session.execute(*self._upsert_order(order, signal_id))
             result = session.execute(update(SignalRow).where(col(SignalRow.signal_id) == signal_id).values(values))
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise KeyError(f"unknown signal {signal_id!r}")
+        return realized
 
     def _upsert_order(self, order: Order, signal_id: str | None) -> tuple[Any, dict[str, Any]]:
         """The upsert statement and this order's parameters. The statement is built once and values are
