@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, and_, case, create_engine, event, or_, text
+from sqlalchemy import Connection, Engine, and_, create_engine, event, or_, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -54,9 +54,8 @@ from daemon.store_tables import (
     SignalRow,
     SnapshotRow,
     ViolationRow,
-    apply_fill,
-    average_of,
 )
+from daemon.store_writes import DuplicateFill, HotWrites
 
 __all__ = ["AccountControl", "AuditEntry", "DailyPnl", "SignalRecord", "Store", "alembic_config", "normalize_url"]
 
@@ -70,13 +69,9 @@ _WRITE = "traderd_write"  # execution option: this transaction writes (SQLite: B
 _DURABLE = "traderd_durable"
 _PG_MIGRATION_LOCK = 0x7472_6164_6572  # advisory lock id ("trader"): one migrator at a time
 _OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]
-_FINAL_STATUSES = [s.value for s in OrderStatus if not s.is_open]
-_ORDER_UPDATES = ("status", "filled_quantity", "average_fill_price", "quantity", "limit_price", "stop_price")
 _FLAT = {"quantity": ZERO, "average_price": ZERO, "cost_basis": ZERO, "realized_pnl": ZERO}
 
 
-class _DuplicateFill(Exception):
-    """Raised inside record_fill's transaction to roll it back when the fill is already recorded."""
 
 
 def normalize_url(url: str) -> str:
@@ -132,8 +127,7 @@ class Store:
         self.url = normalize_url(url)
         self._engine: Engine | None = None
         self._writer: Engine | None = None
-        self._order_upsert: Any = None  # hot-path statements, built on first use (see _upsert_order)
-        self._fill_insert: Any = None
+        self._hot_writes: HotWrites | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -206,6 +200,20 @@ class Store:
             if not durable and self.dialect == "postgresql":
                 session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
+
+    @property
+    def _hot(self) -> HotWrites:
+        if self._hot_writes is None:
+            self._hot_writes = HotWrites(self.dialect)
+        return self._hot_writes
+
+    @contextmanager
+    def _core_write(self) -> Iterator[Connection]:
+        """A non-durable write transaction on a plain connection (the hot path; see _DURABLE)."""
+        with self._writer_engine.execution_options(**{_DURABLE: False}).begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            yield conn
 
     def _insert(self, model: type[SQLModel]) -> Any:
         """A Core (not ORM-bulk) dialect insert, for `on_conflict_*` (SQLite >= 3.24, PostgreSQL)."""
@@ -329,8 +337,8 @@ class Store:
 
     def upsert_order(self, order: Order, signal_id: str | None = None) -> None:
         """Insert or update by (account, broker_order_id); a late 'open' report never reopens a final one."""
-        with self._write() as session:
-            session.execute(*self._upsert_order(order, signal_id))
+        with self._core_write() as conn:
+            self._hot.upsert_order(conn, order, signal_id)
 
     def finish_signal(self, signal_id: str, status: SignalStatus, reason: str | None, order: Order | None, *,
                       reports: Sequence[Order] = (), fills: Sequence[tuple[Fill, Decimal]] = ()
@@ -338,51 +346,20 @@ class Store:
         """A signal's final status, the order it placed, and the broker's reports that came in meanwhile
         (order updates, fills with their multiplier), in one transaction: one commit per signal on the hot
         path. Returns each fill's realized P&L, or None for a fill that was already recorded."""
-        values: dict[str, Any] = {"status": SignalStatus(status).value, "updated_at": utcnow(), "reason": reason}
-        if order is not None:
-            values["client_order_id"] = order.client_order_id
         realized: list[Decimal | None] = []
-        with self._write() as session:
+        with self._core_write() as conn:
             for report in reports:
-                session.execute(*self._upsert_order(report, None))
+                self._hot.upsert_order(conn, report, None)
             for fill, multiplier in fills:
                 try:
-                    with session.begin_nested():  # a known fill rolls back alone, not the signal
-                        realized.append(self._apply_fill(session, fill, multiplier))
-                except _DuplicateFill:
+                    with conn.begin_nested():  # a known fill rolls back alone, not the signal
+                        realized.append(self._hot.apply_fill(conn, fill, multiplier))
+                except DuplicateFill:
                     realized.append(None)
             if order is not None:
-                session.execute(*self._upsert_order(order, signal_id))
-            result = session.execute(update(SignalRow).where(col(SignalRow.signal_id) == signal_id).values(values))
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                raise KeyError(f"unknown signal {signal_id!r}")
+                self._hot.upsert_order(conn, order, signal_id)
+            self._hot.finish_signal(conn, signal_id, status, reason, order.client_order_id if order else None)
         return realized
-
-    def _upsert_order(self, order: Order, signal_id: str | None) -> tuple[Any, dict[str, Any]]:
-        """The upsert statement and this order's parameters. The statement is built once and values are
-        passed as execution parameters: binding values into a new statement per call (coercion and cache
-        keys for every column) cost more CPU than the SQLite commit itself."""
-        values = order.model_dump(mode="python")
-        values.update(
-            side=order.side.value,
-            order_type=order.order_type.value,
-            status=order.status.value,
-            time_in_force=order.time_in_force.value,
-            signal_id=signal_id,
-        )
-        if self._order_upsert is None:
-            stmt = self._insert(OrderRow)
-            table, new = OrderRow.__table__.c, stmt.excluded  # type: ignore[attr-defined]
-            regress = and_(table.status.in_(_FINAL_STATUSES), new.status.in_(_OPEN_STATUSES))
-            changes: dict[str, Any] = {
-                name: case((regress, table[name]), else_=new[name])
-                for name in (*_ORDER_UPDATES, "reject_reason", "updated_at")
-            }
-            changes["signal_id"] = case((new.signal_id.is_(None), table.signal_id), else_=new.signal_id)
-            self._order_upsert = stmt.on_conflict_do_update(
-                index_elements=["account", "broker_order_id"], set_=changes
-            )
-        return self._order_upsert, values
 
     def orders(self, account: str | None = None, open_only: bool = False, limit: int = 200) -> list[Order]:
         """Newest first."""
@@ -408,33 +385,10 @@ class Store:
     def record_fill(self, fill: Fill, multiplier: Decimal = Decimal(1)) -> Decimal | None:
         """Record a fill and apply it to the positions ledger atomically; None (no change) if known."""
         try:
-            with self._write() as session:
-                return self._apply_fill(session, fill, multiplier)
-        except _DuplicateFill:
-            return None
-
-    def _apply_fill(self, session: Session, fill: Fill, multiplier: Decimal) -> Decimal:
-        now = utcnow()
-        key = {"account": fill.account, "symbol": fill.symbol}
-        pos: PositionRow = self._locked_row(session, PositionRow, key, {**_FLAT, "updated_at": now})
-        qty, cost, realized = apply_fill(
-            pos.quantity, pos.cost_basis, fill.side.sign * fill.quantity, fill.price, multiplier
-        )
-        values = fill.model_dump(mode="python")
-        values.update(side=fill.side.value, realized_pnl=realized, multiplier=multiplier)
-        if self._fill_insert is None:  # built once; values go in as parameters (see _upsert_order)
-            self._fill_insert = (
-                self._insert(FillRow)
-                .on_conflict_do_nothing(index_elements=["account", "fill_id"])
-                .returning(FillRow.__table__.c.id)  # type: ignore[attr-defined]
-            )
-        inserted = session.execute(self._fill_insert, values)
-        if inserted.first() is None:
-            raise _DuplicateFill  # rolls back the (possibly just created) ledger row too
-        pos.quantity, pos.cost_basis, pos.average_price = qty, cost, average_of(qty, cost)
-        pos.realized_pnl = pos.realized_pnl + realized
-        pos.updated_at = now
-        return realized
+            with self._core_write() as conn:
+                return self._hot.apply_fill(conn, fill, multiplier)
+        except DuplicateFill:
+            return None  # the transaction rolled back, including a ledger row it may have created
 
     def _fill_rows(
         self, account: str | None, since: datetime | None, newest_first: bool, limit: int | None
