@@ -7,6 +7,13 @@ on the same files) at that history. Everything runs on one asyncio loop, as in t
 
     python bench/paper_broker.py                      # levels 0, 2000, 20000
     python bench/paper_broker.py --levels 0 500 2000 --samples 300
+
+Last results (2-vCPU dev box, ext4, Python 3.11; ms per market order with persistence, 500 timed orders):
+
+    prior orders | before: whole state rewritten per mutation | after: one journal line per mutation
+               0 | mean  2.2, p99   4.4                       | mean 0.057, p99 0.116
+           2,000 | mean 19.2, p99  29.5                       | mean 0.054, p99 0.108
+          20,000 | mean 82.8, p99 128.2 (100 timed orders)    | mean 0.051, p99 0.096
 """
 
 from __future__ import annotations

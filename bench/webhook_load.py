@@ -60,6 +60,15 @@ def peak_rss_mb(pid: int) -> float:
     return int(found.group(1)) / 1024 if found else float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_daemon(state: Path, port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADERD_")}
     env |= {"TRADERD_DAEMON__STATE_DIR": str(state), "TRADERD_WEBHOOK__PORT": str(port),
@@ -152,11 +161,13 @@ def main() -> int:
         try:
             secret = (state / "webhook_secret").read_text().strip()
             url = f"http://127.0.0.1:{port}/webhook/tradingview/{secret}"
+            cpu_before = cpu_seconds(daemon.pid)
             load = asyncio.run(send_load(url, args.rate, args.duration, args.concurrency))
             store = Store(f"sqlite:///{state / 'traderd.db'}")
             store.open()
             to_fill, lost, duplicated = settle(store, load["accepted"])
             store.close()
+            cpu_used = cpu_seconds(daemon.pid) - cpu_before
             rss = peak_rss_mb(daemon.pid)
         finally:
             daemon.send_signal(signal.SIGTERM)
@@ -176,6 +187,8 @@ def main() -> int:
                               "p99": round(percentile(to_fill, 99) * 1000, 2),
                               "max": round(max(to_fill, default=0) * 1000, 2)},
         "lost": lost, "duplicated": duplicated, "peak_rss_mb": round(rss, 1),
+        "daemon_cpu_ms_per_signal": round(cpu_used * 1000 / max(1, len(load["accepted"])), 2),
+        "daemon_cpu_share_of_one_core": round(cpu_used / load["elapsed"], 2),
     }
     print(json.dumps(result, indent=2))
     if args.json:

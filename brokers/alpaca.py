@@ -10,7 +10,6 @@ changes and pushes each new fill and each status change once through the report 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import uuid
@@ -23,14 +22,13 @@ import httpx
 
 from brokers.base import (
     BrokerBase,
-    BrokerError,
     BrokerReport,
     BrokerUnavailable,
     OrderNotFound,
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.http import HttpBroker, RateLimiter, RetryPolicy, Throttled
+from brokers.http import HttpBroker, Poller, RateLimiter, RetryPolicy, Throttled
 from brokers.symbols import is_continuous, normalize
 from config.brokers import AlpacaSettings
 from daemon.domain import (
@@ -109,7 +107,7 @@ class AlpacaBroker(BrokerBase):
             client=http,
             sleep=sleep,
         )
-        self._poll_task: asyncio.Task[None] | None = None
+        self._poller = Poller(f"alpaca {account}", self.poll_once, lambda: self.poll_interval)
         self._seen_fills: set[str] = set()
         self._fills_after: datetime | None = None
         self._known: dict[str, tuple[OrderStatus, Decimal]] = {}  # order id -> last reported state
@@ -130,20 +128,14 @@ class AlpacaBroker(BrokerBase):
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(f"alpaca is unreachable at {self.settings.base_url}: {exc.reason}") from None
         self._fills_after = self.clock() - timedelta(seconds=1)
-        if self.poll_interval > 0 and self._poll_task is None:
-            self._poll_task = asyncio.create_task(self._poll_loop(), name=f"alpaca-poll-{self.account}")
+        self._poller.start()
 
     async def close(self) -> None:
-        task, self._poll_task = self._poll_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._poller.stop()
         await self.http.aclose()
 
     def healthy(self) -> bool:
-        polling_ok = self._poll_task is None or not self._poll_task.done()
-        return self.http.healthy() and polling_ok
+        return self.http.healthy() and self._poller.healthy()
 
     # -- conversion --------------------------------------------------------------------------------------
 
@@ -430,12 +422,3 @@ class AlpacaBroker(BrokerBase):
                     self._known[order.broker_order_id] = state
                     await self.emit(BrokerReport(order=order))
 
-    async def _poll_loop(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-            except BrokerError as exc:
-                log.warning("alpaca %s: polling failed: %s", self.account, exc.reason)
-            except Exception:  # a bug in a report handler must not stop fills from flowing
-                log.exception("alpaca %s: polling error", self.account)
-            await asyncio.sleep(self.poll_interval)

@@ -17,8 +17,8 @@ Files (`PaperLedger`) cost O(1) per mutation, whatever the history. Memory holds
 `MAX_FINISHED_ORDERS` finished orders and `MAX_FILLS` fills. Each mutation appends one line to the journal
 `<state file>.history.jsonl` (kept open, no fsync): a `PaperChange` with the absolute new values of what it
 changed, its orders and its fills. The state file (`PaperState`) is a checkpoint of the live state as of
-journal line `seq`, replaced atomically on connect, on close and when the journal rotates (to
-`<state file>.history.1.jsonl`, once it alone holds the history kept in memory). Loading reads the state
+journal line `seq`, replaced atomically on connect (if lines were replayed), on close and when the journal
+rotates (to `<state file>.history.1.jsonl`, once it alone holds the history kept in memory). Loading reads the state
 file, then the journals: lines up to its `seq` only feed the history, later ones are replayed on top. A crash
 can at worst cut the last line short (its reports were never sent); that is cut off on load. Anything else
 unreadable raises `PaperStateError` naming the file. JSON with Decimals as strings; version-1 state files
@@ -407,8 +407,13 @@ class PaperLedger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         data = memoryview((line.model_dump_json(exclude_none=True) + "\n").encode())
-        while data:
-            data = data[os.write(self._fd, data) :]
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except OSError:  # a full disk, say: leave no partial line in front of the next one
+            os.ftruncate(self._fd, end)
+            raise
         self._count(line)
 
     def _count(self, line: PaperChange) -> None:

@@ -27,7 +27,6 @@ and `/api/Order/searchOpen` and reports each new fill and each order status chan
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,7 +48,7 @@ from brokers.base import (
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.http import HttpBroker, RateLimiter, RetryPolicy, Throttled
+from brokers.http import HttpBroker, Poller, RateLimiter, RetryPolicy, Throttled
 from brokers.symbols import normalize
 from config.brokers import ProjectXSettings
 from daemon.domain import AccountState, Fill, FlattenReport, Order, OrderRequest, OrderStatus, Position, utcnow
@@ -95,7 +94,7 @@ class ProjectXBroker(BrokerBase):
         self._known: dict[int, tuple[OrderStatus, Decimal]] = {}  # last reported state per order
         self._seen_fills: set[int] = set()
         self._fills_after: datetime | None = None
-        self._poll_task: asyncio.Task[None] | None = None
+        self._poller = Poller(f"projectx {account}", self.poll_once, lambda: self.poll_interval)
 
     # -- auth and calls ----------------------------------------------------------------------------------
 
@@ -178,8 +177,7 @@ class ProjectXBroker(BrokerBase):
             raise BrokerUnavailable(f"projectx is unreachable at {self.settings.base_url}: {exc.reason}") from None
         if self._fills_after is None:
             self._fills_after = self.clock() - timedelta(seconds=1)
-        if self.poll_interval > 0 and (self._poll_task is None or self._poll_task.done()):
-            self._poll_task = asyncio.create_task(self._poll_loop(), name=f"projectx-poll-{self.account}")
+        self._poller.start()
 
     async def _resolve_account(self) -> px.PxAccount:
         answer = await self._post("/api/Account/search", {"onlyActiveAccounts": True}, px.AccountsAnswer,
@@ -192,16 +190,11 @@ class ProjectXBroker(BrokerBase):
         return found
 
     async def close(self) -> None:
-        task, self._poll_task = self._poll_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._poller.stop()
         await self.http.aclose()
 
     def healthy(self) -> bool:
-        polling_ok = self._poll_task is None or not self._poll_task.done()
-        return self._token is not None and self.http.healthy() and polling_ok
+        return self._token is not None and self.http.healthy() and self._poller.healthy()
 
     @property
     def _acct(self) -> int:
@@ -512,16 +505,3 @@ class ProjectXBroker(BrokerBase):
                 self._known[int(order.broker_order_id)] = state
                 await self.emit(BrokerReport(order=order))
 
-    async def _poll_loop(self) -> None:
-        while True:
-            pause = self.poll_interval
-            try:
-                await self.poll_once()
-            except Throttled as exc:  # 429 beyond the budget: wait as long as the gateway asks
-                log.warning("projectx %s: polling throttled for %.0f s", self.account, exc.retry_after)
-                pause = max(pause, exc.retry_after)
-            except BrokerError as exc:
-                log.warning("projectx %s: polling failed: %s", self.account, exc.reason)
-            except Exception:  # a bug in a report handler must not stop fills from flowing
-                log.exception("projectx %s: polling error", self.account)
-            await asyncio.sleep(pause)

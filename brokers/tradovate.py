@@ -39,7 +39,7 @@ from brokers.base import (
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.http import RetryPolicy, Throttled
+from brokers.http import Poller, RetryPolicy, Throttled
 from brokers.symbols import RollRule, normalize, split_exchange
 from brokers.tradovate_models import (
     MULTIPLIERS,
@@ -114,7 +114,7 @@ class TradovateBroker(BrokerBase):
         self._clordids: dict[int, str] = {}
         self._known: dict[int, tuple[OrderStatus, Decimal]] = {}
         self._seen_fills: set[int] = set()
-        self._poll_task: asyncio.Task[None] | None = None
+        self._poller = Poller(f"tradovate {account}", self.poll_once, lambda: self.poll_interval)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -136,20 +136,14 @@ class TradovateBroker(BrokerBase):
         self._seen_fills.update(f.id for f in fills)
         for o in orders:
             self._known[o.id] = order_state(o, fills)
-        if self.poll_interval > 0 and self._poll_task is None:
-            self._poll_task = asyncio.create_task(self._poll_loop(), name=f"tradovate-poll-{self.account}")
+        self._poller.start()
 
     async def close(self) -> None:
-        task, self._poll_task = self._poll_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._poller.stop()
         await self.session.aclose()
 
     def healthy(self) -> bool:
-        polling_ok = self._poll_task is None or not self._poll_task.done()
-        return self.session.healthy() and polling_ok
+        return self.session.healthy() and self._poller.healthy()
 
     def multiplier(self, symbol: str) -> Decimal:
         return MULTIPLIERS.get(root_of(symbol) or "", Decimal(1))
@@ -473,13 +467,4 @@ class TradovateBroker(BrokerBase):
             await self.emit(BrokerReport(order=order))
             self._remember(order)
 
-    async def _poll_loop(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-            except BrokerError as exc:
-                log.warning("tradovate %s: polling failed: %s", self.account, exc.reason)
-            except Exception:  # a bug in a report handler must not stop fills from flowing
-                log.exception("tradovate %s: polling error", self.account)
-            await asyncio.sleep(self.poll_interval)
 

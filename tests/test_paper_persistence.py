@@ -208,3 +208,42 @@ async def test_version_1_state_file_is_migrated(tmp_path: Path) -> None:
         assert json.loads((tmp_path / STATE).read_text())["version"] == 2
     await again.observe_price("AAPL", D(89), T0)
     assert [o.client_order_id for o in await again.open_orders()] == ["l-tp"]
+
+
+async def test_journal_of_prices_only_rotates_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paper_book, "MAX_JOURNAL_LINES", 10)
+    b = make(tmp_path)
+    await b.connect()
+    await b.place_order(req("a", "buy", 1, reference_price=D(10)))
+    for n in range(24):
+        await b.observe_price("AAPL", D(11 + n), T0)
+    assert len((tmp_path / JOURNAL).read_text().splitlines()) == 5
+    again = make(tmp_path)
+    await again.connect()
+    assert await again.positions() == await b.positions()
+    assert (await again.positions())[0].market_price == D(34)
+
+
+async def test_a_failed_journal_write_is_retried_by_the_next_mutation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = make(tmp_path)
+    await b.connect()
+    await b.place_order(req("a", "buy", 1, reference_price=D(10)))
+    real_write = paper_book.os.write
+
+    def full_disk(fd: int, data: bytes) -> int:
+        monkeypatch.setattr(paper_book.os, "write", real_write)
+        real_write(fd, bytes(data[:7]))  # part of the line made it
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(paper_book.os, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        await b.place_order(req("b", "buy", 2, reference_price=D(10)))
+    assert len((tmp_path / JOURNAL).read_text().splitlines()) == 1  # the partial line was taken back
+    again = await b.place_order(req("b", "buy", 2, reference_price=D(10)))  # the retry finds it placed
+    assert again.status is OrderStatus.FILLED and len(await b.fills()) == 2
+    restarted = make(tmp_path)
+    await restarted.connect()
+    assert await restarted.find_order("b") == again
+    assert await restarted.account_state() == await b.account_state()
