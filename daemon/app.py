@@ -30,7 +30,7 @@ from daemon.engine import Engine
 from daemon.events import EventBus, log_event
 from daemon.metrics import Metrics
 from daemon.queries import Reader
-from daemon.reconcile import reconcile_account
+from daemon.reconcile import Reconciler
 from daemon.risk.limits import RiskEngine
 from daemon.risk.wiring import build_monitor, build_risk_engine, schedule_risk_jobs
 from daemon.scheduler import build_scheduler, every
@@ -105,6 +105,7 @@ class Daemon:
         self.engine = Engine(store=self.store, brokers=self.brokers, risk=self.risk, events=self.events,
                              metrics=self.metrics, clock=clock,
                              stall_seconds=settings.daemon.watchdog_stall_seconds)
+        self.reconciler = Reconciler(store=self.store, events=self.events, engine=self.engine, clock=clock)
         self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock)
         self.reader = Reader(store=self.store, brokers=self.brokers, engine=self.engine,
                              timezone=settings.daemon.timezone, clock=clock)
@@ -173,7 +174,7 @@ class Daemon:
             await self._connect(name, broker)
         for name in sorted(self.connected):
             try:
-                await reconcile_account(name, self.brokers[name], self.store, self.events)
+                await self.reconciler.account(name, self.brokers[name])
             except BrokerError as exc:
                 log.error("start-up reconciliation of %s failed: %s", name, exc.reason)
         await self.engine.start()
@@ -228,7 +229,7 @@ class Daemon:
                 if name not in self.connected:
                     continue
             try:
-                await reconcile_account(name, broker, self.store, self.events)
+                await self.reconciler.account(name, broker)
             except BrokerError as exc:
                 log.warning("reconciliation of %s failed: %s", name, exc.reason)
 

@@ -31,7 +31,7 @@ from daemon.domain import (
     client_order_id,
     utcnow,
 )
-from daemon.events import EventBus
+from daemon.events import EventBus, fill_event
 from daemon.metrics import Metrics
 from daemon.risk.limits import OrderContext, RiskEngine
 from daemon.store import Store
@@ -84,6 +84,9 @@ class Engine:
         # Broker reports that arrive while an account's worker executes a signal are written together
         # with the signal's outcome, in one transaction (see _finish).
         self._deferred: dict[str, list[BrokerReport]] = {}
+        # Held by the worker while it executes a signal; reconciliation takes it so that it never compares
+        # the store with the broker while a signal's reports are still on their way to the store.
+        self._locks: dict[str, asyncio.Lock] = {account: asyncio.Lock() for account in self.brokers}
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
         self.paused: set[str] = set()
         self.locked: set[str] = set()
@@ -137,6 +140,10 @@ class Engine:
         if any(task.done() for task in self._workers.values()) and self.running:
             return False
         return all(since is None or now - since < self.stall_seconds for since in self._busy_since.values())
+
+    def exclusive(self, account: str) -> asyncio.Lock:
+        """The account's worker lock: hold it to see the store and the broker between two signals."""
+        return self._locks[account]
 
     def queue_depth(self, account: str) -> int:
         queue = self._queues.get(account)
@@ -204,16 +211,17 @@ class Engine:
             if item is None:
                 return
             intent, recovered = item
-            self._busy_since[account] = time.monotonic()
-            self._deferred[account] = []
-            try:
-                await self.execute(intent, recovered)
-            except Exception as exc:  # a bug must not kill the account's worker
-                log.exception("signal %s failed unexpectedly", intent.signal_id)
-                self._finish(intent, SignalStatus.FAILED, f"internal error: {type(exc).__name__}")
-            finally:
-                self._busy_since[account] = None
-                self._flush_deferred(account)  # reports of a signal that ended without _finish
+            async with self._locks[account]:
+                self._busy_since[account] = time.monotonic()
+                self._deferred[account] = []
+                try:
+                    await self.execute(intent, recovered)
+                except Exception as exc:  # a bug must not kill the account's worker
+                    log.exception("signal %s failed unexpectedly", intent.signal_id)
+                    self._finish(intent, SignalStatus.FAILED, f"internal error: {type(exc).__name__}")
+                finally:
+                    self._busy_since[account] = None
+                    self._flush_deferred(account)  # reports of a signal that ended without _finish
                 self.metrics.queue_depth.labels(account).set(queue.qsize())
             # With a backlog, queue.get() returns without yielding: give the webhook (acknowledgements)
             # and the other accounts' workers a turn between signals.
@@ -409,10 +417,4 @@ class Engine:
 
     def _fill_recorded(self, fill: Fill, realized: Decimal) -> None:
         self.metrics.fills.labels(fill.account).inc()
-        pnl = f", realized {realized.normalize():f}" if realized else ""
-        self.events.publish(Event(
-            kind="fill", account=fill.account,
-            summary=f"{fill.side.value} {fill.quantity.normalize():f} {fill.symbol} @ "
-                    f"{fill.price.normalize():f}{pnl}",
-            data={"fill": fill.model_dump(mode="json"), "realized_pnl": str(realized)},
-        ))
+        self.events.publish(fill_event(fill, realized))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from decimal import Decimal
 
-from daemon.domain import Event
+from daemon.domain import Event, Fill
 
 log = logging.getLogger("traderd.events")
 
@@ -39,3 +40,13 @@ def log_event(event: Event) -> None:
     level = logging.WARNING if event.kind in ("violation", "signal_rejected", "signal_failed", "flatten") \
         else logging.INFO
     log.log(level, "%s%s: %s", event.kind, f" [{event.account}]" if event.account else "", event.summary)
+
+
+def fill_event(fill: Fill, realized: Decimal) -> Event:
+    """The event for a newly recorded fill, whoever recorded it (the engine, reconciliation)."""
+    pnl = f", realized {realized.normalize():f}" if realized else ""
+    return Event(
+        kind="fill", account=fill.account,
+        summary=f"{fill.side.value} {fill.quantity.normalize():f} {fill.symbol} @ {fill.price.normalize():f}{pnl}",
+        data={"fill": fill.model_dump(mode="json"), "realized_pnl": str(realized)},
+    )

@@ -413,6 +413,14 @@ class Store:
         """Newest first."""
         return [_fill(r) for r in self._fill_rows(account, since, True, limit)]
 
+    def fill_ids(self, account: str, since: datetime | None) -> set[str]:
+        """Ids of the fills recorded for `account` since a time: one query, for reconciliation."""
+        stmt = select(FillRow.fill_id).where(FillRow.account == account)
+        if since is not None:
+            stmt = stmt.where(col(FillRow.filled_at) >= since)
+        with self._read() as session:
+            return set(session.exec(stmt).all())
+
     def fills_with_pnl(self, account: str | None, since: datetime) -> list[tuple[Fill, Decimal]]:
         """Oldest first, each with the P&L it realized on the ledger."""
         return [(_fill(r), r.realized_pnl) for r in self._fill_rows(account, since, False, None)]

@@ -201,3 +201,24 @@ async def test_risk_endpoint_and_lock_reset(start_daemon) -> None:  # type: igno
     assert reset.status_code == 200 and reset.json()["account"] == "topstep"
     assert no_rules.status_code == 404 and everyone.status_code == 400
     assert [e.action for e in daemon.store.audit_log()][:1] == ["reset_lock"] or daemon.store.audit_log()
+
+
+async def test_periodic_reconciliation_records_and_announces_missed_fills(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = await start_daemon()
+    broker = daemon.brokers["paper"]
+    heard: list[object] = []
+
+    async def lost(report: object) -> None:  # the report never reaches the engine (e.g. a dropped stream)
+        heard.append(report)
+
+    broker.set_report_handler(lost)
+    await broker.place_order(OrderRequest(client_order_id="manual-1", account="paper", symbol="MSFT", side=Side.BUY,
+                                          quantity=Decimal(3), reference_price=Decimal(400)))
+    broker.set_report_handler(daemon.engine._report_handler("paper"))
+    assert heard and daemon.store.fills("paper") == []
+    await daemon.reconcile_all()
+    await daemon.reconcile_all()  # a second pass finds nothing new and announces nothing twice
+    assert [(f.symbol, f.quantity) for f in daemon.store.fills("paper")] == [("MSFT", Decimal(3))]
+    assert [(p.symbol, p.quantity) for p in daemon.store.positions("paper")] == [("MSFT", Decimal(3))]
+    fills = [e for e in daemon.events.recent if e.kind == "fill"]
+    assert len(fills) == 1 and "MSFT" in fills[0].summary
