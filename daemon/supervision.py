@@ -33,7 +33,7 @@ REDACTED = "***"
 # Configured secrets shorter than this are not redacted by value: "a" or "1" would mangle every line.
 MIN_SECRET_LENGTH = 4
 # Chatty libraries turned down to WARNING unless the level is DEBUG (httpx logs every Telegram long-poll).
-QUIET_LOGGERS = ("httpx", "httpcore", "apscheduler.executors.default")
+QUIET_LOGGERS = ("httpx", "httpcore", "apscheduler", "alembic", "telegram.ext", "discord")
 
 
 # --------------------------------------------------------------------------------------------- sd_notify
