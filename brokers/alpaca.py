@@ -28,7 +28,7 @@ from brokers.base import (
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.http import HttpBroker, Poller, RateLimiter, RetryPolicy, Throttled
+from brokers.http import HttpBroker, Poller, RateLimiter, RetryPolicy, place_once
 from brokers.symbols import is_continuous, normalize
 from config.brokers import AlpacaSettings
 from daemon.domain import (
@@ -218,21 +218,8 @@ class AlpacaBroker(BrokerBase):
         symbol = await self._check_symbol(request.symbol)
         body = self._order_body(request, symbol)
         cid = request.client_order_id
-        attempts = self.http.retry.retries + 1
-        last: BrokerUnavailable | None = None
-        for attempt in range(1, attempts + 1):
-            if attempt > 1:  # the previous answer was lost: was the order accepted after all?
-                wait = last.retry_after if isinstance(last, Throttled) else self.http.retry.backoff(attempt - 1)
-                await self._sleep(min(wait, self.http.retry.max_retry_after))
-                try:
-                    existing = await self.find_order(cid)
-                except BrokerUnavailable as exc:
-                    raise BrokerUnavailable(
-                        f"alpaca: order {cid} state unknown ({exc.reason}); it will be reconciled"
-                    ) from None
-                if existing is not None:
-                    log.info("alpaca: order %s was accepted despite a lost answer", cid)
-                    return existing
+
+        async def send() -> Order:
             try:
                 data = await self.http.json(
                     "POST", "/v2/orders", json=body, safe=False, what=f"alpaca place {cid}", forbidden=OrderRejected
@@ -243,15 +230,12 @@ class AlpacaBroker(BrokerBase):
                     if existing is not None:
                         return existing
                 raise
-            except BrokerUnavailable as exc:
-                last = exc
-                continue
             orders = self._orders(data)
             for order in orders:
                 self._remember(order)
             return orders[0]
-        assert last is not None
-        raise BrokerUnavailable(f"alpaca: order {cid} not placed after {attempts} attempts: {last.reason}")
+
+        return await place_once("alpaca", cid, send, lambda: self.find_order(cid), self.http.retry, self._sleep)
 
     async def find_order(self, client_order_id: str) -> Order | None:
         try:

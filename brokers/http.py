@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -30,8 +30,10 @@ from brokers.base import (
     OrderNotFound,
     OrderRejected,
 )
+from daemon.domain import Order
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -325,3 +327,40 @@ class Poller:
             except Exception:
                 log.exception("%s: polling error", self.name)
             await self.sleep(pause)
+
+
+async def place_once(
+    broker: str,
+    client_order_id: str,
+    send: Callable[[], Awaitable[T]],
+    lookup: Callable[[], Awaitable[Order | None]],
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T | Order:
+    """Send an order at most once in effect: when an answer is lost (timeout, reset, 5xx, 429) the order is
+    looked up by its client order id before anything is resent, and returned if the broker has it.
+
+    `send` places the order and returns whatever the adapter needs from the answer; business refusals
+    (`OrderRejected`) pass straight through. `lookup` finds the order by client order id. A lookup that
+    itself fails leaves the order's state unknown: nothing is resent, and reconciliation settles it.
+    """
+    attempts = policy.retries + 1
+    last: BrokerUnavailable | None = None
+    for attempt in range(1, attempts + 1):
+        if last is not None:  # the previous answer was lost: was the order accepted after all?
+            wait = last.retry_after if isinstance(last, Throttled) else policy.backoff(attempt - 1)
+            await sleep(min(wait, policy.max_retry_after))
+            try:
+                existing = await lookup()
+            except BrokerUnavailable as exc:
+                raise BrokerUnavailable(f"{broker}: order {client_order_id} state unknown ({exc.reason}); "
+                                        "it is looked up again before anything is resent") from None
+            if existing is not None:
+                log.info("%s: order %s was accepted despite a lost answer", broker, client_order_id)
+                return existing
+        try:
+            return await send()
+        except BrokerUnavailable as exc:
+            last = exc
+    assert last is not None
+    raise BrokerUnavailable(f"{broker}: order {client_order_id} not placed after {attempts} attempts: {last.reason}")

@@ -48,7 +48,7 @@ from brokers.base import (
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.http import HttpBroker, Poller, RateLimiter, RetryPolicy, Throttled
+from brokers.http import HttpBroker, Poller, RateLimiter, RetryPolicy, place_once
 from brokers.symbols import normalize
 from config.brokers import ProjectXSettings
 from daemon.domain import AccountState, Fill, FlattenReport, Order, OrderRequest, OrderStatus, Position, utcnow
@@ -282,34 +282,22 @@ class ProjectXBroker(BrokerBase):
         body = px.order_body(request, contract, self._acct)
         cid = request.client_order_id
         started = self.clock()
-        attempts = self.http.retry.retries + 1
-        last: BrokerUnavailable | None = None
-        for attempt in range(1, attempts + 1):
-            if attempt > 1:  # the previous answer was lost: was the order accepted after all?
-                wait = last.retry_after if isinstance(last, Throttled) else self.http.retry.backoff(attempt - 1)
-                await self._sleep(min(wait, self.http.retry.max_retry_after))
-                try:
-                    existing = await self.find_order(cid, since=started)
-                except BrokerUnavailable as exc:
-                    reason = f"projectx: order {cid} state unknown ({exc.reason}); it will be reconciled"
-                    raise BrokerUnavailable(reason) from None
-                if existing is not None:
-                    log.info("projectx: order %s was accepted despite a lost answer", cid)
-                    return existing
+
+        async def send() -> px.PlaceAnswer | Order:
             try:
-                answer = await self._post("/api/Order/place", body, px.PlaceAnswer, what=f"projectx place {cid}",
-                                          safe=False, errors={8: UnknownSymbol, 9: UnknownSymbol},
-                                          default=OrderRejected)
+                return await self._post("/api/Order/place", body, px.PlaceAnswer, what=f"projectx place {cid}",
+                                         safe=False, errors={8: UnknownSymbol, 9: UnknownSymbol},
+                                         default=OrderRejected)
             except OrderRejected as exc:
                 if _TAG_TAKEN.search(exc.reason) and (existing := await self.find_order(cid)) is not None:
                     return existing
                 raise
-            except BrokerUnavailable as exc:
-                last = exc
-                continue
-            return await self._placed(answer.order_id, request, contract, started, body)
-        assert last is not None
-        raise BrokerUnavailable(f"projectx: order {cid} not placed after {attempts} attempts: {last.reason}")
+
+        result = await place_once("projectx", cid, send, lambda: self.find_order(cid, since=started),
+                                  self.http.retry, self._sleep)
+        if isinstance(result, Order):
+            return result
+        return await self._placed(result.order_id, request, contract, started, body)
 
     async def _placed(
         self, order_id: int | None, request: OrderRequest, contract: px.PxContract, started: datetime,

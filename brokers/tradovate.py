@@ -39,7 +39,7 @@ from brokers.base import (
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.http import Poller, RetryPolicy, Throttled
+from brokers.http import Poller, RetryPolicy, place_once
 from brokers.symbols import RollRule, normalize, split_exchange
 from brokers.tradovate_models import (
     MULTIPLIERS,
@@ -253,44 +253,36 @@ class TradovateBroker(BrokerBase):
             return existing  # sent before (this run or an earlier one): never twice
         self._aliases[contract] = display
         self.journal.record(cid, "sending", symbol=display, contract=contract)
-        policy, last = self.http.retry, None
         what = f"tradovate place {cid}"
-        for attempt in range(1, policy.retries + 2):
-            if attempt > 1:  # the previous answer was lost: was the order accepted after all?
-                wait = last.retry_after if isinstance(last, Throttled) else policy.backoff(attempt - 1)
-                await self._sleep(min(wait, policy.max_retry_after))
-                if (existing := await self._lookup(cid)) is not None:
-                    log.info("tradovate: order %s was accepted despite a lost answer", cid)
-                    return existing
+
+        async def send() -> Any:
             try:
-                data = await self.session.call("POST", path, json=body, safe=False, what=what)
-            except BrokerUnavailable as exc:
-                last = exc
-                continue
+                return await self.session.call("POST", path, json=body, safe=False, what=what)
             except OrderRejected as exc:
                 self.journal.record(cid, "refused", reason=exc.reason)
                 raise
-            failure = failure_of(data)
-            if failure or not isinstance(data, dict) or not data.get("orderId"):
-                self.journal.record(cid, "refused", reason=failure)
-                raise OrderRejected(f"tradovate refused order {cid} ({request.side.value} "
-                                    f"{request.quantity.normalize():f} {display}): {failure or 'no order id'}")
-            order_id = int(data["orderId"])
-            self._clordids[order_id] = cid
-            for key, suffix in (("oso1Id", 1), ("oso2Id", 2)):
-                if data.get(key):
-                    self._clordids[int(data[key])] = str(body[f"bracket{suffix}"]["clOrdId"])
-            self.journal.record(cid, "placed", order_id=order_id, symbol=display, contract=contract)
-            try:
-                order = (await self._load_order(order_id))[1]
-            except BrokerError as exc:  # placed; the poller and reconciliation will tell the rest
-                log.warning("tradovate: order %s placed as %s but not read back: %s", cid, order_id, exc.reason)
-                order = provisional_order(request, order_id, display, self.clock())
-            self._remember(order)
-            return order
-        assert last is not None
-        raise BrokerUnavailable(f"tradovate: order {cid} not placed after {policy.retries + 1} attempts: "
-                                f"{last.reason}")
+
+        data = await place_once("tradovate", cid, send, lambda: self.find_order(cid), self.http.retry, self._sleep)
+        if isinstance(data, Order):
+            return data
+        failure = failure_of(data)
+        if failure or not isinstance(data, dict) or not data.get("orderId"):
+            self.journal.record(cid, "refused", reason=failure)
+            raise OrderRejected(f"tradovate refused order {cid} ({request.side.value} "
+                                f"{request.quantity.normalize():f} {display}): {failure or 'no order id'}")
+        order_id = int(data["orderId"])
+        self._clordids[order_id] = cid
+        for key, suffix in (("oso1Id", 1), ("oso2Id", 2)):
+            if data.get(key):
+                self._clordids[int(data[key])] = str(body[f"bracket{suffix}"]["clOrdId"])
+        self.journal.record(cid, "placed", order_id=order_id, symbol=display, contract=contract)
+        try:
+            order = (await self._load_order(order_id))[1]
+        except BrokerError as exc:  # placed; the poller and reconciliation will tell the rest
+            log.warning("tradovate: order %s placed as %s but not read back: %s", cid, order_id, exc.reason)
+            order = provisional_order(request, order_id, display, self.clock())
+        self._remember(order)
+        return order
 
     async def find_order(self, client_order_id: str) -> Order | None:
         commands = await self._list(TvCommand, "/command/list", "tradovate commands")
