@@ -28,7 +28,6 @@ unreadable raises `PaperStateError` naming the file. JSON with Decimals as strin
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -41,24 +40,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from brokers.base import BrokerError
+from brokers.symbols import POINT_VALUES, futures_root, symbol_root
 from daemon.domain import ZERO, AccountState, Fill, Order, Position
 
 ONE = Decimal(1)
 MAX_FINISHED_ORDERS = 5_000  # finished orders kept for idempotency and find_order; older ones are forgotten
 MAX_FILLS = 20_000  # fills kept for fills(since)
 MAX_JOURNAL_LINES = 100_000  # rotate anyway (say, only prices observed) to bound the disk
-_CONTINUOUS = re.compile(r"^(?P<root>[A-Z0-9]+?)\d!$")  # ES1!, M2K2!
-_DATED = re.compile(r"^(?P<root>[A-Z0-9]*[A-Z])[FGHJKMNQUVXZ]\d{1,2}$")  # ESZ6, NQH26, M2KZ6
 
 
-def symbol_root(symbol: str) -> str:
-    """The futures root of a ticker: "CME_MINI:ES1!" -> "ES", "ESZ6" / "ESZ26" -> "ES", "AAPL" -> "AAPL"."""
-    bare = symbol.rsplit(":", 1)[-1].strip().upper()
-    for pattern in (_CONTINUOUS, _DATED):
-        match = pattern.match(bare)
-        if match:
-            return match.group("root")
-    return bare
 
 
 class HoldingState(BaseModel):
@@ -124,11 +114,15 @@ class PaperBook:
         self.touched: set[str] = set()  # symbols whose holding or last price changed since the last commit
 
     def multiplier(self, symbol: str) -> Decimal:
-        """Point value: the whole ticker if configured, else its futures root, else 1."""
+        """Point value: the whole ticker if configured, else its root if configured, else the CME point value
+        of a futures ticker (`ES1!`, `ESZ6`), else 1."""
         bare = symbol.rsplit(":", 1)[-1].strip().upper()
         if bare in self.multipliers:
             return self.multipliers[bare]
-        return self.multipliers.get(symbol_root(symbol), ONE)
+        root = symbol_root(symbol)
+        if root in self.multipliers:
+            return self.multipliers[root]
+        return POINT_VALUES.get(root, ONE) if futures_root(symbol) else ONE
 
     def quantity(self, symbol: str) -> Decimal:
         holding = self.holdings.get(symbol)

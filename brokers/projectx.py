@@ -49,7 +49,7 @@ from brokers.base import (
     UnknownSymbol,
 )
 from brokers.http import HttpBroker, Poller, RateLimiter, RetryPolicy, place_once
-from brokers.symbols import normalize
+from brokers.symbols import POINT_VALUES, normalize, symbol_root
 from config.brokers import ProjectXSettings
 from daemon.domain import AccountState, Fill, FlattenReport, Order, OrderRequest, OrderStatus, Position, utcnow
 
@@ -239,11 +239,11 @@ class ProjectXBroker(BrokerBase):
         return px.display_symbol(contract.name, self.clock().date())
 
     def multiplier(self, symbol: str) -> Decimal:
-        root = px.root_of(symbol)
-        if root in px.POINT_VALUES:
-            return px.POINT_VALUES[root]
+        root = symbol_root(symbol)
+        if root in POINT_VALUES:
+            return POINT_VALUES[root]
         for contract in self._contracts.values():
-            if px.root_of(contract.name) == root:
+            if symbol_root(contract.name) == root:
                 return contract.point_value
         log.warning("projectx: no point value known for %s; using 1", symbol)
         return Decimal(1)

@@ -4,7 +4,7 @@ Response bodies are validated at the boundary; only what the adapter reads is mo
 send optional fields as null or leave them out, so everything the spec does not require is optional, and
 unknown fields are ignored. Numbers arrive as JSON numbers and are read as `Decimal` (via `str`, never
 through a binary float). The mapping half
-(`order_body`, `to_order`, `to_fill`, `display_symbol`, `root_of`) is pure: no I/O, no adapter state.
+(`order_body`, `to_order`, `to_fill`, `display_symbol`) is pure: no I/O, no adapter state.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from brokers.base import OrderRejected
-from brokers.symbols import INDEX_FUTURES, normalize, split_exchange
+from brokers.symbols import INDEX_FUTURES, normalize
 from daemon.domain import Fill, Order, OrderRequest, OrderStatus, OrderType, Side
 
 
@@ -194,9 +194,7 @@ class TradesAnswer(Envelope):
 
 # Point value (USD per 1.00 of price) of the roots traders use most; other contracts use tickValue/tickSize
 # of the contract once it has been looked up. TODO: belongs in brokers/symbols.py, shared with Tradovate.
-POINT_VALUES = {"ES": Decimal(50), "MES": Decimal(5), "NQ": Decimal(20), "MNQ": Decimal(2)}
 _CODE = re.compile(r"^(?P<root>[A-Z0-9]+?)(?P<month>[FGHJKMNQUVXZ])(?P<year>\d{1,2})$")
-_CONTINUOUS = re.compile(r"^(?P<root>[A-Z][A-Z0-9]*?)[1-9]!$")
 TYPES_OUT = {
     OrderType.LIMIT: PxOrderType.LIMIT,
     OrderType.MARKET: PxOrderType.MARKET,
@@ -224,13 +222,6 @@ def iso(at: datetime) -> str:
 def num(value: Decimal) -> int | float:
     """A Decimal as a JSON number (the spec's `number/decimal`); tick prices round-trip exactly."""
     return int(value) if value == value.to_integral_value() else float(value)
-
-
-def root_of(symbol: str) -> str:
-    """`CME_MINI:ES1!` -> `ES`, `MESZ6` -> `MES`; anything else is returned as it is."""
-    _, name = split_exchange(symbol)
-    match = _CONTINUOUS.match(name) or _CODE.match(name)
-    return match["root"] if match else name
 
 
 def display_symbol(contract_name: str, on: date) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 
 from brokers.base import UnknownSymbol
 
@@ -18,6 +19,29 @@ MONTH_CODES = {1: "F", 2: "G", 3: "H", 4: "J", 5: "K", 6: "M", 7: "N", 8: "Q", 9
 QUARTERLY = (3, 6, 9, 12)
 # Roots whose contracts expire on the third Friday of the contract month (CME equity index futures).
 INDEX_FUTURES = frozenset({"ES", "MES", "NQ", "MNQ", "RTY", "M2K", "YM", "MYM", "EMD"})
+
+# Dollars per point by futures root (CME contract specifications). The one table every adapter, the paper
+# broker and the prop-firm rules use; accounts override it (paper.multipliers, funded point_values).
+POINT_VALUES: dict[str, Decimal] = {
+    **{k: Decimal(v) for k, v in {"ES": 50, "MES": 5, "NQ": 20, "MNQ": 2, "YM": 5, "RTY": 50, "M2K": 5}.items()},
+    **{k: Decimal(v) for k, v in {"EMD": 100, "CL": 1000, "MCL": 100, "GC": 100, "MGC": 10, "SI": 5000}.items()},
+    **{k: Decimal(v) for k, v in {"NG": 10000, "ZB": 1000, "ZN": 1000, "6E": 125000}.items()},
+    "MYM": Decimal("0.5"),
+}
+_ROOT_CONTINUOUS = re.compile(r"^(?P<root>[A-Z0-9]+?)\d!$")  # ES1!, M2K2!
+_ROOT_DATED = re.compile(r"^(?P<root>[A-Z0-9]*[A-Z])[FGHJKMNQUVXZ]\d{1,2}$")  # ESZ6, NQH26, M2KZ6
+
+
+def futures_root(symbol: str) -> str | None:
+    """`CME_MINI:ES1!` -> `ES`, `ESZ6` / `ESZ26` -> `ES`; None for a symbol that is neither form (`AAPL`)."""
+    bare = symbol.rsplit(":", 1)[-1].strip().upper()
+    match = _ROOT_CONTINUOUS.match(bare) or _ROOT_DATED.match(bare)
+    return match["root"] if match else None
+
+
+def symbol_root(symbol: str) -> str:
+    """The futures root, or the bare symbol itself for anything else (`NASDAQ:AAPL` -> `AAPL`)."""
+    return futures_root(symbol) or symbol.rsplit(":", 1)[-1].strip().upper()
 
 _CONTINUOUS = re.compile(r"^(?P<root>[A-Z][A-Z0-9]*?)(?P<n>[1-9])!$")
 _PLAIN = re.compile(r"^[A-Z0-9][A-Z0-9./_-]*$")

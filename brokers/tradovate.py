@@ -40,9 +40,8 @@ from brokers.base import (
     UnknownSymbol,
 )
 from brokers.http import Poller, RetryPolicy, place_once
-from brokers.symbols import RollRule, normalize, split_exchange
+from brokers.symbols import POINT_VALUES, RollRule, futures_root, normalize, split_exchange
 from brokers.tradovate_models import (
-    MULTIPLIERS,
     M,
     OrderJournal,
     TradovateSession,
@@ -62,7 +61,6 @@ from brokers.tradovate_models import (
     parse_list,
     parse_time,
     provisional_order,
-    root_of,
     wire_number,
 )
 from config.brokers import TradovateSettings
@@ -146,7 +144,7 @@ class TradovateBroker(BrokerBase):
         return self.session.healthy() and self._poller.healthy()
 
     def multiplier(self, symbol: str) -> Decimal:
-        return MULTIPLIERS.get(root_of(symbol) or "", Decimal(1))
+        return POINT_VALUES.get(futures_root(symbol) or "", Decimal(1))
 
     # -- symbols -----------------------------------------------------------------------------------------
 
@@ -177,7 +175,7 @@ class TradovateBroker(BrokerBase):
 
     def _display(self, name: str) -> str:
         """`ESZ6` as `ES1!` while it is the front contract (or the ticker last used for it), else `ESZ6`."""
-        root = root_of(name)
+        root = futures_root(name)
         for candidate in (self._aliases.get(name), f"{root}1!" if root else None):
             if candidate is None or candidate == name:
                 continue

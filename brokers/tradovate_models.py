@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -29,24 +28,6 @@ from config.brokers import TradovateSettings
 from daemon.domain import Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
 log = logging.getLogger(__name__)
-
-# Point value (USD per index point) by futures root. TODO(symbols): belongs in brokers/symbols.py, next to
-# the contract calendar, so every futures adapter and the risk rules share one table.
-MULTIPLIERS: dict[str, Decimal] = {
-    "ES": Decimal(50), "MES": Decimal(5), "NQ": Decimal(20), "MNQ": Decimal(2),
-    "RTY": Decimal(50), "M2K": Decimal(5), "YM": Decimal(5), "MYM": Decimal("0.5"), "EMD": Decimal(100),
-}
-
-_CONTRACT = re.compile(r"^(?P<root>[A-Z][A-Z0-9]*?)[FGHJKMNQUVXZ]\d{1,2}$")
-_CONTINUOUS = re.compile(r"^(?P<root>[A-Z][A-Z0-9]*?)[1-9]!$")
-
-
-def root_of(symbol: str) -> str | None:
-    """Futures root of `ES1!`, `CME_MINI:ES1!` or `ESZ6`; None if the symbol is neither form."""
-    symbol = symbol.rpartition(":")[2].strip().upper()
-    match = _CONTINUOUS.match(symbol) or _CONTRACT.match(symbol)
-    return match["root"] if match else None
-
 
 STATUS = {
     "Filled": OrderStatus.FILLED,

@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 
 from brokers.base import BrokerReport
 from brokers.paper import PaperBroker
-from brokers.paper_book import symbol_root
+from brokers.symbols import symbol_root
 from config.settings import PaperSettings, RiskLimits
 from daemon.bars import CalendarName, aggregate, calendar_zone, load_csv, session_close_at
 from daemon.domain import ZERO, Event, Fill, OrderType, Side, Violation

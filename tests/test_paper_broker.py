@@ -13,7 +13,7 @@ import pytest
 
 from brokers.base import Broker, BrokerReport, OrderNotFound, OrderRejected
 from brokers.paper import PaperBroker
-from brokers.paper_book import symbol_root
+from brokers.symbols import symbol_root
 from config.settings import PaperSettings
 from daemon.domain import Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
@@ -456,3 +456,12 @@ async def test_concurrent_orders_and_prices_are_serialised(broker: PaperBroker) 
     await broker.observe_price("AAPL", D(200), T0)
     [p] = await broker.positions()
     assert p.quantity == D(10)
+
+
+def test_futures_point_value_defaults_to_the_cme_table() -> None:
+    from brokers.paper_book import PaperBook
+
+    book = PaperBook(Decimal(100_000), {"NQ": Decimal(7)})
+    assert book.multiplier("ES1!") == Decimal(50) and book.multiplier("CME_MINI:MESZ6") == Decimal(5)
+    assert book.multiplier("NQ1!") == Decimal(7)  # configured wins
+    assert book.multiplier("GC") == Decimal(1)  # a stock ticker that happens to be a futures root

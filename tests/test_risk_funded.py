@@ -230,3 +230,15 @@ def test_presets_and_overrides() -> None:
         AccountRules(preset="nope")
     with pytest.raises(ValidationError):
         AccountRules(preset="apex_50k", bogus=1)
+
+
+def test_point_value_knows_continuous_and_dated_tickers() -> None:
+    # A funded account trading TradingView's `ES1!` must count $50 a point, not 1: an understated loss would
+    # let a daily-loss breach through.
+    from daemon.risk.funded import AccountRules
+
+    rules = AccountRules(preset="topstep_50k_combine")
+    for symbol in ("ES1!", "CME_MINI:ES1!", "ESZ6", "ESZ26", "ES"):
+        assert rules.point_value(symbol) == Decimal(50), symbol
+    assert rules.point_value("MNQ1!") == Decimal(2)
+    assert rules.point_value("AAPL") == Decimal(1)

@@ -18,7 +18,6 @@ moves. Sessions roll at 17:00 America/Chicago (`daemon.risk.calendar.futures_ses
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -27,13 +26,13 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from brokers.symbols import symbol_root
 from daemon.domain import ZERO, Fill, Violation
 from daemon.risk.calendar import futures_session_date, futures_session_end, next_session_start
 from daemon.risk.presets import DEFAULT_POINT_VALUES, PRESETS
 
 BreachAction = Literal["flatten_block_session", "flatten_lock", "reject"]
 
-_CONTRACT = re.compile(r"^([A-Z0-9]{1,4}?)[FGHJKMNQUVXZ]\d{1,4}$")
 
 
 class DrawdownModel(StrEnum):
@@ -90,8 +89,7 @@ class AccountRules(BaseModel):
     def point_value(self, symbol: str) -> Decimal:
         if symbol in self.point_values:
             return self.point_values[symbol]
-        match = _CONTRACT.match(symbol.upper())
-        root = match.group(1) if match else symbol.upper()
+        root = symbol_root(symbol)  # ES1!, CME_MINI:ES1!, ESZ6 -> ES
         return self.point_values.get(root) or DEFAULT_POINT_VALUES.get(root) or Decimal(1)
 
 

@@ -16,16 +16,12 @@ Drawdown vocabulary (see docs/risk-rules.md):
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
-# Dollars per point for common CME contracts (CME contract specs); AccountRules.point_values overrides.
-DEFAULT_POINT_VALUES: dict[str, Decimal] = {
-    **{k: Decimal(v) for k, v in {"ES": 50, "MES": 5, "NQ": 20, "MNQ": 2, "YM": 5, "RTY": 50, "M2K": 5}.items()},
-    **{k: Decimal(v) for k, v in {"CL": 1000, "MCL": 100, "GC": 100, "MGC": 10, "SI": 5000}.items()},
-    **{k: Decimal(v) for k, v in {"NG": 10000, "ZB": 1000, "ZN": 1000, "6E": 125000}.items()},
-    "MYM": Decimal("0.5"),
-}
+from brokers.symbols import POINT_VALUES
+
+# Dollars per point for common CME contracts: the shared table; AccountRules.point_values overrides.
+DEFAULT_POINT_VALUES = POINT_VALUES
 
 TOPSTEP_MLL = "https://help.topstep.com/en/articles/8284204-what-is-the-maximum-loss-limit"
 TOPSTEP_TABLE = "https://propfirmapp.com/prop-firms/topstep (third-party table of Topstep's numbers)"
