@@ -8,6 +8,7 @@ and serialise to JSON for the store, the outbox and the control API without extr
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -331,3 +332,23 @@ COMMANDS: tuple[CommandSpec, ...] = tuple(
         ("help", "/help", "this list", "viewer"),
     )
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One OHLCV bar. `start` is when it opened and `end` when it closed (both aware, UTC inside)."""
+
+    symbol: str
+    start: datetime
+    end: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal = ZERO
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("bar times must be timezone-aware")
+        if not self.low <= min(self.open, self.close) or not max(self.open, self.close) <= self.high:
+            raise ValueError(f"bar {self.symbol} {self.start.isoformat()}: low/high do not contain open/close")

@@ -35,33 +35,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from daemon.domain import ZERO, OrderType, TimeInForce
+from daemon.domain import ZERO, Bar, OrderType, TimeInForce
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 class StrategyLoadError(Exception):
     """The strategy could not be imported, found, or configured; the message says why."""
-
-
-@dataclass(frozen=True)
-class Bar:
-    """One OHLCV bar. `start` is when it opened and `end` when it closed (both aware, UTC inside)."""
-
-    symbol: str
-    start: datetime
-    end: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal = ZERO
-
-    def __post_init__(self) -> None:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ValueError("bar times must be timezone-aware")
-        if not self.low <= min(self.open, self.close) or not max(self.open, self.close) <= self.high:
-            raise ValueError(f"bar {self.symbol} {self.start.isoformat()}: low/high do not contain open/close")
 
 
 @dataclass(frozen=True)
