@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from brokers.base import BrokerBase, BrokerError, BrokerReport, OrderNotFound, OrderRejected
-from brokers.paper_book import Bracket, PaperBook, PaperLedger, PaperStateError
+from brokers.paper_book import PaperBook
+from brokers.paper_ledger import Bracket, PaperLedger, PaperStateError
 from config.settings import PaperSettings
 from daemon.domain import (
     ZERO,

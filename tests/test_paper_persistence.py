@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from brokers import paper_book
+from brokers import paper_ledger
 from brokers.paper import PaperBroker, PaperStateError
 from config.settings import PaperSettings
 from daemon.domain import OrderStatus
@@ -163,8 +163,8 @@ async def test_corrupt_or_incomplete_journal_is_a_clear_error(tmp_path: Path) ->
 
 
 async def test_journal_rotates_and_keeps_the_recent_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(paper_book, "MAX_FILLS", 30)
-    monkeypatch.setattr(paper_book, "MAX_FINISHED_ORDERS", 20)
+    monkeypatch.setattr(paper_ledger, "MAX_FILLS", 30)
+    monkeypatch.setattr(paper_ledger, "MAX_FINISHED_ORDERS", 20)
     b = make(tmp_path)
     await b.connect()
     for n in range(100):
@@ -211,7 +211,7 @@ async def test_version_1_state_file_is_migrated(tmp_path: Path) -> None:
 
 
 async def test_journal_of_prices_only_rotates_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(paper_book, "MAX_JOURNAL_LINES", 10)
+    monkeypatch.setattr(paper_ledger, "MAX_JOURNAL_LINES", 10)
     b = make(tmp_path)
     await b.connect()
     await b.place_order(req("a", "buy", 1, reference_price=D(10)))
@@ -230,14 +230,14 @@ async def test_a_failed_journal_write_is_retried_by_the_next_mutation(
     b = make(tmp_path)
     await b.connect()
     await b.place_order(req("a", "buy", 1, reference_price=D(10)))
-    real_write = paper_book.os.write
+    real_write = paper_ledger.os.write
 
     def full_disk(fd: int, data: bytes) -> int:
-        monkeypatch.setattr(paper_book.os, "write", real_write)
+        monkeypatch.setattr(paper_ledger.os, "write", real_write)
         real_write(fd, bytes(data[:7]))  # part of the line made it
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(paper_book.os, "write", full_disk)
+    monkeypatch.setattr(paper_ledger.os, "write", full_disk)
     with pytest.raises(OSError, match="No space left"):
         await b.place_order(req("b", "buy", 2, reference_price=D(10)))
     assert len((tmp_path / JOURNAL).read_text().splitlines()) == 1  # the partial line was taken back
