@@ -1,15 +1,23 @@
-"""Alpaca Trading API v2 adapter (US stocks): orders, brackets, positions, account, fills by polling.
+"""Alpaca Trading API v2 adapter (US stocks): orders, brackets, positions, account, fills by stream and polling.
 
 Idempotency: every order carries the engine's `client_order_id`. When a placement's answer is lost
 (timeout, connection reset, 5xx, 429) the adapter looks the order up with `/v2/orders:by_client_order_id`
 before sending it again, and a 422 "client_order_id must be unique" returns the existing order, so an
-order is never placed twice. A polling task started by `connect()` reads FILL activities and order status
-changes and pushes each new fill and each status change once through the report handler.
+order is never placed twice.
+
+Fills and status changes arrive two ways, both started by `connect()`: the `trade_updates` websocket
+(`brokers.stream.StreamClient`, `wss://<host>/stream`) and polling of FILL activities and orders, which runs
+`stream_poll_factor` times slower while the stream is up (reconciling what it missed), at its normal pace
+while it is down, and at once when it comes back. Both paths name a fill `<order id>:<cumulative qty>`
+(`fill_key`: activity `order_id` + `cum_qty`, stream `order.id` + `order.filled_qty`); the activity `id`
+and the stream's `execution_id` are not documented to match. Whichever path sees a fill first pushes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import re
 import uuid
@@ -29,6 +37,7 @@ from brokers.base import (
     UnknownSymbol,
 )
 from brokers.http import HttpBroker, Poller, RateLimiter, RetryPolicy, place_once
+from brokers.stream import Backoff, Socket, StreamAuthFailed, StreamClient, receive_text, ws_url
 from brokers.symbols import is_continuous, normalize
 from config.brokers import AlpacaSettings
 from daemon.domain import (
@@ -78,8 +87,14 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def fill_key(order_id: str, cumulative_qty: Decimal) -> str:
+    """The fill id both the stream and the activities can name: order id + cumulative quantity after it."""
+    return f"{order_id}:{cumulative_qty.normalize():f}"
+
+
 class AlpacaBroker(BrokerBase):
     name = "alpaca"
+    STREAM_GRACE = 120.0  # seconds a stream may be down (reconnecting) before healthy() says so
 
     def __init__(
         self,
@@ -91,6 +106,7 @@ class AlpacaBroker(BrokerBase):
         retry: RetryPolicy | None = None,
         poll_interval: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stream_backoff: Backoff | None = None,
     ) -> None:
         super().__init__(account)
         self.settings = settings
@@ -107,7 +123,18 @@ class AlpacaBroker(BrokerBase):
             client=http,
             sleep=sleep,
         )
-        self._poller = Poller(f"alpaca {account}", self.poll_once, lambda: self.poll_interval)
+        self._poller = Poller(f"alpaca {account}", self.poll_once, self._poll_pace, self._poll_pause)
+        self._wake = asyncio.Event()
+        self.stream: StreamClient | None = None
+        if settings.stream:
+            self.stream = StreamClient(
+                f"alpaca {account}", lambda: settings.stream_url or ws_url(settings.base_url, "/stream"),
+                authenticate=self._stream_auth, on_message=self._on_stream, ws_heartbeat=20.0,
+                idle_timeout=300.0, connect_timeout=settings.timeout_seconds, backoff=stream_backoff,
+                on_up=self._wake.set, on_down=self._wake.set,
+            )
+        self._report_lock = asyncio.Lock()
+        self._parents: dict[str, str] = {}  # bracket leg id -> entry id (stream events carry legs alone)
         self._seen_fills: set[str] = set()
         self._fills_after: datetime | None = None
         self._known: dict[str, tuple[OrderStatus, Decimal]] = {}  # order id -> last reported state
@@ -115,10 +142,8 @@ class AlpacaBroker(BrokerBase):
         self._assets: dict[str, bool] = {}
 
     def _auth_headers(self) -> dict[str, str]:
-        return {
-            "APCA-API-KEY-ID": self.settings.key_id.get_secret_value(),
-            "APCA-API-SECRET-KEY": self.settings.secret_key.get_secret_value(),
-        }
+        s = self.settings
+        return {"APCA-API-KEY-ID": s.key_id.get_secret_value(), "APCA-API-SECRET-KEY": s.secret_key.get_secret_value()}
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -129,18 +154,88 @@ class AlpacaBroker(BrokerBase):
             raise BrokerUnavailable(f"alpaca is unreachable at {self.settings.base_url}: {exc.reason}") from None
         self._fills_after = self.clock() - timedelta(seconds=1)
         self._poller.start()
+        if self.stream is not None:
+            self.stream.start()
 
     async def close(self) -> None:
+        if self.stream is not None:
+            await self.stream.stop()
         await self._poller.stop()
         await self.http.aclose()
 
     def healthy(self) -> bool:
-        return self.http.healthy() and self._poller.healthy()
+        """REST reachable and polling alive; a stream refused (bad keys) or down past the grace period too."""
+        stream_ok = self.stream is None or self.stream.healthy() or (
+            not self.stream.auth_failed and self.stream.down_for() < self.STREAM_GRACE)
+        return self.http.healthy() and self._poller.healthy() and stream_ok
+
+    def _poll_pace(self) -> float:
+        up = self.stream is not None and self.stream.healthy()
+        return self.poll_interval * (self.settings.stream_poll_factor if up else 1)
+
+    async def _poll_pause(self, seconds: float) -> None:
+        """The poller's sleep: cut short when the stream goes down or comes back (catch up at once)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        self._wake.clear()
+
+    # -- stream ------------------------------------------------------------------------------------------
+
+    async def _stream_auth(self, ws: Socket) -> None:
+        s = self.settings
+        await ws.send_str(json.dumps({"action": "authenticate", "data": {
+            "key_id": s.key_id.get_secret_value(), "secret_key": s.secret_key.get_secret_value()}}))
+        answer = json.loads(await receive_text(ws, s.timeout_seconds))
+        data = answer.get("data") or {}
+        if answer.get("stream") != "authorization" or data.get("status") != "authorized":
+            raise StreamAuthFailed(f"alpaca refused the stream keys: {data.get('status') or answer}"[:200])
+        await ws.send_str(json.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}))
+        while (ack := json.loads(await receive_text(ws, s.timeout_seconds))).get("stream") != "listening":
+            continue
+        if "trade_updates" not in ((ack.get("data") or {}).get("streams") or []):
+            raise StreamAuthFailed(f"alpaca did not grant the trade_updates stream: {ack}"[:200])
+
+    async def _on_stream(self, text: str) -> None:
+        message = json.loads(text)
+        if not isinstance(message, dict) or message.get("stream") != "trade_updates":
+            return
+        data = message["data"]
+        order = self._order(data["order"])
+        if data.get("event") in ("fill", "partial_fill") and data.get("qty") and data.get("price"):
+            fill = Fill(fill_id=fill_key(order.broker_order_id, order.filled_quantity),
+                        broker_order_id=order.broker_order_id, client_order_id=order.client_order_id,
+                        account=self.account, symbol=order.symbol, side=order.side, quantity=Decimal(str(data["qty"])),
+                        price=Decimal(str(data["price"])), filled_at=parse_time(data.get("timestamp")) or self.clock())
+            await self._report_fill(fill)
+        await self._report_order(order)
+
+    async def _report_fill(self, fill: Fill) -> None:
+        """Push a fill unless the stream or the poller already did (marked after the handler took it)."""
+        async with self._report_lock:
+            if fill.fill_id in self._seen_fills:
+                return
+            await self.emit(BrokerReport(fill=fill))
+            self._seen_fills.add(fill.fill_id)
+
+    async def _report_order(self, order: Order) -> None:
+        """Push a status change once; an older view (a poll that raced the stream) never moves it back."""
+        async with self._report_lock:
+            known = self._known.get(order.broker_order_id)
+            state = (order.status, order.filled_quantity)
+            if known == state or (known is not None and (
+                    order.filled_quantity < known[1] or (not known[0].is_open and order.status.is_open))):
+                return
+            self._known[order.broker_order_id] = state
+            await self.emit(BrokerReport(order=order))
 
     # -- conversion --------------------------------------------------------------------------------------
 
     def _order(self, data: dict[str, Any], parent: str | None = None) -> Order:
         order_id = str(data["id"])
+        if parent is not None:
+            self._parents[order_id] = parent
+        parent = parent or self._parents.get(order_id)
         client_id = _REPLACE_SUFFIX.sub("", str(data.get("client_order_id") or ""))
         self._client_ids[order_id] = client_id
         created = parse_time(data.get("created_at")) or self.clock()
@@ -336,9 +431,11 @@ class AlpacaBroker(BrokerBase):
                 filled_at = parse_time(a.get("transaction_time")) or self.clock()
                 if since is not None and filled_at < since:
                     continue
+                order_id = str(a["order_id"])
+                cumulative = _dec(a.get("cum_qty"))
                 out.append(
                     Fill(
-                        fill_id=str(a["id"]),
+                        fill_id=fill_key(order_id, cumulative) if cumulative is not None else str(a["id"]),
                         broker_order_id=str(a["order_id"]),
                         client_order_id=await self._client_id_of(str(a["order_id"])),
                         account=self.account,
@@ -389,20 +486,14 @@ class AlpacaBroker(BrokerBase):
         """Push new fills and order status changes (each exactly once) to the report handler."""
         since = self._fills_after
         for fill in await self.fills(since - timedelta(seconds=2) if since else None):
-            if fill.fill_id in self._seen_fills:
-                continue
-            self._seen_fills.add(fill.fill_id)
+            await self._report_fill(fill)
             if self._fills_after is None or fill.filled_at > self._fills_after:
                 self._fills_after = fill.filled_at
-            await self.emit(BrokerReport(fill=fill))
         params = {"status": "all", "limit": 500, "direction": "asc", "nested": "true"}
         if since is not None:
             params["after"] = _iso(since - timedelta(minutes=5))
         data = await self.http.json("GET", "/v2/orders", params=params, what="alpaca order updates")
         for item in data:
             for order in self._orders(item):
-                state = (order.status, order.filled_quantity)
-                if self._known.get(order.broker_order_id) != state:
-                    self._known[order.broker_order_id] = state
-                    await self.emit(BrokerReport(order=order))
+                await self._report_order(order)
 

@@ -19,6 +19,7 @@ module and nothing in `daemon/` changes.
 | observe_price          | no       | a price seen in a signal; the paper broker trades on it              |
 | healthy                | no       | connectivity for `/status` and `/healthz`                            |
 | multiplier             | no       | point value of a symbol (futures); 1 by default                      |
+| bars                   | no       | OHLCV bars from the broker's market data (`NotImplementedError` if none) |
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from daemon.domain import AccountState, Fill, FlattenReport, Order, OrderRequest, Position
+from daemon.domain import AccountState, Bar, Fill, FlattenReport, Order, OrderRequest, Position
 
 
 class BrokerError(Exception):
@@ -131,3 +132,7 @@ class BrokerBase:
 
     def multiplier(self, symbol: str) -> Decimal:
         return Decimal(1)
+
+    async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]:
+        """Closed bars of `timeframe_seconds` starting in [start, end), oldest first, from the broker."""
+        raise NotImplementedError(f"{self.name} offers no market data")

@@ -20,8 +20,12 @@ price; the account must be in "Auto OCO Brackets" mode): the gateway creates the
 fills and cancels one when the other fills, even while traderd is down. Our absolute prices are converted
 to ticks from the entry's limit/stop price (market orders: the signal's reference price), so the exits sit
 at the requested prices when the entry fills there. The exits are reported as children of the entry
-(client order id `<entry>-tp` / `-sl`). A polling task started by `connect()` reads `/api/Trade/search`
-and `/api/Order/searchOpen` and reports each new fill and each order status change once.
+(client order id `<entry>-tp` / `-sl`).
+
+Fills and order changes (`brokers.projectx_stream`): the real-time user hub (SignalR) when `stream` is on,
+with polling of `/api/Trade/search` and `/api/Order/searchOpen` under it (fast while the hub is down, slow
+as reconciliation while it is up); each fill reaches the engine once, keyed by the gateway's trade id.
+Market data: `bars()` reads `/api/History/retrieveBars` for the contract a ticker means (`MES1!`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -42,31 +46,31 @@ from brokers.base import (
     AuthenticationFailed,
     BrokerBase,
     BrokerError,
-    BrokerReport,
     BrokerUnavailable,
     OrderNotFound,
     OrderRejected,
     UnknownSymbol,
 )
 from brokers.http import HttpBroker, Poller, RateLimiter, RetryPolicy, place_once
+from brokers.projectx_stream import LOOKBACK, ProjectXUpdates, SignalRHub
 from brokers.symbols import POINT_VALUES, normalize, symbol_root
 from config.brokers import ProjectXSettings
-from daemon.domain import AccountState, Fill, FlattenReport, Order, OrderRequest, OrderStatus, Position, utcnow
+from daemon.domain import AccountState, Bar, FlattenReport, Order, OrderRequest, OrderStatus, Position, utcnow
 
 log = logging.getLogger(__name__)
 
-LOOKBACK = timedelta(days=7)  # how far back order/fill searches go when no start is known
 _TAG_TAKEN = re.compile(r"custom\s*tag", re.IGNORECASE)
 E = TypeVar("E", bound=px.Envelope)
 
 
-class ProjectXBroker(BrokerBase):
+class ProjectXBroker(ProjectXUpdates, BrokerBase):
     name = "projectx"
 
     def __init__(
         self, account: str, settings: ProjectXSettings, http: httpx.AsyncClient | None = None,
         clock: Callable[[], datetime] = utcnow, *, poll_interval: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, retry: RetryPolicy | None = None,
+        stream_backoff: tuple[float, float] = (0.5, 30.0), stream_grace: float = 30.0,
     ) -> None:
         super().__init__(account)
         self.settings = settings
@@ -94,7 +98,15 @@ class ProjectXBroker(BrokerBase):
         self._known: dict[int, tuple[OrderStatus, Decimal]] = {}  # last reported state per order
         self._seen_fills: set[int] = set()
         self._fills_after: datetime | None = None
-        self._poller = Poller(f"projectx {account}", self.poll_once, lambda: self.poll_interval)
+        self.reconcile_interval = settings.reconcile_interval_seconds
+        self.stream_grace = stream_grace
+        self._poll_wake = asyncio.Event()
+        self._poller = Poller(f"projectx {account}", self.poll_once, self._poll_pace, sleep=self._poll_sleep)
+        self._hub: SignalRHub | None = None
+        if settings.stream:
+            self._hub = SignalRHub(f"projectx {account}", settings.user_hub_url(), lambda: self._token,
+                                   self._on_hub_event, self._hub_subscriptions, on_state=self._hub_state,
+                                   backoff=stream_backoff, connect_timeout=settings.timeout_seconds)
 
     # -- auth and calls ----------------------------------------------------------------------------------
 
@@ -128,7 +140,12 @@ class ProjectXBroker(BrokerBase):
         )
         if not answer.token:
             raise AuthenticationFailed("projectx login: no token in the answer")
-        self._token, self._token_at = answer.token, self.clock()
+        self._set_token(answer.token)
+
+    def _set_token(self, token: str) -> None:
+        self._token, self._token_at = token, self.clock()
+        if self._hub is not None and self._hub.token_in_use not in (None, token):
+            self._hub.restart()  # the hub reconnects with the renewed token
 
     def _token_fresh(self) -> bool:
         at = self._token_at
@@ -147,7 +164,7 @@ class ProjectXBroker(BrokerBase):
             try:
                 answer = await self._post("/api/Auth/validate", None, px.ValidateAnswer, what="projectx renew token",
                                           safe=True, via=self._auth)
-                self._token, self._token_at = answer.new_token or self._token, self.clock()
+                self._set_token(answer.new_token or self._token)
             except BrokerUnavailable:
                 raise
             except BrokerError as exc:  # refused (expired, revoked): a fresh login
@@ -177,6 +194,8 @@ class ProjectXBroker(BrokerBase):
             raise BrokerUnavailable(f"projectx is unreachable at {self.settings.base_url}: {exc.reason}") from None
         if self._fills_after is None:
             self._fills_after = self.clock() - timedelta(seconds=1)
+        if self._hub is not None:
+            self._hub.start()
         self._poller.start()
 
     async def _resolve_account(self) -> px.PxAccount:
@@ -190,11 +209,19 @@ class ProjectXBroker(BrokerBase):
         return found
 
     async def close(self) -> None:
+        if self._hub is not None:
+            await self._hub.stop()
         await self._poller.stop()
         await self.http.aclose()
 
     def healthy(self) -> bool:
-        return self._token is not None and self.http.healthy() and self._poller.healthy()
+        """Signed in, the last REST call answered, polling alive, and the hub up (or reconnecting briefly)."""
+        hub_ok = self._hub is None or self._hub.healthy(self.stream_grace)
+        return self._token is not None and self.http.healthy() and self._poller.healthy() and hub_ok
+
+    @property
+    def stream_connected(self) -> bool:
+        return self._hub is not None and self._hub.connected
 
     @property
     def _acct(self) -> int:
@@ -400,26 +427,6 @@ class ProjectXBroker(BrokerBase):
         return AccountState(account=self.account, broker=self.name, cash=account.balance,
                             equity=account.balance, as_of=self.clock())
 
-    async def _tag_of(self, order_id: int) -> str:
-        if order_id not in self._tags:
-            for o in await self._search():
-                await self._order(o)
-            self._tags.setdefault(order_id, "")
-        return self._tags[order_id]
-
-    async def fills(self, since: datetime | None = None) -> list[Fill]:
-        start = since or self.clock() - LOOKBACK
-        answer = await self._post("/api/Trade/search", {"accountId": self._acct, "startTimestamp": px.iso(start)},
-                                  px.TradesAnswer, what="projectx trades", safe=True)
-        out = []
-        for t in answer.trades or []:
-            filled_at = t.created or self.clock()
-            if t.voided or (since is not None and filled_at < since):
-                continue
-            out.append(px.to_fill(t, account=self.account, symbol=await self.symbol_of(t.contract_id),
-                               client_order_id=await self._tag_of(t.order_id), filled_at=filled_at))
-        return out
-
     async def close_position(self, symbol: str) -> Order | None:
         return await self._close(await self.contract_for(symbol))
 
@@ -461,35 +468,19 @@ class ProjectXBroker(BrokerBase):
                 errors.append(f"close {position.contract_id}: {exc.reason}")
         return FlattenReport(account=self.account, cancelled=cancelled, closing=closing, errors=errors)
 
-    # -- polling -----------------------------------------------------------------------------------------
+    # -- market data -------------------------------------------------------------------------------------
 
-    async def poll_once(self) -> None:
-        """Push new fills, then order status changes, each exactly once, to the report handler."""
-        since, unseen = self._fills_after, []
-        for fill in await self.fills(since - timedelta(seconds=5) if since else None):
-            if int(fill.fill_id) in self._seen_fills:
-                continue
-            self._seen_fills.add(int(fill.fill_id))
-            if self._fills_after is None or fill.filled_at > self._fills_after:
-                self._fills_after = fill.filled_at
-            if (oid := int(fill.broker_order_id)) not in self._known:  # e.g. placed on the platform by hand
-                self._created.setdefault(oid, fill.filled_at)
-                unseen.append(oid)
-            await self.emit(BrokerReport(fill=fill))
-        working = await self.open_orders()
-        updates = list(working)
-        still_open = {int(o.broker_order_id) for o in working}
-        gone = [oid for oid, (status, _) in self._known.items() if status.is_open and oid not in still_open]
-        gone += [oid for oid in unseen if oid not in still_open]
-        if gone:
-            start = min(self._created.get(oid, self.clock() - LOOKBACK) for oid in gone)
-            finished = [o for o in await self._search(start) if o.id in gone]
-            updates += [await self._order(o) for o in finished]
-            for oid in set(gone) - {o.id for o in finished}:
-                self._known.pop(oid, None)  # no longer visible: stop asking
-        for order in updates:
-            state = (order.status, order.filled_quantity)
-            if self._known.get(int(order.broker_order_id)) != state:
-                self._known[int(order.broker_order_id)] = state
-                await self.emit(BrokerReport(order=order))
-
+    async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]:
+        """Closed bars of `timeframe_seconds` starting in [start, end), oldest first, from retrieveBars."""
+        contract = await self.contract_for(symbol)
+        step = timedelta(seconds=timeframe_seconds)
+        out: dict[datetime, Bar] = {}
+        for body in px.bars_bodies(contract.id, timeframe_seconds, start, end):
+            answer = await self._post("/api/History/retrieveBars", body, px.BarsAnswer, safe=True,
+                                      what=f"projectx bars {contract.name}", errors={1: UnknownSymbol})
+            for b in answer.bars or []:
+                at = b.t.astimezone(UTC)
+                if start <= at < end and at + step <= self.clock():
+                    out[at] = Bar(symbol=symbol, start=at, end=at + step, open=b.o, high=b.h, low=b.l,
+                                  close=b.c, volume=Decimal(b.v))
+        return [out[at] for at in sorted(out)]

@@ -10,7 +10,7 @@ through a binary float). The mapping half
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import IntEnum
 from typing import Annotated, Any
@@ -143,6 +143,7 @@ class PxTrade(_Wire):
     """A half-turn trade: one fill of one order."""
 
     id: int
+    account_id: int | None = Field(None, alias="accountId")
     contract_id: str = Field(alias="contractId")
     created: Time = Field(None, alias="creationTimestamp")
     price: Dec
@@ -152,6 +153,17 @@ class PxTrade(_Wire):
     size: int
     voided: bool | None = False
     order_id: int = Field(alias="orderId")
+
+
+class PxBar(_Wire):
+    """One aggregate bar of /api/History/retrieveBars; `t` is when it opened."""
+
+    t: Annotated[datetime, BeforeValidator(_aware)]
+    o: Dec
+    h: Dec
+    l: Dec  # noqa: E741 - the gateway's field name
+    c: Dec
+    v: int = 0
 
 
 class LoginAnswer(Envelope):
@@ -188,6 +200,10 @@ class PositionsAnswer(Envelope):
 
 class TradesAnswer(Envelope):
     trades: list[PxTrade] | None = None
+
+
+class BarsAnswer(Envelope):
+    bars: list[PxBar] | None = None
 
 
 # -- mapping ---------------------------------------------------------------------------------------------
@@ -309,3 +325,36 @@ def to_fill(t: PxTrade, *, account: str, symbol: str, client_order_id: str, fill
         symbol=symbol, side=Side.BUY if t.side == PxSide.BID else Side.SELL, quantity=Decimal(t.size),
         price=t.price, commission=t.fees or Decimal(0), filled_at=filled_at,
     )
+
+
+class PxBarUnit(IntEnum):
+    SECOND = 1
+    MINUTE = 2
+    HOUR = 3
+    DAY = 4
+
+
+MAX_BARS = 20_000  # the gateway's limit per retrieveBars request
+
+
+def bar_unit(seconds: int) -> tuple[PxBarUnit, int]:
+    """(unit, unitNumber) of a bar length: the largest unit that divides it (90 s -> 90 seconds)."""
+    if seconds <= 0:
+        raise ValueError(f"a bar length must be positive, not {seconds} s")
+    for unit, size in ((PxBarUnit.DAY, 86400), (PxBarUnit.HOUR, 3600), (PxBarUnit.MINUTE, 60)):
+        if seconds % size == 0:
+            return unit, seconds // size
+    return PxBarUnit.SECOND, seconds
+
+
+def bars_bodies(contract_id: str, seconds: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """The retrieveBars request bodies covering [start, end), each asking for at most `MAX_BARS` bars."""
+    unit, number = bar_unit(seconds)
+    span = timedelta(seconds=seconds * MAX_BARS)
+    bodies, at = [], start
+    while at < end:
+        until = min(end, at + span)
+        bodies.append({"contractId": contract_id, "live": False, "startTime": iso(at), "endTime": iso(until),
+                       "unit": int(unit), "unitNumber": number, "limit": MAX_BARS, "includePartialBar": False})
+        at = until
+    return bodies

@@ -25,7 +25,22 @@ class _BrokerSection(BaseModel):
         return value.rstrip("/")
 
 
-class AlpacaSettings(_BrokerSection):
+class _Streaming(BaseModel):
+    stream: bool = Field(True, description="Order/fill updates over the broker's websocket (polling stays on)")
+    stream_url: str | None = Field(None, description="Websocket URL; derived from base_url if unset")
+    stream_poll_factor: float = Field(
+        10, ge=1, le=100, description="While the stream is up, poll this many times less often"
+    )
+
+    @field_validator("stream_url")
+    @classmethod
+    def _ws_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("ws://", "wss://")):
+            raise ValueError("stream_url must start with ws:// or wss://")
+        return value
+
+
+class AlpacaSettings(_Streaming, _BrokerSection):
     key_id: SecretStr
     secret_key: SecretStr
     base_url: str = Field("https://paper-api.alpaca.markets", description="paper-api or api.alpaca.markets")
@@ -42,9 +57,28 @@ class ProjectXSettings(_BrokerSection):
     token_renew_seconds: float = Field(
         20 * 3600, gt=60, description="Renew the 24 h session token after this"
     )
+    stream: bool = Field(True, description="Hear fills and orders from the real-time user hub (SignalR)")
+    stream_url: str | None = Field(
+        None, description="User hub URL; derived from base_url if unset (api.topstepx.com -> rtc.topstepx.com)"
+    )
+    reconcile_interval_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Polling interval while the user hub is connected (reconciliation)"
+    )
+
+    def user_hub_url(self) -> str:
+        """`stream_url`, else the gateway's `api` host turned into its `rtc` host, with `/hubs/user`."""
+        if self.stream_url:
+            return self.stream_url.rstrip("/")
+        scheme, _, rest = self.base_url.partition("://")
+        host, slash, path = rest.partition("/")
+        if host.startswith("api."):
+            host = "rtc." + host[4:]
+        elif "-api" in host:
+            host = host.replace("-api", "-rtc", 1)
+        return f"{scheme}://{host}{slash}{path}".rstrip("/") + "/hubs/user"
 
 
-class TradovateSettings(_BrokerSection):
+class TradovateSettings(_Streaming, _BrokerSection):
     username: str
     password: SecretStr
     app_id: str = "traderd"

@@ -1,7 +1,7 @@
 """The control API under /api/: read-only views and control actions, behind an optional bearer token.
 
-It formats what `daemon.queries.Reader` computes and forwards control actions to the engine, so the API,
-the CLI and chat always agree.
+It formats what `daemon.queries.Reader` computes and forwards control actions to the engine (and strategy
+pause/resume to the `StrategyRunner`), so the API, the CLI and chat always agree.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from daemon.risk.limits import RiskEngine
 from daemon.risk.monitor import RiskMonitor
 from daemon.signals import parse_time
 from daemon.store import Store
+from daemon.strategy_runner import StrategyRunner
 from daemon.webhook import error, http_error
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,13 +70,15 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 class ControlApi:
     def __init__(self, *, reader: Reader, engine: Engine, store: Store, status: Callable[[], dict[str, Any]],
-                 risk: RiskEngine, monitor: RiskMonitor | None = None) -> None:
+                 risk: RiskEngine, monitor: RiskMonitor | None = None,
+                 strategies: StrategyRunner | None = None) -> None:
         self.reader = reader
         self.engine = engine
         self.store = store
         self.status_info = status
         self.risk = risk
         self.monitor = monitor
+        self.strategies = strategies
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -87,6 +90,9 @@ class ControlApi:
             web.post("/api/pause", self.pause), web.post("/api/resume", self.resume),
             web.post("/api/flatten", self.flatten),
             web.get("/api/risk", self.risk_status), web.post("/api/risk/reset", self.risk_reset),
+            web.get("/api/strategies", self.strategy_list),
+            web.post("/api/strategies/{name}/pause", self.strategy_pause),
+            web.post("/api/strategies/{name}/resume", self.strategy_resume),
         ]
 
     def _account(self, request: web.Request) -> str | None:
@@ -208,3 +214,36 @@ class ControlApi:
                 results.append({"signal_id": signal_id, "status": "pending",
                                 "detail": "still queued behind earlier signals; see /api/signals/<id>"})
         return web.json_response({"request_id": request_id, "results": results})
+
+    # ---- strategies ------------------------------------------------------------------------------
+
+    def _strategy_rows(self) -> list[dict[str, Any]]:
+        rows = self.strategies.status() if self.strategies is not None else []
+        return [row.model_dump(mode="json") for row in rows]
+
+    async def strategy_list(self, request: web.Request) -> web.Response:
+        """Each strategy: state (running, paused, disabled with its error), account, symbol, last bar, signal."""
+        return web.json_response({"strategies": self._strategy_rows()})
+
+    async def _strategy_control(self, request: web.Request, action: str) -> web.Response:
+        name = request.match_info["name"]
+        data = await _json_body(request)
+        actor = str(data.get("actor") or f"api:{request.remote}")[:80]
+        runner = self.strategies
+        if runner is None or name not in {s.name for s in runner.status()}:
+            known = ", ".join(s.name for s in runner.status()) if runner is not None else ""
+            return error(404, "unknown_strategy", f"no strategy {name!r}; strategies: {known or 'none'}")
+        (runner.pause if action == "pause" else runner.resume)(name, actor)
+        row = next(r for r in self._strategy_rows() if r["name"] == name)
+        ok = action == "pause" or row["status"] != "disabled"
+        self.store.audit(actor, f"strategy_{action}", name, None if ok else f"still disabled: {row['error']}", ok)
+        if not ok:
+            return error(409, "still_disabled", f"strategy {name} could not be re-enabled: {row['error']}")
+        return web.json_response({"strategy": row})
+
+    async def strategy_pause(self, request: web.Request) -> web.Response:
+        return await self._strategy_control(request, "pause")
+
+    async def strategy_resume(self, request: web.Request) -> web.Response:
+        """Resume a paused strategy, or re-enable one disabled after an error (its code is reloaded)."""
+        return await self._strategy_control(request, "resume")

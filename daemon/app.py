@@ -131,7 +131,7 @@ class Daemon:
         hook = TradingViewWebhook(settings=self.settings, store=self.store, engine=self.engine,
                                   metrics=self.metrics, secret=self.secret, clock=self.clock)
         api = ControlApi(reader=self.reader, engine=self.engine, store=self.store, status=self.status,
-                         risk=self.risk, monitor=self.risk_monitor)
+                         risk=self.risk, monitor=self.risk_monitor, strategies=self.strategies)
         app.add_routes(webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics)
                        + api.routes())
         return app
@@ -188,6 +188,7 @@ class Daemon:
         self.port = self._runner.addresses[0][1]
         every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.reconcile_all, "reconcile")
         schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)
+        self.chat.schedule(self._scheduler)  # the daily summary
         self._scheduler.start()
         interval = watchdog_interval()
         if interval:

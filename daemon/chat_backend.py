@@ -4,7 +4,8 @@ Read commands use the same `daemon.queries.Reader` as the control API. Control c
 paths: pause/resume are persisted controls (`Engine.pause`); cancel and flatten are queued as intents on
 each account's own worker (so they are ordered with every other signal of the account) and waited for,
 bounded, so the reply can say exactly what was done. Their request id comes from the confirmation token,
-which makes a repeated confirmation of the same question a no-op at the engine too.
+which makes a repeated confirmation of the same question a no-op at the engine too. `/strategies` and
+`/strategy pause|resume` go to the daemon's `StrategyRunner` (the same calls as the control API's).
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from daemon.chatops import (
     PnlLine,
     RiskLine,
     StatusInfo,
+    StrategyAction,
+    StrategyInfo,
 )
 from daemon.domain import ZERO, AccountState, Action, Fill, FlattenReport, Intent, Order, Position
 from daemon.engine import Engine
 from daemon.queries import Reader
 from daemon.store import Store
+from daemon.strategy_runner import StrategyRunner, StrategyStatus
 
 WAIT_SECONDS = 20.0  # under the transports' 30 s handler bound
 
@@ -54,7 +58,9 @@ class DaemonChatBackend:
         extra_health: Callable[[], list[HealthCheck]] = list,
         clock: Callable[[], datetime],
         wait_seconds: float = WAIT_SECONDS,
+        strategies: StrategyRunner | None = None,
     ) -> None:
+        self.runner = strategies
         self.reader = reader
         self.engine = engine
         self.store = store
@@ -185,6 +191,9 @@ class DaemonChatBackend:
         checks.append(HealthCheck(name="signal queue", ok=True, detail=f"{depth} waiting"))
         return checks + self.extra_health()
 
+    async def strategies(self) -> list[StrategyInfo]:
+        return [_strategy_info(s) for s in self.runner.status()] if self.runner is not None else []
+
     # ---- controls --------------------------------------------------------------------------------
 
     def _targets(self, target: str) -> list[str]:
@@ -244,5 +253,16 @@ class DaemonChatBackend:
         except TimeoutError:
             return f"still queued after {self.wait_seconds:.0f} s (signal {signal_id}); it will run in turn"
 
+    async def strategy_control(self, name: str, action: StrategyAction, actor: str) -> StrategyInfo:
+        """Pause or resume (re-enable) one strategy; KeyError for a name that is not configured."""
+        if self.runner is None:
+            raise KeyError(f"unknown strategy {name!r}; no strategies are configured")
+        (self.runner.pause if action == "pause" else self.runner.resume)(name, actor)
+        return next(s for s in await self.strategies() if s.name == name)
+
     async def audit(self, actor: str, action: str, target: str, ok: bool, detail: str) -> None:
         self.store.audit(actor, action, target or None, detail, ok)
+
+
+def _strategy_info(status: StrategyStatus) -> StrategyInfo:
+    return StrategyInfo(state=status.status, **status.model_dump(exclude={"status"}))

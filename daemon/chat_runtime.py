@@ -8,8 +8,9 @@ taking commands, announces the stop, delivers what it can within `alerts.drain_s
 transports; alerts still queued (and those the engine publishes while it drains) go out after the next start.
 
 Also here: crash-recovery detection (a run that did not reach `stop()` is reported at the next start), the
-daily summary at `alerts.daily_summary_at` (Mon-Fri, `daemon.timezone`), and the report of a second process
-polling the same Telegram token (logged, shown by /health, and sent as an alert on Discord if configured).
+daily summary (`schedule()` adds it to the daemon's scheduler as the `daily-summary` job, Mon-Fri at
+`alerts.daily_summary_at` in `daemon.timezone`), and the report of a second process polling the same
+Telegram token (logged, shown by /health, and sent as an alert on Discord if configured).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from config.chat import DiscordSettings, TelegramSettings
 from daemon.alerts import daily_summary, notice
@@ -28,6 +30,7 @@ from daemon.chat_backend import DaemonChatBackend
 from daemon.chatops import ChatAuth, ChatOps, HealthCheck, TransportAuth
 from daemon.domain import Event
 from daemon.outbox import Dispatcher, Outbox
+from daemon.scheduler import daily_at
 from daemon.state_store import StateStore
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ log = logging.getLogger("traderd.chat")
 CONNECT_SECONDS = 15.0
 SEND_SECONDS = 30.0
 WEBHOOK_CHAT = "webhook"
+DAILY_JOB = "daily-summary"
 
 
 class _Link:
@@ -157,8 +161,6 @@ class ChatRuntime:
         self.conflict: str | None = None
         self.ops: ChatOps | None = None
         self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stop_event = asyncio.Event()
         if self.enabled:
             daemon.events.subscribe(self.outbox.publish)
 
@@ -187,6 +189,7 @@ class ChatRuntime:
             limits={name: acc.risk for name, acc in d.settings.enabled_accounts().items()},
             readiness=d.readiness, version=d.status()["version"], started_at=lambda: d.started_at,
             outbox_pending=self.outbox.pending_count, extra_health=self.health, clock=d.clock,
+            strategies=d.strategies,
         )
         tg, dc = self.telegram_settings, self.discord_settings
         auth = ChatAuth(
@@ -215,9 +218,12 @@ class ChatRuntime:
                 log.error("%s is not reachable (%s); alerts queue and are retried", link.name, link.error)
         for dispatcher in self.dispatchers:
             dispatcher.start()
-        at = d.settings.alerts.daily_summary_at
-        if at is not None:
-            self._tasks.append(asyncio.create_task(self._daily(), name="daily-summary"))
+
+    def schedule(self, scheduler: AsyncIOScheduler) -> None:
+        """Add the daily summary to the daemon's scheduler (Mon-Fri at `alerts.daily_summary_at`, local time)."""
+        at = self.daemon.settings.alerts.daily_summary_at
+        if self.enabled and at is not None:
+            daily_at(scheduler, at, self.daemon.settings.daemon.timezone, self.send_daily_summary, DAILY_JOB)
 
     def _telegram_link(self, tg: TelegramSettings) -> _Link:
         from notifiers.telegram_bot import TelegramTransport
@@ -262,15 +268,12 @@ class ChatRuntime:
         if not self.enabled or self._stopping:
             return
         self._stopping = True
-        self._stop_event.set()
         try:
             await self._stop()
         except Exception:
             log.exception("chat-ops did not stop cleanly")
 
     async def _stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
         if self.telegram is not None and self.telegram.up:  # no new commands while we drain
             updater = self.telegram.obj.app.updater
             if updater is not None and updater.running:
@@ -321,22 +324,6 @@ class ChatRuntime:
                                           detail=dispatcher.last_error[:120]))
         checks.append(HealthCheck(name="alerts queued", ok=True, detail=str(self.outbox.pending_count())))
         return checks
-
-    async def _daily(self) -> None:
-        settings = self.daemon.settings
-        at = settings.alerts.daily_summary_at
-        assert at is not None
-        zone = ZoneInfo(settings.daemon.timezone)
-        while not self._stop_event.is_set():
-            now = self.daemon.clock().astimezone(zone)
-            target = now.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
-            while target <= now or target.weekday() >= 5:
-                target = (target + timedelta(days=1)).replace(hour=at.hour, minute=at.minute)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_event.wait(), min((target - now).total_seconds(), 3600))
-                return
-            if self.daemon.clock().astimezone(zone) >= target:
-                await self.send_daily_summary(target)
 
     async def send_daily_summary(self, day: datetime | None = None) -> None:
         reader = self.daemon.reader

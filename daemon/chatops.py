@@ -3,14 +3,15 @@
 `ChatOps.handle(request)` answers one command; `ChatOps.confirm(token, who)` executes a confirmed destructive
 command. The daemon is reached only through the `ChatBackend` protocol, so this module needs no engine or
 store. Authorization is deny-by-default: a per-transport allowlist of user ids with a role (`viewer` may
-read, `operator` may also pause/resume/cancel/flatten), optionally restricted to chats (or Discord guilds).
+read, `operator` may also pause/resume/cancel/flatten accounts and pause/resume strategies), optionally
+restricted to chats (or Discord guilds).
 Anything else is ignored (`None`) and audited, except `/whoami`, which always answers.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -37,31 +38,12 @@ from daemon.domain import ChatRole as Role
 from daemon.domain import ChatTransport as Transport
 
 __all__ = [
-    "ALL",
-    "COMMANDS",
-    "PERIODS",
-    "SPECS",
-    "AccountInfo",
-    "BadInput",
-    "ChatAuth",
-    "ChatBackend",
-    "ChatHandler",
-    "ChatIdentity",
-    "ChatOps",
-    "ChatReply",
-    "ChatRequest",
-    "CommandSpec",
-    "ControlResult",
-    "HealthCheck",
-    "Period",
-    "PnlLine",
-    "RiskLine",
-    "Role",
-    "StatusInfo",
-    "Transport",
-    "TransportAuth",
+    "ALL", "COMMANDS", "PERIODS", "SPECS", "AccountInfo", "BadInput", "ChatAuth", "ChatBackend", "ChatHandler",
+    "ChatIdentity", "ChatOps", "ChatReply", "ChatRequest", "CommandSpec", "ControlResult", "HealthCheck", "Period",
+    "PnlLine", "RiskLine", "Role", "StatusInfo", "StrategyAction", "StrategyInfo", "Transport", "TransportAuth",
 ]
 Period = Literal["today", "week", "month"]
+StrategyAction = Literal["pause", "resume"]
 PERIODS: tuple[Period, ...] = ("today", "week", "month")
 ALL = "all"
 
@@ -127,6 +109,22 @@ class ControlResult(_Model):
     detail: str = ""
 
 
+class StrategyInfo(_Model):
+    """One scheduled strategy instance; `error` says why a disabled one was disabled."""
+
+    name: str
+    strategy: str
+    account: str
+    symbol: str
+    timeframe: str
+    state: Literal["running", "paused", "disabled"]
+    error: str | None = None
+    last_bar_end: AwareDatetime | None = None
+    last_signal: str | None = None
+    last_signal_at: AwareDatetime | None = None
+    next_run: datetime | None = None
+
+
 class ChatBackend(Protocol):
     """What chat-ops needs from the running daemon. `target` is an account name or "all"; `actor` is
     "<transport>:<user id>" and is recorded with the action; `request_id` (cancel, flatten) comes from the
@@ -144,6 +142,8 @@ class ChatBackend(Protocol):
     async def resume(self, target: str, actor: str) -> list[ControlResult]: ...
     async def cancel(self, target: str, actor: str, request_id: str) -> list[FlattenReport]: ...
     async def flatten(self, target: str, actor: str, request_id: str) -> list[FlattenReport]: ...
+    async def strategies(self) -> list[StrategyInfo]: ...
+    async def strategy_control(self, name: str, action: StrategyAction, actor: str) -> StrategyInfo: ...
     async def audit(self, actor: str, action: str, target: str, ok: bool, detail: str) -> None: ...
 
 
@@ -214,6 +214,8 @@ class ChatOps:
             "accounts": self._accounts,
             "risk": self._risk,
             "health": self._health,
+            "strategies": self._strategies,
+            "strategy": self._strategy,
             "pause": self._pause,
             "resume": self._resume,
             "cancel": self._cancel,
@@ -334,7 +336,7 @@ class ChatOps:
         try:
             if action == "pause":
                 results = await self.backend.pause(target, who.actor)
-                text = _control_text("paused", "already paused", results)
+                text = r.control_text("paused", "already paused", results)
             else:
                 reports = await (self.backend.flatten if action == "flatten" else self.backend.cancel)(
                     target, who.actor, pending.key
@@ -419,7 +421,28 @@ class ChatOps:
         self._no_extra(request, 0)
         return ChatReply(text=r.health_text(await self.backend.health()))
 
+    async def _strategies(self, request: ChatRequest) -> ChatReply:
+        self._no_extra(request, 0)
+        return ChatReply(text=r.strategies_text(await self.backend.strategies()))
+
     # ------------------------------------------------------------------ control commands
+
+    async def _strategy(self, request: ChatRequest) -> ChatReply:
+        """`/strategy pause|resume NAME`: NAME must be a configured strategy (any case); nothing changes otherwise."""
+        verb = request.args[0].lower() if request.args else ""
+        if len(request.args) != 2 or verb not in ("pause", "resume"):
+            raise BadInput(f"Usage: {SPECS['strategy'].usage}")
+        action: StrategyAction = "pause" if verb == "pause" else "resume"
+        known = await self.backend.strategies()
+        before = next((s for s in known if s.name.lower() == request.args[1].lower()), None)
+        if before is None:
+            names = ", ".join(s.name for s in known) or "none configured"
+            raise BadInput(f"Unknown strategy {request.args[1]!r}. Strategies: {names}.")
+        after = await self.backend.strategy_control(before.name, action, request.actor)
+        text, ok = r.strategy_control_text(action, before, after)
+        await self._audit(request, f"strategy_{action}", before.name, ok, "executed" if ok else text)
+        return ChatReply(text=text)
+
 
     async def _pause(self, request: ChatRequest) -> ChatReply:
         target = await self._target(request)
@@ -428,13 +451,13 @@ class ChatOps:
             return self._ask(request, "pause", target, question)
         results = await self.backend.pause(target, request.actor)
         await self._audit(request, "pause", target, True, "executed")
-        return ChatReply(text=_control_text("paused", "already paused", results))
+        return ChatReply(text=r.control_text("paused", "already paused", results))
 
     async def _resume(self, request: ChatRequest) -> ChatReply:
         target = await self._target(request)
         results = await self.backend.resume(target, request.actor)
         await self._audit(request, "resume", target, True, "executed")
-        return ChatReply(text=_control_text("resumed", "was not paused", results))
+        return ChatReply(text=r.control_text("resumed", "was not paused", results))
 
     async def _cancel(self, request: ChatRequest) -> ChatReply:
         target = await self._target(request)
@@ -459,12 +482,3 @@ class ChatOps:
         await self._audit(request, "flatten", target, True, "asked to confirm")
         return self._ask(request, "flatten", target, r.clip(question, 1500))
 
-
-def _control_text(done: str, unchanged: str, results: Sequence[ControlResult]) -> str:
-    if not results:
-        return "No accounts."
-    lines = []
-    for res in results:
-        line = f"{res.account}: {done if res.changed else unchanged}"
-        lines.append(line + (f" ({res.detail})" if res.detail else ""))
-    return "\n".join(lines)

@@ -9,14 +9,23 @@ Tables are kept narrow (phones show about 32-40 monospace columns) and long list
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from daemon.domain import Fill, FlattenReport, Order, Position
 
 if TYPE_CHECKING:
-    from daemon.chatops import AccountInfo, HealthCheck, PnlLine, RiskLine, StatusInfo
+    from daemon.chatops import (
+        AccountInfo,
+        ControlResult,
+        HealthCheck,
+        PnlLine,
+        RiskLine,
+        StatusInfo,
+        StrategyAction,
+        StrategyInfo,
+    )
 
 FENCE = "```"
 MAX_ROWS = 25
@@ -244,3 +253,51 @@ def health_text(checks: Sequence[HealthCheck]) -> str:
     lines = [("ok  " if c.ok else "FAIL") + f" {c.name}" + (f": {c.detail}" if c.detail else "") for c in checks]
     head = "Healthy" if not bad else f"{len(bad)} problem(s)"
     return clip(head + "\n" + FENCE + "\n" + "\n".join(lines) + "\n" + FENCE)
+
+
+def control_text(done: str, unchanged: str, results: Sequence[ControlResult]) -> str:
+    """The answer to pause/resume of accounts: one line per account."""
+    if not results:
+        return "No accounts."
+    lines = []
+    for res in results:
+        line = f"{res.account}: {done if res.changed else unchanged}"
+        lines.append(line + (f" ({res.detail})" if res.detail else ""))
+    return "\n".join(lines)
+
+
+def _utc(at: datetime | None) -> str:
+    return hhmm(at.astimezone(UTC)) if at is not None else "-"
+
+
+def strategies_text(strategies: Sequence[StrategyInfo]) -> str:
+    """Each strategy: state (with the error when disabled), where it trades, last bar, last signal, next run."""
+    if not strategies:
+        return "No strategies configured (add [strategies.NAME] to traderd.toml; see docs/strategies.md)."
+    lines = [f"Strategies ({len(strategies)}, times UTC)"]
+    for s in strategies:
+        state = "DISABLED" if s.state == "disabled" else s.state
+        lines.append(f"{s.name}: {state}" + (f" - {s.error}" if s.error else ""))
+        lines.append(f"  {s.strategy} on {s.account} {s.symbol} {s.timeframe}")
+        signal = f"{s.last_signal} (bar {_utc(s.last_signal_at)})" if s.last_signal else "none yet"
+        lines.append(f"  last bar {_utc(s.last_bar_end)}, last signal: {signal}")
+        if s.state == "running" and s.next_run is not None:
+            lines.append(f"  next run {_utc(s.next_run)}")
+    return clip("\n".join(lines))
+
+
+def strategy_control_text(action: StrategyAction, before: StrategyInfo, after: StrategyInfo) -> tuple[str, bool]:
+    """The answer to `/strategy pause|resume NAME` and whether it did what was asked."""
+    name = before.name
+    if action == "pause":
+        if before.state == "paused":
+            return f"Strategy {name}: already paused.", True
+        note = f" (it is also disabled: {after.error})" if after.state == "disabled" else ""
+        return f"Strategy {name}: paused. No new signals; positions and orders stay as they are{note}.", True
+    if after.state == "disabled":
+        return f"Strategy {name}: still DISABLED - {after.error}", False
+    if before.state == "disabled":
+        return f"Strategy {name}: re-enabled (was disabled: {before.error}); it runs at the next bar close.", True
+    if before.state == "paused":
+        return f"Strategy {name}: resumed; it runs at the next bar close.", True
+    return f"Strategy {name}: was not paused.", True

@@ -324,10 +324,12 @@ COMMANDS: tuple[CommandSpec, ...] = tuple(
         ("accounts", "/accounts", "accounts, brokers, paused or not", "viewer"),
         ("risk", "/risk [account]", "each limit: used, limit, left", "viewer"),
         ("health", "/health", "daemon self-checks", "viewer"),
+        ("strategies", "/strategies", "scheduled strategies: state, last bar and signal", "viewer"),
         ("pause", "/pause [account|all]", "stop new entries (exits still allowed)", "operator"),
         ("resume", "/resume [account|all]", "allow new entries again", "operator"),
         ("cancel", "/cancel [account|all]", "cancel open orders (asks to confirm)", "operator"),
         ("flatten", "/flatten [account|all]", "cancel orders, close all (asks to confirm)", "operator"),
+        ("strategy", "/strategy pause|resume NAME", "pause a strategy, or resume (re-enable) it", "operator"),
         ("whoami", "/whoami", "your user and chat id", "viewer"),
         ("help", "/help", "this list", "viewer"),
     )

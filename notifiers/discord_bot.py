@@ -1,10 +1,12 @@
 """Discord transport: discord.py slash commands and confirm buttons over the chat-ops core, plus alert sending.
 
 `DiscordTransport` runs a discord.py `Client` with an `app_commands.CommandTree` holding one slash command per
-chat-ops command, with typed options (account as a string, period as a choice, n as a bounded integer),
-synced at login. Answers go out as interaction responses; confirmation buttons are `ConfirmButton` dynamic
-items (custom id `td:<ok|no>:<key>`), so a press is routed to `ChatHandler.confirm` even if the bot restarted,
-and the question message is edited into the result. `send_alert` posts to a configured channel (`silent`
+chat-ops command, with typed options (account as a string, period as a choice, n as a bounded integer;
+`/strategy` has a required `action` choice, pause or resume, and a required `name` string, so it reads like
+the text command `/strategy pause NAME` and stays one entry of `COMMANDS`), synced at login. Answers go out
+as interaction responses; confirmation buttons are `ConfirmButton` dynamic items (custom id
+`td:<ok|no>:<key>`), so a press is routed to `ChatHandler.confirm` even if the bot restarted, and the
+question message is edited into the result. `send_alert` posts to a configured channel (`silent`
 suppresses the notification). `DiscordWebhookAlerts` is the push-only mode: a channel webhook URL, no bot
 token. discord.py handles Discord's rate limits (it waits out 429s). No business logic lives here.
 """
@@ -249,8 +251,13 @@ def build_commands(transport: DiscordTransport) -> list[app_commands.Command[Any
     async def trades(interaction: discord.Interaction, n: app_commands.Range[int, 1, 50] | None = None) -> None:
         await transport.run_command(interaction, "trades", [str(n)] if n is not None else [])
 
-    callbacks: dict[str, Any] = {"pnl": pnl, "trades": trades}
-    for name in ("status", "accounts", "health", "whoami", "help"):
+    @app_commands.describe(action="pause, or resume (also re-enables a strategy disabled after an error)",
+                           name="the strategy's name, as /strategies lists it")
+    async def strategy(interaction: discord.Interaction, action: Literal["pause", "resume"], name: str) -> None:
+        await transport.run_command(interaction, "strategy", [action, name])
+
+    callbacks: dict[str, Any] = {"pnl": pnl, "trades": trades, "strategy": strategy}
+    for name in ("status", "accounts", "health", "strategies", "whoami", "help"):
         callbacks[name] = plain(name)
     for name in ("positions", "orders", "risk"):
         callbacks[name] = with_account(name, "one account (default: all)")

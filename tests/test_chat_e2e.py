@@ -8,19 +8,25 @@ daemon did from its broker, store and audit log.
 from __future__ import annotations
 
 import asyncio
+import html
 import itertools
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import discord
 import pytest
 import yarl
 from discord.gateway import DiscordWebSocket
 
+from config.settings import Settings
 from daemon.app import Daemon
-from daemon.domain import Event
+from daemon.domain import Event, utcnow
 from daemon.state_store import StateStore
 from daemon.store import Store
 from tests.conftest import SECRET, DaemonFactory, alert, client_for, settled, wait_until
@@ -29,6 +35,7 @@ from tests.standins.telegram_api import Sent, TelegramStandin
 
 OPERATOR, VIEWER, STRANGER, GROUP = 100, 200, 666, -500
 URL = f"/webhook/tradingview/{SECRET}"
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 @pytest.fixture
@@ -321,8 +328,153 @@ async def test_crash_recovery_notice_and_daily_summary(
     await tg.wait_for(lambda: "recovered from an unclean stop" in alerts_text(tg), within=10)
     await post(daemon, id="ds1", quantity="10", price="100")
     await tg.wait_for(lambda: "buy 10 AAPL" in alerts_text(tg), within=10)  # (a loud fill would make it loud)
-    await daemon.chat.send_daily_summary()
+    job = daemon._scheduler.get_job("daily-summary")  # the daemon's one scheduler holds the summary
+    assert job is not None and str(job.trigger.timezone) == "America/New_York"
+    friday_evening = datetime(2026, 3, 6, 16, 6, tzinfo=NEW_YORK)
+    assert job.trigger.get_next_fire_time(None, friday_evening) == datetime(2026, 3, 9, 16, 5, tzinfo=NEW_YORK)
+    assert job.trigger.get_next_fire_time(None, friday_evening - timedelta(minutes=2)) == friday_evening.replace(
+        minute=5)
+    await job.func()  # what the scheduler runs at 16:05
     await tg.wait_for(lambda: "Daily summary" in alerts_text(tg), within=10)
     summary = next(m for m in tg.sent_to(GROUP) if "Daily summary" in m.text)
     assert summary.params["disable_notification"] in (True, "true")  # silent by default
     assert "Still open: paper AAPL +10" in summary.text
+
+
+# ------------------------------------------------------------------------------------------------ strategies
+
+SAMPLE_5M = Path(__file__).resolve().parents[1] / "strategies" / "data" / "sample_5m.csv"
+CROSS_UP = datetime(2024, 11, 22, 10, 40, tzinfo=NEW_YORK)  # SMA3 crosses above SMA5 on the bar closing here
+BROKEN = """
+from strategies.base import Strategy
+
+class Flaky(Strategy):
+    def on_bar(self, bar, history, position):
+        raise ZeroDivisionError("boom")
+"""
+QUIET = """
+from strategies.base import Strategy
+
+class Flaky(Strategy):
+    def on_bar(self, bar, history, position):
+        return []
+"""
+
+
+class ShiftedClock:
+    """Real time moved to `at`, so the shipped 2024 sample bars are "just closed" while timers still run."""
+
+    def __init__(self, at: datetime) -> None:
+        self.offset = at - utcnow()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.offset
+
+    def move_to(self, at: datetime) -> None:
+        self.offset = at - utcnow()
+
+
+def strategies_config(flaky: Path) -> dict[str, Any]:
+    common = {"account": "paper", "symbol": "AAPL", "timeframe": "5m", "calendar": "nyse", "data": str(SAMPLE_5M),
+              "max_lag_seconds": 600}
+    flaky.write_text(BROKEN)
+    return {"aapl_sma": {"strategy": "sma_cross", "params": {"fast": 3, "slow": 5}, **common},
+            "flaky": {"strategy": str(flaky), **common}}
+
+
+@asynccontextmanager
+async def running(settings: Settings, clock: ShiftedClock) -> AsyncIterator[Daemon]:
+    daemon = Daemon(settings, clock=clock)
+    await daemon.start()  # runs each strategy once on the bar that just closed
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+async def held(daemon: Daemon) -> Decimal:
+    await wait_until(lambda: not daemon.store.unfinished_signals(), within=5)
+    return sum((p.quantity for p in await daemon.brokers["paper"].positions()), Decimal(0))
+
+
+async def test_strategies_over_telegram(tg: TelegramStandin, make_settings: Any, tmp_path: Path) -> None:
+    clock = ShiftedClock(CROSS_UP + timedelta(seconds=3))
+    settings = make_settings(**tg_settings(tg), strategies=strategies_config(tmp_path / "flaky.py"))
+    async with running(settings, clock) as daemon:
+        await tg.wait_for(lambda: tg.commands, within=10)
+        menu = {c["command"]: c["description"] for c in tg.commands}
+        assert menu["strategies"].startswith("scheduled strategies") and "strategy" in menu
+        assert await held(daemon) == 1  # the SMA cross up traded through the engine at start
+
+        listing = (await ask(tg, "/strategies", user=VIEWER)).text
+        assert "aapl_sma: running\n  sma_cross on paper AAPL 5m" in listing
+        assert "last bar 11-22 15:40, last signal: target 1 (bar 11-22 15:40)" in listing
+        assert "flaky: DISABLED - on_bar raised ZeroDivisionError: boom" in listing
+
+        denied = await ask(tg, "/strategy pause aapl_sma", user=VIEWER)
+        assert denied.text == "/strategy needs the operator role; you are a viewer."
+        unknown = await ask(tg, "/strategy pause nope")
+        assert html.unescape(unknown.text) == "Unknown strategy 'nope'. Strategies: aapl_sma, flaky."  # as shown
+        assert [s.status for s in daemon.strategies.status()] == ["running", "disabled"]
+
+        assert (await ask(tg, "/strategy pause aapl_sma")).text.startswith("Strategy aapl_sma: paused.")
+        assert StateStore(daemon.store).get("strategy", "aapl_sma")["paused"] is True  # type: ignore[index]
+        clock.move_to(CROSS_UP + timedelta(minutes=10, seconds=3))  # the cross down closes: paused, no exit
+        assert await daemon.strategies.run_once("aapl_sma") == []
+        assert await held(daemon) == 1
+        assert "paused" in (await ask(tg, "/strategies")).text.split("\n")[1]
+        assert (await ask(tg, "/strategy resume aapl_sma")).text.startswith("Strategy aapl_sma: resumed")
+        assert len(await daemon.strategies.run_once("aapl_sma")) == 1  # acts on that bar now: exits
+        assert await held(daemon) == 0
+
+        (tmp_path / "flaky.py").write_text("import not_a_module_anywhere\n")  # a bad fix: it cannot load
+        still = await ask(tg, "/strategy resume flaky")
+        assert still.text.startswith("Strategy flaky: still DISABLED - ") and "not_a_module_anywhere" in still.text
+        (tmp_path / "flaky.py").write_text(QUIET)  # the trader fixes the file
+        fixed = await ask(tg, "/strategy resume flaky")
+        assert fixed.text.startswith("Strategy flaky: re-enabled (was disabled: ") and "not_a_module" in fixed.text
+        assert await daemon.strategies.run_once("flaky") == []  # it runs again (and stays enabled)
+        assert [s.status for s in daemon.strategies.status()] == ["running", "running"]
+
+        await tg.wait_for(lambda: "strategy aapl_sma paused by telegram:100" in alerts_text(tg), within=10)
+        audit = [(e.actor, e.action, e.target, e.ok) for e in reversed(daemon.store.audit_log())]
+        assert [a for a in audit if a[1].startswith("strategy")] == [
+            ("telegram:200", "strategy", "pause aapl_sma", False), ("telegram:100", "strategy_pause", "aapl_sma", True),
+            ("telegram:100", "strategy_resume", "aapl_sma", True), ("telegram:100", "strategy_resume", "flaky", False),
+            ("telegram:100", "strategy_resume", "flaky", True)]
+
+
+async def test_strategies_over_discord(dc: DiscordStandin, make_settings: Any, tmp_path: Path) -> None:
+    clock = ShiftedClock(CROSS_UP + timedelta(seconds=3))
+    settings = make_settings(discord=dc_settings(dc), alerts={"drain_seconds": 1},
+                             strategies=strategies_config(tmp_path / "flaky.py"))
+    async with running(settings, clock) as daemon:
+        await dc.wait_for(lambda: dc.commands.get("global") and dc.identifies, within=15)
+        commands = {c["name"]: c for c in dc.commands["global"]}
+        action, name = commands["strategy"]["options"]
+        assert (action["name"], [c["value"] for c in action["choices"]], action["required"]) == (
+            "action", ["pause", "resume"], True)
+        assert (name["name"], name["type"], name["required"]) == ("name", 3, True)
+        assert "strategies" in commands
+
+        async def answer(command: str, options: dict[str, Any] | None = None, user: str = "9001") -> str:
+            before = len(dc.callbacks)
+            await dc.slash(command, options, user_id=user)
+            await dc.wait_for(lambda: len(dc.callbacks) > before, within=10)
+            return str(dc.callbacks[before]["data"]["content"]).replace("\\", "")  # markdown escapes
+
+        listing = await answer("strategies", user="9002")
+        assert "aapl_sma: running" in listing and "last signal: target 1 (bar 11-22 15:40)" in listing
+        assert "flaky: DISABLED - on_bar raised ZeroDivisionError: boom" in listing
+        viewer = await answer("strategy", {"action": "pause", "name": "aapl_sma"}, user="9002")
+        assert viewer == "/strategy needs the operator role; you are a viewer."
+        unknown = await answer("strategy", {"action": "resume", "name": "nope"})
+        assert unknown == "Unknown strategy 'nope'. Strategies: aapl_sma, flaky."
+        paused = await answer("strategy", {"action": "pause", "name": "aapl_sma"})
+        assert paused.startswith("Strategy aapl_sma: paused.")
+        assert daemon.strategies.status()[0].status == "paused"
+        resumed = await answer("strategy", {"action": "resume", "name": "aapl_sma"})
+        assert resumed.startswith("Strategy aapl_sma: resumed") and daemon.strategies.status()[0].status == "running"
+        audit = [(e.actor, e.action, e.ok) for e in daemon.store.audit_log() if e.action.startswith("strategy")]
+        assert sorted(audit) == [("discord:9001", "strategy_pause", True), ("discord:9001", "strategy_resume", True),
+                                 ("discord:9002", "strategy", False)]

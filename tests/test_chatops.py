@@ -276,3 +276,49 @@ def test_render_numbers() -> None:
     assert "... and 15 more" in text and text.startswith("```") and text.endswith("```")
     clipped = r.clip("```\n" + "line\n" * 1000 + "```")
     assert len(clipped) <= r.MAX_TEXT and clipped.count("```") == 2
+
+
+async def test_strategies_list_state_error_and_signal(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    text = (await ask(ops, "/strategies", user="200")).text  # a viewer may look
+    assert text.startswith("Strategies (2, times UTC)")
+    assert "es_sma: running\n  sma_cross on topstep1 ESH5 5m" in text
+    assert "last bar 03-03 14:30, last signal: target 1 (bar 03-03 14:30)" in text
+    assert "next run 03-03 14:35" in text
+    assert "rsi: DISABLED - on_bar raised ZeroDivisionError: boom" in text and "last signal: none yet" in text
+    backend.strategies_.clear()
+    assert (await ask(ops, "/strategies")).text.startswith("No strategies configured")
+
+
+async def test_strategy_pause_resume_and_reenable(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    assert (await ask(ops, "/strategy pause ES_SMA")).text.startswith("Strategy es_sma: paused.")
+    assert backend.strategies_["es_sma"].state == "paused"
+    assert (await ask(ops, "/strategy pause es_sma")).text == "Strategy es_sma: already paused."
+    assert (await ask(ops, "/strategy resume es_sma")).text.startswith("Strategy es_sma: resumed")
+    assert backend.strategies_["es_sma"].state == "running"
+    still = (await ask(ops, "/strategy resume rsi")).text
+    assert still == "Strategy rsi: still DISABLED - on_bar raised ZeroDivisionError: boom"
+    backend.fixed.add("rsi")  # the trader fixed the file
+    again = (await ask(ops, "/strategy resume rsi")).text
+    assert again.startswith("Strategy rsi: re-enabled (was disabled: on_bar raised ZeroDivisionError: boom)")
+    assert backend.strategies_["rsi"].state == "running"
+    audits = [(a, act, t, ok) for a, act, t, ok, _ in backend.audits]
+    assert audits == [("telegram:100", "strategy_pause", "es_sma", True)] * 2 + [
+        ("telegram:100", "strategy_resume", "es_sma", True), ("telegram:100", "strategy_resume", "rsi", False),
+        ("telegram:100", "strategy_resume", "rsi", True)]
+
+
+async def test_strategy_bad_input_unknown_name_and_viewer(env: tuple[ChatOps, FakeBackend, Clock]) -> None:
+    ops, backend, _ = env
+    before = dict(backend.strategies_)
+    unknown = (await ask(ops, "/strategy pause nope")).text
+    assert unknown == "Unknown strategy 'nope'. Strategies: es_sma, rsi."
+    for text in ("/strategy", "/strategy pause", "/strategy stop es_sma", "/strategy pause es_sma extra"):
+        assert (await ask(ops, text)).text == "Usage: /strategy pause|resume NAME"
+    viewer = (await ask(ops, "/strategy pause es_sma", user="200")).text
+    assert viewer == "/strategy needs the operator role; you are a viewer."
+    assert backend.strategies_ == before
+    assert [(a, act, ok) for a, act, _, ok, _ in backend.audits] == [("telegram:200", "strategy", False)]
+    assert "/strategy pause|resume NAME" not in (await ask(ops, "/help", user="200")).text
+    assert "/strategies - scheduled strategies" in (await ask(ops, "/help", user="200")).text

@@ -65,9 +65,11 @@ async def standin() -> AsyncIterator[ProjectXStandin]:
 
 
 def make_broker(standin: ProjectXStandin, *, api_key: str = "px-api-key", timeout: float = 1.0,
-                **kw: Any) -> ProjectXBroker:
+                stream: bool = False, reconcile: float = 30.0, **kw: Any) -> ProjectXBroker:
+    """A broker on the stand-in; polling only (`poll_interval` 0: off) unless `stream` turns the hub on."""
     settings = ProjectXSettings(username="trader", api_key=SecretStr(api_key), base_url=standin.url,
-                                timeout_seconds=timeout, rate_limit_per_minute=6000)
+                                timeout_seconds=timeout, rate_limit_per_minute=6000, stream=stream,
+                                reconcile_interval_seconds=reconcile)
     kw.setdefault("poll_interval", 0)
     return ProjectXBroker("px1", settings, retry=FAST, **kw)
 

@@ -6,6 +6,8 @@ brackets create their take-profit/stop-loss legs when the entry fills. It checks
 duplicate `client_order_id` with 422, and has fault knobs (`inject`): N answers with a status (5xx, 429 with
 Retry-After), a delayed answer (after the request was processed), or a dropped connection after an order was
 accepted. Every exchange goes through `contract_middleware` against `contracts/alpaca/trading-api.json`.
+Order events (`new`, `fill`, `partial_fill`, `canceled`) are published on the `trade_updates` websocket at
+`/stream` (`.stream`, an `AlpacaStream` from `tests.standins.alpaca_stream`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.standins.alpaca_stream import AlpacaStream
 from tests.standins.contract import Contract, contract_middleware
 from tests.standins.deviations import ALPACA, Deviation
 
@@ -89,15 +92,20 @@ class AlpacaStandIn:
         self.violations: list[str] = []
         self.contract = Contract.load(SPEC)
         self.tolerated = tolerated
+        self.stream = AlpacaStream(key_id, secret_key)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(
-            middlewares=[contract_middleware(self.contract, self.violations, self.tolerated), self._faults_mw]
-        )
+        checked = contract_middleware(self.contract, self.violations, self.tolerated)
+
+        @web.middleware
+        async def rest_contract(request: web.Request, handler: Any) -> web.StreamResponse:
+            return await (handler(request) if request.path == "/stream" else checked(request, handler))
+
+        app = web.Application(middlewares=[rest_contract, self._faults_mw])
         r = app.router
         r.add_get("/v2/account", self._account)
         r.add_get("/v2/clock", self._clock)
@@ -113,9 +121,11 @@ class AlpacaStandIn:
         r.add_delete("/v2/positions", self._close_all)
         r.add_delete("/v2/positions/{symbol}", self._close_one)
         r.add_get("/v2/account/activities/{kind}", self._activities)
+        self.stream.attach(app)
         return app
 
     async def start(self) -> str:
+        self.stream.refuse = False
         self._runner = web.AppRunner(self.app(), handler_cancellation=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -126,6 +136,8 @@ class AlpacaStandIn:
 
     async def stop(self) -> None:
         if self._runner is not None:
+            self.stream.refuse = True
+            await self.stream.drop_all()  # open websockets would hold up the shutdown
             await self._runner.cleanup()
             self._runner = None
 
@@ -150,6 +162,8 @@ class AlpacaStandIn:
 
     @web.middleware
     async def _faults_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/stream":
+            return await handler(request)
         self.requests.append((request.method, request.path))
         fault = next((f for f in self.faults if f.count > 0 and f.applies(request)), None)
         if fault is not None:
@@ -187,66 +201,32 @@ class AlpacaStandIn:
     async def _account(self, request: web.Request) -> web.Response:
         long_mv, short_mv = self._market_value()
         equity = self.cash + long_mv + short_mv
+        mv, cash, eq2 = str(long_mv - short_mv), str(self.cash), str(equity * 2)
         body = {
-            "id": "1d9eed04-be39-4e01-9b84-a48ac5bbafcf",
-            "account_number": "PA0STANDIN",
-            "status": "ACTIVE",
-            "crypto_status": "ACTIVE",
-            "currency": "USD",
-            "cash": str(self.cash),
-            "equity": str(equity),
-            "last_equity": str(equity),
-            "portfolio_value": str(equity),
-            "buying_power": str(equity * 2),
-            "regt_buying_power": str(equity * 2),
-            "non_marginable_buying_power": str(self.cash),
-            "long_market_value": str(long_mv),
-            "short_market_value": str(short_mv),
-            "position_market_value": str(long_mv - short_mv),
-            "initial_margin": "0",
-            "maintenance_margin": "0",
-            "last_maintenance_margin": "0",
-            "multiplier": "2",
-            "accrued_fees": "0",
-            "sma": "0",
-            "shorting_enabled": True,
-            "trading_blocked": False,
-            "transfers_blocked": False,
-            "account_blocked": False,
-            "trade_suspended_by_user": False,
-            "created_at": "2024-01-02T15:00:00Z",
+            "id": "1d9eed04-be39-4e01-9b84-a48ac5bbafcf", "account_number": "PA0STANDIN", "status": "ACTIVE",
+            "crypto_status": "ACTIVE", "currency": "USD", "cash": cash, "equity": str(equity),
+            "last_equity": str(equity), "portfolio_value": str(equity), "buying_power": eq2,
+            "regt_buying_power": eq2, "non_marginable_buying_power": cash, "long_market_value": str(long_mv),
+            "short_market_value": str(short_mv), "position_market_value": mv, "initial_margin": "0",
+            "maintenance_margin": "0", "last_maintenance_margin": "0", "multiplier": "2", "accrued_fees": "0",
+            "sma": "0", "shorting_enabled": True, "trading_blocked": False, "transfers_blocked": False,
+            "account_blocked": False, "trade_suspended_by_user": False, "created_at": "2024-01-02T15:00:00Z",
         }
         return web.json_response(body)
 
     async def _clock(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "timestamp": _now(),
-                "is_open": True,
-                "next_open": "2030-01-02T09:30:00-05:00",
-                "next_close": "2030-01-02T16:00:00-05:00",
-            }
-        )
+        return web.json_response({"timestamp": _now(), "is_open": True, "next_open": "2030-01-02T09:30:00-05:00",
+                                  "next_close": "2030-01-02T16:00:00-05:00"})
 
     async def _asset(self, request: web.Request) -> web.Response:
         symbol = request.match_info["symbol"]
         if symbol not in KNOWN_ASSETS:
             return self._error(404, f"asset not found for {symbol}", 40410000)
-        return web.json_response(
-            {
-                "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, symbol)),
-                "class": "us_equity",
-                "exchange": KNOWN_ASSETS[symbol],
-                "symbol": symbol,
-                "name": f"{symbol} stand-in",
-                "status": "active",
-                "tradable": True,
-                "marginable": True,
-                "shortable": True,
-                "easy_to_borrow": True,
-                "fractionable": True,
-            }
-        )
+        return web.json_response({
+            "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, symbol)), "class": "us_equity", "exchange": KNOWN_ASSETS[symbol],
+            "symbol": symbol, "name": f"{symbol} stand-in", "status": "active", "tradable": True, "marginable": True,
+            "shortable": True, "easy_to_borrow": True, "fractionable": True,
+        })
 
     # -- orders ------------------------------------------------------------------------------------------
 
@@ -254,38 +234,15 @@ class AlpacaStandIn:
         now = _now()
         symbol = body["symbol"]
         order = {
-            "id": str(uuid.uuid4()),
-            "client_order_id": client_order_id,
-            "created_at": now,
-            "updated_at": now,
-            "submitted_at": now,
-            "filled_at": None,
-            "expired_at": None,
-            "canceled_at": None,
-            "failed_at": None,
-            "replaced_at": None,
-            "replaced_by": None,
-            "replaces": None,
-            "asset_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, symbol)),
-            "symbol": symbol,
-            "asset_class": "us_equity",
-            "notional": None,
-            "qty": _s(body["qty"]),
-            "filled_qty": "0",
-            "filled_avg_price": None,
-            "order_class": order_class,
-            "order_type": body["type"],
-            "type": body["type"],
-            "side": body["side"],
-            "time_in_force": body["time_in_force"],
-            "limit_price": _s(body.get("limit_price")),
-            "stop_price": _s(body.get("stop_price")),
-            "status": "new",
-            "extended_hours": False,
-            "legs": None,
-            "trail_percent": None,
-            "trail_price": None,
-            "hwm": None,
+            "id": str(uuid.uuid4()), "client_order_id": client_order_id, "created_at": now, "updated_at": now,
+            "submitted_at": now, "filled_at": None, "expired_at": None, "canceled_at": None, "failed_at": None,
+            "replaced_at": None, "replaced_by": None, "replaces": None,
+            "asset_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, symbol)), "symbol": symbol, "asset_class": "us_equity",
+            "notional": None, "qty": _s(body["qty"]), "filled_qty": "0", "filled_avg_price": None,
+            "order_class": order_class, "order_type": body["type"], "type": body["type"], "side": body["side"],
+            "time_in_force": body["time_in_force"], "limit_price": _s(body.get("limit_price")),
+            "stop_price": _s(body.get("stop_price")), "status": "new", "extended_hours": False, "legs": None,
+            "trail_percent": None, "trail_price": None, "hwm": None,
         }
         self.orders[order["id"]] = order
         self.by_client[client_order_id] = order["id"]
@@ -320,25 +277,20 @@ class AlpacaStandIn:
                 new_avg = price  # flipped through zero
             self.positions[order["symbol"]] = (new_qty, new_avg)
         stamp = datetime.now(UTC)
-        self.activities.append(
-            {
-                "id": f"{stamp:%Y%m%d%H%M%S%f}"[:17] + f"::{uuid.uuid4()}",
-                "activity_type": "FILL",
-                "transaction_time": stamp.isoformat().replace("+00:00", "Z"),
-                "type": "fill" if done else "partial_fill",
-                "price": str(price),
-                "qty": str(qty),
-                "side": order["side"],
-                "symbol": order["symbol"],
-                "leaves_qty": str(Decimal(order["qty"]) - filled),
-                "order_id": order["id"],
-                "cum_qty": str(filled),
-                "order_status": order["status"],
-            }
-        )
+        self.activities.append({
+            "id": f"{stamp:%Y%m%d%H%M%S%f}"[:17] + f"::{uuid.uuid4()}", "activity_type": "FILL",
+            "transaction_time": stamp.isoformat().replace("+00:00", "Z"), "type": "fill" if done else "partial_fill",
+            "price": str(price), "qty": str(qty), "side": order["side"], "symbol": order["symbol"],
+            "leaves_qty": str(Decimal(order["qty"]) - filled), "order_id": order["id"], "cum_qty": str(filled),
+            "order_status": order["status"],
+        })
+        position_qty = self.positions.get(order["symbol"], (Decimal(0), Decimal(0)))[0]
+        self.stream.publish("fill" if done else "partial_fill", self._render(order), price=str(price), qty=str(qty),
+                            position_qty=str(position_qty))
         if done and order.get("_legs"):
             for leg_id in order["_legs"]:
                 self.orders[leg_id]["status"] = "new"
+                self.stream.publish("new", self._render(self.orders[leg_id]))
 
     def fill_order(self, order_id: str, price: Decimal | None = None, qty: Decimal | None = None) -> None:
         """Fill a resting order (all of what is left, or `qty`) at `price` or its limit/stop/the market."""
@@ -397,6 +349,7 @@ class AlpacaStandIn:
                 leg.update(status="held", _parent=order["id"])
                 legs.append(leg["id"])
             order["_legs"] = legs
+        self.stream.publish("new", self._render(order))
         if self._marketable(order):
             self._apply_fill(order, qty, self.prices[order["symbol"]])
         return web.json_response(self._render(order))
@@ -444,6 +397,7 @@ class AlpacaStandIn:
         if order["status"] not in OPEN_STATUSES:
             return False
         order.update(status="canceled", canceled_at=_now(), updated_at=_now())
+        self.stream.publish("canceled", self._render(order))
         for leg in order.get("_legs") or []:
             self._do_cancel(self.orders[leg])
         return True
@@ -496,23 +450,12 @@ class AlpacaStandIn:
         pl = mv - cost
         plpc = (pl / abs(cost)).quantize(Decimal("0.0001")) if cost else Decimal(0)
         return {
-            "asset_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, symbol)),
-            "symbol": symbol,
-            "exchange": KNOWN_ASSETS[symbol],
-            "asset_class": "us_equity",
-            "asset_marginable": True,
-            "avg_entry_price": str(avg),
-            "qty": str(qty),
-            "qty_available": str(qty),
-            "side": "long" if qty > 0 else "short",
-            "market_value": str(mv),
-            "cost_basis": str(cost),
-            "unrealized_pl": str(pl),
-            "unrealized_plpc": str(plpc),
-            "unrealized_intraday_pl": str(pl),
-            "unrealized_intraday_plpc": str(plpc),
-            "current_price": str(price),
-            "lastday_price": str(price),
+            "asset_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, symbol)), "symbol": symbol,
+            "exchange": KNOWN_ASSETS[symbol], "asset_class": "us_equity", "asset_marginable": True,
+            "avg_entry_price": str(avg), "qty": str(qty), "qty_available": str(qty),
+            "side": "long" if qty > 0 else "short", "market_value": str(mv), "cost_basis": str(cost),
+            "unrealized_pl": str(pl), "unrealized_plpc": str(plpc), "unrealized_intraday_pl": str(pl),
+            "unrealized_intraday_plpc": str(plpc), "current_price": str(price), "lastday_price": str(price),
             "change_today": "0",
         }
 

@@ -17,6 +17,8 @@ from daemon.chatops import (
     PnlLine,
     RiskLine,
     StatusInfo,
+    StrategyAction,
+    StrategyInfo,
 )
 from daemon.domain import (
     AccountState,
@@ -97,6 +99,14 @@ class FakeBackend:
         self.flatten_calls = 0
         self.request_ids: list[str] = []
         self.fail_health = False
+        self.strategies_: dict[str, StrategyInfo] = {
+            "es_sma": StrategyInfo(name="es_sma", strategy="sma_cross", account="topstep1", symbol="ESH5",
+                                   timeframe="5m", state="running", last_bar_end=T0, last_signal="target 1",
+                                   last_signal_at=T0, next_run=T0.replace(minute=35, second=2)),
+            "rsi": StrategyInfo(name="rsi", strategy="rsi_reversion", account="paper", symbol="AAPL",
+                                timeframe="1h", state="disabled", error="on_bar raised ZeroDivisionError: boom"),
+        }
+        self.fixed: set[str] = set()  # disabled strategies whose code now loads: resume re-enables them
 
     def _names(self, target: str | None) -> list[str]:
         return list(self.broker) if target in (None, "all") else [target]  # type: ignore[list-item]
@@ -215,6 +225,18 @@ class FakeBackend:
             self.positions_[name] = []
             reports.append(FlattenReport(account=name, cancelled=cancelled, closing=closing))
         return reports
+
+    async def strategies(self) -> list[StrategyInfo]:
+        return list(self.strategies_.values())
+
+    async def strategy_control(self, name: str, action: StrategyAction, actor: str) -> StrategyInfo:
+        s = self.strategies_[name]
+        if action == "pause":
+            state = "disabled" if s.state == "disabled" else "paused"
+            self.strategies_[name] = s.model_copy(update={"state": state})
+        elif s.state != "disabled" or name in self.fixed:
+            self.strategies_[name] = s.model_copy(update={"state": "running", "error": None})
+        return self.strategies_[name]
 
     async def audit(self, actor: str, action: str, target: str, ok: bool, detail: str) -> None:
         self.audits.append((actor, action, target, ok, detail))

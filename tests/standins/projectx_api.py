@@ -10,7 +10,9 @@ Every exchange goes through `contract_middleware`; violations not tolerated end 
 Fault knobs live on `.faults` (`tests.standins.faults.Faults`, shared with the Tradovate stand-in):
 `fail_next`, `delay_next`, `drop_next` (connection reset, optionally after the request changed the state),
 plus `expire_tokens()`. The accounts, orders, positions and trades live in `.broker`, a `ProjectXEngine`
-(`tests.standins.projectx_engine`), a small matching engine.
+(`tests.standins.projectx_engine`), a small matching engine. `.hub` is the real-time user hub on the same
+server (`/hubs/user`, `tests.standins.signalr`), fed by the engine; `.history` the bars of retrieveBars
+(`tests.standins.projectx_history`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tests.standins.contract import Contract, contract_middleware
 from tests.standins.deviations import BY_BROKER, Deviation
 from tests.standins.faults import Faults, Handler, StandinServer, json_response
 from tests.standins.projectx_engine import ProjectXEngine, ok
+from tests.standins.projectx_history import BarHistory
+from tests.standins.signalr import UserHubStandin
 
 SPEC = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "projectx" / "swagger.json"
 
@@ -60,6 +64,9 @@ class ProjectXStandin(StandinServer):
         default = BY_BROKER["projectx"]
         self.tolerated = tuple(default if tolerated is None else tolerated)
         self.contract = Contract.load(SPEC) if validate else None
+        self.history = BarHistory(self.broker.contracts)
+        self.hub = UserHubStandin(self._token_valid, self.contract, self.violations)
+        self.broker.listeners.append(self.hub.on_engine_event)
 
     # helpers for tests ---------------------------------------------------------------------------
 
@@ -77,7 +84,7 @@ class ProjectXStandin(StandinServer):
     # app -----------------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        middlewares: list[Any] = []
+        middlewares: list[Any] = [self._hub_route]  # the websocket hub is not part of the REST spec
         if self.contract is not None:
             middlewares.append(contract_middleware(self.contract, self.violations, self.tolerated))
         middlewares += [self._record, self.faults.middleware, self._rate_limited, self._auth]
@@ -97,12 +104,14 @@ class ProjectXStandin(StandinServer):
             "/api/Position/closeContract": self.broker.close_contract,
             "/api/Position/partialCloseContract": self.broker.partial_close_contract,
             "/api/Trade/search": self.broker.search_trades,
+            "/api/History/retrieveBars": self.history.retrieve_bars,
         }
         for path, fn in routes.items():
             app.router.add_post(path, self._json_handler(fn))
         app.router.add_post("/api/Auth/validate", self._validate)
         app.router.add_post("/api/Auth/logout", self._logout)
         app.router.add_get("/api/Status/ping", self._ping)
+        app.router.add_get("/hubs/user", self.hub.handle)
         return app
 
     @staticmethod
@@ -125,6 +134,12 @@ class ProjectXStandin(StandinServer):
                 )
 
         return handler
+
+    @web.middleware
+    async def _hub_route(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/hubs/"):
+            return await request.match_info.handler(request)  # skips the REST middlewares
+        return await handler(request)
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -157,8 +172,11 @@ class ProjectXStandin(StandinServer):
     def _token(self, request: web.Request) -> str | None:
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        return token if self._token_valid(token) else None
+
+    def _token_valid(self, token: str) -> bool:
         expiry = self.tokens.get(token)
-        return token if expiry is not None and expiry > datetime.now(UTC) else None
+        return expiry is not None and expiry > datetime.now(UTC)
 
     def _issue_token(self) -> str:
         token = secrets.token_urlsafe(32)

@@ -3,11 +3,14 @@
 `ProjectXEngine` takes request bodies (dicts) and returns response bodies, with the gateway's conventions:
 business failures as `success: false` + `errorCode` + `errorMessage`, `customTag` unique per account,
 bracket children (ticks from the fill price) created when the entry fills, half-turn trades with P&L and fees.
-`set_price` moves a market and fills resting orders that become marketable.
+`set_price` moves a market and fills resting orders that become marketable. Every change is also told to
+`.listeners` as a user-hub event (`GatewayUserOrder`, `GatewayUserTrade`, `GatewayUserPosition`, with the
+REST models), which the stand-in hub (`tests.standins.signalr`) pushes to its subscribers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -164,6 +167,14 @@ class ProjectXEngine:
         self.trades: list[PxTrade] = []
         self.custom_tags: set[tuple[int, str]] = set()
         self._ids = {"order": 8_000_000, "position": 500_000, "trade": 3_000_000}
+        self.listeners: list[Callable[[str, int, dict[str, Any]], None]] = []  # (event, account id, model)
+
+    def _notify(self, event: str, account_id: int, model: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(event, account_id, model)
+
+    def _order_changed(self, order: PxOrder) -> None:
+        self._notify("GatewayUserOrder", order.account_id, order.model())
 
     def _next(self, kind: str) -> int:
         self._ids[kind] += 1
@@ -213,6 +224,7 @@ class ProjectXEngine:
         if tag is not None:
             self.custom_tags.add((account.id, str(tag)))
         self.orders[order.id] = order
+        self._order_changed(order)
         self._match(contract.id)
         return ok(orderId=order.id)
 
@@ -238,6 +250,7 @@ class ProjectXEngine:
         if order is None:
             return error or fail(5, "Unknown error.")
         order.status, order.updated = CANCELLED, datetime.now(UTC)
+        self._order_changed(order)
         return ok()
 
     def modify(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -254,6 +267,7 @@ class ProjectXEngine:
         order.stop_price = stop if stop is not None else order.stop_price
         order.trail_price = trail if trail is not None else order.trail_price
         order.updated = datetime.now(UTC)
+        self._order_changed(order)
         self._match(order.contract.id)
         return ok()
 
@@ -304,6 +318,7 @@ class ProjectXEngine:
         order = PxOrder(self._next("order"), account_id, self.contracts[contract_id], MARKET,
                         ASK if position.size > 0 else BID, size or abs(position.size), datetime.now(UTC))
         self.orders[order.id] = order
+        self._order_changed(order)
         self._match(contract_id)
         return ok()
 
@@ -356,15 +371,23 @@ class ProjectXEngine:
         contract, account = order.contract, self.accounts[order.account_id]
         pnl = self._apply(order.account_id, contract, order.size if order.side == BID else -order.size, price)
         fees = contract.fee * order.size
-        self.trades.append(PxTrade(self._next("trade"), order.account_id, contract.id, now, price, pnl, fees,
-                                   order.side, order.size, order.id))
+        trade = PxTrade(self._next("trade"), order.account_id, contract.id, now, price, pnl, fees, order.side,
+                        order.size, order.id)
+        self.trades.append(trade)
         account.balance += (pnl or Decimal(0)) - fees
+        self._notify("GatewayUserTrade", order.account_id, trade.model())
+        self._order_changed(order)
+        position = self.positions.get((order.account_id, contract.id))
+        self._notify("GatewayUserPosition", order.account_id, position.model() if position else {
+            "id": 0, "accountId": order.account_id, "contractId": contract.id, "creationTimestamp": now.isoformat(),
+            "type": 0, "size": 0, "averagePrice": 0})
         siblings = [o for o in self.orders.values() if o.status == OPEN and o.oco_id is not None]
         for other in siblings:  # the other leg of a bracket, or every bracket once the position is flat
             if other.oco_id == order.oco_id or (
                 (order.account_id, contract.id) not in self.positions and other.contract.id == contract.id
             ):
                 other.status, other.updated = CANCELLED, now
+                self._order_changed(other)
         for name, ticks, kind in order.brackets:
             offset = contract.tick_size * ticks * (1 if (name == "tp") == (order.side == BID) else -1)
             child = PxOrder(self._next("order"), order.account_id, contract, kind, 1 - order.side, order.size,
@@ -376,6 +399,7 @@ class ProjectXEngine:
             if kind == TRAILING_STOP:
                 child.trail_price = abs(offset)
             self.orders[child.id] = child
+            self._order_changed(child)
 
     def _apply(self, account_id: int, contract: PxContract, qty: int, price: Decimal) -> Decimal | None:
         """Add a signed fill to the position; returns the realised P&L (None if the fill only opened)."""
