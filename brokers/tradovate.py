@@ -12,8 +12,10 @@ Built on `brokers.http.HttpBroker`; this module adds what is Tradovate's own:
 - Symbols: `ES1!`/`CME_MINI:ES1!` -> front contract (`brokers.symbols.normalize`) -> `/contract/find`.
   Positions, orders and fills are reported under the ticker the engine used for that contract while it is
   still the front one (`ES1!`), so target-position and exit signals see the position; else the contract name.
-- Fills and status changes are polled (`/order/list`, `/fill/list`) by a task started in `connect()` and
-  pushed once each through the report handler.
+- Fills and status changes arrive by the user websocket (`brokers.tradovate_stream`, props events) and by
+  polling (`/order/list`, `/fill/list`), both started in `connect()`; polling runs `stream_poll_factor`
+  times slower while the stream is up. Both name a fill by Tradovate's fill `id` and report through one
+  lock, so each fill and each status change reaches the engine once, and status only moves forward.
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ from brokers.base import (
     AuthenticationFailed,
     BrokerBase,
     BrokerError,
-    BrokerReport,
     BrokerUnavailable,
     OrderNotFound,
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.http import Poller, RetryPolicy, place_once
+from brokers.http import RetryPolicy, place_once
+from brokers.stream import Backoff
 from brokers.symbols import POINT_VALUES, RollRule, futures_root, normalize, split_exchange
 from brokers.tradovate_models import (
     M,
@@ -63,25 +65,16 @@ from brokers.tradovate_models import (
     provisional_order,
     wire_number,
 )
+from brokers.tradovate_stream import TradovateStreaming
 from config.brokers import TradovateSettings
-from daemon.domain import (
-    AccountState,
-    Fill,
-    FlattenReport,
-    Order,
-    OrderRequest,
-    OrderStatus,
-    Position,
-    Side,
-    utcnow,
-)
+from daemon.domain import AccountState, Fill, FlattenReport, Order, OrderRequest, OrderStatus, Position, Side, utcnow
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ROLL = RollRule()
 
 
-class TradovateBroker(BrokerBase):
+class TradovateBroker(BrokerBase, TradovateStreaming):
     name = "tradovate"
 
     def __init__(
@@ -96,6 +89,8 @@ class TradovateBroker(BrokerBase):
         retry: RetryPolicy | None = None,
         roll: RollRule = DEFAULT_ROLL,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stream_backoff: Backoff | None = None,
+        stream_heartbeat: float = 2.5,
     ) -> None:
         super().__init__(account)
         self.settings, self.clock, self.roll, self._sleep = settings, clock, roll, sleep
@@ -112,7 +107,7 @@ class TradovateBroker(BrokerBase):
         self._clordids: dict[int, str] = {}
         self._known: dict[int, tuple[OrderStatus, Decimal]] = {}
         self._seen_fills: set[int] = set()
-        self._poller = Poller(f"tradovate {account}", self.poll_once, lambda: self.poll_interval)
+        self._init_stream(f"tradovate {account}", stream_backoff, stream_heartbeat)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -130,18 +125,25 @@ class TradovateBroker(BrokerBase):
             raise AuthenticationFailed(f"tradovate user {self.settings.username!r} has no account {wanted} "
                                        f"(accounts: {names})")
         self.account_id, self.account_spec = chosen.id, chosen.name
-        orders, fills = await self._lists()  # what exists now is not news: polling reports changes from here
+        if self.session.user_id is None:
+            self.session.user_id = chosen.userId
+        orders, fills = await self._lists()  # what exists now is not news: reports are changes from here
         self._seen_fills.update(f.id for f in fills)
         for o in orders:
             self._known[o.id] = order_state(o, fills)
         self._poller.start()
+        if self.stream is not None:
+            self.stream.start()
 
     async def close(self) -> None:
+        if self.stream is not None:
+            await self.stream.stop()
         await self._poller.stop()
         await self.session.aclose()
 
     def healthy(self) -> bool:
-        return self.session.healthy() and self._poller.healthy()
+        """REST session and polling alive; a stream refused, or down past its grace period, also fails."""
+        return self.session.healthy() and self._poller.healthy() and self.stream_ok()
 
     def multiplier(self, symbol: str) -> Decimal:
         return POINT_VALUES.get(futures_root(symbol) or "", Decimal(1))
@@ -194,8 +196,9 @@ class TradovateBroker(BrokerBase):
         orders = [o for o in await self._list(TvOrder, "/order/list", "tradovate orders")
                   if o.accountId == self.account_id]
         ids = {o.id for o in orders}
-        fills = await self._list(TvFill, "/fill/list", "tradovate fills")
-        return orders, [f for f in fills if f.orderId in ids and f.active]
+        fills = [f for f in await self._list(TvFill, "/fill/list", "tradovate fills") if f.orderId in ids and f.active]
+        self._learn(orders, fills)
+        return orders, fills
 
     async def _details(self, orders: Iterable[TvOrder], *, force: bool = False) -> None:
         """Quantity/type/prices live on OrderVersion, clOrdId on Command: load them for orders lacking them."""
@@ -230,9 +233,6 @@ class TradovateBroker(BrokerBase):
         symbol = self._display(await self._contract_name(raw.contractId))
         return build_order(raw, fills, self._versions.get(raw.id), self._clordids.get(raw.id, ""), self.account,
                            symbol, self.clock())
-
-    def _remember(self, order: Order) -> None:
-        self._known[int(order.broker_order_id)] = (order.status, order.filled_quantity)
 
     # -- placing -----------------------------------------------------------------------------------------
 
@@ -449,12 +449,12 @@ class TradovateBroker(BrokerBase):
         if not new_fills and not changed:
             return
         await self._details(orders, force=bool(changed))
-        for raw in new_fills:
-            await self.emit(BrokerReport(fill=await self._fill(raw)))
-            self._seen_fills.add(raw.id)  # after the handler took it: a failed handler sees it again
-        for raw_order in changed:
+        for raw in new_fills:  # marked seen after the handler took it: a failed handler sees it again
+            await self._report_fill(await self._fill(raw))
+        for raw_order in changed:  # a stale view (the stream was quicker) is dropped there
             order = await self._to_order(raw_order, fills)
-            await self.emit(BrokerReport(order=order))
-            self._remember(order)
+            if order.status is OrderStatus.PARTIALLY_FILLED and order.filled_quantity >= order.quantity:
+                continue  # the order list was read before the fill that completed it: the next poll tells
+            await self._report_order(order)
 
 

@@ -64,12 +64,14 @@ class _Wire(BaseModel):
 class AccessToken(_Wire):
     accessToken: str
     expirationTime: str
+    userId: int | None = None  # the websocket's `user/syncrequest` subscribes to this user
 
 
 class TvAccount(_Wire):
     id: int
     name: str
     active: bool = True
+    userId: int | None = None
 
 
 class TvContract(_Wire):
@@ -330,6 +332,7 @@ class TradovateSession:
         self.http = HttpBroker("tradovate", settings.base_url, on_unauthorized=self._reauthenticate, **common)
         self.auth_http = HttpBroker("tradovate", settings.base_url, **common)
         self.token: str | None = None
+        self.user_id: int | None = None
         self._token_at: datetime | None = None
         self._token_expires: datetime | None = None
         self._lock = asyncio.Lock()
@@ -354,6 +357,7 @@ class TradovateSession:
         token = parse(AccessToken, data, what)
         self.token, self._token_at = token.accessToken, self.clock()
         self._token_expires = parse_time(token.expirationTime)
+        self.user_id = token.userId if token.userId is not None else self.user_id
 
     async def login(self) -> None:
         what = "tradovate login"

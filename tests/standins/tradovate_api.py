@@ -8,6 +8,9 @@ commands (the only entity carrying `clOrdId`), execution reports, fills and posi
 HTTP 200 with `failureReason`/`failureText`. `clOrdId` is stored but NOT deduplicated, like the real service,
 and orders without `isAutomated: true` are refused (`require_automated=False` turns that off).
 
+`.stream` (a `TradovateStream` from `tests.standins.tradovate_stream`) serves `/v1/websocket` and publishes
+every order, order version, command, execution report, fill and position change as a props event.
+
 Knobs: `set_price`, `throttle_next` (HTTP 200 p-ticket answers; the retry must carry the ticket after
 `p-time` seconds, or it is throttled again), `expire_tokens`, and `.faults` (`fail_next`, `delay_next`,
 `drop_next`, from `tests.standins.faults`) shared with the ProjectX stand-in.
@@ -22,7 +25,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -43,6 +46,8 @@ from tests.standins.tradovate_book import (
     _trade_date,
     _ts,
 )
+from tests.standins.tradovate_stream import PATH as STREAM_PATH
+from tests.standins.tradovate_stream import TradovateStream
 
 SPEC = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "tradovate" / "swagger.json"
 BASE = "/v1"
@@ -96,6 +101,9 @@ class TradovateStandin(TradovateBook, StandinServer):
         self.outstanding: dict[str, str] = {}  # path -> ticket the next request to it must carry
         self.throttled = 0
         self._id = 100_000
+        self.user_id = 4321
+        self.stream = TradovateStream(self._token_valid, self.user_id, self._snapshot)
+        self._announced: set[int] = set()  # orders whose Created event went out
 
     # knobs ---------------------------------------------------------------------------------------------------
 
@@ -111,6 +119,28 @@ class TradovateStandin(TradovateBook, StandinServer):
     def throttle_next(self, n: int = 1, p_time: int = 1, captcha: bool = False, path: str | None = None) -> None:
         """Answer the next `n` requests (to `path` under /v1, if given) with a p-ticket instead."""
         self.throttle_rules.append({"n": n, "time": p_time, "captcha": captcha, "path": path})
+
+    async def start(self, port: int = 0) -> Self:
+        self.stream.refuse = False
+        return await super().start(port)
+
+    async def stop(self) -> None:
+        self.stream.refuse = True
+        await self.stream.drop_all()  # open websockets would hold up the shutdown
+        await super().stop()
+
+    def _token_valid(self, token: str) -> bool:
+        expiry = self.tokens.get(token)
+        return expiry is not None and expiry > datetime.now(UTC)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"users": [{"id": self.user_id, "name": self.name}],
+                "accounts": [self._account(i) for i in self.accounts],
+                "orders": [o.model() for o in self.orders.values()], "fills": self.fills,
+                "positions": [p.model() for p in self.positions.values()]}
+
+    def _props(self, entity_type: str, event_type: str, entity: dict[str, Any]) -> None:
+        self.stream.publish(entity_type, event_type, entity)
 
     def count(self, path: str) -> int:
         return sum(1 for _, p, _ in self.calls if p.lower() == (BASE + path).lower())
@@ -130,7 +160,7 @@ class TradovateStandin(TradovateBook, StandinServer):
     # app -----------------------------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        middlewares: list[Any] = []
+        middlewares: list[Any] = [self._websocket]
         if self.contract is not None:
             middlewares.append(contract_middleware(self.contract, self.violations, self.tolerated))
         middlewares += [self._record, self.faults.middleware, self._throttle, self._auth]
@@ -170,7 +200,15 @@ class TradovateStandin(TradovateBook, StandinServer):
             app.router.add_post(BASE + path, self._handler(post, body=True))
         for path, get in gets.items():
             app.router.add_get(BASE + path, self._handler(get, body=False))
+        self.stream.attach(app)
         return app
+
+    @web.middleware
+    async def _websocket(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The websocket is not part of the REST spec, faults or bearer auth: straight to its handler."""
+        if request.path == STREAM_PATH:
+            return await request.match_info.handler(request)
+        return await handler(request)
 
     @staticmethod
     def _handler(fn: Callable[[Any], Any], *, body: bool) -> Handler:
@@ -250,7 +288,7 @@ class TradovateStandin(TradovateBook, StandinServer):
         token = secrets.token_urlsafe(48)
         expiry = datetime.now(UTC) + self.token_ttl
         self.tokens[token] = expiry
-        return {"accessToken": token, "expirationTime": _ts(expiry), "userStatus": "Active", "userId": 4321,
+        return {"accessToken": token, "expirationTime": _ts(expiry), "userStatus": "Active", "userId": self.user_id,
                 "name": self.name, "hasLive": False}
 
     def _token_request(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -262,7 +300,7 @@ class TradovateStandin(TradovateBook, StandinServer):
         return self._issue()
 
     def _account(self, account_id: int) -> dict[str, Any]:
-        return {"id": account_id, "name": self.accounts[account_id], "userId": 4321, "accountType": "Customer",
+        return {"id": account_id, "name": self.accounts[account_id], "userId": self.user_id, "accountType": "Customer",
                 "active": True, "clearingHouseId": 2, "riskCategoryId": 2, "autoLiqProfileId": 2,
                 "marginAccountType": "Speculator", "legalStatus": "Individual",
                 "timestamp": "2026-01-02T14:30:00.000Z", "readonly": False}
@@ -356,13 +394,15 @@ class TradovateStandin(TradovateBook, StandinServer):
                             "clOrdId": None if cl_ord_id is None else str(cl_ord_id), "commandType": kind,
                             "commandStatus": "RiskPassed", "isAutomated": automated})
         self.commands.append(command)
+        self._props("command", "Created", command)
         return int(command["id"])
 
     def _version(self, order: TvOrder) -> None:
-        self.versions.append(_compact({"id": self._next(), "orderId": order.id, "orderQty": order.qty,
-                                       "orderType": order.order_type, "price": order.price,
-                                       "stopPrice": order.stop_price, "pegDifference": order.peg,
-                                       "timeInForce": "Day"}))
+        version = _compact({"id": self._next(), "orderId": order.id, "orderQty": order.qty,
+                            "orderType": order.order_type, "price": order.price, "stopPrice": order.stop_price,
+                            "pegDifference": order.peg, "timeInForce": "Day"})
+        self.versions.append(version)
+        self._props("orderVersion", "Created", version)
 
     def _report(self, order: TvOrder, exec_type: str, **extra: Any) -> None:
         command_id = next(c["id"] for c in reversed(self.commands) if c["orderId"] == order.id)
@@ -370,6 +410,9 @@ class TradovateStandin(TradovateBook, StandinServer):
                              "accountId": order.account_id, "contractId": order.contract.id,
                              "timestamp": _ts(datetime.now(UTC)), "tradeDate": _trade_date(), "orderId": order.id,
                              "execType": exec_type, "ordStatus": order.status, "action": order.action, **extra})
+        self._props("executionReport", "Created", self.reports[-1])
+        self._props("order", "Updated" if order.id in self._announced else "Created", order.model())
+        self._announced.add(order.id)
 
     def _working(self, body: dict[str, Any]) -> tuple[TvOrder | None, dict[str, Any] | None]:
         order = self.orders.get(int(body["orderId"]))

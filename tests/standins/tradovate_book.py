@@ -111,6 +111,9 @@ class TradovateBook:
     def _cancel_order(self, order: TvOrder) -> None:
         raise NotImplementedError
 
+    def _props(self, entity_type: str, event_type: str, entity: dict[str, Any]) -> None:
+        """Publish an entity change on the websocket (the host's stream)."""
+
     # matching ----------------------------------------------------------------------------------------------
 
     @staticmethod
@@ -156,8 +159,10 @@ class TradovateBook:
         self.fills.append({"id": self._next(), "orderId": order.id, "contractId": order.contract.id,
                            "timestamp": _ts(now), "tradeDate": _trade_date(), "action": order.action,
                            "qty": order.qty, "price": price, "active": True, "finallyPaired": 0})
+        self._props("fill", "Created", self.fills[-1])
         self._report(order, "Trade", cumQty=order.qty, avgPx=price, lastQty=order.qty, lastPx=price)
         pnl = self._apply(order, order.qty if order.action == "Buy" else -order.qty, price)
+        self._props("position", "Updated", self.positions[(order.account_id, order.contract.id)].model())
         self.realized[order.account_id] += pnl
         self.cash[order.account_id] += pnl
         for other in self.orders.values():
