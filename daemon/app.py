@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
@@ -122,6 +123,11 @@ class Daemon:
         )
         self._watchdog_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+
+    @property
+    def scheduler(self) -> AsyncIOScheduler:
+        """The daemon's one scheduler (every periodic and wall-clock job)."""
+        return self._scheduler
 
     # ---- wiring ----------------------------------------------------------------------------------
 

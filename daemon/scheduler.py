@@ -1,7 +1,8 @@
-"""APScheduler jobs of the running daemon: reconciliation, risk marks and session rolls, on one scheduler.
+"""APScheduler helpers for the daemon's one scheduler: reconciliation, risk marks, session rolls, flat-by,
+strategies at bar close, the daily summary.
 
 `every` adds an interval job, `daily_at` a wall-clock job in an exchange time zone (e.g. the futures
-session roll at 17:00 America/Chicago). Strategies and summaries join this scheduler as they are built.
+session roll at 17:00 America/Chicago).
 Jobs never overlap themselves (`max_instances=1`) and missed runs are coalesced, so a VPS waking from a
 pause does not replay a burst.
 """

@@ -328,7 +328,7 @@ async def test_crash_recovery_notice_and_daily_summary(
     await tg.wait_for(lambda: "recovered from an unclean stop" in alerts_text(tg), within=10)
     await post(daemon, id="ds1", quantity="10", price="100")
     await tg.wait_for(lambda: "buy 10 AAPL" in alerts_text(tg), within=10)  # (a loud fill would make it loud)
-    job = daemon._scheduler.get_job("daily-summary")  # the daemon's one scheduler holds the summary
+    job = daemon.scheduler.get_job("daily-summary")  # the daemon's one scheduler holds the summary
     assert job is not None and str(job.trigger.timezone) == "America/New_York"
     friday_evening = datetime(2026, 3, 6, 16, 6, tzinfo=NEW_YORK)
     assert job.trigger.get_next_fire_time(None, friday_evening) == datetime(2026, 3, 9, 16, 5, tzinfo=NEW_YORK)
