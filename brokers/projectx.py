@@ -209,9 +209,9 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
         return found
 
     async def close(self) -> None:
+        await self._poller.stop()
         if self._hub is not None:
             await self._hub.stop()
-        await self._poller.stop()
         await self.http.aclose()
 
     def healthy(self) -> bool:

@@ -207,8 +207,9 @@ class ProjectXUpdates:
 
     async def _poll_sleep(self, seconds: float) -> None:
         """The poller's pause, cut short when the hub goes down (polling takes over at once)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._poll_wake.wait(), seconds)
+        with contextlib.suppress(TimeoutError):  # asyncio.timeout, not wait_for: 3.11's may swallow a cancel
+            async with asyncio.timeout(seconds):
+                await self._poll_wake.wait()
         self._poll_wake.clear()
 
     def _hub_state(self, up: bool) -> None:
@@ -258,8 +259,11 @@ class ProjectXUpdates:
         return True
 
     async def _report_order(self, order: Order) -> None:
-        state = (order.status, order.filled_quantity)
-        if self._known.get(int(order.broker_order_id)) != state:
+        """Report a changed order state once; a stale one (a late hub event after a poll) never goes back."""
+        state, known = (order.status, order.filled_quantity), self._known.get(int(order.broker_order_id))
+        if known is not None and ((not known[0].is_open and order.status.is_open) or order.filled_quantity < known[1]):
+            return
+        if known != state:
             self._known[int(order.broker_order_id)] = state
             await self.emit(BrokerReport(order=order))
 

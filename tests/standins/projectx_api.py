@@ -112,6 +112,7 @@ class ProjectXStandin(StandinServer):
         app.router.add_post("/api/Auth/logout", self._logout)
         app.router.add_get("/api/Status/ping", self._ping)
         app.router.add_get("/hubs/user", self.hub.handle)
+        app.on_shutdown.append(lambda _: self.hub.drop())  # open websockets would hold the shutdown up
         return app
 
     @staticmethod

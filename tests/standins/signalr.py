@@ -104,7 +104,7 @@ class UserHubStandin:
         token = request.query.get("access_token", "")
         if not self.token_valid(token):
             return web.Response(status=401)
-        ws = web.WebSocketResponse(autoping=True)
+        ws = web.WebSocketResponse(autoping=True, timeout=2.0)
         await ws.prepare(request)
         first = await ws.receive(timeout=5.0)
         if first.type != WSMsgType.TEXT or json.loads(first.data.split(RS)[0]) != {"protocol": "json",
