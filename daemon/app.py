@@ -24,7 +24,7 @@ from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
 from config.settings import Settings
 from daemon.api import ControlApi, bearer_middleware
-from daemon.bars import CsvBarSource
+from daemon.broker_bars import RoutedBarSource
 from daemon.chat_runtime import ChatRuntime
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
@@ -119,7 +119,8 @@ class Daemon:
         self._scheduler = build_scheduler()
         self.strategies = StrategyRunner(
             engine=self.engine, scheduler=self._scheduler, state=StateStore(self.store),
-            bars=CsvBarSource.for_strategies(settings.strategies), strategies=settings.strategies, clock=clock,
+            bars=RoutedBarSource.for_strategies(settings.strategies, self.brokers), strategies=settings.strategies,
+            clock=clock,
         )
         self._watchdog_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()

@@ -11,11 +11,13 @@ found, so weekends, holidays and the CME break cost no configuration.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from brokers.base import BrokerError
-from daemon.bars import BarDataError, CalendarName, aggregate, timeframe_delta
+from brokers.base import Broker, BrokerError
+from config.strategies import StrategySettings
+from daemon.bars import BarDataError, CalendarName, CsvBarSource, aggregate, timeframe_delta
 from daemon.domain import Bar
 
 HALF_HOUR, HOUR = 1800, 3600
@@ -61,3 +63,28 @@ class BrokerBarSource:
             if count <= 0 or len(complete) >= count or lookback >= self.max_lookback:
                 return complete[-count:] if count > 0 else complete
             lookback = min(self.max_lookback, lookback * 2)
+
+
+class RoutedBarSource:
+    """The runner's one bar source: a strategy's CSV file when it names one, else its account's broker."""
+
+    def __init__(self, csv: CsvBarSource, brokers: Mapping[str, BrokerBarSource]) -> None:
+        self.csv = csv
+        self.brokers = {symbol.upper(): source for symbol, source in brokers.items()}
+
+    @classmethod
+    def for_strategies(cls, strategies: Mapping[str, StrategySettings], brokers: Mapping[str, Broker]
+                       ) -> RoutedBarSource:
+        by_symbol = {s.symbol: BrokerBarSource(brokers[s.account])  # type: ignore[arg-type]
+                     for s in strategies.values() if s.data is None and s.account in brokers}
+        return cls(CsvBarSource.for_strategies(strategies), by_symbol)
+
+    async def bars(self, symbol: str, timeframe: str, calendar: CalendarName, until: datetime,
+                   count: int) -> Sequence[Bar]:
+        if symbol.upper() in self.csv.files:
+            return await self.csv.bars(symbol, timeframe, calendar, until, count)
+        source = self.brokers.get(symbol.upper())
+        if source is None:
+            raise BarDataError(f"no bar data for {symbol}: give the strategy a `data` CSV file or trade it on a "
+                               "broker with market data")
+        return await source.bars(symbol, timeframe, calendar, until, count)

@@ -119,3 +119,30 @@ async def test_bar_source_aggregates_to_the_strategy_timeframe(
 async def test_a_broker_without_market_data_is_a_bar_data_error() -> None:
     with pytest.raises(BarDataError, match="no market data"):
         await BrokerBarSource(BrokerBase("paper")).bars("ES1!", "5m", "cme", FIRST_OPEN, 3)
+
+
+async def test_routed_source_uses_the_csv_when_named_else_the_accounts_broker(broker: ProjectXBroker) -> None:
+    from pathlib import Path
+
+    from config.strategies import StrategySettings
+    from daemon.broker_bars import RoutedBarSource
+
+    sample = Path(__file__).resolve().parent.parent / "strategies" / "data" / "sample_5m.csv"
+    strategies = {
+        "from_file": StrategySettings(strategy="sma_cross", account="paper", symbol="AAPL", timeframe="5m",
+                                      data=sample),
+        "from_broker": StrategySettings(strategy="sma_cross", account="topstep", symbol="MES1!", timeframe="15m",
+                                        calendar="cme"),
+        "nowhere": StrategySettings(strategy="sma_cross", account="paper", symbol="MSFT", timeframe="5m"),
+    }
+    paper = BrokerBase("paper")
+    source = RoutedBarSource.for_strategies(strategies, {"paper": paper, "topstep": broker})  # type: ignore[dict-item]
+    from_file = await source.bars("AAPL", "5m", "nyse", datetime(2024, 11, 23, tzinfo=UTC), 5)
+    assert len(from_file) == 5 and all(b.symbol == "AAPL" for b in from_file)
+    until = FIRST_OPEN + timedelta(minutes=MINUTES)
+    from_broker = await source.bars("MES1!", "15m", "cme", until, 4)
+    assert len(from_broker) == 4 and all(b.end - b.start == timedelta(minutes=15) for b in from_broker)
+    with pytest.raises(BarDataError, match="no bar data for TSLA"):
+        await source.bars("TSLA", "5m", "nyse", until, 5)
+    with pytest.raises(BarDataError):  # the paper broker serves no market data: a clear error, not a crash
+        await source.bars("MSFT", "5m", "nyse", until, 5)
