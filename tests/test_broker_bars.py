@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from tests.test_projectx_adapter import contract_id, ensure_front_contracts, mak
 # Two CME sessions: Monday 2026-11-09 (17:00 CT Sunday .. 16:00 CT Monday) and Tuesday 2026-11-10.
 FIRST_OPEN = datetime(2026, 11, 8, 17, 0, tzinfo=cal.CHICAGO).astimezone(UTC)
 MINUTES = 2 * 24 * 60
+SAMPLE_5M = Path(__file__).resolve().parent.parent / "strategies" / "data" / "sample_5m.csv"
 
 
 def minute_series(start: datetime, n: int) -> list[MinuteBar]:
@@ -122,12 +124,10 @@ async def test_a_broker_without_market_data_is_a_bar_data_error() -> None:
 
 
 async def test_routed_source_uses_the_csv_when_named_else_the_accounts_broker(broker: ProjectXBroker) -> None:
-    from pathlib import Path
-
     from config.strategies import StrategySettings
     from daemon.broker_bars import RoutedBarSource
 
-    sample = Path(__file__).resolve().parent.parent / "strategies" / "data" / "sample_5m.csv"
+    sample = SAMPLE_5M
     strategies = {
         "from_file": StrategySettings(strategy="sma_cross", account="paper", symbol="AAPL", timeframe="5m",
                                       data=sample),
