@@ -72,6 +72,8 @@ async def test_stream_delivers_a_fill_long_before_the_poll_interval(tv: Tradovat
     try:
         assert broker.stream is not None
         await wait_until(broker.stream.healthy, within=3)
+        # connect, the poller's first round, and its catch-up round once the stream is up; the next is 600 s away
+        await wait_until(lambda: tv.count("/fill/list") == 3, within=2)
         polls = tv.count("/fill/list")
         resting = await broker.place_order(req(qty="2", order_type=OrderType.LIMIT, limit_price=Decimal(5990)))
         tv.set_price(ES, 5990)
