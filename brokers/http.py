@@ -326,6 +326,9 @@ class Poller:
                 log.warning("%s: polling failed: %s", self.name, exc.reason)
             except Exception:
                 log.exception("%s: polling error", self.name)
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise asyncio.CancelledError  # a cancel swallowed as a timeout inside poll_once (Python 3.11)
             await self.sleep(pause)
 
 

@@ -114,8 +114,11 @@ class StreamClient:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            done, _ = await asyncio.wait({task}, timeout=5)  # bounded: a stuck socket must not hang shutdown
+            if not done:
+                log.error("%s: stream task did not stop within 5 s", self.name)
+            elif not task.cancelled() and task.exception() is not None:
+                log.error("%s: stream task ended with %r", self.name, task.exception())
         self._set_up(False)
 
     def healthy(self) -> bool:
@@ -168,6 +171,11 @@ class StreamClient:
                 finally:
                     self._ws = None
                     self._set_up(False)
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    # Python 3.11: a cancel that lands as an asyncio.timeout fires surfaces as TimeoutError,
+                    # which the except above swallowed; stop() is waiting for us.
+                    raise asyncio.CancelledError
                 failures = 1 if self.connects > before else failures + 1
                 delay = self.backoff.maximum if self.auth_failed else self.backoff.delay(failures)
                 log.warning("%s: stream down (%s); reconnecting in %.1f s", self.name, self.last_error, delay)
