@@ -165,8 +165,7 @@ class AlpacaBroker(BrokerBase):
 
     def healthy(self) -> bool:
         """REST reachable and polling alive; a stream refused (bad keys) or down past the grace period too."""
-        stream_ok = self.stream is None or self.stream.healthy() or (
-            not self.stream.auth_failed and self.stream.down_for() < self.STREAM_GRACE)
+        stream_ok = self.stream is None or self.stream.within_grace(self.STREAM_GRACE)
         return self.http.healthy() and self._poller.healthy() and stream_ok
 
     def _poll_pace(self) -> float:

@@ -120,8 +120,8 @@ class SignalRHub:
         asyncio.get_running_loop().create_task(self.stream.drop())
 
     def healthy(self, grace: float) -> bool:
-        """Connected, or down for less than `grace` seconds (a reconnect in progress)."""
-        return self.stream.healthy() or self.stream.down_for() < grace
+        """Connected, or down for less than `grace` seconds (a reconnect in progress, not a refused login)."""
+        return self.stream.within_grace(grace)
 
     def _url(self) -> str:
         token = self._token()

@@ -124,6 +124,10 @@ class StreamClient:
     def healthy(self) -> bool:
         return self._up
 
+    def within_grace(self, grace: float) -> bool:
+        """Connected, or reconnecting for less than `grace` seconds after a drop (a refused login is not)."""
+        return self._up or (not self.auth_failed and self.down_for() < grace)
+
     def down_for(self) -> float:
         """Seconds since the stream was last up (0 while it is up)."""
         return 0.0 if self._up else time.monotonic() - self._down_since

@@ -115,8 +115,7 @@ class TradovateStreaming:
 
     def stream_ok(self) -> bool:
         """No stream, a connected one, or one reconnecting within its grace period (not refused)."""
-        return self.stream is None or self.stream.healthy() or (
-            not self.stream.auth_failed and self.stream.down_for() < self.STREAM_GRACE)
+        return self.stream is None or self.stream.within_grace(self.STREAM_GRACE)
 
     def _poll_pace(self) -> float:
         up = self.stream is not None and self.stream.healthy()
