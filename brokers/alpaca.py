@@ -16,7 +16,6 @@ and the stream's `execution_id` are not documented to match. Whichever path sees
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -123,15 +122,14 @@ class AlpacaBroker(BrokerBase):
             client=http,
             sleep=sleep,
         )
-        self._poller = Poller(f"alpaca {account}", self.poll_once, self._poll_pace, self._poll_pause)
-        self._wake = asyncio.Event()
+        self._poller = Poller(f"alpaca {account}", self.poll_once, self._poll_pace)
         self.stream: StreamClient | None = None
         if settings.stream:
             self.stream = StreamClient(
                 f"alpaca {account}", lambda: settings.stream_url or ws_url(settings.base_url, "/stream"),
                 authenticate=self._stream_auth, on_message=self._on_stream, ws_heartbeat=20.0,
                 idle_timeout=300.0, connect_timeout=settings.timeout_seconds, backoff=stream_backoff,
-                on_up=self._wake.set, on_down=self._wake.set,
+                on_up=self._poller.wake, on_down=self._poller.wake,
             )
         self._report_lock = asyncio.Lock()
         self._parents: dict[str, str] = {}  # bracket leg id -> entry id (stream events carry legs alone)
@@ -171,13 +169,6 @@ class AlpacaBroker(BrokerBase):
     def _poll_pace(self) -> float:
         up = self.stream is not None and self.stream.healthy()
         return self.poll_interval * (self.settings.stream_poll_factor if up else 1)
-
-    async def _poll_pause(self, seconds: float) -> None:
-        """The poller's sleep: cut short when the stream goes down or comes back (catch up at once)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-        self._wake.clear()
 
     # -- stream ------------------------------------------------------------------------------------------
 

@@ -292,13 +292,17 @@ class Poller:
     part of `healthy()`. A failed round is logged and retried on the next tick; a 429 waits as long as the
     broker asks; a bug in a report handler is logged and never stops fills from flowing."""
 
-    def __init__(self, name: str, poll_once: Callable[[], Awaitable[None]], interval: Callable[[], float],
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(self, name: str, poll_once: Callable[[], Awaitable[None]], interval: Callable[[], float]) -> None:
         self.name = name
         self.poll_once = poll_once
         self.interval = interval
-        self.sleep = sleep
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Poll now rather than at the end of the interval: a stream went down (polling takes over at once)
+        or came back (catch up on what it missed)."""
+        self._wake.set()
 
     def start(self) -> None:
         if self.interval() > 0 and (self._task is None or self._task.done()):
@@ -329,7 +333,10 @@ class Poller:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise asyncio.CancelledError  # a cancel swallowed as a timeout inside poll_once (Python 3.11)
-            await self.sleep(pause)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout, not wait_for: 3.11's may swallow a cancel
+                async with asyncio.timeout(pause):
+                    await self._wake.wait()
+            self._wake.clear()
 
 
 async def place_once(

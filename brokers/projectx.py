@@ -100,8 +100,7 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
         self._fills_after: datetime | None = None
         self.reconcile_interval = settings.reconcile_interval_seconds
         self.stream_grace = stream_grace
-        self._poll_wake = asyncio.Event()
-        self._poller = Poller(f"projectx {account}", self.poll_once, self._poll_pace, sleep=self._poll_sleep)
+        self._poller = Poller(f"projectx {account}", self.poll_once, self._poll_pace)
         self._hub: SignalRHub | None = None
         if settings.stream:
             self._hub = SignalRHub(f"projectx {account}", settings.user_hub_url(), lambda: self._token,

@@ -20,7 +20,6 @@ still found by the next poll.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -183,7 +182,6 @@ class ProjectXUpdates:
         reconcile_interval: float
         _hub: SignalRHub | None
         _poller: Poller
-        _poll_wake: asyncio.Event
         _seen_fills: set[int]
         _fills_after: datetime | None
         _known: dict[int, tuple[OrderStatus, Any]]
@@ -205,17 +203,10 @@ class ProjectXUpdates:
             return max(self.poll_interval, self.reconcile_interval)
         return self.poll_interval
 
-    async def _poll_sleep(self, seconds: float) -> None:
-        """The poller's pause, cut short when the hub goes down (polling takes over at once)."""
-        with contextlib.suppress(TimeoutError):  # asyncio.timeout, not wait_for: 3.11's may swallow a cancel
-            async with asyncio.timeout(seconds):
-                await self._poll_wake.wait()
-        self._poll_wake.clear()
-
     def _hub_state(self, up: bool) -> None:
         log.info("projectx %s: user hub %s", self.account, "connected" if up else "down; polling")
         if not up:
-            self._poll_wake.set()
+            self._poller.wake()
 
     def _hub_subscriptions(self) -> list[tuple[str, list[Any]]]:
         acct = self._acct

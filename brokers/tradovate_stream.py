@@ -18,7 +18,6 @@ or comes back (catch-up).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Iterable
@@ -95,7 +94,7 @@ class TradovateStreaming:
 
     def _init_stream(self, name: str, backoff: Backoff | None, heartbeat: float) -> None:
         s = self.settings
-        self._wake = asyncio.Event()
+        self._poller = Poller(name, self.poll_once, self._poll_pace)
         self._report_lock = asyncio.Lock()
         self._order_accounts: dict[int, int] = {}  # order id -> account id (fills carry no account)
         self._raw_orders: dict[int, TvOrder] = {}  # this account's orders, latest view
@@ -107,9 +106,9 @@ class TradovateStreaming:
                 name, lambda: s.stream_url or ws_url(s.base_url, "/websocket"),
                 authenticate=self._stream_auth, on_message=self._on_stream, heartbeat=self._stream_beat,
                 heartbeat_interval=heartbeat, idle_timeout=max(15.0, 6 * heartbeat),
-                connect_timeout=s.timeout_seconds, backoff=backoff, on_up=self._wake.set, on_down=self._wake.set,
+                connect_timeout=s.timeout_seconds, backoff=backoff,
+                on_up=self._poller.wake, on_down=self._poller.wake,
             )
-        self._poller = Poller(name, self.poll_once, self._poll_pace, self._poll_pause)
 
     # -- pacing and health -------------------------------------------------------------------------------
 
@@ -120,13 +119,6 @@ class TradovateStreaming:
     def _poll_pace(self) -> float:
         up = self.stream is not None and self.stream.healthy()
         return self.poll_interval * (self.settings.stream_poll_factor if up else 1)
-
-    async def _poll_pause(self, seconds: float) -> None:
-        """The poller's sleep: cut short when the stream goes down or comes back (catch up at once)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-        self._wake.clear()
 
     # -- shared reporting --------------------------------------------------------------------------------
 
