@@ -220,12 +220,7 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
     async def _load_order(self, order_id: int) -> tuple[TvOrder, Order]:
         what = f"tradovate order {order_id}"
         raw = parse(TvOrder, await self.session.get("/order/item", what, id=order_id), what)
-        versions = await self._list(TvOrderVersion, "/orderVersion/deps", what, masterid=order_id)
-        if versions:
-            self._versions[order_id] = max(versions, key=lambda v: v.id)
-        if order_id not in self._clordids:
-            self._learn_commands(await self._list(TvCommand, "/command/deps", what, masterid=order_id))
-            self._clordids.setdefault(order_id, "")
+        await self._details_of(order_id, refresh=True)
         fills = [f for f in await self._list(TvFill, "/fill/deps", what, masterid=order_id) if f.active]
         return raw, await self._to_order(raw, fills)
 

@@ -235,10 +235,11 @@ class TradovateStreaming:
             self._learn([order], [])
         return self._order_accounts.get(order_id)
 
-    async def _details_of(self, order_id: int) -> None:
-        """Version (qty, type, prices) and clOrdId of one order, when no stream event brought them."""
+    async def _details_of(self, order_id: int, *, refresh: bool = False) -> None:
+        """Version (qty, type, prices) and clOrdId of one order, when no stream event brought them; with
+        `refresh` the version is read again (after a modify)."""
         what = f"tradovate order {order_id}"
-        if order_id not in self._versions:
+        if refresh or order_id not in self._versions:
             versions = await self._list(TvOrderVersion, "/orderVersion/deps", what, masterid=order_id)
             if versions:
                 self._versions[order_id] = max(versions, key=lambda v: v.id)
