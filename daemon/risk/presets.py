@@ -122,6 +122,25 @@ def _apex(size: str, start: str, trail: str, target: str, contracts: int) -> dic
     }
 
 
+def _tradeday(model: str) -> dict[str, Any]:
+    return {
+        "firm": "TradeDay",
+        "name": f"TradeDay 50K Evaluation ({'end-of-day' if model == 'eod' else 'intraday'} trailing)",
+        "starting_balance": "50000",
+        "max_loss": "2000",
+        "drawdown_model": model,
+        "floor_lock_offset": "0",
+        "daily_loss_limit": None,  # TradeDay: "just one rule - don't break the Maximum Drawdown Limit"
+        "max_contracts": 5,
+        "profit_target": "2500",
+        "consistency_pct": "30",
+        "flat_by": "15:59",
+        "flat_by_tz": "America/Chicago",
+        "sources": [TRADEDAY_HELP, TRADEDAY_RULES],
+        "unverified": ["max_loss", "floor_lock_offset", "max_contracts", "profit_target", "flat_by"],
+    }
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "topstep_50k_combine": _topstep("50k", "combine"),
     "topstep_100k_combine": _topstep("100k", "combine"),
@@ -133,38 +152,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "apex_50k": _apex("50k", "50000", "2500", "3000", 10),
     "apex_100k": _apex("100k", "100000", "3000", "6000", 14),
     "apex_150k": _apex("150k", "150000", "5000", "9000", 17),
-    "tradeday_50k_intraday": {
-        "firm": "TradeDay",
-        "name": "TradeDay 50K Evaluation (intraday trailing)",
-        "starting_balance": "50000",
-        "max_loss": "2000",
-        "drawdown_model": "intraday",
-        "floor_lock_offset": "0",
-        "daily_loss_limit": None,  # TradeDay: "just one rule - don't break the Maximum Drawdown Limit"
-        "max_contracts": 5,
-        "profit_target": "2500",
-        "consistency_pct": "30",
-        "flat_by": "15:59",
-        "flat_by_tz": "America/Chicago",
-        "sources": [TRADEDAY_HELP, TRADEDAY_RULES],
-        "unverified": ["max_loss", "floor_lock_offset", "max_contracts", "profit_target", "flat_by"],
-    },
-    "tradeday_50k_eod": {
-        "firm": "TradeDay",
-        "name": "TradeDay 50K Evaluation (end-of-day trailing)",
-        "starting_balance": "50000",
-        "max_loss": "2000",
-        "drawdown_model": "eod",
-        "floor_lock_offset": "0",
-        "daily_loss_limit": None,
-        "max_contracts": 5,
-        "profit_target": "2500",
-        "consistency_pct": "30",
-        "flat_by": "15:59",
-        "flat_by_tz": "America/Chicago",
-        "sources": [TRADEDAY_HELP, TRADEDAY_RULES],
-        "unverified": ["max_loss", "floor_lock_offset", "max_contracts", "profit_target", "flat_by"],
-    },
+    "tradeday_50k_intraday": _tradeday("intraday"),
+    "tradeday_50k_eod": _tradeday("eod"),
     "takeprofit_50k_test": {
         "firm": "Take Profit Trader",
         "name": "Take Profit Trader 50K Test",
