@@ -6,17 +6,23 @@ the credentials of) the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from brokers.base import Broker
 from config.settings import AccountSettings
+from daemon.domain import utcnow
 
 
-def build_broker(account: str, config: AccountSettings, state_dir: Path) -> Broker:
+def build_broker(account: str, config: AccountSettings, state_dir: Path,
+                 clock: Callable[[], datetime] = utcnow) -> Broker:
+    """`clock` is the daemon's: the simulated paper broker timestamps its fills with it (real brokers use
+    their own time), so rules that read fill times (PDT, sessions) see one timeline."""
     if config.broker == "paper":
         from brokers.paper import PaperBroker
 
-        return PaperBroker(account, config.paper, state_dir / "paper" / f"{account}.json")
+        return PaperBroker(account, config.paper, state_dir / "paper" / f"{account}.json", clock)
     if config.broker == "alpaca" and config.alpaca is not None:
         from brokers.alpaca import AlpacaBroker
 

@@ -100,7 +100,8 @@ class Daemon:
         self.events.subscribe(log_event)
         self.store = Store(settings.database_url)
         self.brokers: dict[str, Broker] = {
-            name: build_broker(name, account, state_dir) for name, account in settings.enabled_accounts().items()
+            name: build_broker(name, account, state_dir, clock)
+            for name, account in settings.enabled_accounts().items()
         }
         self.risk: RiskEngine = build_risk_engine(settings, self.store, clock)
         self.engine = Engine(store=self.store, brokers=self.brokers, risk=self.risk, events=self.events,
