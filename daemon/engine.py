@@ -253,34 +253,35 @@ class Engine:
                 return self._finish(intent, SignalStatus.EXECUTED, f"cancelled {len(cancelled)} orders",
                                     result=cancelled)
             positions = {p.symbol: p for p in await broker.positions()}
-            request, why_none = self._order_for(intent, {s: p.quantity for s, p in positions.items()})
+            quantities = {s: p.quantity for s, p in positions.items()}
+            request, why_none = self._order_for(intent, quantities)
             if request is None:
                 return self._finish(intent, SignalStatus.EXECUTED, why_none)
-            if intent.action is Action.EXIT and intent.quantity is None:
-                await self._cancel_open(intent, broker)  # stale brackets must not reopen a closed position
             price = intent.limit_price or intent.stop_price or intent.price
             if price is None and intent.symbol in positions:
                 price = positions[intent.symbol].market_price
             view = await self.risk.prepare(intent.account, broker, now)  # no I/O unless PDT/cash rules apply
             ctx = OrderContext(
                 request=request, signal_id=intent.signal_id,
-                positions={s: p.quantity for s, p in positions.items()}, price=price,
+                positions=quantities, price=price,
                 multiplier=multiplier_of(broker, intent.symbol), paused=intent.account in self.paused,
                 locked=intent.account in self.locked, now=now, account_state=view.state, recent_fills=view.fills,
             )
             result = self.risk.check(ctx)
-            for warning in result.warnings:  # the order goes; the trader is told (data.warning = true)
-                self.store.record_violation(warning)
-                self.events.publish(Event(kind="violation", account=intent.account, summary=warning.detail,
-                                          data={**warning.model_dump(mode="json"), "warning": True}))
-            if result.violations:
-                for violation in result.violations:
-                    self.store.record_violation(violation)
+            # Warnings let the order go and tell the trader (data.warning = true); violations refuse it.
+            for violation, warning in [(w, True) for w in result.warnings] + [(v, False) for v in result.violations]:
+                self.store.record_violation(violation)
+                if not warning:
                     self.metrics.rejections.labels(intent.account, violation.rule).inc()
-                    self.events.publish(Event(kind="violation", account=intent.account, summary=violation.detail,
-                                              data={**violation.model_dump(mode="json"), "warning": False}))
+                self.events.publish(Event(kind="violation", account=intent.account, summary=violation.detail,
+                                          data={**violation.model_dump(mode="json"), "warning": warning}))
+            if result.violations:
                 return self._finish(intent, SignalStatus.REJECTED,
                                     "; ".join(v.detail for v in result.violations))
+            if intent.action is Action.EXIT and intent.quantity is None:
+                # Only once the exit is allowed: stale brackets must not reopen a closed position, and a
+                # refused exit must not leave the position without its stop-loss.
+                await self._cancel_open(intent, broker)
             order = await self._place(broker, request)
         except OrderRejected as exc:
             return self._finish(intent, SignalStatus.FAILED, f"broker rejected the order: {exc.reason}")

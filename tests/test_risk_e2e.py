@@ -24,7 +24,7 @@ from tests.conftest import SECRET, alert, client_for, settings_for, settled, wai
 
 URL = f"/webhook/tradingview/{SECRET}"
 ACCOUNT = "topstep"
-# A Tuesday in the future: the rule state's clock runs ahead of the paper broker's real-time fills.
+# A Tuesday in the future; the paper broker's fills follow the daemon's clock.
 START = datetime(2030, 3, 5, 9, 0, tzinfo=CHICAGO)
 
 
@@ -233,3 +233,30 @@ def test_session_roll_job_fires_at_five_pm_chicago() -> None:
     assert trigger.get_next_fire_time(None, friday_noon) == datetime(2030, 3, 8, 17, tzinfo=CHICAGO)
     after = trigger.get_next_fire_time(None, datetime(2030, 3, 8, 17, 1, tzinfo=CHICAGO))
     assert after == datetime(2030, 3, 11, 17, tzinfo=CHICAGO)  # Monday: no roll job on the weekend
+
+
+async def test_an_exit_refused_by_pdt_keeps_its_stop_loss(tmp_path: Path) -> None:
+    # Three day trades today under the PDT equity minimum: closing a fourth same-day opening is refused
+    # (FINRA 4210(f)(8)(B)). The refusal must leave the position protected by its bracket stop-loss.
+    margin = {"pdt": {"mode": "legacy", "min_equity": "1000000"}}
+    settings = settings_for(tmp_path / "state", accounts={"margin": margin}, default_account="margin")
+    daemon = Daemon(settings, clock=Clock(datetime(2030, 3, 5, 10, 30, tzinfo=CHICAGO)))
+    await daemon.start()
+    try:
+        async with client_for(daemon) as client:
+            async def send(body: dict[str, Any]) -> Any:
+                return await settled(daemon, (await client.post(URL, json=body)).json()["signal_id"])
+
+            for n, symbol in enumerate(("AAPL", "MSFT", "NVDA")):
+                await send(alert(id=f"o{n}", ticker=symbol, quantity="1"))
+                await send({"ticker": symbol, "action": "exit", "price": "101", "id": f"c{n}"})
+            opened = await send(alert(id="o3", ticker="TSLA", quantity="1", stop_loss="90"))
+            refused = await send({"ticker": "TSLA", "action": "exit", "price": "101", "id": "c3"})
+        broker = daemon.brokers["margin"]
+        assert opened.status is SignalStatus.EXECUTED
+        assert refused.status is SignalStatus.REJECTED, refused.reason
+        assert [(p.symbol, p.quantity) for p in await broker.positions()] == [("TSLA", Decimal(1))]
+        stops = [o for o in await broker.open_orders() if o.symbol == "TSLA"]
+        assert [(o.order_type.value, o.stop_price) for o in stops] == [("stop", Decimal(90))]
+    finally:
+        await daemon.stop()
