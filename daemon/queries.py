@@ -45,11 +45,8 @@ class Reader:
         self.clock = clock
 
     def accounts_named(self, account: str | None) -> list[str]:
-        if account is None or account == "all":
-            return list(self.brokers)
-        if account not in self.brokers:
-            raise KeyError(f"unknown account {account!r}; accounts: {', '.join(self.brokers)}")
-        return [account]
+        """One account, or all of them for None / "all"; KeyError naming the accounts for an unknown one."""
+        return self.engine.targets(account or "all")
 
     async def accounts(self) -> list[dict[str, Any]]:
         rows = []
