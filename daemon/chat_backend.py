@@ -28,7 +28,7 @@ from daemon.chatops import (
     StrategyAction,
     StrategyInfo,
 )
-from daemon.domain import ZERO, AccountState, Action, Fill, FlattenReport, Intent, Order, Position
+from daemon.domain import ZERO, AccountState, Fill, FlattenReport, Order, Position
 from daemon.engine import Engine
 from daemon.queries import Reader
 from daemon.store import Store
@@ -212,14 +212,8 @@ class DaemonChatBackend:
 
     async def cancel(self, target: str, actor: str, request_id: str) -> list[FlattenReport]:
         """Cancel every open order, through each account's worker; one report per account."""
-        ids = []
-        for account in self._targets(target):
-            intent = Intent(signal_id=f"cancel_{request_id}_{account}", dedup_key=f"cancel:{request_id}",
-                            account=account, source="chat", action=Action.CANCEL, symbol="",
-                            received_at=self.clock(), comment=f"cancel all by {actor}")
-            signal_id, _ = self.engine.submit_new(intent)
-            ids.append((account, signal_id))
-        self.store.audit(actor, "cancel", target, f"request {request_id}")
+        ids = list(zip(self._targets(target), self.engine.request_cancel(target, actor, request_id, "chat"),
+                       strict=True))
         reports = []
         for account, signal_id in ids:
             outcome = await self._wait(signal_id)

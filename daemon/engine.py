@@ -191,15 +191,24 @@ class Engine:
         return accounts
 
     def request_flatten(self, target: str, actor: str, request_id: str, source: str = "api") -> list[str]:
-        """Queue a flatten on each account's own worker (same path as any order); idempotent per id."""
+        """Queue a flatten (cancel orders, close positions) on each account's own worker; idempotent per id."""
+        return self._request_all(Action.FLATTEN, "flat", target, actor, request_id, source)
+
+    def request_cancel(self, target: str, actor: str, request_id: str, source: str = "api") -> list[str]:
+        """Queue a cancel of every open order on each account's own worker; idempotent per id."""
+        return self._request_all(Action.CANCEL, "cancel", target, actor, request_id, source)
+
+    def _request_all(self, action: Action, prefix: str, target: str, actor: str, request_id: str,
+                     source: str) -> list[str]:
+        """An account-wide control action takes the same per-account path as any order."""
         ids = []
         for account in self.targets(target):
-            intent = Intent(signal_id=f"flat_{request_id}_{account}", dedup_key=f"flatten:{request_id}",
-                            account=account, source=source, action=Action.FLATTEN,  # type: ignore[arg-type]
-                            received_at=self.clock(), comment=f"flatten by {actor}")
+            intent = Intent(signal_id=f"{prefix}_{request_id}_{account}", dedup_key=f"{action.value}:{request_id}",
+                            account=account, source=source, action=action,  # type: ignore[arg-type]
+                            received_at=self.clock(), comment=f"{action.value} by {actor}")
             signal_id, _ = self.submit_new(intent)
             ids.append(signal_id)
-        self.store.audit(actor, "flatten", target, f"request {request_id}")
+        self.store.audit(actor, action.value, target, f"request {request_id}")
         return ids
 
     # ---- the worker ------------------------------------------------------------------------------
