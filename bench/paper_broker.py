@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from brokers.paper import PaperBroker  # noqa: E402
+from brokers.paper.broker import PaperBroker  # noqa: E402
 from config.settings import PaperSettings  # noqa: E402
 from daemon.domain import OrderRequest, Side  # noqa: E402
 

@@ -33,8 +33,8 @@ from sqlmodel import Session, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from daemon.store import Store  # noqa: E402
-from daemon.store_tables import FillRow, SignalRow  # noqa: E402
+from daemon.store.repository import Store  # noqa: E402
+from daemon.store.tables import FillRow, SignalRow  # noqa: E402
 
 
 def percentile(values: list[float], pct: float) -> float:

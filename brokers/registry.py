@@ -20,19 +20,19 @@ def build_broker(account: str, config: AccountSettings, state_dir: Path,
     """`clock` is the daemon's: the simulated paper broker timestamps its fills with it (real brokers use
     their own time), so rules that read fill times (PDT, sessions) see one timeline."""
     if config.broker == "paper":
-        from brokers.paper import PaperBroker
+        from brokers.paper.broker import PaperBroker
 
         return PaperBroker(account, config.paper, state_dir / "paper" / f"{account}.json", clock)
     if config.broker == "alpaca" and config.alpaca is not None:
-        from brokers.alpaca import AlpacaBroker
+        from brokers.alpaca.broker import AlpacaBroker
 
         return AlpacaBroker(account, config.alpaca)
     if config.broker == "projectx" and config.projectx is not None:
-        from brokers.projectx import ProjectXBroker
+        from brokers.projectx.broker import ProjectXBroker
 
         return ProjectXBroker(account, config.projectx)
     if config.broker == "tradovate" and config.tradovate is not None:
-        from brokers.tradovate import TradovateBroker
+        from brokers.tradovate.broker import TradovateBroker
 
         return TradovateBroker(account, config.tradovate, state_dir)
     raise ValueError(f"account {account!r}: broker {config.broker!r} is not supported yet")

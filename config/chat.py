@@ -1,7 +1,7 @@
 """Chat-ops settings: Telegram and Discord transports, who may use them, and which alerts go where.
 
-The command core is `daemon/chatops.py`; the transports are `notifiers/*`; alerts are delivered through the
-durable outbox (`daemon/outbox.py`). Tokens and webhook URLs are `SecretStr`.
+The command core is `daemon/chat/commands.py`; the transports are `notifiers/*`; alerts are delivered through the
+durable outbox (`daemon/chat/outbox.py`). Tokens and webhook URLs are `SecretStr`.
 """
 
 from __future__ import annotations

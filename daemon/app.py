@@ -23,9 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
 from config.settings import Settings
-from daemon.api import ControlApi, bearer_middleware
-from daemon.broker_bars import RoutedBarSource
-from daemon.chat_runtime import ChatRuntime
+from daemon.chat.runtime import ChatRuntime
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, log_event
@@ -35,11 +33,13 @@ from daemon.reconcile import Reconciler
 from daemon.risk.limits import RiskEngine
 from daemon.risk.wiring import build_monitor, build_risk_engine, schedule_risk_jobs
 from daemon.scheduler import build_scheduler, every
-from daemon.state_store import StateStore
-from daemon.store import Store
-from daemon.strategy_runner import StrategyRunner
-from daemon.supervision import SystemdNotifier, Watchdog, watchdog_interval
-from daemon.webhook import TradingViewWebhook, health_routes, webhook_routes
+from daemon.store.repository import Store
+from daemon.store.state import StateStore
+from daemon.strategy.broker_bars import RoutedBarSource
+from daemon.strategy.runner import StrategyRunner
+from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
+from daemon.web.api import ControlApi, bearer_middleware
+from daemon.web.webhook import TradingViewWebhook, health_routes, webhook_routes
 
 log = logging.getLogger("traderd")
 

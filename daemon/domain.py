@@ -246,7 +246,7 @@ class Event(_Value):
 
 
 # --------------------------------------------------------------------------- chat-ops value types
-# The chat transports (`notifiers/*`) and the command core (`daemon.chatops`) speak these; they live here so
+# The chat transports (`notifiers/*`) and the command core (`daemon.chat.commands`) speak these; they live here so
 # the transports import only the ground floor.
 
 ChatTransport = Literal["telegram", "discord"]
@@ -300,7 +300,7 @@ class ChatReply(_Value):
 
 
 class ChatHandler(Protocol):
-    """What a transport calls (`daemon.chatops.ChatOps` implements it): a command, or a button press."""
+    """What a transport calls (`daemon.chat.commands.ChatOps` implements it): a command, or a button press."""
 
     async def handle(self, request: ChatRequest) -> ChatReply | None: ...
     async def confirm(self, token: str, who: ChatIdentity) -> ChatReply | None: ...

@@ -34,7 +34,7 @@ from daemon.domain import (
 from daemon.events import EventBus, fill_event
 from daemon.metrics import Metrics
 from daemon.risk.limits import OrderContext, RiskEngine
-from daemon.store import Store
+from daemon.store.repository import Store
 
 log = logging.getLogger("traderd.engine")
 

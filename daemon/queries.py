@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from brokers.base import Broker, BrokerError
 from daemon.domain import ZERO, Position, utcnow
 from daemon.engine import Engine
-from daemon.store import Store
+from daemon.store.repository import Store
 
 Period = Literal["today", "week", "month"]
 PERIODS: tuple[str, ...] = ("today", "week", "month")

@@ -17,7 +17,7 @@ from brokers.base import Broker
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine, multiplier_of
 from daemon.events import EventBus, fill_event
-from daemon.store import Store
+from daemon.store.repository import Store
 
 log = logging.getLogger("traderd.reconcile")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from daemon.alerts import alert_for, daily_summary
+from daemon.chat.alerts import alert_for, daily_summary
 from daemon.domain import (
     Event,
     Fill,
@@ -85,7 +85,7 @@ def test_daily_summary() -> None:
 
 
 def test_warning_is_not_worded_as_a_rejection() -> None:
-    from daemon.alerts import alert_for
+    from daemon.chat.alerts import alert_for
     from daemon.domain import Event
 
     event = Event(kind="violation", account="margin", summary="1 day trade left before the PDT limit",

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
-from brokers.alpaca import AlpacaBroker
+from brokers.alpaca.broker import AlpacaBroker
 from brokers.base import AuthenticationFailed, Broker, BrokerReport, BrokerUnavailable, OrderRejected, UnknownSymbol
 from brokers.http import RetryPolicy
 from config.brokers import AlpacaSettings

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from brokers.alpaca import AlpacaBroker
+from brokers.alpaca.broker import AlpacaBroker
 from daemon.domain import OrderStatus, SignalStatus
 from tests.conftest import SECRET, alert, client_for, settings_for, settled, wait_until
 from tests.standins.alpaca_api import AlpacaStandIn

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from brokers.base import BrokerBase, UnknownSymbol
-from brokers.projectx import ProjectXBroker
-from brokers.projectx_models import PxBarUnit, bar_unit
-from daemon.bars import BarDataError
-from daemon.broker_bars import BrokerBarSource, base_seconds
-from daemon.risk import calendar as cal
+from brokers.projectx.broker import ProjectXBroker
+from brokers.projectx.models import PxBarUnit, bar_unit
+from daemon import calendar as cal
+from daemon.strategy.bars import BarDataError
+from daemon.strategy.broker_bars import BrokerBarSource, base_seconds
 from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.projectx_history import MinuteBar
 from tests.test_projectx_adapter import contract_id, ensure_front_contracts, make_broker
@@ -125,7 +125,7 @@ async def test_a_broker_without_market_data_is_a_bar_data_error() -> None:
 
 async def test_routed_source_uses_the_csv_when_named_else_the_accounts_broker(broker: ProjectXBroker) -> None:
     from config.strategies import StrategySettings
-    from daemon.broker_bars import RoutedBarSource
+    from daemon.strategy.broker_bars import RoutedBarSource
 
     sample = SAMPLE_5M
     strategies = {

@@ -27,8 +27,8 @@ from discord.gateway import DiscordWebSocket
 from config.settings import Settings
 from daemon.app import Daemon
 from daemon.domain import Event, utcnow
-from daemon.state_store import StateStore
-from daemon.store import Store
+from daemon.store.repository import Store
+from daemon.store.state import StateStore
 from tests.conftest import SECRET, DaemonFactory, alert, client_for, settled, wait_until
 from tests.standins.discord_api import CHANNEL_ID, GUILD_ID, DiscordStandin
 from tests.standins.telegram_api import Sent, TelegramStandin

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from daemon import chatops_render as r
-from daemon.chatops import (
+from daemon.chat import render as r
+from daemon.chat.commands import (
     ChatAuth,
     ChatOps,
     ChatReply,

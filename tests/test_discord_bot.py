@@ -15,7 +15,7 @@ import pytest
 import yarl
 from discord.gateway import DiscordWebSocket
 
-from daemon.chatops import ChatAuth, ChatOps, TransportAuth
+from daemon.chat.commands import ChatAuth, ChatOps, TransportAuth
 from notifiers.discord_bot import DiscordTransport, DiscordWebhookAlerts, render
 from tests.standins.chat_backend import FakeBackend
 from tests.standins.discord_api import CHANNEL_ID, GUILD_ID, DiscordStandin

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from config.chat import AlertSettings
-from daemon.alerts import Alert
+from daemon.chat.alerts import Alert
+from daemon.chat.outbox import Dispatcher, FloodLimits, Outbox, RateGate, pack
 from daemon.domain import Event
-from daemon.outbox import Dispatcher, FloodLimits, Outbox, RateGate, pack
-from daemon.store import Store
-from daemon.store_tables import OutboxRow
+from daemon.store.repository import Store
+from daemon.store.tables import OutboxRow
 
 
 class Permanent(Exception):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from brokers.base import Broker, BrokerReport, OrderNotFound, OrderRejected
-from brokers.paper import PaperBroker
+from brokers.paper.broker import PaperBroker
 from brokers.symbols import symbol_root
 from config.settings import PaperSettings
 from daemon.domain import Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
@@ -459,7 +459,7 @@ async def test_concurrent_orders_and_prices_are_serialised(broker: PaperBroker) 
 
 
 def test_futures_point_value_defaults_to_the_cme_table() -> None:
-    from brokers.paper_book import PaperBook
+    from brokers.paper.book import PaperBook
 
     book = PaperBook(Decimal(100_000), {"NQ": Decimal(7)})
     assert book.multiplier("ES1!") == Decimal(50) and book.multiplier("CME_MINI:MESZ6") == Decimal(5)

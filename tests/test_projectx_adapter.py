@@ -20,7 +20,7 @@ from brokers.base import (
     UnknownSymbol,
 )
 from brokers.http import RetryPolicy
-from brokers.projectx import ProjectXBroker
+from brokers.projectx.broker import ProjectXBroker
 from brokers.symbols import normalize
 from config.brokers import ProjectXSettings
 from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, client_order_id, utcnow

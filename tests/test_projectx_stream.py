@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from brokers.base import BrokerReport
-from brokers.projectx import ProjectXBroker
-from brokers.projectx_stream import decode, encode, hub_payload
+from brokers.projectx.broker import ProjectXBroker
+from brokers.projectx.stream import decode, encode, hub_payload
 from daemon.domain import Fill, utcnow
 from tests.conftest import wait_until
 from tests.standins.projectx_api import ProjectXStandin

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from config.settings import PaperSettings
-from daemon import replay_cli
-from daemon.replay import load_bars, replay
+from daemon.cli import replay as replay_cli
 from daemon.risk.funded import AccountRules
+from daemon.strategy.replay import load_bars, replay
 from strategies.base import load_strategy, parse_params
 
 DATA = Path(__file__).resolve().parent.parent / "strategies" / "data"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from brokers.paper import PaperBroker
+from brokers.paper.broker import PaperBroker
 from daemon.domain import Action, Intent, OrderRequest, Side, SignalStatus, client_order_id
-from daemon.store import Store
+from daemon.store.repository import Store
 from tests.conftest import SECRET, alert, client_for, settled
 
 URL = f"/webhook/tradingview/{SECRET}"

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
-from daemon.risk.calendar import (
+from daemon.calendar import (
     CHICAGO,
     NEW_YORK,
     add_business_days,

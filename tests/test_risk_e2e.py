@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from daemon.app import Daemon
+from daemon.calendar import CHICAGO, CME_ROLL
 from daemon.domain import SignalStatus
-from daemon.risk.calendar import CHICAGO, CME_ROLL
 from daemon.risk.funded_book import FundedConfigError
 from daemon.scheduler import build_scheduler, daily_at
 from tests.conftest import SECRET, alert, client_for, settings_for, settled, wait_until

@@ -11,9 +11,9 @@ import pytest
 
 from config.risk import CashSettings, FundedSettings, PdtSettings
 from config.settings import RiskLimits
+from daemon.calendar import CHICAGO, NEW_YORK
 from daemon.domain import AccountState, Fill, OrderRequest, Side
 from daemon.risk import funded
-from daemon.risk.calendar import CHICAGO, NEW_YORK
 from daemon.risk.funded_book import FundedBook, FundedConfigError, rules_from_settings
 from daemon.risk.limits import AccountRisk, LimitStatus, OrderContext, RiskEngine
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from daemon.calendar import CHICAGO
 from daemon.domain import Fill, Side
-from daemon.risk.calendar import CHICAGO
 from daemon.risk.funded import (
     AccountRules,
     FundedState,

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from daemon.calendar import NEW_YORK
 from daemon.domain import Fill, OrderRequest, Side
-from daemon.risk.calendar import NEW_YORK
 from daemon.risk.pdt import (
     CountMethod,
     check_buying_power,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.risk import tools
+from daemon.cli import risk as tools
 
 DATA = Path(__file__).parent / "data" / "risk"
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def test_pdt_report_direction_method_and_equity(capsys: pytest.CaptureFixture[st
 @pytest.mark.slow
 def test_module_entry_point() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "daemon.risk.tools", "simulate", "--rules", "apex_50k", "--events",
+        [sys.executable, "-m", "daemon.cli.risk", "simulate", "--rules", "apex_50k", "--events",
          str(DATA / "topstep_50k_daily_loss.csv")],
         capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
     )  # fmt: skip
@@ -128,7 +128,7 @@ def test_module_entry_point() -> None:
     first = json.loads(proc.stdout.splitlines()[0])
     assert first["floors"] == {"max_loss": "47500.00"}  # Apex: no daily loss limit
     bad = subprocess.run(
-        [sys.executable, "-m", "daemon.risk.tools", "pdt", "--fills", str(DATA / "nope.csv")],
+        [sys.executable, "-m", "daemon.cli.risk", "pdt", "--fills", str(DATA / "nope.csv")],
         capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1

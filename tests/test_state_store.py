@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.state_store import StateStore
-from daemon.store import Store
+from daemon.store.repository import Store
+from daemon.store.state import StateStore
 
 
 def test_documents_round_trip_and_survive_reopen(tmp_path: Path) -> None:

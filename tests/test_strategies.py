@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.bars import BarDataError, aggregate, load_csv
-from daemon.risk.calendar import NEW_YORK
+from daemon.calendar import NEW_YORK
+from daemon.strategy.bars import BarDataError, aggregate, load_csv
 from strategies.base import Bar, Context, Position, StrategyLoadError, load_strategy, parse_params, shipped
 from strategies.rsi_reversion import wilder_rsi
 

@@ -17,7 +17,7 @@ import pytest
 from config.settings import Settings
 from daemon.app import Daemon
 from daemon.domain import utcnow
-from daemon.state_store import StateStore
+from daemon.store.state import StateStore
 from tests.conftest import client_for
 
 TOKEN = "api-token-for-strategy-tests"

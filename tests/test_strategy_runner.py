@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from brokers.paper import PaperBroker
+from brokers.paper.broker import PaperBroker
 from config.settings import PaperSettings, RiskLimits
 from config.strategies import StrategySettings
-from daemon.bars import CsvBarSource
+from daemon.calendar import CHICAGO, NEW_YORK
 from daemon.domain import Event
 from daemon.engine import Engine
 from daemon.events import EventBus
 from daemon.metrics import Metrics
-from daemon.risk.calendar import CHICAGO, NEW_YORK
 from daemon.risk.limits import RiskEngine
 from daemon.scheduler import build_scheduler
-from daemon.state_store import StateStore
-from daemon.store import Store
-from daemon.strategy_runner import BarCloseTrigger, StrategyRunner
+from daemon.store.repository import Store
+from daemon.store.state import StateStore
+from daemon.strategy.bars import CsvBarSource
+from daemon.strategy.runner import BarCloseTrigger, StrategyRunner
 from tests.conftest import wait_until
 
 ALWAYS_BUY = '''

@@ -1,4 +1,4 @@
-"""Tests for daemon.supervision: sd_notify datagrams, the stall-aware watchdog, log redaction and Sentry."""
+"""Tests for daemon.supervision: sd_notify, the stall-aware watchdog, log redaction and Sentry."""
 
 from __future__ import annotations
 
@@ -19,17 +19,10 @@ from typing import Any
 import pytest
 
 from config.settings import load_settings
-from daemon.supervision import (
-    QUIET_LOGGERS,
-    Redactor,
-    SystemdNotifier,
-    Watchdog,
-    collect_secrets,
-    configure_logging,
-    init_sentry,
-    make_before_send,
-    watchdog_interval,
-)
+from daemon.supervision.logs import QUIET_LOGGERS, configure_logging
+from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
+from daemon.supervision.redaction import Redactor, collect_secrets
+from daemon.supervision.sentry import init_sentry, make_before_send
 
 SECRET = "s3cr3t-Value-42"
 PLAIN_TOKEN = "plain-token-value"  # not configured: only its `token=` context marks it as secret

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from telegram.error import TelegramError
 
-from daemon.chatops import ChatAuth, ChatOps, TransportAuth
+from daemon.chat.commands import ChatAuth, ChatOps, TransportAuth
 from notifiers.telegram_bot import TelegramTransport, to_html
 from tests.standins.chat_backend import FakeBackend
 from tests.standins.telegram_api import TelegramStandin

@@ -24,7 +24,7 @@ from brokers.base import (
 )
 from brokers.http import RetryPolicy
 from brokers.symbols import normalize
-from brokers.tradovate import TradovateBroker
+from brokers.tradovate.broker import TradovateBroker
 from config.brokers import TradovateSettings
 from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, client_order_id
 from tests.standins.tradovate_api import TradovateStandin, TvContract

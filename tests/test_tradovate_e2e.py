@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from brokers.symbols import normalize
-from brokers.tradovate import TradovateBroker
+from brokers.tradovate.broker import TradovateBroker
 from daemon.domain import OrderStatus, SignalStatus
 from tests.conftest import SECRET, alert, client_for, settings_for, settled, wait_until
 from tests.standins.tradovate_api import TradovateStandin

@@ -14,7 +14,7 @@ import pytest
 
 from brokers.base import BrokerReport
 from brokers.stream import Backoff
-from brokers.tradovate import TradovateBroker
+from brokers.tradovate.broker import TradovateBroker
 from daemon.domain import OrderStatus, OrderType
 from tests.conftest import wait_until
 from tests.standins.tradovate_api import TradovateStandin

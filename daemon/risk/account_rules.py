@@ -15,9 +15,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from config.risk import CashSettings, PdtSettings
+from daemon.calendar import NEW_YORK, previous_business_days, trade_date
 from daemon.domain import ZERO, Fill, Side, Violation
 from daemon.risk import funded, pdt
-from daemon.risk.calendar import NEW_YORK, previous_business_days, trade_date
 
 if TYPE_CHECKING:
     from daemon.risk.limits import OrderContext

@@ -13,7 +13,7 @@ returns the new state and the `Breach`es it caused:
 Breach actions: `flatten_block_session` (soft: flatten, cancel, block until the next futures session),
 `flatten_lock` (hard: flatten and lock until an operator calls `reset_lock`), `reject` (refuse the order).
 Floors are enforced against live equity in every drawdown model; the models differ only in how the floor
-moves. Sessions roll at 17:00 America/Chicago (`daemon.risk.calendar.futures_session_date`).
+moves. Sessions roll at 17:00 America/Chicago (`daemon.calendar.futures_session_date`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from brokers.symbols import symbol_root
+from daemon.calendar import futures_session_date, futures_session_end, next_session_start
 from daemon.domain import ZERO, Fill, Violation
-from daemon.risk.calendar import futures_session_date, futures_session_end, next_session_start
 from daemon.risk.presets import DEFAULT_POINT_VALUES, PRESETS
 
 BreachAction = Literal["flatten_block_session", "flatten_lock", "reject"]

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from config.risk import FundedSettings
 from daemon.domain import utcnow
 from daemon.risk.funded import AccountRules, FundedState, new_state
-from daemon.state_store import StateStore
+from daemon.store.state import StateStore
 
 NAMESPACE = "funded"
 

@@ -23,13 +23,13 @@ from decimal import Decimal
 from typing import Any
 
 from brokers.base import Broker, BrokerError
+from daemon.calendar import futures_session_date
 from daemon.domain import Event, Fill, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus
 from daemon.risk import funded
-from daemon.risk.calendar import futures_session_date
 from daemon.risk.funded_book import FundedBook
-from daemon.store import Store
+from daemon.store.repository import Store
 
 log = logging.getLogger("traderd.risk")
 

@@ -30,8 +30,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from daemon.calendar import add_business_days, next_business_day, previous_business_days, trade_date
 from daemon.domain import ZERO, Fill, OrderRequest, Side
-from daemon.risk.calendar import add_business_days, next_business_day, previous_business_days, trade_date
 
 PATTERN_THRESHOLD = 4  # day trades within the window that make a pattern day trader
 WINDOW_DAYS = 5  # business days

@@ -16,15 +16,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from brokers.base import Broker
 from config.settings import Settings
+from daemon.calendar import CME_ROLL
 from daemon.engine import Engine
 from daemon.events import EventBus
-from daemon.risk.calendar import CME_ROLL
 from daemon.risk.funded_book import FundedBook, rules_from_settings
 from daemon.risk.limits import AccountRisk, RiskEngine
 from daemon.risk.monitor import RiskMonitor
 from daemon.scheduler import daily_at, every
-from daemon.state_store import StateStore
-from daemon.store import Store
+from daemon.store.repository import Store
+from daemon.store.state import StateStore
 
 PDT_FILLS_LIMIT = 10_000  # fills read per check for the 5-business-day window
 

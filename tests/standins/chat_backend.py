@@ -1,7 +1,7 @@
 """In-memory stand-in of the daemon seam of chat-ops (`ChatBackend`), for tests of the core and the transports.
 
 Its flatten/cancel/pause really change its state, so tests assert outcomes. The daemon's real backend is
-`daemon.chat_backend.DaemonChatBackend` (exercised by tests/test_chat_e2e.py).
+`daemon.chat.backend.DaemonChatBackend` (exercised by tests/test_chat_e2e.py).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from daemon.chatops import (
+from daemon.chat.commands import (
     AccountInfo,
     ControlResult,
     HealthCheck,

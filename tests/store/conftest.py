@@ -23,7 +23,7 @@ from daemon.domain import (
     OrderType,
     Side,
 )
-from daemon.store import Store, normalize_url
+from daemon.store.repository import Store, normalize_url
 
 D = Decimal
 PG_URL = os.environ.get("TRADERD_TEST_POSTGRES_URL", "")

@@ -12,8 +12,8 @@ from daemon.domain import (
     SignalStatus,
     client_order_id,
 )
-from daemon.store import Store
-from daemon.store_tables import apply_fill, average_of
+from daemon.store.repository import Store
+from daemon.store.tables import apply_fill, average_of
 from tests.store.conftest import T0, D, fill, intent, order, run_in_threads
 
 # -- orders, fills, ledger ---------------------------------------------------------------------------------

@@ -1,0 +1,484 @@
+"""Transport-neutral chat commands: parse, authorize, confirm, execute and render, for Telegram and Discord.
+
+`ChatOps.handle(request)` answers one command; `ChatOps.confirm(token, who)` executes a confirmed destructive
+command. The daemon is reached only through the `ChatBackend` protocol, so this module needs no engine or
+store. Authorization is deny-by-default: a per-transport allowlist of user ids with a role (`viewer` may
+read, `operator` may also pause/resume/cancel/flatten accounts and pause/resume strategies), optionally
+restricted to chats (or Discord guilds).
+Anything else is ignored (`None`) and audited, except `/whoami`, which always answers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from daemon.chat import render as r
+from daemon.domain import (
+    COMMANDS,
+    AccountState,
+    ChatHandler,
+    ChatIdentity,
+    ChatReply,
+    ChatRequest,
+    CommandSpec,
+    Fill,
+    FlattenReport,
+    Order,
+    Position,
+    utcnow,
+)
+from daemon.domain import ChatRole as Role
+from daemon.domain import ChatTransport as Transport
+
+__all__ = [
+    "ALL", "COMMANDS", "PERIODS", "SPECS", "AccountInfo", "BadInput", "ChatAuth", "ChatBackend", "ChatHandler",
+    "ChatIdentity", "ChatOps", "ChatReply", "ChatRequest", "CommandSpec", "ControlResult", "HealthCheck", "Period",
+    "PnlLine", "RiskLine", "Role", "StatusInfo", "StrategyAction", "StrategyInfo", "Transport", "TransportAuth",
+]
+Period = Literal["today", "week", "month"]
+StrategyAction = Literal["pause", "resume"]
+PERIODS: tuple[Period, ...] = ("today", "week", "month")
+ALL = "all"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- what the backend returns
+
+
+class AccountInfo(_Model):
+    name: str
+    broker: str
+    paused: bool = False
+    connected: bool = True
+    locked: str | None = None  # why risk locked the account (e.g. "daily loss limit"), None when not locked
+    state: AccountState | None = None
+
+
+class StatusInfo(_Model):
+    version: str
+    started_at: AwareDatetime
+    accounts: list[AccountInfo] = Field(default_factory=list)
+    pending_signals: int = 0
+    outbox_pending: int = 0
+
+
+class PnlLine(_Model):
+    account: str
+    realized: Decimal
+    unrealized: Decimal
+    fees: Decimal = Decimal(0)
+    currency: str = "USD"
+
+    @property
+    def net(self) -> Decimal:
+        return self.realized + self.unrealized - self.fees
+
+
+class RiskLine(_Model):
+    """One limit: e.g. name="daily loss", used=Decimal("420"), limit=Decimal("1000"), left=Decimal("580")."""
+
+    account: str
+    name: str
+    used: Decimal | str
+    limit: Decimal | str
+    left: Decimal | str
+    breached: bool = False
+
+
+class HealthCheck(_Model):
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class ControlResult(_Model):
+    """The outcome of pause/resume on one account."""
+
+    account: str
+    changed: bool  # False: it already was paused (or running)
+    detail: str = ""
+
+
+class StrategyInfo(_Model):
+    """One scheduled strategy instance; `error` says why a disabled one was disabled."""
+
+    name: str
+    strategy: str
+    account: str
+    symbol: str
+    timeframe: str
+    state: Literal["running", "paused", "disabled"]
+    error: str | None = None
+    last_bar_end: AwareDatetime | None = None
+    last_signal: str | None = None
+    last_signal_at: AwareDatetime | None = None
+    next_run: datetime | None = None
+
+
+class ChatBackend(Protocol):
+    """What chat-ops needs from the running daemon. `target` is an account name or "all"; `actor` is
+    "<transport>:<user id>" and is recorded with the action; `request_id` (cancel, flatten) comes from the
+    confirmation token, so the same confirmation can never act twice."""
+
+    async def status(self) -> StatusInfo: ...
+    async def accounts(self) -> list[AccountInfo]: ...
+    async def positions(self, account: str | None) -> list[Position]: ...
+    async def open_orders(self, account: str | None) -> list[Order]: ...
+    async def recent_fills(self, n: int) -> list[Fill]: ...
+    async def pnl(self, period: Period, account: str | None) -> list[PnlLine]: ...
+    async def risk(self, account: str | None) -> list[RiskLine]: ...
+    async def health(self) -> list[HealthCheck]: ...
+    async def pause(self, target: str, actor: str) -> list[ControlResult]: ...
+    async def resume(self, target: str, actor: str) -> list[ControlResult]: ...
+    async def cancel(self, target: str, actor: str, request_id: str) -> list[FlattenReport]: ...
+    async def flatten(self, target: str, actor: str, request_id: str) -> list[FlattenReport]: ...
+    async def strategies(self) -> list[StrategyInfo]: ...
+    async def strategy_control(self, name: str, action: StrategyAction, actor: str) -> StrategyInfo: ...
+    async def audit(self, actor: str, action: str, target: str, ok: bool, detail: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- requests, replies, auth
+
+
+class TransportAuth(_Model):
+    users: dict[str, Role] = Field(default_factory=dict)  # user id -> role; empty denies everyone
+    chats: list[str] = Field(default_factory=list)  # allowed chat/channel/guild ids; empty allows any
+
+
+class ChatAuth(_Model):
+    telegram: TransportAuth = Field(default_factory=TransportAuth)
+    discord: TransportAuth = Field(default_factory=TransportAuth)
+
+    def role(self, who: ChatIdentity) -> Role | None:
+        rules = self.telegram if who.transport == "telegram" else self.discord
+        role = rules.users.get(who.user_id)
+        if role is None:
+            return None
+        if rules.chats and who.chat_id not in rules.chats and (who.guild_id or "") not in rules.chats:
+            return None
+        return role
+
+
+SPECS = {spec.name: spec for spec in COMMANDS}
+TRADE_LIMIT = 50
+
+
+class BadInput(Exception):
+    """Chat text the core cannot act on; the message is shown to the user."""
+
+
+@dataclass
+class _Pending:
+    key: str
+    action: Literal["pause", "cancel", "flatten"]
+    target: str
+    who: ChatIdentity
+    expires_at: datetime
+
+
+Clock = Callable[[], datetime]
+
+
+class ChatOps:
+    """The command core. One instance serves every transport."""
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        auth: ChatAuth,
+        clock: Clock = utcnow,
+        confirm_ttl: timedelta = timedelta(seconds=30),
+    ) -> None:
+        self.backend = backend
+        self.auth = auth
+        self.clock = clock
+        self.confirm_ttl = confirm_ttl
+        self._pending: dict[str, _Pending] = {}
+        self._handlers: dict[str, Callable[[ChatRequest], Awaitable[ChatReply]]] = {
+            "help": self._help,
+            "status": self._status,
+            "pnl": self._pnl,
+            "positions": self._positions,
+            "orders": self._orders,
+            "trades": self._trades,
+            "accounts": self._accounts,
+            "risk": self._risk,
+            "health": self._health,
+            "strategies": self._strategies,
+            "strategy": self._strategy,
+            "pause": self._pause,
+            "resume": self._resume,
+            "cancel": self._cancel,
+            "flatten": self._flatten,
+        }
+
+    # ------------------------------------------------------------------ entry points
+
+    async def handle(self, request: ChatRequest) -> ChatReply | None:
+        """Answer one command; None means "say nothing" (unauthorized: ignored, but audited)."""
+        if request.command == "whoami":
+            return self._whoami(request)
+        role = self.auth.role(request)
+        if role is None:
+            await self._audit(request, request.command, "", False, "denied: unknown user or chat")
+            return None
+        handler = self._handlers.get(request.command)
+        if handler is None:
+            return ChatReply(text=f"Unknown command /{request.command}. Send /help for the list.")
+        if SPECS[request.command].role == "operator" and role != "operator":
+            await self._audit(request, request.command, " ".join(request.args), False, "denied: viewer")
+            return ChatReply(text=f"/{request.command} needs the operator role; you are a viewer.")
+        try:
+            return await handler(request)
+        except BadInput as exc:
+            return ChatReply(text=str(exc))
+        except Exception as exc:  # a backend failure must not kill the transport
+            await self._audit(request, request.command, " ".join(request.args), False, f"error: {exc!r}")
+            return ChatReply(text=f"/{request.command} failed: {exc}")
+
+    async def confirm(self, token: str, who: ChatIdentity) -> ChatReply | None:
+        """A confirmation button was pressed. Works once, only for its requester, only before it expires."""
+        role = self.auth.role(who)
+        if role is None:
+            await self._audit(who, "confirm", token, False, "denied: unknown user or chat")
+            return None
+        decision, _, key = token.partition(":")
+        self._drop_expired(self.clock())
+        pending = self._pending.get(key)
+        if pending is None or decision not in ("ok", "no"):
+            return ChatReply(text="This confirmation has expired or was already used. Nothing was done.")
+        if pending.who.transport != who.transport or pending.who.user_id != who.user_id:
+            await self._audit(who, f"confirm {pending.action}", pending.target, False, "not the requester")
+            return ChatReply(text="Only the person who asked can confirm this.", ephemeral=True)
+        del self._pending[key]  # consumed before anything is awaited: a double press finds nothing
+        if decision == "no":
+            await self._audit(who, pending.action, pending.target, True, "cancelled at confirmation")
+            return ChatReply(text=f"/{pending.action} {pending.target} cancelled. Nothing was done.")
+        return await self._execute(pending)
+
+    def pending_count(self) -> int:
+        self._drop_expired(self.clock())
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _whoami(self, who: ChatRequest) -> ChatReply:
+        role = self.auth.role(who)
+        lines = [
+            f"transport: {who.transport}",
+            f"user id: {who.user_id}" + (f" ({who.user_name})" if who.user_name else ""),
+            f"chat id: {who.chat_id}",
+        ]
+        if who.guild_id:
+            lines.append(f"guild id: {who.guild_id}")
+        lines.append(f"role: {role or 'none (not authorized)'}")
+        return ChatReply(text="\n".join(lines))
+
+    async def _audit(self, who: ChatIdentity, action: str, target: str, ok: bool, detail: str) -> None:
+        await self.backend.audit(who.actor, action, target, ok, detail)
+
+    def _drop_expired(self, now: datetime) -> None:
+        for key in [k for k, p in self._pending.items() if p.expires_at <= now]:
+            del self._pending[key]
+
+    async def _account_arg(self, value: str | None, *, allow_all: bool) -> str | None:
+        """Resolve an account argument (case-insensitive) to its configured name; "all" -> "all"."""
+        if value is None:
+            return None
+        if allow_all and value.lower() == ALL:
+            return ALL
+        names = [a.name for a in await self.backend.accounts()]
+        for name in names:
+            if name.lower() == value.lower():
+                return name
+        raise BadInput(f"Unknown account {value!r}. Accounts: {', '.join(names) or 'none'}.")
+
+    def _no_extra(self, request: ChatRequest, allowed: int) -> None:
+        if len(request.args) > allowed:
+            raise BadInput(f"Too many arguments. Usage: {SPECS[request.command].usage}")
+
+    async def _target(self, request: ChatRequest) -> str:
+        """The account (or "all") a control command acts on; omitted is fine with a single account."""
+        self._no_extra(request, 1)
+        if request.args:
+            target = await self._account_arg(request.args[0], allow_all=True)
+            assert target is not None
+            return target
+        names = [a.name for a in await self.backend.accounts()]
+        if len(names) == 1:
+            return names[0]
+        raise BadInput(f"Say which account: {SPECS[request.command].usage} (accounts: {', '.join(names)}).")
+
+    def _ask(
+        self, request: ChatRequest, action: Literal["pause", "cancel", "flatten"], target: str, question: str
+    ) -> ChatReply:
+        key = secrets.token_urlsafe(9)
+        self._drop_expired(self.clock())
+        self._pending[key] = _Pending(key, action, target, request, self.clock() + self.confirm_ttl)
+        seconds = int(self.confirm_ttl.total_seconds())
+        return ChatReply(
+            text=f"{question}\nConfirm within {seconds} s.",
+            buttons=[(f"Yes, {action} {target}", f"ok:{key}"), ("No", f"no:{key}")],
+        )
+
+    async def _execute(self, pending: _Pending) -> ChatReply:
+        who, action, target = pending.who, pending.action, pending.target
+        try:
+            if action == "pause":
+                results = await self.backend.pause(target, who.actor)
+                text = r.control_text("paused", "already paused", results)
+            else:
+                reports = await (self.backend.flatten if action == "flatten" else self.backend.cancel)(
+                    target, who.actor, pending.key
+                )
+                done = "Flatten" if action == "flatten" else "Cancel"
+                body = "\n".join(r.flatten_report(rep, verb=action) for rep in reports) or "no accounts"
+                failed = any(rep.errors for rep in reports)
+                text = f"{done} {target}: {'done with ERRORS' if failed else 'done'}.\n{body}"
+        except Exception as exc:
+            await self._audit(who, action, target, False, f"error: {exc!r}")
+            return ChatReply(text=f"/{action} {target} FAILED: {exc}")
+        await self._audit(who, action, target, True, "confirmed and executed")
+        return ChatReply(text=r.clip(text))
+
+    # ------------------------------------------------------------------ read-only commands
+
+    async def _help(self, request: ChatRequest) -> ChatReply:
+        role = self.auth.role(request)
+        shown = [spec for spec in COMMANDS if role == "operator" or spec.role == "viewer"]
+        lines = [f"{spec.usage} - {spec.summary}" for spec in shown]
+        return ChatReply(text="Commands:\n" + "\n".join(lines))
+
+    async def _status(self, request: ChatRequest) -> ChatReply:
+        self._no_extra(request, 0)
+        return ChatReply(text=r.status_text(await self.backend.status(), self.clock()))
+
+    async def _accounts(self, request: ChatRequest) -> ChatReply:
+        self._no_extra(request, 0)
+        return ChatReply(text=r.accounts_text(await self.backend.accounts()))
+
+    async def _pnl(self, request: ChatRequest) -> ChatReply:
+        self._no_extra(request, 2)
+        period: Period = "today"
+        args = list(request.args)
+        if args and args[0].lower() in PERIODS:
+            period = args.pop(0).lower()  # type: ignore[assignment]
+        if len(args) > 1:
+            raise BadInput(f"Unknown period {args[0]!r}: use today, week or month.")
+        account = await self._account_arg(args[0], allow_all=False) if args else None
+        return ChatReply(text=r.pnl_text(period, account, await self.backend.pnl(period, account)))
+
+    async def _positions(self, request: ChatRequest) -> ChatReply:
+        self._no_extra(request, 1)
+        account = await self._account_arg(request.args[0], allow_all=False) if request.args else None
+        positions = [p for p in await self.backend.positions(account) if p.quantity != 0]
+        where = f" on {account}" if account else ""
+        if not positions:
+            return ChatReply(text=f"No open positions{where}.")
+        return ChatReply(text=r.clip(f"Positions{where}\n" + r.positions_table(positions, with_account=not account)))
+
+    async def _orders(self, request: ChatRequest) -> ChatReply:
+        self._no_extra(request, 1)
+        account = await self._account_arg(request.args[0], allow_all=False) if request.args else None
+        orders = [o for o in await self.backend.open_orders(account) if o.status.is_open]
+        where = f" on {account}" if account else ""
+        if not orders:
+            return ChatReply(text=f"No open orders{where}.")
+        return ChatReply(text=r.clip(f"Open orders{where}\n" + r.orders_table(orders, with_account=not account)))
+
+    async def _trades(self, request: ChatRequest) -> ChatReply:
+        self._no_extra(request, 1)
+        n = 10
+        if request.args:
+            try:
+                n = int(request.args[0])
+            except ValueError:
+                bad = request.args[0]
+                raise BadInput(f"/trades takes a number of fills (1-{TRADE_LIMIT}), not {bad!r}.") from None
+            if not 1 <= n <= TRADE_LIMIT:
+                raise BadInput(f"/trades takes a number of fills from 1 to {TRADE_LIMIT}, not {n}.")
+        fills = await self.backend.recent_fills(n)
+        if not fills:
+            return ChatReply(text="No fills yet.")
+        return ChatReply(text=r.clip(f"Last {len(fills)} fills\n" + r.fills_table(fills[:n])))
+
+    async def _risk(self, request: ChatRequest) -> ChatReply:
+        self._no_extra(request, 1)
+        account = await self._account_arg(request.args[0], allow_all=False) if request.args else None
+        return ChatReply(text=r.risk_text(account, await self.backend.risk(account)))
+
+    async def _health(self, request: ChatRequest) -> ChatReply:
+        self._no_extra(request, 0)
+        return ChatReply(text=r.health_text(await self.backend.health()))
+
+    async def _strategies(self, request: ChatRequest) -> ChatReply:
+        self._no_extra(request, 0)
+        return ChatReply(text=r.strategies_text(await self.backend.strategies()))
+
+    # ------------------------------------------------------------------ control commands
+
+    async def _strategy(self, request: ChatRequest) -> ChatReply:
+        """`/strategy pause|resume NAME`: NAME must be a configured strategy (any case); nothing changes otherwise."""
+        verb = request.args[0].lower() if request.args else ""
+        if len(request.args) != 2 or verb not in ("pause", "resume"):
+            raise BadInput(f"Usage: {SPECS['strategy'].usage}")
+        action: StrategyAction = "pause" if verb == "pause" else "resume"
+        known = await self.backend.strategies()
+        before = next((s for s in known if s.name.lower() == request.args[1].lower()), None)
+        if before is None:
+            names = ", ".join(s.name for s in known) or "none configured"
+            raise BadInput(f"Unknown strategy {request.args[1]!r}. Strategies: {names}.")
+        after = await self.backend.strategy_control(before.name, action, request.actor)
+        text, ok = r.strategy_control_text(action, before, after)
+        await self._audit(request, f"strategy_{action}", before.name, ok, "executed" if ok else text)
+        return ChatReply(text=text)
+
+
+    async def _pause(self, request: ChatRequest) -> ChatReply:
+        target = await self._target(request)
+        if target == ALL:
+            question = "Pause ALL accounts? No new entries; exits still allowed."
+            return self._ask(request, "pause", target, question)
+        results = await self.backend.pause(target, request.actor)
+        await self._audit(request, "pause", target, True, "executed")
+        return ChatReply(text=r.control_text("paused", "already paused", results))
+
+    async def _resume(self, request: ChatRequest) -> ChatReply:
+        target = await self._target(request)
+        results = await self.backend.resume(target, request.actor)
+        await self._audit(request, "resume", target, True, "executed")
+        return ChatReply(text=r.control_text("resumed", "was not paused", results))
+
+    async def _cancel(self, request: ChatRequest) -> ChatReply:
+        target = await self._target(request)
+        orders = await self.backend.open_orders(None if target == ALL else target)
+        open_orders = [o for o in orders if o.status.is_open]
+        question = f"Cancel {len(open_orders)} open order(s) on {target}?"
+        if open_orders:
+            question += "\n" + r.orders_table(open_orders, with_account=target == ALL)
+        await self._audit(request, "cancel", target, True, "asked to confirm")
+        return self._ask(request, "cancel", target, r.clip(question, 1500))
+
+    async def _flatten(self, request: ChatRequest) -> ChatReply:
+        target = await self._target(request)
+        account = None if target == ALL else target
+        positions = [p for p in await self.backend.positions(account) if p.quantity != 0]
+        orders = [o for o in await self.backend.open_orders(account) if o.status.is_open]
+        question = (
+            f"FLATTEN {target}: cancel {len(orders)} open order(s) and close {len(positions)} position(s) at market?"
+        )
+        if positions:
+            question += "\n" + r.positions_table(positions, with_account=account is None)
+        await self._audit(request, "flatten", target, True, "asked to confirm")
+        return self._ask(request, "flatten", target, r.clip(question, 1500))
+

@@ -1,0 +1,98 @@
+"""Database engines for the store: URL normalisation, SQLite pragmas, durable vs fast commits, migrations.
+
+`open_engine(url)` returns the engine and its writer (write transactions: SQLite `BEGIN IMMEDIATE`, durable
+by default) after bringing the schema to the newest Alembic revision; `daemon.store.repository.Store` is the
+repository on top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_WRITE = "traderd_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
+# Execution option: this commit is a promise to the outside world (a signal accepted, a control action) and
+# must survive a power loss: SQLite synchronous=FULL / PostgreSQL synchronous_commit=on. Other writes (orders,
+# fills, statuses) are derived from the broker, which reconciliation re-reads after any crash, so they
+# commit without waiting for the disk (still atomic and crash-safe for the process); they become durable at
+# the next durable commit or checkpoint. This keeps one fsync per accepted signal instead of four.
+_DURABLE = "traderd_durable"
+_PG_MIGRATION_LOCK = 0x7472_6164_6572  # advisory lock id ("trader"): one migrator at a time
+
+
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3; everything else is passed through."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic Config built in code (no alembic.ini) pointing at the packaged migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_on_begin)
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    options = conn.get_execution_options()
+    if options.get(_WRITE):
+        conn.exec_driver_sql("PRAGMA synchronous=FULL" if options.get(_DURABLE) else "PRAGMA synchronous=NORMAL")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def open_engine(url: str) -> tuple[Engine, Engine]:
+    """(engine, writer) for `url`, with the schema migrated to head. Migrations never delete data."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {}
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite:
+        database = parsed.database or ""
+        if database in ("", ":memory:"):  # one shared connection, or every session sees a new database
+            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        elif not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        kwargs.update(pool_pre_ping=True)
+    engine = create_engine(parsed, **kwargs)
+    if is_sqlite:
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    writer = engine.execution_options(**{_WRITE: True, _DURABLE: True})
+    try:
+        with writer.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            command.upgrade(alembic_config(conn), "head")
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine, writer
+
+

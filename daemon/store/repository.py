@@ -1,0 +1,463 @@
+"""Durable store: the repository over SQLite (WAL) or PostgreSQL that keeps signals, orders, fills and state.
+
+`Store(url)` is synchronous and cheap per call: every method is one short transaction in its own session, so
+it can be called from the asyncio thread. `open()` creates the engine and brings the schema to the newest
+Alembic revision (migrations ship in `daemon/store/migrations/`): an upgrade never requires deleting the database.
+
+SQLite connections use WAL, synchronous=FULL, foreign keys and a 5 s busy timeout; write transactions start
+with `BEGIN IMMEDIATE` so read-then-write transactions (the positions ledger) cannot deadlock on lock upgrade.
+On PostgreSQL the same guarantees come from `INSERT ... ON CONFLICT` and `SELECT ... FOR UPDATE`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, and_, or_, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, SQLModel, col, select, update
+
+from daemon.domain import (
+    ZERO,
+    AccountState,
+    Fill,
+    Intent,
+    Order,
+    OrderStatus,
+    Position,
+    SignalStatus,
+    Violation,
+    utcnow,
+)
+from daemon.store.database import _DURABLE, alembic_config, normalize_url, open_engine
+from daemon.store.tables import (
+    AccountControl,
+    AuditEntry,
+    AuditRow,
+    ControlRow,
+    DailyPnl,
+    FillRow,
+    OrderRow,
+    PositionRow,
+    SignalRecord,
+    SignalRow,
+    SnapshotRow,
+    ViolationRow,
+)
+from daemon.store.writes import DuplicateFill, HotWrites
+
+__all__ = ["AccountControl", "AuditEntry", "DailyPnl", "SignalRecord", "Store", "alembic_config", "normalize_url"]
+
+_OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]
+_FLAT = {"quantity": ZERO, "average_price": ZERO, "cost_basis": ZERO, "realized_pnl": ZERO}
+
+
+def _order(row: OrderRow) -> Order:
+    return Order.model_validate(row, from_attributes=True)
+
+
+def _fill(row: FillRow) -> Fill:
+    return Fill.model_validate(row, from_attributes=True)
+
+
+class Store:
+    """The repository. Call `open()` before use and `close()` at shutdown."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self._engine: Engine | None = None
+        self._writer: Engine | None = None
+        self._hot_writes: HotWrites | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("Store is not open")
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def open(self) -> None:
+        if self._engine is None:
+            self._engine, self._writer = open_engine(self.url)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+        self._engine = self._writer = None
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT 1")).scalar() == 1
+        except (SQLAlchemyError, RuntimeError):
+            return False
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @property
+    def _writer_engine(self) -> Engine:
+        if self._writer is None:
+            raise RuntimeError("Store is not open")
+        return self._writer
+
+    @contextmanager
+    def _write(self, durable: bool = False) -> Iterator[Session]:
+        engine = self._writer_engine if durable else self._writer_engine.execution_options(**{_DURABLE: False})
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            if not durable and self.dialect == "postgresql":
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            yield session
+
+    @property
+    def _hot(self) -> HotWrites:
+        if self._hot_writes is None:
+            self._hot_writes = HotWrites(self.dialect)
+        return self._hot_writes
+
+    @contextmanager
+    def _core_write(self) -> Iterator[Connection]:
+        """A non-durable write transaction on a plain connection (the hot path; see _DURABLE)."""
+        with self._writer_engine.execution_options(**{_DURABLE: False}).begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            yield conn
+
+    def _insert(self, model: type[SQLModel]) -> Any:
+        """A Core (not ORM-bulk) dialect insert, for `on_conflict_*` (SQLite >= 3.24, PostgreSQL)."""
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(model.__table__)  # type: ignore[attr-defined]
+
+    def _locked_row(self, session: Session, model: Any, key: dict[str, Any], defaults: dict[str, Any]) -> Any:
+        """The row for `key`, created from `defaults` if missing, locked for the rest of the transaction."""
+        stmt = select(model).where(*[getattr(model, k) == v for k, v in key.items()]).with_for_update()
+        row = session.exec(stmt).first()
+        if row is None:
+            session.execute(
+                self._insert(model).values(**key, **defaults).on_conflict_do_nothing(index_elements=list(key))
+            )
+            row = session.exec(stmt).one()
+        return row
+
+    # -- signals -------------------------------------------------------------------------------------------
+
+    def record_signal(self, intent: Intent, raw: dict[str, Any] | None = None) -> tuple[str, bool]:
+        """Commit a new PENDING signal; a known (account, dedup_key) gives (existing_id, False) unchanged."""
+        values = {
+            "signal_id": intent.signal_id,
+            "account": intent.account,
+            "dedup_key": intent.dedup_key,
+            "source": intent.source,
+            "status": SignalStatus.PENDING.value,
+            "intent_json": intent.model_dump_json(),
+            "raw_json": None if raw is None else json.dumps(raw, default=str, ensure_ascii=False),
+            "received_at": intent.received_at,
+            "updated_at": utcnow(),
+        }
+        table = SignalRow.__table__.c  # type: ignore[attr-defined]
+        insert = self._insert(SignalRow).on_conflict_do_nothing(index_elements=["account", "dedup_key"])
+        try:
+            with self._writer_engine.begin() as conn:  # Core, one statement cached across calls: fast path
+                if conn.execute(insert.returning(table.seq), values).first() is not None:
+                    return intent.signal_id, True  # a row came back: inserted
+                # On PostgreSQL ON CONFLICT waited for a racing insert to commit, so the row is visible now.
+                where = (table.account == intent.account, table.dedup_key == intent.dedup_key)
+                existing = conn.execute(select(table.signal_id).where(*where)).scalar()
+        except IntegrityError:  # e.g. the same signal_id under another dedup key: only a duplicate is fine
+            existing = self.signal_exists(intent.account, intent.dedup_key)
+        if existing is None:
+            raise ValueError(f"signal_id {intent.signal_id!r} is already used by another signal")
+        return existing, False
+
+    def signal_exists(self, account: str, dedup_key: str) -> str | None:
+        with self._read() as session:
+            where = (SignalRow.account == account, SignalRow.dedup_key == dedup_key)
+            return session.exec(select(SignalRow.signal_id).where(*where)).first()
+
+    def set_signal_status(
+        self, signal_id: str, status: SignalStatus, reason: str | None = None, client_order_id: str | None = None
+    ) -> None:
+        """Move a signal to `status`; `reason`/`client_order_id` are only changed when given."""
+        values: dict[str, Any] = {"status": SignalStatus(status).value, "updated_at": utcnow()}
+        if reason is not None:
+            values["reason"] = reason
+        if client_order_id is not None:
+            values["client_order_id"] = client_order_id
+        with self._write() as session:
+            stmt = update(SignalRow).where(col(SignalRow.signal_id) == signal_id).values(values)
+            result = session.execute(stmt)
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise KeyError(f"unknown signal {signal_id!r}")
+
+    def get_signal(self, signal_id: str) -> SignalRecord | None:
+        with self._read() as session:
+            row = session.exec(select(SignalRow).where(SignalRow.signal_id == signal_id)).first()
+            if row is None:
+                return None
+            match = [col(OrderRow.signal_id) == signal_id]
+            if row.client_order_id:
+                match.append(
+                    and_(
+                        col(OrderRow.account) == row.account,
+                        col(OrderRow.client_order_id).startswith(row.client_order_id, autoescape=True),
+                    )
+                )
+            orders = session.exec(
+                select(OrderRow).where(or_(*match)).order_by(col(OrderRow.created_at), col(OrderRow.id))
+            ).all()
+            fills: list[FillRow] = []
+            if orders:
+                fills = list(
+                    session.exec(
+                        select(FillRow)
+                        .where(
+                            FillRow.account == row.account,
+                            col(FillRow.broker_order_id).in_([o.broker_order_id for o in orders]),
+                        )
+                        .order_by(col(FillRow.filled_at), col(FillRow.id))
+                    ).all()
+                )
+        return SignalRecord(
+            signal_id=row.signal_id,
+            account=row.account,
+            status=SignalStatus(row.status),
+            reason=row.reason,
+            intent=Intent.model_validate_json(row.intent_json),
+            received_at=row.received_at,
+            updated_at=row.updated_at,
+            client_order_id=row.client_order_id,
+            orders=[_order(o) for o in orders],
+            fills=[_fill(f) for f in fills],
+        )
+
+    def unfinished_signals(self) -> list[tuple[Intent, SignalStatus]]:
+        """PENDING and SUBMITTING signals in arrival order, for the workers to resume after a restart."""
+        unfinished = [SignalStatus.PENDING.value, SignalStatus.SUBMITTING.value]
+        with self._read() as session:
+            rows = session.exec(
+                select(SignalRow.intent_json, SignalRow.status)
+                .where(col(SignalRow.status).in_(unfinished))
+                .order_by(col(SignalRow.seq))
+            ).all()
+        return [(Intent.model_validate_json(js), SignalStatus(st)) for js, st in rows]
+
+    # -- orders and fills ----------------------------------------------------------------------------------
+
+    def upsert_order(self, order: Order, signal_id: str | None = None) -> None:
+        """Insert or update by (account, broker_order_id); a late 'open' report never reopens a final one."""
+        with self._core_write() as conn:
+            self._hot.upsert_order(conn, order, signal_id)
+
+    def finish_signal(self, signal_id: str, status: SignalStatus, reason: str | None, order: Order | None, *,
+                      reports: Sequence[Order] = (), fills: Sequence[tuple[Fill, Decimal]] = ()
+                      ) -> list[Decimal | None]:
+        """A signal's final status, the order it placed, and the broker's reports that came in meanwhile
+        (order updates, fills with their multiplier), in one transaction: one commit per signal on the hot
+        path. Returns each fill's realized P&L, or None for a fill that was already recorded."""
+        realized: list[Decimal | None] = []
+        with self._core_write() as conn:
+            for report in reports:
+                self._hot.upsert_order(conn, report, None)
+            for fill, multiplier in fills:
+                try:
+                    with conn.begin_nested():  # a known fill rolls back alone, not the signal
+                        realized.append(self._hot.apply_fill(conn, fill, multiplier))
+                except DuplicateFill:
+                    realized.append(None)
+            if order is not None:
+                self._hot.upsert_order(conn, order, signal_id)
+            self._hot.finish_signal(conn, signal_id, status, reason, order.client_order_id if order else None)
+        return realized
+
+    def orders(self, account: str | None = None, open_only: bool = False, limit: int = 200) -> list[Order]:
+        """Newest first."""
+        stmt = select(OrderRow)
+        if account is not None:
+            stmt = stmt.where(OrderRow.account == account)
+        if open_only:
+            stmt = stmt.where(col(OrderRow.status).in_(_OPEN_STATUSES))
+        stmt = stmt.order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc()).limit(limit)
+        with self._read() as session:
+            return [_order(r) for r in session.exec(stmt).all()]
+
+    def order_by_client_id(self, account: str, client_order_id: str) -> Order | None:
+        stmt = (
+            select(OrderRow)
+            .where(OrderRow.account == account, OrderRow.client_order_id == client_order_id)
+            .order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc())
+        )
+        with self._read() as session:
+            row = session.exec(stmt).first()
+        return None if row is None else _order(row)
+
+    def record_fill(self, fill: Fill, multiplier: Decimal = Decimal(1)) -> Decimal | None:
+        """Record a fill and apply it to the positions ledger atomically; None (no change) if known."""
+        try:
+            with self._core_write() as conn:
+                return self._hot.apply_fill(conn, fill, multiplier)
+        except DuplicateFill:
+            return None  # the transaction rolled back, including a ledger row it may have created
+
+    def _fill_rows(
+        self, account: str | None, since: datetime | None, newest_first: bool, limit: int | None
+    ) -> list[FillRow]:
+        stmt = select(FillRow)
+        if account is not None:
+            stmt = stmt.where(FillRow.account == account)
+        if since is not None:
+            stmt = stmt.where(col(FillRow.filled_at) >= since)
+        if newest_first:
+            stmt = stmt.order_by(col(FillRow.filled_at).desc(), col(FillRow.id).desc())
+        else:
+            stmt = stmt.order_by(col(FillRow.filled_at), col(FillRow.id))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as session:
+            return list(session.exec(stmt).all())
+
+    def fills(
+        self, account: str | None = None, since: datetime | None = None, limit: int = 500
+    ) -> list[Fill]:
+        """Newest first."""
+        return [_fill(r) for r in self._fill_rows(account, since, True, limit)]
+
+    def fill_ids(self, account: str, since: datetime | None) -> set[str]:
+        """Ids of the fills recorded for `account` since a time: one query, for reconciliation."""
+        stmt = select(FillRow.fill_id).where(FillRow.account == account)
+        if since is not None:
+            stmt = stmt.where(col(FillRow.filled_at) >= since)
+        with self._read() as session:
+            return set(session.exec(stmt).all())
+
+    def fills_with_pnl(self, account: str | None, since: datetime) -> list[tuple[Fill, Decimal]]:
+        """Oldest first, each with the P&L it realized on the ledger."""
+        return [(_fill(r), r.realized_pnl) for r in self._fill_rows(account, since, False, None)]
+
+    # -- positions -----------------------------------------------------------------------------------------
+
+    def positions(self, account: str | None = None) -> list[Position]:
+        """Non-zero ledger positions, by account and symbol."""
+        stmt = select(PositionRow).order_by(col(PositionRow.account), col(PositionRow.symbol))
+        if account is not None:
+            stmt = stmt.where(PositionRow.account == account)
+        with self._read() as session:
+            rows = session.exec(stmt).all()
+        return [Position.model_validate(r, from_attributes=True) for r in rows if r.quantity != 0]
+
+    def set_position(self, account: str, symbol: str, quantity: Decimal, average_price: Decimal) -> None:
+        """Overwrite the ledger (reconciliation with the broker); the realized P&L so far is kept."""
+        with self._write() as session:
+            now = utcnow()
+            key = {"account": account, "symbol": symbol}
+            pos: PositionRow = self._locked_row(session, PositionRow, key, {**_FLAT, "updated_at": now})
+            quantity, price = Decimal(str(quantity)), Decimal(str(average_price))
+            pos.quantity, pos.average_price, pos.updated_at = quantity, price, now
+            pos.cost_basis = abs(quantity) * price
+
+    # -- snapshots, violations, audit ----------------------------------------------------------------------
+
+    def record_snapshot(self, state: AccountState) -> None:
+        row = SnapshotRow.of(state)
+        with self._write() as session:
+            session.add(row)
+
+    def latest_snapshot(self, account: str) -> AccountState | None:
+        stmt = (
+            select(SnapshotRow.state_json)
+            .where(SnapshotRow.account == account)
+            .order_by(col(SnapshotRow.as_of).desc(), col(SnapshotRow.id).desc())
+        )
+        with self._read() as session:
+            state_json = session.exec(stmt).first()
+        return None if state_json is None else AccountState.model_validate_json(state_json)
+
+    def record_violation(self, v: Violation) -> None:
+        row = ViolationRow.of(v)
+        with self._write() as session:
+            session.add(row)
+
+    def violations(self, account: str | None = None, limit: int = 100) -> list[Violation]:
+        """Newest first."""
+        stmt = select(ViolationRow)
+        if account is not None:
+            stmt = stmt.where(ViolationRow.account == account)
+        stmt = stmt.order_by(col(ViolationRow.at).desc(), col(ViolationRow.id).desc()).limit(limit)
+        with self._read() as session:
+            rows = session.exec(stmt).all()
+        return [r.to_violation() for r in rows]
+
+    def audit(
+        self, actor: str, action: str, target: str | None = None, detail: str | None = None, ok: bool = True
+    ) -> None:
+        row = AuditRow(at=utcnow(), actor=actor, action=action, target=target, detail=detail, ok=ok)
+        with self._write(durable=True) as session:
+            session.add(row)
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """Newest first."""
+        stmt = select(AuditRow).order_by(col(AuditRow.at).desc(), col(AuditRow.id).desc()).limit(limit)
+        with self._read() as session:
+            rows = session.exec(stmt).all()
+        return [AuditEntry.model_validate(r, from_attributes=True) for r in rows]
+
+    # -- account controls ----------------------------------------------------------------------------------
+
+    def set_control(
+        self,
+        account: str,
+        *,
+        paused: bool | None = None,
+        locked: bool | None = None,
+        reason: str | None = None,
+        by: str = "",
+    ) -> None:
+        """Change only the flags given. The reason is replaced when given and cleared once nothing is held."""
+        with self._write(durable=True) as session:
+            now = utcnow()
+            defaults = {"paused": False, "locked": False, "reason": None, "updated_at": now, "updated_by": by}
+            row: ControlRow = self._locked_row(session, ControlRow, {"account": account}, defaults)
+            if paused is not None:
+                row.paused = paused
+            if locked is not None:
+                row.locked = locked
+            if reason is not None:
+                row.reason = reason
+            elif not row.paused and not row.locked:
+                row.reason = None
+            row.updated_at, row.updated_by = now, by
+
+    def controls(self) -> dict[str, AccountControl]:
+        with self._read() as session:
+            rows = session.exec(select(ControlRow).order_by(col(ControlRow.account))).all()
+        return {r.account: AccountControl.model_validate(r, from_attributes=True) for r in rows}
+
+    # -- reports -------------------------------------------------------------------------------------------
+
+    def pnl_by_day(
+        self, account: str | None, since: datetime, tz: str = "America/New_York"
+    ) -> list[DailyPnl]:
+        """Realized P&L, fees and fill count per (local calendar day in `tz`, account), oldest day first."""
+        zone = ZoneInfo(tz)
+        days: dict[tuple[date, str], tuple[Decimal, Decimal, int]] = {}
+        for fill, realized in self.fills_with_pnl(account, since):
+            key = (fill.filled_at.astimezone(zone).date(), fill.account)
+            r, f, n = days.get(key, (ZERO, ZERO, 0))
+            days[key] = (r + realized, f + fill.commission, n + 1)
+        return [
+            DailyPnl(day=day, account=acct, realized=r, fees=f, fills=n)
+            for (day, acct), (r, f, n) in sorted(days.items())
+        ]

@@ -1,0 +1,1 @@
+"""Running under a supervisor: systemd notify + watchdog, redacted logging, Sentry."""

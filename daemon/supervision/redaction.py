@@ -1,0 +1,85 @@
+"""Secret redaction for every text that leaves the daemon: configured values and credential-shaped patterns."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+REDACTED = "***"
+# Configured secrets shorter than this are not redacted by value: "a" or "1" would mangle every line.
+MIN_SECRET_LENGTH = 4
+
+
+# --------------------------------------------------------------------------------------------- redaction
+_KEYED_VALUE = re.compile(
+    r"""(?ix)
+    (\b[\w-]*(?:secret|token|passw(?:or)?d|api[_-]?key|apikey|private[_-]?key|signature)[\w-]*
+       ["']?\s*[=:]\s*["']?)        # key, optional quote, = or :, optional quote
+    ([^\s"'&,;}\]]+)                # the value, up to a delimiter
+    """
+)
+_BEARER = re.compile(r"(?i)\b(Bearer\s+)[A-Za-z0-9._~+/=-]+")
+_AUTH_HEADER = re.compile(r"""(?i)(\b(?:proxy-)?authorization["']?\s*[:=]\s*["']?)[^"'\r\n,}]+""")
+_TELEGRAM_TOKEN = re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}")
+_URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+_DISCORD_WEBHOOK = re.compile(r"(?i)(discord(?:app)?\.com/api/webhooks/\d+/)[A-Za-z0-9_-]+")
+# Dictionary keys whose value is replaced wholesale in Sentry events (headers, request bodies, locals).
+_SENSITIVE_KEY = re.compile(r"(?i)secret|token|passw|api[_-]?key|apikey|authorization|cookie|signature|dsn")
+
+
+class Redactor:
+    """Replaces secrets in text: configured values plus patterns that look like credentials."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        values = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self._values = re.compile("|".join(re.escape(v) for v in values)) if values else None
+
+    def redact(self, text: str) -> str:
+        if self._values is not None:
+            text = self._values.sub(REDACTED, text)
+        text = _TELEGRAM_TOKEN.sub(REDACTED, text)
+        text = _DISCORD_WEBHOOK.sub(rf"\g<1>{REDACTED}", text)
+        text = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text)
+        text = _AUTH_HEADER.sub(rf"\g<1>{REDACTED}", text)
+        text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
+        return _KEYED_VALUE.sub(rf"\g<1>{REDACTED}", text)
+
+    def scrub(self, value: Any, key: str | None = None) -> Any:
+        """Deep copy of JSON-like data with strings redacted and values under sensitive keys replaced."""
+        if key is not None and _SENSITIVE_KEY.search(key) and value not in (None, "", [], {}):
+            return REDACTED
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, Mapping):
+            return {k: self.scrub(v, k if isinstance(k, str) else None) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.scrub(v) for v in value)
+        return value
+
+
+def collect_secrets(model: BaseModel) -> list[str]:
+    """Every `SecretStr` value set anywhere in a pydantic model tree (e.g. the loaded `Settings`)."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name, None))
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple | set | frozenset):
+            for item in value:
+                walk(item)
+
+    walk(model)
+    return [s for s in found if s]
+
+

@@ -1,0 +1,249 @@
+"""The control API under /api/: read-only views and control actions, behind an optional bearer token.
+
+It formats what `daemon.queries.Reader` computes and forwards control actions to the engine (and strategy
+pause/resume to the `StrategyRunner`), so the API, the CLI and chat always agree.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from daemon.engine import Engine
+from daemon.queries import PERIODS, Reader
+from daemon.risk.limits import RiskEngine
+from daemon.risk.monitor import RiskMonitor
+from daemon.store.repository import Store
+from daemon.strategy.runner import StrategyRunner
+from daemon.web.signals import parse_time
+from daemon.web.webhook import error, http_error
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FLATTEN_WAIT_SECONDS = 15.0
+
+
+def bearer_middleware(token: str | None) -> Any:
+    """Require `Authorization: Bearer <token>` on /api/* when a token is configured."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token and request.path.startswith("/api/"):
+            header = request.headers.get("Authorization", "")
+            presented = header[7:] if header.startswith("Bearer ") else ""
+            if not hmac.compare_digest(presented.encode(), token.encode()):
+                response = error(401, "unauthorized", "missing or wrong bearer token")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="traderd"'
+                return response
+        return await handler(request)
+
+    return check
+
+
+def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+        raise http_error(web.HTTPBadRequest, "bad_query", f"{name} must be 1..{maximum}")
+    return int(raw)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise http_error(web.HTTPBadRequest, "bad_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise http_error(web.HTTPBadRequest, "bad_json", "the body must be a JSON object")
+    return data
+
+
+class ControlApi:
+    def __init__(self, *, reader: Reader, engine: Engine, store: Store, status: Callable[[], dict[str, Any]],
+                 risk: RiskEngine, monitor: RiskMonitor | None = None,
+                 strategies: StrategyRunner | None = None) -> None:
+        self.reader = reader
+        self.engine = engine
+        self.store = store
+        self.status_info = status
+        self.risk = risk
+        self.monitor = monitor
+        self.strategies = strategies
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/status", self.status), web.get("/api/accounts", self.accounts),
+            web.get("/api/positions", self.positions), web.get("/api/orders", self.orders),
+            web.get("/api/fills", self.fills), web.get("/api/pnl", self.pnl),
+            web.get("/api/signals/{signal_id}", self.signal), web.get("/api/violations", self.violations),
+            web.get("/api/audit", self.audit),
+            web.post("/api/pause", self.pause), web.post("/api/resume", self.resume),
+            web.post("/api/flatten", self.flatten),
+            web.get("/api/risk", self.risk_status), web.post("/api/risk/reset", self.risk_reset),
+            web.get("/api/strategies", self.strategy_list),
+            web.post("/api/strategies/{name}/pause", self.strategy_pause),
+            web.post("/api/strategies/{name}/resume", self.strategy_resume),
+        ]
+
+    def _account(self, request: web.Request) -> str | None:
+        account = request.query.get("account")
+        if account is not None:
+            try:
+                self.reader.accounts_named(account)
+            except KeyError as exc:
+                raise http_error(web.HTTPNotFound, "unknown_account", exc.args[0]) from None
+        return None if account in (None, "all") else account
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status_info() | {"accounts": await self.reader.accounts()})
+
+    async def accounts(self, request: web.Request) -> web.Response:
+        return web.json_response({"accounts": await self.reader.accounts()})
+
+    async def positions(self, request: web.Request) -> web.Response:
+        return web.json_response({"positions": await self.reader.positions(self._account(request))})
+
+    async def orders(self, request: web.Request) -> web.Response:
+        open_only = request.query.get("open", "false").lower() in ("1", "true", "yes")
+        orders = self.store.orders(self._account(request), open_only=open_only,
+                                   limit=_int(request, "limit", 100, 1000))
+        return web.json_response({"orders": [o.model_dump(mode="json") for o in orders]})
+
+    async def fills(self, request: web.Request) -> web.Response:
+        since: datetime | None = None
+        if "since" in request.query:
+            try:
+                since = parse_time(request.query["since"])
+            except ValueError as exc:
+                return error(400, "bad_query", str(exc))
+        fills = self.store.fills(self._account(request), since=since, limit=_int(request, "limit", 100, 5000))
+        return web.json_response({"fills": [f.model_dump(mode="json") for f in fills]})
+
+    async def pnl(self, request: web.Request) -> web.Response:
+        period = request.query.get("period", "today")
+        if period not in PERIODS:
+            return error(400, "bad_query", f"period must be one of {', '.join(PERIODS)}")
+        return web.json_response(await self.reader.pnl(period, self._account(request)))
+
+    async def signal(self, request: web.Request) -> web.Response:
+        record = self.store.get_signal(request.match_info["signal_id"])
+        if record is None:
+            return error(404, "unknown_signal", "no signal with that id")
+        return web.json_response(record.model_dump(mode="json"))
+
+    async def violations(self, request: web.Request) -> web.Response:
+        found = self.store.violations(self._account(request), limit=_int(request, "limit", 100, 1000))
+        return web.json_response({"violations": [v.model_dump(mode="json") for v in found]})
+
+    async def audit(self, request: web.Request) -> web.Response:
+        entries = self.store.audit_log(limit=_int(request, "limit", 100, 1000))
+        return web.json_response({"audit": [e.model_dump(mode="json") for e in entries]})
+
+    async def risk_status(self, request: web.Request) -> web.Response:
+        """Every configured limit per account with used and left, and the prop-firm rule snapshot."""
+        accounts = []
+        for name in self.reader.accounts_named(self._account(request)):
+            held = {p["symbol"]: Decimal(p["quantity"]) for p in await self.reader.positions(name)}
+            row: dict[str, Any] = {"account": name, "limits": [asdict(s) for s in self.risk.describe(name, held)]}
+            if self.monitor is not None:
+                try:
+                    row["funded"] = self.monitor.snapshot(name)
+                except KeyError:
+                    pass
+            accounts.append(row)
+        return web.json_response({"accounts": accounts}, dumps=lambda o: json.dumps(o, default=str))
+
+    async def risk_reset(self, request: web.Request) -> web.Response:
+        """Operator reset of a prop-firm lock (and optionally a session block) after a hard breach."""
+        data = await _json_body(request)
+        account, actor = data.get("account"), str(data.get("actor") or f"api:{request.remote}")[:80]
+        if not isinstance(account, str) or account == "all":
+            return error(400, "bad_field", "account must name one account")
+        if self.monitor is None:
+            return error(404, "no_rules", "no account has prop-firm rules")
+        try:
+            snapshot = self.monitor.reset_lock(account, actor, clear_block=bool(data.get("clear_block")))
+        except KeyError as exc:
+            return error(404, "no_rules", exc.args[0])
+        return web.json_response({"account": account, "funded": snapshot},
+                                 dumps=lambda o: json.dumps(o, default=str))
+
+    async def _target(self, request: web.Request) -> tuple[str, str, dict[str, Any]]:
+        data = await _json_body(request)
+        target = data.get("account", "all")
+        actor = str(data.get("actor") or f"api:{request.remote}")[:80]
+        if not isinstance(target, str):
+            raise http_error(web.HTTPBadRequest, "bad_field", "account must be a string")
+        try:
+            self.engine.targets(target)
+        except KeyError as exc:
+            raise http_error(web.HTTPNotFound, "unknown_account", exc.args[0]) from None
+        return target, actor, data
+
+    async def pause(self, request: web.Request) -> web.Response:
+        target, actor, _ = await self._target(request)
+        return web.json_response({"paused": self.engine.pause(target, actor, True)})
+
+    async def resume(self, request: web.Request) -> web.Response:
+        target, actor, _ = await self._target(request)
+        return web.json_response({"resumed": self.engine.pause(target, actor, False)})
+
+    async def flatten(self, request: web.Request) -> web.Response:
+        """Queue a flatten on each account's worker and wait (bounded) for what it did."""
+        target, actor, data = await self._target(request)
+        request_id = str(data.get("request_id") or secrets.token_hex(8))[:64]
+        ids = self.engine.request_flatten(target, actor, request_id)
+        results = []
+        for signal_id in ids:
+            try:
+                outcome = await self.engine.wait_for(signal_id, FLATTEN_WAIT_SECONDS)
+                report = outcome.result.model_dump(mode="json") if outcome.result is not None else None
+                results.append({"signal_id": signal_id, "status": outcome.status.value,
+                                "detail": outcome.reason, "report": report})
+            except TimeoutError:
+                results.append({"signal_id": signal_id, "status": "pending",
+                                "detail": "still queued behind earlier signals; see /api/signals/<id>"})
+        return web.json_response({"request_id": request_id, "results": results})
+
+    # ---- strategies ------------------------------------------------------------------------------
+
+    def _strategy_rows(self) -> list[dict[str, Any]]:
+        rows = self.strategies.status() if self.strategies is not None else []
+        return [row.model_dump(mode="json") for row in rows]
+
+    async def strategy_list(self, request: web.Request) -> web.Response:
+        """Each strategy: state (running, paused, disabled with its error), account, symbol, last bar, signal."""
+        return web.json_response({"strategies": self._strategy_rows()})
+
+    async def _strategy_control(self, request: web.Request, action: str) -> web.Response:
+        name = request.match_info["name"]
+        data = await _json_body(request)
+        actor = str(data.get("actor") or f"api:{request.remote}")[:80]
+        runner = self.strategies
+        if runner is None or name not in {s.name for s in runner.status()}:
+            known = ", ".join(s.name for s in runner.status()) if runner is not None else ""
+            return error(404, "unknown_strategy", f"no strategy {name!r}; strategies: {known or 'none'}")
+        (runner.pause if action == "pause" else runner.resume)(name, actor)
+        row = next(r for r in self._strategy_rows() if r["name"] == name)
+        ok = action == "pause" or row["status"] != "disabled"
+        self.store.audit(actor, f"strategy_{action}", name, None if ok else f"still disabled: {row['error']}", ok)
+        if not ok:
+            return error(409, "still_disabled", f"strategy {name} could not be re-enabled: {row['error']}")
+        return web.json_response({"strategy": row})
+
+    async def strategy_pause(self, request: web.Request) -> web.Response:
+        return await self._strategy_control(request, "pause")
+
+    async def strategy_resume(self, request: web.Request) -> web.Response:
+        """Resume a paused strategy, or re-enable one disabled after an error (its code is reloaded)."""
+        return await self._strategy_control(request, "resume")

@@ -1,0 +1,184 @@
+"""aiohttp routes for TradingView webhooks, /healthz and /metrics.
+
+A signal is answered 202 only after the store has committed it ("accepted means durable"); a resend of the
+same signal is answered 200 duplicate; every refusal is a 4xx JSON `{"error", "detail"}` and changes
+nothing. The only 5xx is 503 when the store cannot commit: the signal was not accepted, and TradingView's
+resend on 5xx is then exactly what we want.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.settings import Settings
+from daemon.engine import Engine
+from daemon.metrics import CONTENT_TYPE_LATEST, Metrics
+from daemon.store.repository import Store
+from daemon.web.signals import (
+    SignalError,
+    dedup_keys,
+    new_signal_id,
+    normalize_ticker,
+    parse_body,
+    to_intent,
+    validate_alert,
+)
+
+log = logging.getLogger("traderd.webhook")
+
+ACCEPTED_TYPES = ("application/json", "text/plain", "")
+
+
+def error(status: int, code: str, detail: str) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+def http_error(kind: type[web.HTTPException], code: str, detail: str) -> web.HTTPException:
+    """The same JSON error body, as an exception a helper deep in a handler can raise."""
+    return kind(text=json.dumps({"error": code, "detail": detail}), content_type="application/json")
+
+
+class SourceFilter:
+    """Optional allowlist of source addresses (TradingView's published IPs, or your proxy)."""
+
+    def __init__(self, allowed: list[str], trust_forwarded_for: bool) -> None:
+        self.networks = [ipaddress.ip_network(item, strict=False) for item in allowed]
+        self.trust_forwarded_for = trust_forwarded_for
+
+    def client_ip(self, request: web.Request) -> str:
+        forwarded = request.headers.get("X-Forwarded-For")
+        if self.trust_forwarded_for and forwarded:
+            # The last entry is the one our own proxy appended; earlier ones are the caller's word.
+            return forwarded.split(",")[-1].strip()
+        return request.remote or ""
+
+    def allows(self, request: web.Request) -> bool:
+        if not self.networks:
+            return True
+        try:
+            address = ipaddress.ip_address(self.client_ip(request))
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+class TradingViewWebhook:
+    def __init__(self, *, settings: Settings, store: Store, engine: Engine, metrics: Metrics, secret: str,
+                 clock: Callable[[], datetime]) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.metrics = metrics
+        self.secret = secret
+        self.clock = clock
+        self.sources = SourceFilter(settings.webhook.allowed_ips, settings.webhook.trust_forwarded_for)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        response = await self._handle(request)
+        outcome = "accepted" if response.status == 202 else "duplicate" if response.status == 200 else None
+        if outcome is None:
+            outcome = getattr(response, "error_code", str(response.status))
+        self.metrics.webhooks.labels(outcome).inc()
+        self.metrics.webhook_latency.observe(time.perf_counter() - started)
+        return response
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if not self.sources.allows(request):
+            log.warning("refused a webhook from %s (not in webhook.allowed_ips)", self.sources.client_ip(request))
+            return self._refuse(403, "forbidden_ip", "this source address may not post signals")
+        limit = self.settings.webhook.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return self._refuse(413, "body_too_large", f"the body exceeds {limit} bytes")
+        if request.content_type not in ACCEPTED_TYPES:
+            return self._refuse(415, "unsupported_media_type",
+                                "send application/json or text/plain holding JSON")
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return self._refuse(413, "body_too_large", f"the body exceeds {limit} bytes")
+        try:
+            data = parse_body(body)
+            presented = request.match_info.get("token") or data.get("secret") or data.get("passphrase")
+            if not isinstance(presented, str) or not hmac.compare_digest(presented.encode(), self.secret.encode()):
+                raise SignalError("bad_secret", "missing or wrong secret", 401)
+            alert = validate_alert(data)
+            account = self.settings.route(normalize_ticker(alert.ticker), alert.account)
+            if account is None:
+                raise SignalError("unknown_account", self._routing_problem(alert.account), 422)
+            received = self.clock()
+            keys = dedup_keys(alert, data, received)
+            for key in keys[1:]:  # a body-hash key of the previous time bucket (no `id` in the alert)
+                existing = self.store.signal_exists(account, key)
+                if existing:
+                    return self._duplicate(existing)
+            try:
+                intent = to_intent(alert, signal_id=new_signal_id(), dedup_key=keys[0], account=account,
+                                   received_at=received,
+                                   default_max_lag=self.settings.webhook.default_max_lag_seconds)
+            except SignalError:
+                # A late resend of a signal we already accepted is a duplicate, not a stale alert.
+                existing = self.store.signal_exists(account, keys[0])
+                if existing:
+                    return self._duplicate(existing)
+                raise
+        except SignalError as exc:
+            return self._refuse(exc.status, exc.code, exc.detail)
+        raw = {k: v for k, v in data.items() if k not in ("secret", "passphrase")}
+        try:
+            signal_id, is_new = self.store.record_signal(intent, raw)
+        except SQLAlchemyError:
+            log.exception("could not commit signal for %s; answering 503 so TradingView resends", account)
+            return self._refuse(503, "store_unavailable", "the signal could not be stored; resend later")
+        if not is_new:
+            return self._duplicate(signal_id)
+        self.engine.submit(intent)
+        log.info("accepted %s: %s %s on %s", signal_id, intent.action.value, intent.symbol, account)
+        return web.json_response({"status": "accepted", "signal_id": signal_id, "account": account}, status=202)
+
+    def _routing_problem(self, named: str | None) -> str:
+        accounts = ", ".join(self.settings.enabled_accounts())
+        if named:
+            return f"account {named!r} is not configured or not enabled (accounts: {accounts})"
+        return f"no account lists this ticker and no default_account is set (accounts: {accounts})"
+
+    @staticmethod
+    def _duplicate(signal_id: str) -> web.Response:
+        return web.json_response({"status": "duplicate", "signal_id": signal_id}, status=200)
+
+    @staticmethod
+    def _refuse(status: int, code: str, detail: str) -> web.Response:
+        response = error(status, code, detail)
+        response.error_code = code  # type: ignore[attr-defined]
+        return response
+
+
+def health_routes(*, readiness: Callable[[], dict[str, Any]], metrics: Metrics) -> list[web.RouteDef]:
+    async def healthz(request: web.Request) -> web.Response:
+        checks = readiness()
+        ready = all(bool(v) for v in checks.values())
+        return web.json_response({"status": "ok" if ready else "not_ready", "live": True, "ready": ready,
+                                  "checks": checks}, status=200 if ready else 503)
+
+    async def live(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "live": True})
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        response = web.Response(body=metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    return [web.get("/healthz", healthz), web.get("/healthz/live", live), web.get("/metrics", metrics_view)]
+
+
+def webhook_routes(hook: TradingViewWebhook) -> list[web.RouteDef]:
+    return [web.post("/webhook/tradingview", hook.handle), web.post("/webhook/tradingview/{token}", hook.handle)]
