@@ -30,7 +30,7 @@ from daemon.events import EventBus, log_event
 from daemon.metrics import Metrics
 from daemon.queries import Reader
 from daemon.reconcile import Reconciler
-from daemon.risk.limits import RiskEngine
+from daemon.risk.engine import RiskEngine
 from daemon.risk.wiring import build_monitor, build_risk_engine, schedule_risk_jobs
 from daemon.scheduler import build_scheduler, every
 from daemon.store.repository import Store

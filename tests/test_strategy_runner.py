@@ -17,7 +17,7 @@ from daemon.domain import Event
 from daemon.engine import Engine
 from daemon.events import EventBus
 from daemon.metrics import Metrics
-from daemon.risk.limits import RiskEngine
+from daemon.risk.engine import RiskEngine
 from daemon.scheduler import build_scheduler
 from daemon.store.repository import Store
 from daemon.store.state import StateStore
