@@ -119,7 +119,8 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._scheduler = build_scheduler()
         self.strategies = StrategyRunner(
-            engine=self.engine, scheduler=self._scheduler, state=StateStore(self.store),
+            submit=self.engine.submit_new, publish=self.events.publish, brokers=self.brokers,
+            scheduler=self._scheduler, state=StateStore(self.store),
             bars=RoutedBarSource.for_strategies(settings.strategies, self.brokers), strategies=settings.strategies,
             clock=clock,
         )

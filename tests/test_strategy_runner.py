@@ -111,8 +111,10 @@ class Rig:
         await self.engine.start()
         self.scheduler = build_scheduler()
         bars = CsvBarSource({"XYZ": self.tmp / "xyz.csv"})
-        self.runner = StrategyRunner(engine=self.engine, scheduler=self.scheduler, state=StateStore(self.store),
-                                     bars=bars, strategies=self.strategies, clock=self.clock)
+        self.runner = StrategyRunner(submit=self.engine.submit_new, publish=events.publish,
+                                     brokers={"paper": self.broker}, scheduler=self.scheduler,
+                                     state=StateStore(self.store), bars=bars, strategies=self.strategies,
+                                     clock=self.clock)
         await self.runner.start()
         return self.runner
 
