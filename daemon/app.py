@@ -30,7 +30,7 @@ from daemon.events import EventBus, log_event
 from daemon.metrics import Metrics
 from daemon.queries import Reader
 from daemon.reconcile import Reconciler
-from daemon.risk.limits import RiskEngine
+from daemon.risk.engine import RiskEngine
 from daemon.risk.wiring import build_monitor, build_risk_engine, schedule_risk_jobs
 from daemon.scheduler import build_scheduler, every
 from daemon.store.repository import Store
@@ -119,7 +119,8 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._scheduler = build_scheduler()
         self.strategies = StrategyRunner(
-            engine=self.engine, scheduler=self._scheduler, state=StateStore(self.store),
+            submit=self.engine.submit_new, publish=self.events.publish, brokers=self.brokers,
+            scheduler=self._scheduler, state=StateStore(self.store),
             bars=RoutedBarSource.for_strategies(settings.strategies, self.brokers), strategies=settings.strategies,
             clock=clock,
         )

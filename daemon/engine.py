@@ -33,7 +33,8 @@ from daemon.domain import (
 )
 from daemon.events import EventBus, fill_event
 from daemon.metrics import Metrics
-from daemon.risk.limits import OrderContext, RiskEngine
+from daemon.risk.context import OrderContext
+from daemon.risk.engine import RiskEngine
 from daemon.store.repository import Store
 
 log = logging.getLogger("traderd.engine")
@@ -210,6 +211,20 @@ class Engine:
             ids.append(signal_id)
         self.store.audit(actor, action.value, target, f"request {request_id}")
         return ids
+
+    # ---- AccountControls: how the risk monitor holds an account --------------------------------------
+
+    def is_locked(self, account: str) -> bool:
+        return account in self.locked
+
+    def lock(self, account: str, actor: str, reason: str | None = None) -> None:
+        """Refuse new exposure (exits still pass) until `unlock`; persisted across restarts."""
+        self.store.set_control(account, locked=True, reason=reason, by=actor)
+        self.locked.add(account)
+
+    def unlock(self, account: str, actor: str) -> None:
+        self.store.set_control(account, locked=False, by=actor)
+        self.locked.discard(account)
 
     # ---- the worker ------------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ from config.settings import RiskLimits
 from daemon.calendar import CHICAGO, NEW_YORK
 from daemon.domain import AccountState, Fill, OrderRequest, Side
 from daemon.risk import funded
+from daemon.risk.context import LimitStatus, OrderContext
+from daemon.risk.engine import AccountRisk, RiskEngine
 from daemon.risk.funded_book import FundedBook, FundedConfigError, rules_from_settings
-from daemon.risk.limits import AccountRisk, LimitStatus, OrderContext, RiskEngine
 
 _ids = itertools.count()
 MON = date(2026, 3, 2)  # 2026-03-02 .. 03-06: no NYSE holidays

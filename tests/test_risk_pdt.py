@@ -10,12 +10,11 @@ import pytest
 
 from daemon.calendar import NEW_YORK
 from daemon.domain import Fill, OrderRequest, Side
+from daemon.risk.cash import check_cash_order, settlement_date
 from daemon.risk.pdt import (
     CountMethod,
     check_buying_power,
-    check_cash_order,
     count_day,
-    settlement_date,
     window_report,
     would_block,
 )

@@ -17,7 +17,7 @@ from daemon.domain import Event
 from daemon.engine import Engine
 from daemon.events import EventBus
 from daemon.metrics import Metrics
-from daemon.risk.limits import RiskEngine
+from daemon.risk.engine import RiskEngine
 from daemon.scheduler import build_scheduler
 from daemon.store.repository import Store
 from daemon.store.state import StateStore
@@ -111,8 +111,10 @@ class Rig:
         await self.engine.start()
         self.scheduler = build_scheduler()
         bars = CsvBarSource({"XYZ": self.tmp / "xyz.csv"})
-        self.runner = StrategyRunner(engine=self.engine, scheduler=self.scheduler, state=StateStore(self.store),
-                                     bars=bars, strategies=self.strategies, clock=self.clock)
+        self.runner = StrategyRunner(submit=self.engine.submit_new, publish=events.publish,
+                                     brokers={"paper": self.broker}, scheduler=self.scheduler,
+                                     state=StateStore(self.store), bars=bars, strategies=self.strategies,
+                                     clock=self.clock)
         await self.runner.start()
         return self.runner
 

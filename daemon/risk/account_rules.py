@@ -9,29 +9,15 @@ the numbers behind them; a warning's `numbers` hold `severity = "warning"`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from config.risk import CashSettings, PdtSettings
 from daemon.calendar import NEW_YORK, previous_business_days, trade_date
 from daemon.domain import ZERO, Fill, Side, Violation
-from daemon.risk import funded, pdt
-
-if TYPE_CHECKING:
-    from daemon.risk.limits import OrderContext
-
-
-@dataclass(frozen=True)
-class LimitStatus:
-    """One line of `/risk`: a configured limit, how much of it is used and left (display strings)."""
-
-    name: str
-    used: str
-    limit: str
-    left: str
-    breached: bool = False
+from daemon.risk import cash, funded, pdt
+from daemon.risk.context import LimitStatus, OrderContext
 
 
 def money(value: Decimal | str) -> str:
@@ -95,8 +81,7 @@ def check_pdt(ctx: OrderContext, settings: PdtSettings) -> Checked:
             return [_violation(ctx, "intraday_margin", "the broker reports no buying power", {})], []
         adds = abs(ctx.after) - abs(ctx.current) if (ctx.after >= 0) == (ctx.current >= 0) else abs(ctx.after)
         notional = max(adds, ZERO) * ctx.price * ctx.multiplier
-        decision = pdt.check_buying_power(notional, ZERO, state.buying_power)
-        if decision.allowed:
+        if pdt.check_buying_power(notional, ZERO, state.buying_power).allowed:
             return [], []
         detail = (f"intraday margin: order notional {money(notional)} exceeds buying power "
                   f"{money(state.buying_power)}")
@@ -130,7 +115,7 @@ def check_cash(ctx: OrderContext, settings: CashSettings) -> Checked:
         request = request.model_copy(update={"reference_price": ctx.price})
     flow = sum(((f.quantity * f.price * (1 if f.side is Side.SELL else -1)) - f.commission
                 for f in ctx.recent_fills), ZERO)
-    decision = pdt.check_cash_order(request, ctx.recent_fills, state.cash - flow, ctx.now,
+    decision = cash.check_cash_order(request, ctx.recent_fills, state.cash - flow, ctx.now,
                                     settings.allow_unsettled)
     if decision.rule is None:
         return [], []

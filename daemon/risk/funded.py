@@ -1,8 +1,7 @@
 """Prop-firm funded-account rules as a pure state machine: drawdown floors, daily loss, contracts, flat-by.
 
-`AccountRules` is a preset (see `daemon.risk.presets`) plus overrides; `FundedState` is everything the rules
-need to remember (JSON-serialisable, so the engine can store it). Each transition is a pure function that
-returns the new state and the `Breach`es it caused:
+The rules, the state they remember and a breach are the models of `daemon.risk.funded_models` (re-exported
+here). Each transition is a pure function that returns the new state and the `Breach`es it caused:
 
     state = new_state(rules, at)
     state, breaches = on_fill(state, rules, fill)               # realized P&L from our own position book
@@ -18,138 +17,30 @@ moves. Sessions roll at 17:00 America/Chicago (`daemon.calendar.futures_session_
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-
-from brokers.symbols import symbol_root
 from daemon.calendar import futures_session_date, futures_session_end, next_session_start
-from daemon.domain import ZERO, Fill, Violation
-from daemon.risk.presets import DEFAULT_POINT_VALUES, PRESETS
+from daemon.domain import ZERO, Fill
+from daemon.risk.funded_models import (
+    AccountRules,
+    Breach,
+    BreachAction,
+    DrawdownModel,
+    FundedState,
+    OpenPosition,
+    ScalingTier,
+    Transition,
+)
 
-BreachAction = Literal["flatten_block_session", "flatten_lock", "reject"]
-
-
-
-class DrawdownModel(StrEnum):
-    INTRADAY = "intraday"  # floor trails the peak of live equity (unrealized included)
-    EOD = "eod"  # floor recomputed from the end-of-day balance only
-    STATIC = "static"  # floor fixed at starting balance - max loss
-
-
-class ScalingTier(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    min_profit: Decimal  # profit (balance at session start - starting balance) from which this tier applies
-    max_contracts: int
-
-
-class AccountRules(BaseModel):
-    """A funded account's rules: `preset` fills every field, anything else given overrides it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    preset: str | None = None
-    firm: str = ""
-    name: str = ""
-    starting_balance: Decimal
-    max_loss: Decimal = Field(gt=0)
-    drawdown_model: DrawdownModel = DrawdownModel.EOD
-    floor_lock_offset: Decimal | None = None  # floor stops trailing at starting_balance + this
-    daily_loss_limit: Decimal | None = None
-    max_contracts: int | None = None
-    scaling_plan: list[ScalingTier] = Field(default_factory=list)
-    flat_by: time | None = None
-    flat_by_tz: str = "America/Chicago"
-    flatten_lead_seconds: int = Field(default=60, ge=0)  # flatten this long before flat_by
-    safety_buffer: Decimal = ZERO  # flatten when live equity is within this of a floor
-    profit_target: Decimal | None = None
-    consistency_pct: Decimal | None = None  # best day must be <= this % of total profit (reported only)
-    point_values: dict[str, Decimal] = Field(default_factory=dict)
-    sources: list[str] = Field(default_factory=list)
-    unverified: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _merge_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset"):
-            name = str(data["preset"])
-            if name not in PRESETS:
-                raise ValueError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
-            return {**PRESETS[name], **data}
-        return data
-
-    @property
-    def lock_level(self) -> Decimal | None:
-        return None if self.floor_lock_offset is None else self.starting_balance + self.floor_lock_offset
-
-    def point_value(self, symbol: str) -> Decimal:
-        if symbol in self.point_values:
-            return self.point_values[symbol]
-        root = symbol_root(symbol)  # ES1!, CME_MINI:ES1!, ESZ6 -> ES
-        return self.point_values.get(root) or DEFAULT_POINT_VALUES.get(root) or Decimal(1)
-
-
-class OpenPosition(BaseModel):
-    qty: Decimal  # signed contracts
-    avg_price: Decimal
-    mark: Decimal
-    point_value: Decimal
-
-    @property
-    def unrealized(self) -> Decimal:
-        return (self.mark - self.avg_price) * self.qty * self.point_value
-
-
-class FundedState(BaseModel):
-    """What the rules remember between events; store it as JSON (`model_dump_json`)."""
-
-    balance: Decimal  # realized: starting balance + closed P&L - fees
-    live_equity: Decimal  # balance + open P&L (or the broker's number from the last mark)
-    peak: Decimal  # high-water mark the floor trails (live equity for intraday, EOD balance for eod)
-    floor: Decimal  # maximum-loss floor
-    floor_locked: bool = False
-    session: date | None = None
-    session_start_balance: Decimal
-    blocked_until: AwareDatetime | None = None  # soft breach: no new exposure before this time
-    block_reason: str | None = None
-    locked: bool = False  # hard breach: no new exposure until an operator resets
-    lock_reason: str | None = None
-    flat_by_session: date | None = None  # session whose flat-by flatten was already requested
-    positions: dict[str, OpenPosition] = Field(default_factory=dict)
-    day_pnl: dict[str, Decimal] = Field(default_factory=dict)  # session ISO date -> P&L of that session
-    updated_at: AwareDatetime | None = None
-
-    @property
-    def contracts(self) -> Decimal:
-        return sum((abs(p.qty) for p in self.positions.values()), ZERO)
-
-
-class Breach(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    rule: str  # max_loss | daily_loss_limit | safety_buffer | flat_by | max_contracts | account_locked | ...
-    action: BreachAction
-    detail: str
-    numbers: dict[str, str] = Field(default_factory=dict)
-    at: AwareDatetime
-
-    def to_violation(self, account: str, signal_id: str | None = None, symbol: str | None = None) -> Violation:
-        return Violation(
-            account=account,
-            rule=self.rule,
-            detail=self.detail,
-            numbers=self.numbers,
-            signal_id=signal_id,
-            symbol=symbol,
-            at=self.at,
-        )
-
-
-Transition = tuple[FundedState, list[Breach]]
-
+# The models are part of this module's vocabulary: callers say `funded.AccountRules`, `funded.on_fill`.
+__all__ = [
+    "AccountRules", "Breach", "BreachAction", "DrawdownModel", "FundedState", "OpenPosition", "ScalingTier",
+    "Transition", "check_order", "contracts_allowed", "flat_by_at", "new_state", "on_fill", "on_mark",
+    "on_session_close", "reset_lock", "snapshot",
+]
 
 def _breach(rule: str, action: BreachAction, at: datetime, detail: str, **numbers: object) -> Breach:
     return Breach(rule=rule, action=action, at=at, detail=detail, numbers={k: str(v) for k, v in numbers.items()})

@@ -2,23 +2,31 @@
 
 `FundedBook` is shared by the pre-trade check (`RiskEngine`, reads) and the `RiskMonitor` (writes on every
 fill, mark and session roll). The state of each account is a `FundedState` kept in memory and persisted as
-JSON in the `funded` namespace of the `StateStore`, so a soft block, a hard lock and the trailing floor
-survive a restart.
+JSON in the `funded` namespace of a `DocumentStore` (the daemon's `StateStore`), so a soft block, a hard
+lock and the trailing floor survive a restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from config.risk import FundedSettings
 from daemon.domain import utcnow
 from daemon.risk.funded import AccountRules, FundedState, new_state
-from daemon.store.state import StateStore
 
 NAMESPACE = "funded"
+
+
+class DocumentStore(Protocol):
+    """Durable JSON documents by (namespace, key); `daemon.store.state.StateStore` is one."""
+
+    def get(self, namespace: str, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, namespace: str, key: str, value: dict[str, Any]) -> None: ...
 
 
 class FundedConfigError(ValueError):
@@ -37,7 +45,7 @@ def rules_from_settings(account: str, settings: FundedSettings) -> AccountRules:
 class FundedBook:
     """Funded rules and state by account. `states=None` keeps state in memory only (tests, what-if)."""
 
-    def __init__(self, rules: Mapping[str, AccountRules], states: StateStore | None = None,
+    def __init__(self, rules: Mapping[str, AccountRules], states: DocumentStore | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.rules = dict(rules)
         self._states = states

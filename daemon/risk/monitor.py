@@ -7,8 +7,10 @@ at 17:00 America/Chicago closes the futures session (`session_roll`). Breaches a
 - soft (`flatten_block_session`: daily loss limit, safety buffer, flat-by): flatten through the account's
   own worker (cancels orders, closes positions) and block new exposure until the next session opens. The
   block lives in the persisted `FundedState`; `RiskEngine` refuses entries while it holds, exits pass.
-- hard (`flatten_lock`: maximum loss): flatten and lock the account (store control + `engine.locked`)
+- hard (`flatten_lock`: maximum loss): flatten and lock the account (`AccountControls.lock`, persisted)
   until an operator calls `reset_lock`.
+
+The monitor acts on an account only through `AccountControls`, which the engine implements.
 
 Every breach is recorded (`store.record_violation`) and published as a `violation` event whose data hold
 the rule's numbers and `action`; the end of a block is published as a `resumed` event.
@@ -20,12 +22,11 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from brokers.base import Broker, BrokerError
 from daemon.calendar import futures_session_date
 from daemon.domain import Event, Fill, utcnow
-from daemon.engine import Engine
 from daemon.events import EventBus
 from daemon.risk import funded
 from daemon.risk.funded_book import FundedBook
@@ -36,11 +37,26 @@ log = logging.getLogger("traderd.risk")
 ACTOR = "risk"
 
 
+class AccountControls(Protocol):
+    """What the monitor may do to an account: lock it against new exposure, unlock it, flatten it."""
+
+    def is_locked(self, account: str) -> bool: ...
+
+    def lock(self, account: str, actor: str, reason: str | None = None) -> None:
+        """Refuse new exposure (exits still pass) until `unlock`; persisted across restarts."""
+
+    def unlock(self, account: str, actor: str) -> None: ...
+
+    def request_flatten(self, target: str, actor: str, request_id: str, source: str = ...) -> list[str]:
+        """Queue a flatten (cancel orders, close positions) on the account's own worker; idempotent per id."""
+        ...
+
+
 class RiskMonitor:
-    def __init__(self, *, book: FundedBook, engine: Engine, store: Store, events: EventBus,
+    def __init__(self, *, book: FundedBook, controls: AccountControls, store: Store, events: EventBus,
                  brokers: Mapping[str, Broker], clock: Callable[[], datetime] = utcnow) -> None:
         self.book = book
-        self.engine = engine
+        self.controls = controls
         self.store = store
         self.events = events
         self.brokers = dict(brokers)
@@ -50,17 +66,18 @@ class RiskMonitor:
         return [a for a in self.book.accounts() if a in self.brokers]
 
     def start(self) -> None:
-        """Re-apply persisted hard locks to the engine (the store control normally already holds them)."""
+        """Re-apply persisted hard locks to the controls (the store control normally already holds them)."""
         for account in self.accounts():
-            if self.book.state(account).locked and account not in self.engine.locked:
-                self.engine.locked.add(account)
+            state = self.book.state(account)
+            if state.locked and not self.controls.is_locked(account):
+                self.controls.lock(account, ACTOR, state.lock_reason)
 
     # ---- inputs ----------------------------------------------------------------------------------
 
     def on_event(self, event: Event) -> None:
         """Event-bus subscriber: apply each fill of a funded account (synchronously, before the account's
         worker takes its next signal, so a breach blocks the very next entry)."""
-        if event.kind != "fill" or event.account not in self.book or "fill" not in event.data:
+        if event.kind != "fill" or event.account is None or event.account not in self.book or "fill" not in event.data:
             return
         fill = Fill.model_validate(event.data["fill"])
         realized = event.data.get("realized_pnl")
@@ -121,7 +138,7 @@ class RiskMonitor:
     # ---- operator --------------------------------------------------------------------------------
 
     def reset_lock(self, account: str, actor: str, *, clear_block: bool = False) -> dict[str, Any]:
-        """Operator reset after a hard breach: unlock the rule state, the store control and the engine;
+        """Operator reset after a hard breach: unlock the rule state and the account's controls;
         with `clear_block` also lift a soft block early. Returns the account's rule snapshot."""
         if account not in self.book:
             raise KeyError(f"account {account!r} has no funded rules")
@@ -130,8 +147,7 @@ class RiskMonitor:
         if clear_block:
             state = state.model_copy(update={"blocked_until": None, "block_reason": None})
         self.book.save(account, state)
-        self.store.set_control(account, locked=False, by=actor)
-        self.engine.locked.discard(account)
+        self.controls.unlock(account, actor)
         self.store.audit(actor, "reset_lock", account, "with block cleared" if clear_block else "")
         self.events.publish(Event(kind="resumed", account=account, summary=f"risk lock reset by {actor}",
                                   data={"source": ACTOR, "actor": actor}, at=at))
@@ -160,10 +176,9 @@ class RiskMonitor:
                 continue
             if breach.action == "flatten_lock":
                 reason = self.book.state(account).lock_reason or breach.detail
-                self.store.set_control(account, locked=True, reason=reason, by=ACTOR)
-                self.engine.locked.add(account)
+                self.controls.lock(account, ACTOR, reason)
             request_id = f"{breach.rule}_{int(breach.at.timestamp() * 1_000_000)}"
             try:
-                self.engine.request_flatten(account, ACTOR, request_id=request_id, source=ACTOR)
+                self.controls.request_flatten(account, ACTOR, request_id=request_id, source=ACTOR)
             except Exception:  # the lock/block above still holds; the operator is told by the event
                 log.exception("risk flatten of %s after %s could not be queued", account, breach.rule)

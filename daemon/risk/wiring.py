@@ -17,11 +17,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from brokers.base import Broker
 from config.settings import Settings
 from daemon.calendar import CME_ROLL
-from daemon.engine import Engine
 from daemon.events import EventBus
+from daemon.risk.engine import AccountRisk, RiskEngine
 from daemon.risk.funded_book import FundedBook, rules_from_settings
-from daemon.risk.limits import AccountRisk, RiskEngine
-from daemon.risk.monitor import RiskMonitor
+from daemon.risk.monitor import AccountControls, RiskMonitor
 from daemon.scheduler import daily_at, every
 from daemon.store.repository import Store
 from daemon.store.state import StateStore
@@ -40,9 +39,10 @@ def build_risk_engine(settings: Settings, store: Store, clock: Callable[[], date
     )
 
 
-def build_monitor(risk: RiskEngine, engine: Engine, store: Store, events: EventBus,
+def build_monitor(risk: RiskEngine, controls: AccountControls, store: Store, events: EventBus,
                   brokers: Mapping[str, Broker], clock: Callable[[], datetime]) -> RiskMonitor:
-    monitor = RiskMonitor(book=risk.funded, engine=engine, store=store, events=events, brokers=brokers,
+    """`controls` is what the monitor locks, unlocks and flattens accounts through: the daemon's `Engine`."""
+    monitor = RiskMonitor(book=risk.funded, controls=controls, store=store, events=events, brokers=brokers,
                           clock=clock)
     events.subscribe(monitor.on_event)
     return monitor

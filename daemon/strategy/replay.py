@@ -41,8 +41,8 @@ from daemon.engine import Engine
 from daemon.events import EventBus
 from daemon.metrics import Metrics
 from daemon.risk import funded
+from daemon.risk.engine import RiskEngine
 from daemon.risk.funded_book import FundedBook
-from daemon.risk.limits import RiskEngine
 from daemon.store.repository import Store
 from daemon.strategy.bars import CalendarName, aggregate, calendar_zone, load_csv, session_close_at
 from daemon.strategy.runner import intent_for
@@ -166,7 +166,7 @@ class _Replay:
             if breach.action != "reject":
                 self.flatten_due = True
             if breach.action == "flatten_lock":
-                self.engine.locked.add(ACCOUNT)
+                self.engine.lock(ACCOUNT, "risk", state.lock_reason or breach.detail)
 
     async def observe(self, price: Decimal, at: datetime) -> None:
         self.clock.now = at

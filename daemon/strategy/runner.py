@@ -6,10 +6,11 @@ sessions, NYSE holidays and early closes). A run acts on the latest closed bar o
 pause or a sleep are coalesced (APScheduler's `coalesce`, and a run never replays skipped bars), and a bar
 that closed more than `max_lag_seconds` ago is marked done without trading.
 
-Signals become `Intent`s (source "strategy") whose dedup key is `strategy:NAME:BAR_CLOSE:INDEX`, submitted
-with `engine.submit_new`, so a run repeated after a crash or restart is a no-op at the store. What a
-strategy remembers (`Strategy.state`), the last bar acted on, the last signal and pause/disable flags are kept
-in `StateStore` namespace "strategy" under the instance name, written after every run.
+Signals become `Intent`s (source "strategy") whose dedup key is `strategy:NAME:BAR_CLOSE:INDEX`, handed to
+`submit` (the engine's `submit_new`: record, then queue), so a run repeated after a crash or restart is a
+no-op at the store. What a strategy remembers (`Strategy.state`), the last bar acted on, the last signal
+and pause/disable flags are kept in `StateStore` namespace "strategy" under the instance name, written after
+every run.
 
 A strategy that cannot be loaded or whose `on_bar` raises is disabled (persisted, until `resume`) and
 reported as an `Event` of kind "daemon" with `data={"strategy": NAME, "status": "disabled", "error": ...}`;
@@ -30,10 +31,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from pydantic import AwareDatetime, BaseModel
 
-from brokers.base import BrokerError
+from brokers.base import Broker, BrokerError
 from config.strategies import StrategySettings
 from daemon.domain import Action, Event, Intent, utcnow
-from daemon.engine import Engine
 from daemon.store.state import StateStore
 from daemon.strategy.bars import BarDataError, BarSource, CalendarName, last_bar_close, next_bar_close, session_close_at
 from strategies.base import Context, Position, Signal, Strategy, StrategyLoadError, load_strategy, parse_params
@@ -41,12 +41,17 @@ from strategies.base import Context, Position, Signal, Strategy, StrategyLoadErr
 log = logging.getLogger("traderd.strategies")
 NAMESPACE = "strategy"
 
+Submit = Callable[[Intent], tuple[str, bool]]  # record and queue an intent -> (signal id, is new)
+Publish = Callable[[Event], None]
+
 
 def intent_for(signal: Signal, *, strategy: str, account: str, symbol: str, bar_end: datetime, index: int,
                price: Decimal | None, received_at: datetime, expires_at: datetime | None = None) -> Intent:
     """The Intent for the `index`-th signal a strategy returned on the bar closing at `bar_end`."""
     dedup_key = f"strategy:{strategy}:{bar_end.astimezone(UTC).isoformat()}:{index}"
     digest = hashlib.sha256(f"{account}\x00{dedup_key}".encode()).hexdigest()
+    quantity: Decimal | None
+    tgt: Decimal | None
     if signal.action == "target":
         assert signal.target_position is not None
         action, quantity, tgt = (Action.EXIT, None, None) if signal.target_position == 0 else (
@@ -117,11 +122,17 @@ class _Slot:
 
 
 class StrategyRunner:
-    """Owns the strategy jobs of one daemon. `start()` after the engine has started, `stop()` before it stops."""
+    """Owns the strategy jobs of one daemon. `start()` after the engine has started, `stop()` before it stops.
 
-    def __init__(self, *, engine: Engine, scheduler: AsyncIOScheduler, state: StateStore, bars: BarSource,
+    `submit` records and queues an intent (the engine's `submit_new`), `publish` reports a strategy's status
+    changes, `brokers` (by account) give the position a strategy sees."""
+
+    def __init__(self, *, submit: Submit, publish: Publish, brokers: Mapping[str, Broker],
+                 scheduler: AsyncIOScheduler, state: StateStore, bars: BarSource,
                  strategies: Mapping[str, StrategySettings], clock: Callable[[], datetime] = utcnow) -> None:
-        self.engine = engine
+        self.submit = submit
+        self.publish = publish
+        self.brokers = dict(brokers)
         self.scheduler = scheduler
         self.state = state
         self.bars = bars
@@ -179,7 +190,7 @@ class StrategyRunner:
         slot.record.disabled_reason = reason
         self._save(name, slot)
         log.error("strategy %s disabled: %s", name, reason)
-        self.engine.events.publish(Event(
+        self.publish(Event(
             kind="daemon", account=slot.settings.account, summary=f"strategy {name} disabled: {reason}",
             data={"strategy": name, "status": "disabled", "error": reason}))
 
@@ -207,7 +218,7 @@ class StrategyRunner:
         count = s.history_bars or max(instance.warmup, 1)
         try:
             history: Sequence[Any] = await self.bars.bars(s.symbol, s.timeframe, s.calendar, bar_end, count)
-            broker = self.engine.brokers[s.account]
+            broker = self.brokers[s.account]
             held = next((p for p in await broker.positions() if p.symbol == s.symbol), None)
         except (BarDataError, BrokerError) as exc:
             log.warning("strategy %s: no run for the bar closing %s: %s", name, bar_end.isoformat(), exc)
@@ -229,7 +240,7 @@ class StrategyRunner:
             return []
         ids = []
         for signal, intent in zip(signals, intents, strict=True):
-            signal_id, is_new = self.engine.submit_new(intent)
+            signal_id, is_new = self.submit(intent)
             ids.append(signal_id)
             if is_new:
                 record.last_signal, record.last_signal_at = describe(signal), bar_end
@@ -250,9 +261,9 @@ class StrategyRunner:
         slot = self._slot(name)
         slot.record.paused = True
         self._save(name, slot)
-        self.engine.events.publish(Event(kind="daemon", account=slot.settings.account,
-                                         summary=f"strategy {name} paused by {actor}",
-                                         data={"strategy": name, "status": "paused"}))
+        self.publish(Event(kind="daemon", account=slot.settings.account,
+                           summary=f"strategy {name} paused by {actor}",
+                           data={"strategy": name, "status": "paused"}))
 
     def resume(self, name: str, actor: str) -> None:
         """Resume a paused strategy, or retry a disabled one (reloading its code)."""
@@ -264,9 +275,9 @@ class StrategyRunner:
             self._load(name, slot)
         if slot.record.disabled_reason is None:
             self._save(name, slot)
-            self.engine.events.publish(Event(kind="daemon", account=slot.settings.account,
-                                             summary=f"strategy {name} resumed by {actor}",
-                                             data={"strategy": name, "status": "running"}))
+            self.publish(Event(kind="daemon", account=slot.settings.account,
+                               summary=f"strategy {name} resumed by {actor}",
+                               data={"strategy": name, "status": "running"}))
 
     def status(self) -> list[StrategyStatus]:
         out = []

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from daemon.engine import Engine
 from daemon.queries import PERIODS, Reader
-from daemon.risk.limits import RiskEngine
+from daemon.risk.engine import RiskEngine
 from daemon.risk.monitor import RiskMonitor
 from daemon.store.repository import Store
 from daemon.strategy.runner import StrategyRunner
