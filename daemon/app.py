@@ -23,7 +23,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
 from config.settings import Settings
-from daemon.chat.runtime import ChatRuntime
+from daemon.chat.backend import DaemonChatBackend
+from daemon.chat.outbox import Outbox
+from daemon.chat.runtime import ChatRuntime, alert_destinations
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, log_event
@@ -68,24 +70,6 @@ def webhook_secret(settings: Settings) -> str:
     return generated
 
 
-def secrets_of(settings: Settings) -> list[str]:
-    """Every secret value in the configuration, for log and error scrubbing."""
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if hasattr(value, "get_secret_value"):
-            found.append(value.get_secret_value())
-        elif hasattr(value, "model_fields"):
-            for name in type(value).model_fields:
-                walk(getattr(value, name))
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-
-    walk(settings)
-    return [s for s in found if s]
-
-
 class Daemon:
     def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow,
                  notifier: SystemdNotifier | None = None) -> None:
@@ -111,7 +95,6 @@ class Daemon:
         self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock)
         self.reader = Reader(store=self.store, brokers=self.brokers, engine=self.engine,
                              timezone=settings.daemon.timezone, clock=clock)
-        self.chat = ChatRuntime(self)  # subscribes the alert outbox now; transports connect after READY
         self.connected: set[str] = set()
         self.started_at: datetime | None = None
         self.ready = False
@@ -124,6 +107,7 @@ class Daemon:
             bars=RoutedBarSource.for_strategies(settings.strategies, self.brokers), strategies=settings.strategies,
             clock=clock,
         )
+        self.chat = self._chat_runtime()  # subscribes the alert outbox now; transports connect after READY
         self._watchdog_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -133,6 +117,21 @@ class Daemon:
         return self._scheduler
 
     # ---- wiring ----------------------------------------------------------------------------------
+
+    def _chat_runtime(self) -> ChatRuntime:
+        settings = self.settings
+        outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord), settings.alerts,
+                        self.clock)
+        backend = DaemonChatBackend(
+            reader=self.reader, engine=self.engine, risk=self.risk, store=self.store, readiness=self.readiness,
+            version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=outbox.pending_count,
+            extra_health=lambda: self.chat.health(), clock=self.clock, strategies=self.strategies,
+        )
+        return ChatRuntime(
+            telegram=settings.telegram, discord=settings.discord, alerts=settings.alerts,
+            timezone=settings.daemon.timezone, outbox=outbox, state=StateStore(self.store), backend=backend,
+            reader=self.reader, subscribe=self.events.subscribe, clock=self.clock,
+        )
 
     def web_app(self) -> web.Application:
         app = web.Application(middlewares=[bearer_middleware(self._api_token())],

@@ -245,6 +245,10 @@ class Event(_Value):
     at: AwareDatetime = Field(default_factory=utcnow)
 
 
+Period = Literal["today", "week", "month"]  # a P&L period: since local midnight, Monday, or the 1st
+PERIODS: tuple[Period, ...] = ("today", "week", "month")
+
+
 # --------------------------------------------------------------------------- chat-ops value types
 # The chat transports (`notifiers/*`) and the command core (`daemon.chat.commands`) speak these; they live here so
 # the transports import only the ground floor.

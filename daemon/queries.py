@@ -1,23 +1,89 @@
-"""Read-side answers shared by the control API, the CLI and chat: accounts, positions, orders, fills, P&L.
+"""Read-side answers shared by the control API and chat: accounts, positions, open orders and P&L, as typed models.
 
-One place computes what to say; the API and the chat transports only format it.
+One place computes what to say; the API and the chat transports only format it. Money is `Decimal`; P&L
+figures are rounded to cents here, so every surface shows the same cents.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from brokers.base import Broker, BrokerError
-from daemon.domain import ZERO, Position, utcnow
-from daemon.engine import Engine
-from daemon.store.repository import Store
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-Period = Literal["today", "week", "month"]
-PERIODS: tuple[str, ...] = ("today", "week", "month")
+from brokers.base import Broker, BrokerError
+from daemon.domain import PERIODS, ZERO, AccountState, Order, Period, Position, utcnow
+from daemon.store.repository import Store
+from daemon.store.tables import DailyPnl
+
+CENT = Decimal("0.01")
+
+
+class EngineView(Protocol):
+    """What reads need from the engine: which accounts a name means, and each account's controls and queue."""
+
+    @property
+    def paused(self) -> Container[str]: ...
+    @property
+    def locked(self) -> Container[str]: ...
+    def targets(self, target: str) -> list[str]: ...
+    def queue_depth(self, account: str) -> int: ...
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Controls(_Answer):
+    """An account's switches as the engine holds them: paused by an operator, locked by risk, signals waiting."""
+
+    paused: bool
+    locked: bool
+    queue_depth: int
+
+
+class AccountView(_Answer):
+    """One account: its link and controls, and its state, live or (`stale`) the last snapshot the store kept."""
+
+    account: str
+    broker: str
+    connected: bool
+    controls: Controls
+    state: AccountState | None = None  # its account and broker are the configured name and the adapter's name
+    error: str | None = None  # why the broker could not answer
+    stale: bool = False
+
+
+class PositionView(_Answer):
+    position: Position
+    stale: bool  # from the store's ledger because the broker could not answer
+
+
+class AccountPnl(_Answer):
+    account: str
+    realized: Decimal
+    fees: Decimal
+    unrealized: Decimal
+    net: Decimal
+    fills: int
+
+
+class PnlTotal(_Answer):
+    realized: Decimal
+    fees: Decimal
+    unrealized: Decimal
+    net: Decimal
+
+
+class PnlReport(_Answer):
+    period: Period
+    since: AwareDatetime
+    accounts: list[AccountPnl]
+    total: PnlTotal
+    by_day: list[DailyPnl]
 
 
 def period_start(period: str, now: datetime, tz: str) -> datetime:
@@ -31,12 +97,12 @@ def period_start(period: str, now: datetime, tz: str) -> datetime:
     return local
 
 
-def money(value: Decimal | None) -> str | None:
-    return None if value is None else f"{value.quantize(Decimal('0.01'))}"
+def cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT)
 
 
 class Reader:
-    def __init__(self, *, store: Store, brokers: Mapping[str, Broker], engine: Engine, timezone: str,
+    def __init__(self, *, store: Store, brokers: Mapping[str, Broker], engine: EngineView, timezone: str,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.store = store
         self.brokers = brokers
@@ -48,41 +114,58 @@ class Reader:
         """One account, or all of them for None / "all"; KeyError naming the accounts for an unknown one."""
         return self.engine.targets(account or "all")
 
-    async def accounts(self) -> list[dict[str, Any]]:
-        rows = []
-        for name, broker in self.brokers.items():
-            row: dict[str, Any] = {"account": name, "broker": broker.name, "connected": broker.healthy(),
-                                   "paused": name in self.engine.paused, "locked": name in self.engine.locked,
-                                   "queue_depth": self.engine.queue_depth(name)}
-            try:
-                state = await broker.account_state()
-                row |= state.model_dump(mode="json", exclude={"account", "broker"})
-            except BrokerError as exc:
-                snapshot = self.store.latest_snapshot(name)
-                row["error"] = exc.reason
-                if snapshot is not None:
-                    row |= snapshot.model_dump(mode="json", exclude={"account", "broker"}) | {"stale": True}
-            rows.append(row)
-        return rows
+    def controls(self, account: str) -> Controls:
+        return Controls(paused=account in self.engine.paused, locked=account in self.engine.locked,
+                        queue_depth=self.engine.queue_depth(account))
 
-    async def positions(self, account: str | None = None) -> list[dict[str, Any]]:
+    def pending_signals(self) -> int:
+        """Signals accepted and not yet executed, over every account."""
+        return sum(self.engine.queue_depth(name) for name in self.accounts_named(None))
+
+    async def accounts(self) -> list[AccountView]:
+        views = []
+        for name, broker in self.brokers.items():
+            connected, controls = broker.healthy(), self.controls(name)  # as they were before this call
+            error: str | None = None
+            try:
+                state: AccountState | None = await broker.account_state()
+            except BrokerError as exc:
+                error, state = exc.reason, self.store.latest_snapshot(name)
+            views.append(AccountView(
+                account=name, broker=broker.name, connected=connected, controls=controls,
+                state=None if state is None else state.model_copy(update={"account": name, "broker": broker.name}),
+                error=error, stale=error is not None and state is not None,
+            ))
+        return views
+
+    async def positions(self, account: str | None = None) -> list[PositionView]:
         """Live from the broker; from the store (marked stale) when the broker cannot answer."""
-        rows: list[dict[str, Any]] = []
+        views: list[PositionView] = []
         for name in self.accounts_named(account):
             try:
                 positions: list[Position] = await self.brokers[name].positions()
                 stale = False
             except BrokerError:
                 positions, stale = self.store.positions(name), True
-            rows += [p.model_dump(mode="json") | {"stale": stale} for p in positions if p.quantity != 0]
-        return rows
+            views += [PositionView(position=p, stale=stale) for p in positions if p.quantity != 0]
+        return views
 
-    async def pnl(self, period: str = "today", account: str | None = None) -> dict[str, Any]:
+    async def open_orders(self, account: str | None = None) -> list[Order]:
+        """Working orders, live from the broker; from the store when the broker cannot answer."""
+        orders: list[Order] = []
+        for name in self.accounts_named(account):
+            try:
+                orders += await self.brokers[name].open_orders()
+            except BrokerError:
+                orders += self.store.orders(name, open_only=True)
+        return [o for o in orders if o.status.is_open]
+
+    async def pnl(self, period: Period = "today", account: str | None = None) -> PnlReport:
         """Realized and fees from recorded fills since the period's start; unrealized from live positions."""
         names = self.accounts_named(account)
         since = period_start(period, self.clock(), self.timezone)
-        per_account: list[dict[str, Any]] = []
-        totals = {"realized": ZERO, "fees": ZERO, "unrealized": ZERO}
+        per_account: list[AccountPnl] = []
+        total_realized = total_fees = total_unrealized = ZERO
         for name in names:
             realized = fees = ZERO
             count = 0
@@ -90,16 +173,14 @@ class Reader:
                 realized += pnl
                 fees += fill.commission
                 count += 1
-            unrealized = sum((Decimal(p["unrealized_pnl"]) for p in await self.positions(name)), ZERO)
-            per_account.append({"account": name, "realized": money(realized), "fees": money(fees),
-                                "unrealized": money(unrealized), "net": money(realized - fees + unrealized),
-                                "fills": count})
-            totals["realized"] += realized
-            totals["fees"] += fees
-            totals["unrealized"] += unrealized
-        total = {k: money(v) for k, v in totals.items()}
-        total["net"] = money(totals["realized"] - totals["fees"] + totals["unrealized"])
-        days = [d.model_dump(mode="json") for name in names
-                for d in self.store.pnl_by_day(name, since, self.timezone)]
-        return {"period": period, "since": since.isoformat(), "accounts": per_account, "total": total,
-                "by_day": days}
+            unrealized = sum((view.position.unrealized_pnl for view in await self.positions(name)), ZERO)
+            per_account.append(AccountPnl(account=name, realized=cents(realized), fees=cents(fees),
+                                          unrealized=cents(unrealized), net=cents(realized - fees + unrealized),
+                                          fills=count))
+            total_realized += realized
+            total_fees += fees
+            total_unrealized += unrealized
+        total = PnlTotal(realized=cents(total_realized), fees=cents(total_fees), unrealized=cents(total_unrealized),
+                         net=cents(total_realized - total_fees + total_unrealized))
+        days = [day for name in names for day in self.store.pnl_by_day(name, since, self.timezone)]
+        return PnlReport(period=period, since=since, accounts=per_account, total=total, by_day=days)

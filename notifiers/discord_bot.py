@@ -23,7 +23,7 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from daemon.domain import COMMANDS, ChatHandler, ChatIdentity, ChatReply, ChatRequest
+from daemon.domain import COMMANDS, ChatHandler, ChatIdentity, ChatReply, ChatRequest, Period
 
 log = logging.getLogger(__name__)
 FENCE = "```"
@@ -241,7 +241,7 @@ def build_commands(transport: DiscordTransport) -> list[app_commands.Command[Any
     @app_commands.describe(period="today (default), week or month", account="one account (default: all)")
     async def pnl(
         interaction: discord.Interaction,
-        period: Literal["today", "week", "month"] | None = None,
+        period: Period | None = None,
         account: str | None = None,
     ) -> None:
         args = [a for a in (period, account) if a]

@@ -174,13 +174,14 @@ class TelegramTransport:
             log.error(message)
             if self.on_conflict is not None:
                 self.on_conflict(message)
-            task = asyncio.get_running_loop().create_task(self._stop_polling())
+            task = asyncio.get_running_loop().create_task(self.stop_polling())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
             log.warning("Telegram polling error: %s", exc)
 
-    async def _stop_polling(self) -> None:
+    async def stop_polling(self) -> None:
+        """Stop taking commands (getUpdates); alerts can still be sent until `stop()`."""
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
 

@@ -13,9 +13,11 @@ from daemon.domain import (
     Order,
     OrderStatus,
     OrderType,
+    Position,
     Side,
     Violation,
 )
+from daemon.queries import AccountPnl, PnlReport, PnlTotal
 
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -68,12 +70,17 @@ def test_flatten_daemon_broker_and_failures() -> None:
 
 
 def test_daily_summary() -> None:
-    pnl = {"accounts": [{"account": "a", "realized": "100.00", "fees": "2.00", "unrealized": "-10.00",
-                         "net": "88.00", "fills": 4},
-                        {"account": "b", "realized": "0.00", "fees": "0.00", "unrealized": "0.00", "net": "0.00",
-                         "fills": 0}],
-           "total": {"net": "88.00"}}
-    alert = daily_summary("Mon 2026-03-02", pnl, [{"account": "a", "symbol": "ES", "quantity": "-1"}])
+    pnl = PnlReport(
+        period="today", since=T, by_day=[],
+        accounts=[AccountPnl(account="a", realized=Decimal("100.00"), fees=Decimal("2.00"),
+                             unrealized=Decimal("-10.00"), net=Decimal("88.00"), fills=4),
+                  AccountPnl(account="b", realized=Decimal("0.00"), fees=Decimal("0.00"), unrealized=Decimal("0.00"),
+                             net=Decimal("0.00"), fills=0)],
+        total=PnlTotal(realized=Decimal("100.00"), fees=Decimal("2.00"), unrealized=Decimal("-10.00"),
+                       net=Decimal("88.00")),
+    )
+    held = Position(account="a", symbol="ES", quantity=Decimal("-1"), average_price=Decimal("5000"))
+    alert = daily_summary("Mon 2026-03-02", pnl, [held])
     assert alert.kind == "daily_summary"
     assert alert.text.splitlines() == [
         "Daily summary Mon 2026-03-02",

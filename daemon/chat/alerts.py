@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from daemon.chat import render as r
-from daemon.domain import Event, Fill, FlattenReport, utcnow
+from daemon.domain import Event, Fill, FlattenReport, Position, utcnow
+from daemon.queries import PnlReport
 
 
 class Alert(BaseModel):
@@ -105,21 +106,19 @@ def alert_for(event: Event) -> Alert | None:
     return None
 
 
-def daily_summary(day: str, pnl: dict[str, Any], positions: Sequence[dict[str, Any]]) -> Alert:
+def daily_summary(day: str, pnl: PnlReport, positions: Sequence[Position]) -> Alert:
     """The end-of-session message: P&L per account (as `Reader.pnl` gives it) and what is still open."""
     lines = [f"Daily summary {day}"]
-    for acc in pnl.get("accounts", []):
+    for acc in pnl.accounts:
         lines.append(
-            f"{acc['account']}: net {r.money(_dec(acc['net']), signed=True)} (realized "
-            f"{r.money(_dec(acc['realized']), signed=True)}, fees {r.money(_dec(acc['fees']))}, "
-            f"open {r.money(_dec(acc['unrealized']), signed=True)}), {acc.get('fills', 0)} fills"
+            f"{acc.account}: net {r.money(acc.net, signed=True)} (realized {r.money(acc.realized, signed=True)}, "
+            f"fees {r.money(acc.fees)}, open {r.money(acc.unrealized, signed=True)}), {acc.fills} fills"
         )
-    total = pnl.get("total") or {}
-    if len(pnl.get("accounts", [])) > 1 and total:
-        lines.append(f"TOTAL: net {r.money(_dec(total.get('net')), signed=True)}")
-    open_positions = [p for p in positions if _dec(p.get("quantity")) not in (None, Decimal(0))]
+    if len(pnl.accounts) > 1:
+        lines.append(f"TOTAL: net {r.money(pnl.total.net, signed=True)}")
+    open_positions = [p for p in positions if p.quantity != 0]
     if open_positions:
-        held = ", ".join(f"{p['account']} {p['symbol']} {r.qty(Decimal(str(p['quantity'])))}" for p in open_positions)
+        held = ", ".join(f"{p.account} {p.symbol} {r.qty(p.quantity)}" for p in open_positions)
         lines.append(f"Still open: {held}")
     else:
         lines.append("No open positions.")

@@ -10,26 +10,23 @@ which makes a repeated confirmation of the same question a no-op at the engine t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from brokers.base import BrokerError
-from config.settings import RiskLimits
-from daemon.chat.commands import (
+from daemon.chat.replies import (
     AccountInfo,
     ControlResult,
     HealthCheck,
-    Period,
     PnlLine,
     RiskLine,
     StatusInfo,
     StrategyAction,
     StrategyInfo,
 )
-from daemon.domain import ZERO, AccountState, Fill, FlattenReport, Order, Position
-from daemon.engine import Engine
+from daemon.domain import Fill, FlattenReport, Order, Period, Position
+from daemon.engine import Engine, Outcome
 from daemon.queries import Reader
 from daemon.store.repository import Store
 from daemon.strategy.runner import StrategyRunner, StrategyStatus
@@ -37,10 +34,25 @@ from daemon.strategy.runner import StrategyRunner, StrategyStatus
 WAIT_SECONDS = 20.0  # under the transports' 30 s handler bound
 
 
-def _fmt(value: Decimal | int | None) -> str:
-    if value is None:
-        return "-"
-    return format(Decimal(value).normalize(), "f")
+class LimitLine(Protocol):
+    """One described limit, as display strings."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def used(self) -> str: ...
+    @property
+    def limit(self) -> str: ...
+    @property
+    def left(self) -> str: ...
+    @property
+    def breached(self) -> bool: ...
+
+
+class RiskDescriber(Protocol):
+    """The risk engine as `/risk` needs it; `positions` is symbol -> signed quantity held."""
+
+    def describe(self, account: str, positions: Mapping[str, Decimal] | None = None) -> Sequence[LimitLine]: ...
 
 
 class DaemonChatBackend:
@@ -49,8 +61,8 @@ class DaemonChatBackend:
         *,
         reader: Reader,
         engine: Engine,
+        risk: RiskDescriber,
         store: Store,
-        limits: Mapping[str, RiskLimits],
         readiness: Callable[[], Mapping[str, Any]],
         version: str,
         started_at: Callable[[], datetime | None],
@@ -63,8 +75,8 @@ class DaemonChatBackend:
         self.runner = strategies
         self.reader = reader
         self.engine = engine
+        self.risk_engine = risk
         self.store = store
-        self.limits = limits
         self.readiness = readiness
         self.version = version
         self.started_at = started_at
@@ -80,106 +92,43 @@ class DaemonChatBackend:
             version=self.version,
             started_at=self.started_at() or self.clock(),
             accounts=await self.accounts(),
-            pending_signals=sum(self.engine.queue_depth(name) for name in self.engine.brokers),
+            pending_signals=self.reader.pending_signals(),
             outbox_pending=self.outbox_pending(),
         )
 
     async def accounts(self) -> list[AccountInfo]:
-        out = []
-        for row in await self.reader.accounts():
-            name = row["account"]
-            state = None
-            if "equity" in row and "cash" in row:
-                fields = {k: row[k] for k in AccountState.model_fields if k in row}
-                state = AccountState.model_validate(fields | {"account": name, "broker": row["broker"]})
-            out.append(AccountInfo(name=name, broker=row["broker"], paused=bool(row["paused"]),
-                                   connected=bool(row["connected"]) and "error" not in row,
-                                   locked="locked by risk" if row.get("locked") else None, state=state))
-        return out
+        return [
+            AccountInfo(name=view.account, broker=view.broker, paused=view.controls.paused,
+                        connected=view.connected and view.error is None,
+                        locked="locked by risk" if view.controls.locked else None, state=view.state)
+            for view in await self.reader.accounts()
+        ]
 
     async def positions(self, account: str | None) -> list[Position]:
-        rows = await self.reader.positions(account)
-        return [Position.model_validate({k: v for k, v in row.items() if k != "stale"}) for row in rows]
+        return [view.position for view in await self.reader.positions(account)]
 
     async def open_orders(self, account: str | None) -> list[Order]:
-        orders: list[Order] = []
-        for name in self.reader.accounts_named(account):
-            try:
-                orders += await self.reader.brokers[name].open_orders()
-            except BrokerError:
-                orders += self.store.orders(name, open_only=True)
-        return [o for o in orders if o.status.is_open]
+        return await self.reader.open_orders(account)
 
     async def recent_fills(self, n: int) -> list[Fill]:
         return list(reversed(self.store.fills(limit=n)))  # oldest of the n first, like a chat log
 
     async def pnl(self, period: Period, account: str | None) -> list[PnlLine]:
-        answer = await self.reader.pnl(period, account)
-        currency = {row["account"]: row.get("currency", "USD") for row in await self.reader.accounts()}
+        report = await self.reader.pnl(period, account)
+        currency = {view.account: view.state.currency for view in await self.reader.accounts() if view.state}
         return [
-            PnlLine(account=a["account"], realized=Decimal(a["realized"]), unrealized=Decimal(a["unrealized"]),
-                    fees=Decimal(a["fees"]), currency=currency.get(a["account"]) or "USD")
-            for a in answer["accounts"]
+            PnlLine(account=line.account, realized=line.realized, unrealized=line.unrealized, fees=line.fees,
+                    currency=currency.get(line.account) or "USD")
+            for line in report.accounts
         ]
 
     async def risk(self, account: str | None) -> list[RiskLine]:
         lines: list[RiskLine] = []
-        describe = getattr(self.engine.risk, "describe", None)
         for name in self.reader.accounts_named(account):
-            if callable(describe):
-                held = await self._held(name)
-                try:
-                    statuses = describe(name, held)
-                except TypeError:  # an older describe(account) without positions
-                    statuses = describe(name)
-                for status in statuses:
-                    lines.append(RiskLine(account=name, name=str(status.name), used=str(status.used),
-                                          limit=str(status.limit), left=str(status.left),
-                                          breached=bool(status.breached)))
-                continue
-            lines += await self._basic_limits(name)
-        return lines
-
-    async def _held(self, name: str) -> dict[str, Decimal]:
-        """Signed position per symbol: live from the broker, else the store's ledger."""
-        try:
-            return {p.symbol: p.quantity for p in await self.reader.brokers[name].positions() if p.quantity != 0}
-        except BrokerError:
-            return {p.symbol: p.quantity for p in self.store.positions(name)}
-
-    async def _basic_limits(self, name: str) -> list[RiskLine]:
-        """Until the risk engine can describe itself: the configured basic limits, with what is in use."""
-        limits = self.limits.get(name)
-        if limits is None:
-            return []
-        held = await self._held(name)
-        lines = []
-
-        def line(label: str, used: Decimal | int | None, limit: Decimal | int, left: bool = True) -> None:
-            remaining = Decimal(limit) - Decimal(used) if left and used is not None else None
-            lines.append(RiskLine(account=name, name=label, used=_fmt(used), limit=_fmt(limit),
-                                  left=_fmt(remaining), breached=remaining is not None and remaining < 0))
-
-        if limits.max_order_quantity is not None:
-            line("order qty", None, limits.max_order_quantity, left=False)
-        if limits.max_position is not None:
-            largest = max((abs(q) for q in held.values()), default=ZERO)
-            line("position/sym", largest, limits.max_position)
-        if limits.max_open_positions is not None:
-            line("open positions", len(held), limits.max_open_positions)
-        if limits.max_notional is not None:
-            line("order notional", None, limits.max_notional, left=False)
-        if limits.max_orders_per_minute is not None:
-            line("orders/minute", None, limits.max_orders_per_minute, left=False)
-        if limits.allowed_symbols:
-            lines.append(RiskLine(account=name, name="symbols", used="-", limit=",".join(limits.allowed_symbols)[:24],
-                                  left="-"))
-        if limits.trading_hours is not None:
-            hours = limits.trading_hours
-            lines.append(RiskLine(account=name, name="hours", used="-",
-                                  limit=f"{hours.start:%H:%M}-{hours.end:%H:%M}", left="-"))
-        if name in self.engine.locked:
-            lines.append(RiskLine(account=name, name="LOCKED", used="-", limit="-", left="0", breached=True))
+            held = {view.position.symbol: view.position.quantity for view in await self.reader.positions(name)}
+            lines += [RiskLine(account=name, name=status.name, used=status.used, limit=status.limit,
+                               left=status.left, breached=status.breached)
+                      for status in self.risk_engine.describe(name, held)]
         return lines
 
     async def health(self) -> list[HealthCheck]:
@@ -187,7 +136,7 @@ class DaemonChatBackend:
         for name, value in self.readiness().items():
             ok = bool(value)
             checks.append(HealthCheck(name=name, ok=ok, detail="" if ok else "not ready"))
-        depth = sum(self.engine.queue_depth(n) for n in self.engine.brokers)
+        depth = self.reader.pending_signals()
         checks.append(HealthCheck(name="signal queue", ok=True, detail=f"{depth} waiting"))
         return checks + self.extra_health()
 
@@ -199,15 +148,18 @@ class DaemonChatBackend:
     def _targets(self, target: str) -> list[str]:
         return self.engine.targets(target)  # "all" or one configured account (chat-ops resolved the name)
 
+    def _paused(self, target: str) -> set[str]:
+        return {a for a in self._targets(target) if self.reader.controls(a).paused}
+
     async def pause(self, target: str, actor: str) -> list[ControlResult]:
-        before = set(self.engine.paused)
+        before = self._paused(target)
         accounts = self.engine.pause(target, actor, True)
         return [ControlResult(account=a, changed=a not in before) for a in accounts]
 
     async def resume(self, target: str, actor: str) -> list[ControlResult]:
-        before = set(self.engine.paused)
+        before = self._paused(target)
         accounts = self.engine.pause(target, actor, False)
-        detail = {a: "still LOCKED by risk" for a in accounts if a in self.engine.locked}
+        detail = {a: "still LOCKED by risk" for a in accounts if self.reader.controls(a).locked}
         return [ControlResult(account=a, changed=a in before, detail=detail.get(a, "")) for a in accounts]
 
     async def cancel(self, target: str, actor: str, request_id: str) -> list[FlattenReport]:
@@ -241,7 +193,7 @@ class DaemonChatBackend:
                 reports.append(FlattenReport(account=account, errors=[outcome.reason or outcome.status.value]))
         return reports
 
-    async def _wait(self, signal_id: str) -> Any:
+    async def _wait(self, signal_id: str) -> Outcome | str:
         try:
             return await self.engine.wait_for(signal_id, self.wait_seconds)
         except TimeoutError:

@@ -14,148 +14,40 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daemon.chat import render as r
+from daemon.chat.replies import ALL, ChatBackend, FrozenModel, StrategyAction
 from daemon.domain import (
     COMMANDS,
-    AccountState,
+    PERIODS,
     ChatHandler,
     ChatIdentity,
     ChatReply,
     ChatRequest,
     CommandSpec,
-    Fill,
-    FlattenReport,
-    Order,
-    Position,
+    Period,
     utcnow,
 )
 from daemon.domain import ChatRole as Role
 from daemon.domain import ChatTransport as Transport
 
 __all__ = [
-    "ALL", "COMMANDS", "PERIODS", "SPECS", "AccountInfo", "BadInput", "ChatAuth", "ChatBackend", "ChatHandler",
-    "ChatIdentity", "ChatOps", "ChatReply", "ChatRequest", "CommandSpec", "ControlResult", "HealthCheck", "Period",
-    "PnlLine", "RiskLine", "Role", "StatusInfo", "StrategyAction", "StrategyInfo", "Transport", "TransportAuth",
+    "COMMANDS", "SPECS", "BadInput", "ChatAuth", "ChatHandler", "ChatIdentity", "ChatOps", "ChatReply",
+    "ChatRequest", "CommandSpec", "Role", "Transport", "TransportAuth",
 ]
-Period = Literal["today", "week", "month"]
-StrategyAction = Literal["pause", "resume"]
-PERIODS: tuple[Period, ...] = ("today", "week", "month")
-ALL = "all"
+
+# --------------------------------------------------------------------------- authorization
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-# --------------------------------------------------------------------------- what the backend returns
-
-
-class AccountInfo(_Model):
-    name: str
-    broker: str
-    paused: bool = False
-    connected: bool = True
-    locked: str | None = None  # why risk locked the account (e.g. "daily loss limit"), None when not locked
-    state: AccountState | None = None
-
-
-class StatusInfo(_Model):
-    version: str
-    started_at: AwareDatetime
-    accounts: list[AccountInfo] = Field(default_factory=list)
-    pending_signals: int = 0
-    outbox_pending: int = 0
-
-
-class PnlLine(_Model):
-    account: str
-    realized: Decimal
-    unrealized: Decimal
-    fees: Decimal = Decimal(0)
-    currency: str = "USD"
-
-    @property
-    def net(self) -> Decimal:
-        return self.realized + self.unrealized - self.fees
-
-
-class RiskLine(_Model):
-    """One limit: e.g. name="daily loss", used=Decimal("420"), limit=Decimal("1000"), left=Decimal("580")."""
-
-    account: str
-    name: str
-    used: Decimal | str
-    limit: Decimal | str
-    left: Decimal | str
-    breached: bool = False
-
-
-class HealthCheck(_Model):
-    name: str
-    ok: bool
-    detail: str = ""
-
-
-class ControlResult(_Model):
-    """The outcome of pause/resume on one account."""
-
-    account: str
-    changed: bool  # False: it already was paused (or running)
-    detail: str = ""
-
-
-class StrategyInfo(_Model):
-    """One scheduled strategy instance; `error` says why a disabled one was disabled."""
-
-    name: str
-    strategy: str
-    account: str
-    symbol: str
-    timeframe: str
-    state: Literal["running", "paused", "disabled"]
-    error: str | None = None
-    last_bar_end: AwareDatetime | None = None
-    last_signal: str | None = None
-    last_signal_at: AwareDatetime | None = None
-    next_run: datetime | None = None
-
-
-class ChatBackend(Protocol):
-    """What chat-ops needs from the running daemon. `target` is an account name or "all"; `actor` is
-    "<transport>:<user id>" and is recorded with the action; `request_id` (cancel, flatten) comes from the
-    confirmation token, so the same confirmation can never act twice."""
-
-    async def status(self) -> StatusInfo: ...
-    async def accounts(self) -> list[AccountInfo]: ...
-    async def positions(self, account: str | None) -> list[Position]: ...
-    async def open_orders(self, account: str | None) -> list[Order]: ...
-    async def recent_fills(self, n: int) -> list[Fill]: ...
-    async def pnl(self, period: Period, account: str | None) -> list[PnlLine]: ...
-    async def risk(self, account: str | None) -> list[RiskLine]: ...
-    async def health(self) -> list[HealthCheck]: ...
-    async def pause(self, target: str, actor: str) -> list[ControlResult]: ...
-    async def resume(self, target: str, actor: str) -> list[ControlResult]: ...
-    async def cancel(self, target: str, actor: str, request_id: str) -> list[FlattenReport]: ...
-    async def flatten(self, target: str, actor: str, request_id: str) -> list[FlattenReport]: ...
-    async def strategies(self) -> list[StrategyInfo]: ...
-    async def strategy_control(self, name: str, action: StrategyAction, actor: str) -> StrategyInfo: ...
-    async def audit(self, actor: str, action: str, target: str, ok: bool, detail: str) -> None: ...
-
-
-# --------------------------------------------------------------------------- requests, replies, auth
-
-
-class TransportAuth(_Model):
+class TransportAuth(FrozenModel):
     users: dict[str, Role] = Field(default_factory=dict)  # user id -> role; empty denies everyone
     chats: list[str] = Field(default_factory=list)  # allowed chat/channel/guild ids; empty allows any
 
 
-class ChatAuth(_Model):
+class ChatAuth(FrozenModel):
     telegram: TransportAuth = Field(default_factory=TransportAuth)
     discord: TransportAuth = Field(default_factory=TransportAuth)
 
@@ -369,10 +261,11 @@ class ChatOps:
 
     async def _pnl(self, request: ChatRequest) -> ChatReply:
         self._no_extra(request, 2)
-        period: Period = "today"
         args = list(request.args)
-        if args and args[0].lower() in PERIODS:
-            period = args.pop(0).lower()  # type: ignore[assignment]
+        named = [p for p in PERIODS if args and args[0].lower() == p]
+        period: Period = named[0] if named else "today"
+        if named:
+            args.pop(0)
         if len(args) > 1:
             raise BadInput(f"Unknown period {args[0]!r}: use today, week or month.")
         account = await self._account_arg(args[0], allow_all=False) if args else None

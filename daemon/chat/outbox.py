@@ -140,7 +140,7 @@ class Outbox:
         """Queue `alert` for every destination whose level for its type is not `off`; returns rows queued."""
         wanted = set(only) if only is not None else None
         now = self.clock()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for transport, chats in self.destinations.items():
             if wanted is not None and transport not in wanted:
                 continue
@@ -225,8 +225,8 @@ class Outbox:
         """At start: pending rows are due now (whatever backoff they had), old delivered rows go."""
         now = self.clock()
         with Session(self.store.engine) as session, session.begin():
-            session.execute(update(OutboxRow).where(OutboxRow.status == "pending").values(next_attempt_at=now))
-            session.execute(delete(OutboxRow).where(OutboxRow.status == "sent",
+            session.execute(update(OutboxRow).where(col(OutboxRow.status) == "pending").values(next_attempt_at=now))
+            session.execute(delete(OutboxRow).where(col(OutboxRow.status) == "sent",
                                                     col(OutboxRow.sent_at) < now - KEEP_SENT))
 
 

@@ -11,21 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
+from daemon.chat.replies import (
+    AccountInfo,
+    ControlResult,
+    HealthCheck,
+    PnlLine,
+    RiskLine,
+    StatusInfo,
+    StrategyAction,
+    StrategyInfo,
+)
 from daemon.domain import Fill, FlattenReport, Order, Position
-
-if TYPE_CHECKING:
-    from daemon.chat.commands import (
-        AccountInfo,
-        ControlResult,
-        HealthCheck,
-        PnlLine,
-        RiskLine,
-        StatusInfo,
-        StrategyAction,
-        StrategyInfo,
-    )
 
 FENCE = "```"
 MAX_ROWS = 25

@@ -1,15 +1,17 @@
 """Wires chat-ops into the daemon: Telegram and Discord transports, the command core, the outbox and its dispatchers.
 
-`ChatRuntime(daemon)` is built in `Daemon.__init__` and subscribes the durable outbox to the event bus at once
-(so nothing published during start-up is missed). `start()` (after READY) connects the configured transports,
-each bounded in time, and starts one outbox dispatcher per transport; a chat that cannot be reached is
-logged and retried by its dispatcher, and never stops the daemon. `stop()` (first thing at shutdown) stops
-taking commands, announces the stop, delivers what it can within `alerts.drain_seconds` and closes the
-transports; alerts still queued (and those the engine publishes while it drains) go out after the next start.
+`ChatRuntime` gets what it drives (its settings, the outbox, the state store, a `ChatBackend` for the command
+core, the reader for the daily summary, the event bus's `subscribe`) and subscribes the durable outbox to the
+event bus at once (so nothing published during start-up is missed). `start()` (after READY) connects the
+configured transports, each bounded in time, and starts one outbox dispatcher per transport; a chat that
+cannot be reached is logged and retried by its dispatcher, and never stops the daemon. `stop()` (first thing
+at shutdown) stops taking commands, announces the stop, delivers what it can within `alerts.drain_seconds`
+and closes the transports; alerts still queued (and those the engine publishes while it drains) go out after
+the next start.
 
 Also here: crash-recovery detection (a run that did not reach `stop()` is reported at the next start), the
 daily summary (`schedule()` adds it to the daemon's scheduler as the `daily-summary` job, Mon-Fri at
-`alerts.daily_summary_at` in `daemon.timezone`), and the report of a second process polling the same
+`alerts.daily_summary_at` in the daemon's time zone), and the report of a second process polling the same
 Telegram token (logged, shown by /health, and sent as an alert on Discord if configured).
 """
 
@@ -20,21 +22,19 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Generic, Protocol, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from config.chat import DiscordSettings, TelegramSettings
+from config.chat import AlertSettings, DiscordSettings, TelegramSettings
 from daemon.chat.alerts import daily_summary, notice
-from daemon.chat.backend import DaemonChatBackend
-from daemon.chat.commands import ChatAuth, ChatOps, HealthCheck, TransportAuth
+from daemon.chat.commands import ChatAuth, ChatOps, TransportAuth
 from daemon.chat.outbox import Dispatcher, Outbox
+from daemon.chat.replies import ChatBackend, HealthCheck
 from daemon.domain import Event
+from daemon.queries import Reader
 from daemon.scheduler import daily_at
 from daemon.store.state import StateStore
-
-if TYPE_CHECKING:
-    from daemon.app import Daemon
 
 log = logging.getLogger("traderd.chat")
 CONNECT_SECONDS = 15.0
@@ -43,33 +43,60 @@ WEBHOOK_CHAT = "webhook"
 DAILY_JOB = "daily-summary"
 
 
-class _Link:
+class TelegramBot(Protocol):
+    """The Telegram transport as this runtime drives it (`notifiers.telegram_bot.TelegramTransport`)."""
+
+    async def start(self, *, polling: bool = True) -> None: ...
+    async def stop(self) -> None: ...
+    async def stop_polling(self) -> None: ...
+    async def send_alert(self, chat_id: int | str, text: str, silent: bool = False) -> int: ...
+
+
+class DiscordBot(Protocol):
+    """The Discord bot transport as this runtime drives it (`notifiers.discord_bot.DiscordTransport`)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send_alert(self, text: str, silent: bool = False, channel_id: int | None = None) -> int: ...
+
+
+class DiscordHook(Protocol):
+    """Push-only Discord alerts (`notifiers.discord_bot.DiscordWebhookAlerts`)."""
+
+    async def send_alert(self, text: str, silent: bool = False) -> int: ...
+    async def close(self) -> None: ...
+
+
+T = TypeVar("T")
+
+
+class _Link(Generic[T]):
     """One transport object, (re)built and started on demand, bounded in time."""
 
-    def __init__(self, name: str, build: Callable[[], Any], start: Callable[[Any], Awaitable[None]],
-                 stop: Callable[[Any], Awaitable[None]]) -> None:
+    def __init__(self, name: str, build: Callable[[], T], start: Callable[[T], Awaitable[None]],
+                 stop: Callable[[T], Awaitable[None]]) -> None:
         self.name = name
         self._build, self._start, self._stop = build, start, stop
-        self.obj: Any = None
+        self.obj: T | None = None
         self.up = False
         self.error: str | None = None
         self._lock = asyncio.Lock()
 
-    async def ensure(self) -> Any:
+    async def ensure(self) -> T:
         async with self._lock:
-            if self.up:
+            if self.up and self.obj is not None:
                 return self.obj
             if self.obj is not None:  # a failed start: start over with a fresh client
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._stop(self.obj), 5)
-            self.obj = self._build()
+            obj = self.obj = self._build()
             try:
-                await asyncio.wait_for(self._start(self.obj), CONNECT_SECONDS)
+                await asyncio.wait_for(self._start(obj), CONNECT_SECONDS)
             except Exception as exc:
                 self.error = f"{type(exc).__name__}: {exc}"
                 raise
             self.up, self.error = True, None
-            return self.obj
+            return obj
 
     async def close(self) -> None:
         async with self._lock:
@@ -82,42 +109,45 @@ class _Link:
 class TelegramSender:
     transport = "telegram"
 
-    def __init__(self, link: _Link) -> None:
+    def __init__(self, link: _Link[TelegramBot]) -> None:
         from notifiers import telegram_bot
 
         self.link = link
-        self._tg = telegram_bot
         self.max_chars = telegram_bot.MAX_CHARS
+        self._length, self._retry_after = telegram_bot.alert_length, telegram_bot.retry_after_of
+        self._permanent = telegram_bot.is_permanent
 
     def length(self, text: str) -> int:
-        return int(self._tg.alert_length(text))
+        return self._length(text)
 
     async def send(self, chat: str, text: str, silent: bool) -> None:
         bot = await self.link.ensure()
         await asyncio.wait_for(bot.send_alert(int(chat), text, silent=silent), SEND_SECONDS)
 
     def retry_after(self, exc: BaseException) -> float | None:
-        return self._tg.retry_after_of(exc)  # type: ignore[no-any-return]
+        return self._retry_after(exc)
 
     def permanent(self, exc: BaseException) -> bool:
-        return bool(self._tg.is_permanent(exc))
+        return self._permanent(exc)
 
 
 class DiscordSender:
     transport = "discord"
 
-    def __init__(self, link: _Link | None, webhook: Any | None) -> None:
+    def __init__(self, link: _Link[DiscordBot] | None, webhook: DiscordHook | None) -> None:
         from notifiers import discord_bot
 
         self.link, self.webhook = link, webhook
-        self._dc = discord_bot
         self.max_chars = discord_bot.LIMIT
+        self._length, self._retry_after = discord_bot.alert_length, discord_bot.retry_after_of
+        self._permanent = discord_bot.is_permanent
 
     def length(self, text: str) -> int:
-        return int(self._dc.alert_length(text))
+        return self._length(text)
 
     async def send(self, chat: str, text: str, silent: bool) -> None:
         if chat == WEBHOOK_CHAT:
+            assert self.webhook is not None
             await asyncio.wait_for(self.webhook.send_alert(text, silent=silent), SEND_SECONDS)
             return
         assert self.link is not None
@@ -125,10 +155,10 @@ class DiscordSender:
         await asyncio.wait_for(bot.send_alert(text, silent=silent, channel_id=int(chat)), SEND_SECONDS)
 
     def retry_after(self, exc: BaseException) -> float | None:
-        return self._dc.retry_after_of(exc)  # type: ignore[no-any-return]
+        return self._retry_after(exc)
 
     def permanent(self, exc: BaseException) -> bool:
-        return bool(self._dc.is_permanent(exc))
+        return self._permanent(exc)
 
 
 def telegram_alert_chats(tg: TelegramSettings) -> list[str]:
@@ -141,28 +171,46 @@ def discord_alert_chats(dc: DiscordSettings) -> list[str]:
     return [WEBHOOK_CHAT] if dc.webhook_url is not None else []
 
 
+def alert_destinations(telegram: TelegramSettings | None, discord: DiscordSettings | None) -> dict[str, list[str]]:
+    """The chats that receive alerts, per configured transport (the outbox's destinations)."""
+    destinations: dict[str, list[str]] = {}
+    if telegram is not None:
+        destinations["telegram"] = telegram_alert_chats(telegram)
+    if discord is not None:
+        destinations["discord"] = discord_alert_chats(discord)
+    return destinations
+
+
 class ChatRuntime:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        settings = daemon.settings
-        self.telegram_settings, self.discord_settings = settings.telegram, settings.discord
-        self.enabled = self.telegram_settings is not None or self.discord_settings is not None
-        destinations: dict[str, list[str]] = {}
-        if self.telegram_settings is not None:
-            destinations["telegram"] = telegram_alert_chats(self.telegram_settings)
-        if self.discord_settings is not None:
-            destinations["discord"] = discord_alert_chats(self.discord_settings)
-        self.outbox = Outbox(daemon.store, destinations, settings.alerts, daemon.clock)
+    def __init__(
+        self,
+        *,
+        telegram: TelegramSettings | None,
+        discord: DiscordSettings | None,
+        alerts: AlertSettings,
+        timezone: str,
+        outbox: Outbox,
+        state: StateStore,
+        backend: ChatBackend,
+        reader: Reader,
+        subscribe: Callable[[Callable[[Event], None]], object],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.telegram_settings, self.discord_settings = telegram, discord
+        self.alerts, self.timezone = alerts, timezone
+        self.enabled = telegram is not None or discord is not None
+        self.outbox = outbox
         self.outbox.suppress = self._suppressed
-        self.telegram: _Link | None = None
-        self.discord: _Link | None = None
-        self.webhook: Any = None
+        self.state, self.backend, self.reader, self.clock = state, backend, reader, clock
+        self.telegram: _Link[TelegramBot] | None = None
+        self.discord: _Link[DiscordBot] | None = None
+        self.webhook: DiscordHook | None = None
         self.dispatchers: list[Dispatcher] = []
         self.conflict: str | None = None
         self.ops: ChatOps | None = None
         self._stopping = False
         if self.enabled:
-            daemon.events.subscribe(self.outbox.publish)
+            subscribe(self.outbox.publish)
 
     def _suppressed(self, event: Event) -> bool:
         # Once stop() has announced the stop, the daemon's own final "stopped" event would only arrive next start.
@@ -180,25 +228,17 @@ class ChatRuntime:
             log.exception("chat-ops failed to start; trading is not affected")
 
     async def _start(self) -> None:
-        d = self.daemon
         self.outbox.flush()
         self.outbox.restart()
         self._check_last_run()
-        backend = DaemonChatBackend(
-            reader=d.reader, engine=d.engine, store=d.store,
-            limits={name: acc.risk for name, acc in d.settings.enabled_accounts().items()},
-            readiness=d.readiness, version=d.status()["version"], started_at=lambda: d.started_at,
-            outbox_pending=self.outbox.pending_count, extra_health=self.health, clock=d.clock,
-            strategies=d.strategies,
-        )
         tg, dc = self.telegram_settings, self.discord_settings
         auth = ChatAuth(
             telegram=TransportAuth(users=tg.users, chats=tg.chats) if tg else TransportAuth(),
             discord=TransportAuth(users=dc.users, chats=dc.chats) if dc else TransportAuth(),
         )
-        self.ops = ChatOps(backend, auth, clock=d.clock,
-                           confirm_ttl=timedelta(seconds=d.settings.alerts.confirm_seconds))
-        max_backoff = d.settings.alerts.max_backoff_seconds
+        self.ops = ChatOps(self.backend, auth, clock=self.clock,
+                           confirm_ttl=timedelta(seconds=self.alerts.confirm_seconds))
+        max_backoff = self.alerts.max_backoff_seconds
         if tg is not None:
             self.telegram = self._telegram_link(tg)
             self.dispatchers.append(Dispatcher(self.outbox, TelegramSender(self.telegram), max_backoff=max_backoff))
@@ -221,33 +261,33 @@ class ChatRuntime:
 
     def schedule(self, scheduler: AsyncIOScheduler) -> None:
         """Add the daily summary to the daemon's scheduler (Mon-Fri at `alerts.daily_summary_at`, local time)."""
-        at = self.daemon.settings.alerts.daily_summary_at
+        at = self.alerts.daily_summary_at
         if self.enabled and at is not None:
-            daily_at(scheduler, at, self.daemon.settings.daemon.timezone, self.send_daily_summary, DAILY_JOB)
+            daily_at(scheduler, at, self.timezone, self.send_daily_summary, DAILY_JOB)
 
-    def _telegram_link(self, tg: TelegramSettings) -> _Link:
+    def _telegram_link(self, tg: TelegramSettings) -> _Link[TelegramBot]:
         from notifiers.telegram_bot import TelegramTransport
 
-        def build() -> Any:
+        def build() -> TelegramBot:
             return TelegramTransport(tg.token.get_secret_value(), self.ops, base_url=tg.base_url,
                                      poll_timeout=tg.poll_timeout, max_retry_after=5.0,
                                      on_conflict=self._on_conflict)
 
-        async def start(bot: Any) -> None:
+        async def start(bot: TelegramBot) -> None:
             await bot.start(polling=tg.polling and bool(tg.users))
 
-        async def stop(bot: Any) -> None:
+        async def stop(bot: TelegramBot) -> None:
             await bot.stop()
 
         return _Link("Telegram", build, start, stop)
 
-    def _discord_link(self, dc: DiscordSettings) -> _Link:
+    def _discord_link(self, dc: DiscordSettings) -> _Link[DiscordBot]:
         from notifiers.discord_bot import DiscordTransport
 
         assert dc.token is not None
         token = dc.token.get_secret_value()
 
-        def build() -> Any:
+        def build() -> DiscordBot:
             return DiscordTransport(
                 token, self.ops if dc.users else None,
                 alert_channel_id=int(dc.alert_channel_id) if dc.alert_channel_id else None,
@@ -255,10 +295,10 @@ class ChatRuntime:
                 connect_timeout=CONNECT_SECONDS,
             )
 
-        async def start(bot: Any) -> None:
+        async def start(bot: DiscordBot) -> None:
             await bot.start()
 
-        async def stop(bot: Any) -> None:
+        async def stop(bot: DiscordBot) -> None:
             await bot.stop()
 
         return _Link("Discord", build, start, stop)
@@ -274,14 +314,12 @@ class ChatRuntime:
             log.exception("chat-ops did not stop cleanly")
 
     async def _stop(self) -> None:
-        if self.telegram is not None and self.telegram.up:  # no new commands while we drain
-            updater = self.telegram.obj.app.updater
-            if updater is not None and updater.running:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(updater.stop(), 5)
+        if self.telegram is not None and self.telegram.up and self.telegram.obj is not None:
+            with contextlib.suppress(Exception):  # no new commands while we drain
+                await asyncio.wait_for(self.telegram.obj.stop_polling(), 5)
         self.outbox.add(notice("traderd stopping: no new signals; queued ones finish first.").model_copy(
             update={"kind": "daemon"}))
-        drain = self.daemon.settings.alerts.drain_seconds
+        drain = self.alerts.drain_seconds
         await asyncio.gather(*(dispatcher.stop(drain) for dispatcher in self.dispatchers))
         for link in (self.telegram, self.discord):
             if link is not None:
@@ -290,20 +328,19 @@ class ChatRuntime:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.webhook.close(), 5)
         with contextlib.suppress(Exception):
-            StateStore(self.daemon.store).put("chat", "run", {"clean": True, "at": self.daemon.clock().isoformat()})
+            self.state.put("chat", "run", {"clean": True, "at": self.clock().isoformat()})
 
     # ---- reports ---------------------------------------------------------------------------------
 
     def _check_last_run(self) -> None:
-        state = StateStore(self.daemon.store)
-        last = state.get("chat", "run")
+        last = self.state.get("chat", "run")
         if last is not None and not last.get("clean", True):
             pending = self.outbox.pending_count()
             text = (f"traderd recovered from an unclean stop (crash, kill or power loss) of the run started "
                     f"{last.get('at', '?')}: unfinished signals were re-queued or expired"
                     + (f"; {pending} alert(s) from before follow." if pending else "."))
             self.outbox.add(notice(text).model_copy(update={"kind": "daemon"}))
-        state.put("chat", "run", {"clean": False, "at": self.daemon.clock().isoformat()})
+        self.state.put("chat", "run", {"clean": False, "at": self.clock().isoformat()})
 
     def _on_conflict(self, message: str) -> None:
         self.conflict = message
@@ -326,12 +363,11 @@ class ChatRuntime:
         return checks
 
     async def send_daily_summary(self, day: datetime | None = None) -> None:
-        reader = self.daemon.reader
         try:
-            pnl = await reader.pnl("today")
-            positions = await reader.positions()
+            pnl = await self.reader.pnl("today")
+            positions = await self.reader.positions()
         except Exception as exc:
             log.warning("daily summary failed: %s", exc)
             return
-        when = (day or self.daemon.clock()).strftime("%a %Y-%m-%d")
-        self.outbox.add(daily_summary(when, pnl, positions))
+        when = (day or self.clock()).strftime("%a %Y-%m-%d")
+        self.outbox.add(daily_summary(when, pnl, [view.position for view in positions]))

@@ -87,8 +87,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.app import Daemon, secrets_of, traderd_version, webhook_secret
+    from daemon.app import Daemon, traderd_version, webhook_secret
     from daemon.supervision.logs import configure_logging
+    from daemon.supervision.redaction import collect_secrets
     from daemon.supervision.sentry import init_sentry
 
     settings = _load(args)
@@ -97,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.host or args.port is not None:
         update = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         settings = settings.model_copy(update={"webhook": settings.webhook.model_copy(update=update)})
-    hidden = [*secrets_of(settings), webhook_secret(settings)]
+    hidden = [*collect_secrets(settings), webhook_secret(settings)]
     configure_logging(settings.daemon.log_level, settings.daemon.log_format, hidden)
     dsn = settings.daemon.sentry_dsn
     init_sentry(dsn.get_secret_value() if dsn else None, settings.daemon.sentry_environment, traderd_version(),

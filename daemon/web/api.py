@@ -1,6 +1,6 @@
 """The control API under /api/: read-only views and control actions, behind an optional bearer token.
 
-It formats what `daemon.queries.Reader` computes and forwards control actions to the engine (and strategy
+It serialises what `daemon.queries.Reader` computes and forwards control actions to the engine (and strategy
 pause/resume to the `StrategyRunner`), so the API, the CLI and chat always agree.
 """
 
@@ -12,13 +12,13 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
+from daemon.domain import PERIODS
 from daemon.engine import Engine
-from daemon.queries import PERIODS, Reader
+from daemon.queries import AccountView, PnlReport, PositionView, Reader
 from daemon.risk.engine import RiskEngine
 from daemon.risk.monitor import RiskMonitor
 from daemon.store.repository import Store
@@ -68,6 +68,32 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return data
 
 
+def account_json(view: AccountView) -> dict[str, Any]:
+    """One account: link and controls, then the state fields (flat), `error` and `stale` when the broker failed."""
+    row: dict[str, Any] = {"account": view.account, "broker": view.broker, "connected": view.connected,
+                           "paused": view.controls.paused, "locked": view.controls.locked,
+                           "queue_depth": view.controls.queue_depth}
+    if view.error is not None:
+        row["error"] = view.error
+    if view.state is not None:
+        row |= view.state.model_dump(mode="json", exclude={"account", "broker"})
+    if view.stale:
+        row["stale"] = True
+    return row
+
+
+def position_json(view: PositionView) -> dict[str, Any]:
+    return view.position.model_dump(mode="json") | {"stale": view.stale}
+
+
+def pnl_json(report: PnlReport) -> dict[str, Any]:
+    """Money as strings with two decimals; `since` in the daemon's time zone."""
+    return {"period": report.period, "since": report.since.isoformat(),
+            "accounts": [line.model_dump(mode="json") for line in report.accounts],
+            "total": report.total.model_dump(mode="json"),
+            "by_day": [day.model_dump(mode="json") for day in report.by_day]}
+
+
 class ControlApi:
     def __init__(self, *, reader: Reader, engine: Engine, store: Store, status: Callable[[], dict[str, Any]],
                  risk: RiskEngine, monitor: RiskMonitor | None = None,
@@ -105,13 +131,17 @@ class ControlApi:
         return None if account in (None, "all") else account
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response(self.status_info() | {"accounts": await self.reader.accounts()})
+        return web.json_response(self.status_info() | {"accounts": await self._accounts()})
+
+    async def _accounts(self) -> list[dict[str, Any]]:
+        return [account_json(view) for view in await self.reader.accounts()]
 
     async def accounts(self, request: web.Request) -> web.Response:
-        return web.json_response({"accounts": await self.reader.accounts()})
+        return web.json_response({"accounts": await self._accounts()})
 
     async def positions(self, request: web.Request) -> web.Response:
-        return web.json_response({"positions": await self.reader.positions(self._account(request))})
+        views = await self.reader.positions(self._account(request))
+        return web.json_response({"positions": [position_json(view) for view in views]})
 
     async def orders(self, request: web.Request) -> web.Response:
         open_only = request.query.get("open", "false").lower() in ("1", "true", "yes")
@@ -130,10 +160,11 @@ class ControlApi:
         return web.json_response({"fills": [f.model_dump(mode="json") for f in fills]})
 
     async def pnl(self, request: web.Request) -> web.Response:
-        period = request.query.get("period", "today")
-        if period not in PERIODS:
+        asked = request.query.get("period", "today")
+        period = next((p for p in PERIODS if p == asked), None)
+        if period is None:
             return error(400, "bad_query", f"period must be one of {', '.join(PERIODS)}")
-        return web.json_response(await self.reader.pnl(period, self._account(request)))
+        return web.json_response(pnl_json(await self.reader.pnl(period, self._account(request))))
 
     async def signal(self, request: web.Request) -> web.Response:
         record = self.store.get_signal(request.match_info["signal_id"])
@@ -153,7 +184,7 @@ class ControlApi:
         """Every configured limit per account with used and left, and the prop-firm rule snapshot."""
         accounts = []
         for name in self.reader.accounts_named(self._account(request)):
-            held = {p["symbol"]: Decimal(p["quantity"]) for p in await self.reader.positions(name)}
+            held = {view.position.symbol: view.position.quantity for view in await self.reader.positions(name)}
             row: dict[str, Any] = {"account": name, "limits": [asdict(s) for s in self.risk.describe(name, held)]}
             if self.monitor is not None:
                 try:

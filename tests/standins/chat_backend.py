@@ -9,11 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from daemon.chat.commands import (
+from daemon.chat.replies import (
     AccountInfo,
     ControlResult,
     HealthCheck,
-    Period,
     PnlLine,
     RiskLine,
     StatusInfo,
@@ -27,6 +26,7 @@ from daemon.domain import (
     Order,
     OrderStatus,
     OrderType,
+    Period,
     Position,
     Side,
 )
