@@ -7,7 +7,7 @@ pause or a sleep are coalesced (APScheduler's `coalesce`, and a run never replay
 that closed more than `max_lag_seconds` ago is marked done without trading.
 
 Signals become `Intent`s (source "strategy") whose dedup key is `strategy:NAME:BAR_CLOSE:INDEX`, submitted
-with `engine.submit_new`, so a run repeated after a crash or restart is a no-op at the store. What a
+with `engine.accept`, so a run repeated after a crash or restart is a no-op at the store. What a
 strategy remembers (`Strategy.state`), the last bar acted on, the last signal and pause/disable flags are kept
 in `StateStore` namespace "strategy" under the instance name, written after every run.
 
@@ -229,7 +229,7 @@ class StrategyRunner:
             return []
         ids = []
         for signal, intent in zip(signals, intents, strict=True):
-            signal_id, is_new = self.engine.submit_new(intent)
+            signal_id, is_new = self.engine.accept(intent)
             ids.append(signal_id)
             if is_new:
                 record.last_signal, record.last_signal_at = describe(signal), bar_end
