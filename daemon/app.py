@@ -102,7 +102,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._scheduler = build_scheduler()
         self.strategies = StrategyRunner(
-            submit=self.engine.submit_new, publish=self.events.publish, brokers=self.brokers,
+            submit=self.engine.accept, publish=self.events.publish, brokers=self.brokers,
             scheduler=self._scheduler, state=StateStore(self.store),
             bars=RoutedBarSource.for_strategies(settings.strategies, self.brokers), strategies=settings.strategies,
             clock=clock,
@@ -136,7 +136,7 @@ class Daemon:
     def web_app(self) -> web.Application:
         app = web.Application(middlewares=[bearer_middleware(self._api_token())],
                               client_max_size=self.settings.webhook.max_body_bytes * 4)
-        hook = TradingViewWebhook(settings=self.settings, store=self.store, engine=self.engine,
+        hook = TradingViewWebhook(settings=self.settings, engine=self.engine,
                                   metrics=self.metrics, secret=self.secret, clock=self.clock)
         api = ControlApi(reader=self.reader, engine=self.engine, store=self.store, status=self.status,
                          risk=self.risk, monitor=self.risk_monitor, strategies=self.strategies)

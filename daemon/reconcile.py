@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 
 from brokers.base import Broker
 from daemon.domain import Event, utcnow
-from daemon.engine import Engine, multiplier_of
+from daemon.engine import Engine
 from daemon.events import EventBus, fill_event
+from daemon.execution import multiplier_of
 from daemon.store.repository import Store
 
 log = logging.getLogger("traderd.reconcile")

@@ -214,7 +214,7 @@ async def test_periodic_reconciliation_records_and_announces_missed_fills(start_
     broker.set_report_handler(lost)
     await broker.place_order(OrderRequest(client_order_id="manual-1", account="paper", symbol="MSFT", side=Side.BUY,
                                           quantity=Decimal(3), reference_price=Decimal(400)))
-    broker.set_report_handler(daemon.engine._report_handler("paper"))
+    broker.set_report_handler(daemon.engine.report_handler("paper"))
     assert heard and daemon.store.fills("paper") == []
     await daemon.reconcile_all()
     await daemon.reconcile_all()  # a second pass finds nothing new and announces nothing twice

@@ -111,7 +111,7 @@ class Rig:
         await self.engine.start()
         self.scheduler = build_scheduler()
         bars = CsvBarSource({"XYZ": self.tmp / "xyz.csv"})
-        self.runner = StrategyRunner(submit=self.engine.submit_new, publish=events.publish,
+        self.runner = StrategyRunner(submit=self.engine.accept, publish=events.publish,
                                      brokers={"paper": self.broker}, scheduler=self.scheduler,
                                      state=StateStore(self.store), bars=bars, strategies=self.strategies,
                                      clock=self.clock)

@@ -1,20 +1,26 @@
-"""Database engines for the store: URL normalisation, SQLite pragmas, durable vs fast commits, migrations.
+"""The store's database: engines, URL normalisation, SQLite pragmas, durable vs fast commits, migrations.
 
 `open_engine(url)` returns the engine and its writer (write transactions: SQLite `BEGIN IMMEDIATE`, durable
-by default) after bringing the schema to the newest Alembic revision; `daemon.store.repository.Store` is the
-repository on top.
+by default) after bringing the schema to the newest Alembic revision. `Database(url)` owns them between
+`open()` and `close()` and hands out short transactions; the repositories (`daemon.store.records`,
+`daemon.store.repository`, `daemon.store.state`) are built on it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, SQLModel, select
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _WRITE = "traderd_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
@@ -25,8 +31,6 @@ _WRITE = "traderd_write"  # execution option: this transaction writes (SQLite: B
 # the next durable commit or checkpoint. This keeps one fsync per accepted signal instead of four.
 _DURABLE = "traderd_durable"
 _PG_MIGRATION_LOCK = 0x7472_6164_6572  # advisory lock id ("trader"): one migrator at a time
-
-
 
 
 def normalize_url(url: str) -> str:
@@ -96,3 +100,82 @@ def open_engine(url: str) -> tuple[Engine, Engine]:
     return engine, writer
 
 
+class Database:
+    """One database between `open()` and `close()`; every transaction it hands out is short and its own.
+
+    Synchronous and cheap per call, so it can be used from the asyncio thread.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self._engine: Engine | None = None
+        self._writer: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("Store is not open")
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def open(self) -> None:
+        if self._engine is None:
+            self._engine, self._writer = open_engine(self.url)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+        self._engine = self._writer = None
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT 1")).scalar() == 1
+        except (SQLAlchemyError, RuntimeError):
+            return False
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @property
+    def _writer_engine(self) -> Engine:
+        if self._writer is None:
+            raise RuntimeError("Store is not open")
+        return self._writer
+
+    @contextmanager
+    def _write(self, durable: bool = False) -> Iterator[Session]:
+        engine = self._writer_engine if durable else self._writer_engine.execution_options(**{_DURABLE: False})
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            if not durable and self.dialect == "postgresql":
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            yield session
+
+    @contextmanager
+    def _core_write(self) -> Iterator[Connection]:
+        """A non-durable write transaction on a plain connection (the hot path; see _DURABLE)."""
+        with self._writer_engine.execution_options(**{_DURABLE: False}).begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            yield conn
+
+    def _insert(self, model: type[SQLModel]) -> Any:
+        """A Core (not ORM-bulk) dialect insert, for `on_conflict_*` (SQLite >= 3.24, PostgreSQL)."""
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(model.__table__)  # type: ignore[attr-defined]
+
+    def _locked_row(self, session: Session, model: Any, key: dict[str, Any], defaults: dict[str, Any]) -> Any:
+        """The row for `key`, created from `defaults` if missing, locked for the rest of the transaction."""
+        stmt = select(model).where(*[getattr(model, k) == v for k, v in key.items()]).with_for_update()
+        row = session.exec(stmt).first()
+        if row is None:
+            session.execute(
+                self._insert(model).values(**key, **defaults).on_conflict_do_nothing(index_elements=list(key))
+            )
+            row = session.exec(stmt).one()
+        return row

@@ -1,8 +1,9 @@
-"""Durable store: the repository over SQLite (WAL) or PostgreSQL that keeps signals, orders, fills and state.
+"""The store: signals, orders, fills and the positions ledger over SQLite (WAL) or PostgreSQL, one object.
 
 `Store(url)` is synchronous and cheap per call: every method is one short transaction in its own session, so
 it can be called from the asyncio thread. `open()` creates the engine and brings the schema to the newest
 Alembic revision (migrations ship in `daemon/store/migrations/`): an upgrade never requires deleting the database.
+The account records (controls, audit, violations, snapshots) come from `daemon.store.records`.
 
 SQLite connections use WAL, synchronous=FULL, foreign keys and a 5 s busy timeout; write transactions start
 with `BEGIN IMMEDIATE` so read-then-write transactions (the positions ledger) cannot deadlock on lock upgrade.
@@ -12,48 +13,20 @@ On PostgreSQL the same guarantees come from `INSERT ... ON CONFLICT` and `SELECT
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, or_, text
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, col, select, update
+from sqlalchemy import and_, or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select, update
 
-from daemon.domain import (
-    ZERO,
-    AccountState,
-    Fill,
-    Intent,
-    Order,
-    OrderStatus,
-    Position,
-    SignalStatus,
-    Violation,
-    utcnow,
-)
-from daemon.store.database import _DURABLE, alembic_config, normalize_url, open_engine
-from daemon.store.tables import (
-    AccountControl,
-    AuditEntry,
-    AuditRow,
-    ControlRow,
-    DailyPnl,
-    FillRow,
-    OrderRow,
-    PositionRow,
-    SignalRecord,
-    SignalRow,
-    SnapshotRow,
-    ViolationRow,
-)
+from daemon.domain import ZERO, Fill, Intent, Order, OrderStatus, Position, SignalStatus, utcnow
+from daemon.store.records import AccountRecords
+from daemon.store.tables import DailyPnl, FillRow, OrderRow, PositionRow, SignalRecord, SignalRow
 from daemon.store.writes import DuplicateFill, HotWrites
-
-__all__ = ["AccountControl", "AuditEntry", "DailyPnl", "SignalRecord", "Store", "alembic_config", "normalize_url"]
 
 _OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]
 _FLAT = {"quantity": ZERO, "average_price": ZERO, "cost_basis": ZERO, "realized_pnl": ZERO}
@@ -67,91 +40,18 @@ def _fill(row: FillRow) -> Fill:
     return Fill.model_validate(row, from_attributes=True)
 
 
-class Store:
+class Store(AccountRecords):
     """The repository. Call `open()` before use and `close()` at shutdown."""
 
     def __init__(self, url: str) -> None:
-        self.url = normalize_url(url)
-        self._engine: Engine | None = None
-        self._writer: Engine | None = None
+        super().__init__(url)
         self._hot_writes: HotWrites | None = None
-
-    # -- lifecycle -----------------------------------------------------------------------------------------
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            raise RuntimeError("Store is not open")
-        return self._engine
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    def open(self) -> None:
-        if self._engine is None:
-            self._engine, self._writer = open_engine(self.url)
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-        self._engine = self._writer = None
-
-    def ping(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                return conn.execute(text("SELECT 1")).scalar() == 1
-        except (SQLAlchemyError, RuntimeError):
-            return False
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
-
-    @property
-    def _writer_engine(self) -> Engine:
-        if self._writer is None:
-            raise RuntimeError("Store is not open")
-        return self._writer
-
-    @contextmanager
-    def _write(self, durable: bool = False) -> Iterator[Session]:
-        engine = self._writer_engine if durable else self._writer_engine.execution_options(**{_DURABLE: False})
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            if not durable and self.dialect == "postgresql":
-                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            yield session
 
     @property
     def _hot(self) -> HotWrites:
         if self._hot_writes is None:
             self._hot_writes = HotWrites(self.dialect)
         return self._hot_writes
-
-    @contextmanager
-    def _core_write(self) -> Iterator[Connection]:
-        """A non-durable write transaction on a plain connection (the hot path; see _DURABLE)."""
-        with self._writer_engine.execution_options(**{_DURABLE: False}).begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            yield conn
-
-    def _insert(self, model: type[SQLModel]) -> Any:
-        """A Core (not ORM-bulk) dialect insert, for `on_conflict_*` (SQLite >= 3.24, PostgreSQL)."""
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        return dialect_insert(model.__table__)  # type: ignore[attr-defined]
-
-    def _locked_row(self, session: Session, model: Any, key: dict[str, Any], defaults: dict[str, Any]) -> Any:
-        """The row for `key`, created from `defaults` if missing, locked for the rest of the transaction."""
-        stmt = select(model).where(*[getattr(model, k) == v for k, v in key.items()]).with_for_update()
-        row = session.exec(stmt).first()
-        if row is None:
-            session.execute(
-                self._insert(model).values(**key, **defaults).on_conflict_do_nothing(index_elements=list(key))
-            )
-            row = session.exec(stmt).one()
-        return row
 
     # -- signals -------------------------------------------------------------------------------------------
 
@@ -367,83 +267,6 @@ class Store:
             quantity, price = Decimal(str(quantity)), Decimal(str(average_price))
             pos.quantity, pos.average_price, pos.updated_at = quantity, price, now
             pos.cost_basis = abs(quantity) * price
-
-    # -- snapshots, violations, audit ----------------------------------------------------------------------
-
-    def record_snapshot(self, state: AccountState) -> None:
-        row = SnapshotRow.of(state)
-        with self._write() as session:
-            session.add(row)
-
-    def latest_snapshot(self, account: str) -> AccountState | None:
-        stmt = (
-            select(SnapshotRow.state_json)
-            .where(SnapshotRow.account == account)
-            .order_by(col(SnapshotRow.as_of).desc(), col(SnapshotRow.id).desc())
-        )
-        with self._read() as session:
-            state_json = session.exec(stmt).first()
-        return None if state_json is None else AccountState.model_validate_json(state_json)
-
-    def record_violation(self, v: Violation) -> None:
-        row = ViolationRow.of(v)
-        with self._write() as session:
-            session.add(row)
-
-    def violations(self, account: str | None = None, limit: int = 100) -> list[Violation]:
-        """Newest first."""
-        stmt = select(ViolationRow)
-        if account is not None:
-            stmt = stmt.where(ViolationRow.account == account)
-        stmt = stmt.order_by(col(ViolationRow.at).desc(), col(ViolationRow.id).desc()).limit(limit)
-        with self._read() as session:
-            rows = session.exec(stmt).all()
-        return [r.to_violation() for r in rows]
-
-    def audit(
-        self, actor: str, action: str, target: str | None = None, detail: str | None = None, ok: bool = True
-    ) -> None:
-        row = AuditRow(at=utcnow(), actor=actor, action=action, target=target, detail=detail, ok=ok)
-        with self._write(durable=True) as session:
-            session.add(row)
-
-    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
-        """Newest first."""
-        stmt = select(AuditRow).order_by(col(AuditRow.at).desc(), col(AuditRow.id).desc()).limit(limit)
-        with self._read() as session:
-            rows = session.exec(stmt).all()
-        return [AuditEntry.model_validate(r, from_attributes=True) for r in rows]
-
-    # -- account controls ----------------------------------------------------------------------------------
-
-    def set_control(
-        self,
-        account: str,
-        *,
-        paused: bool | None = None,
-        locked: bool | None = None,
-        reason: str | None = None,
-        by: str = "",
-    ) -> None:
-        """Change only the flags given. The reason is replaced when given and cleared once nothing is held."""
-        with self._write(durable=True) as session:
-            now = utcnow()
-            defaults = {"paused": False, "locked": False, "reason": None, "updated_at": now, "updated_by": by}
-            row: ControlRow = self._locked_row(session, ControlRow, {"account": account}, defaults)
-            if paused is not None:
-                row.paused = paused
-            if locked is not None:
-                row.locked = locked
-            if reason is not None:
-                row.reason = reason
-            elif not row.paused and not row.locked:
-                row.reason = None
-            row.updated_at, row.updated_by = now, by
-
-    def controls(self) -> dict[str, AccountControl]:
-        with self._read() as session:
-            rows = session.exec(select(ControlRow).order_by(col(ControlRow.account))).all()
-        return {r.account: AccountControl.model_validate(r, from_attributes=True) for r in rows}
 
     # -- reports -------------------------------------------------------------------------------------------
 

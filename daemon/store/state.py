@@ -1,7 +1,7 @@
 """Durable JSON documents by (namespace, key): funded-account rule state, strategy warm-up, and the like.
 
-A small repository beside `Store`, sharing its database: callers keep their own pydantic models and store
-them with `model_dump(mode="json")`, so this table never needs a migration for a new kind of state.
+A small repository on the store's `Database`: callers keep their own pydantic models and store them with
+`model_dump(mode="json")`, so this table never needs a migration for a new kind of state.
 """
 
 from __future__ import annotations
@@ -12,21 +12,21 @@ from typing import Any
 from sqlmodel import Session, select
 
 from daemon.domain import utcnow
-from daemon.store.repository import Store
+from daemon.store.database import Database
 from daemon.store.tables import KvRow
 
 
 class StateStore:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     def get(self, namespace: str, key: str) -> dict[str, Any] | None:
-        with Session(self.store.engine) as session:
+        with Session(self.database.engine) as session:
             row = session.get(KvRow, (namespace, key))
             return None if row is None else json.loads(row.value_json)
 
     def put(self, namespace: str, key: str, value: dict[str, Any]) -> None:
-        with Session(self.store.engine) as session, session.begin():
+        with Session(self.database.engine) as session, session.begin():
             row = session.get(KvRow, (namespace, key))
             text = json.dumps(value, default=str, sort_keys=True)
             if row is None:
@@ -35,12 +35,12 @@ class StateStore:
                 row.value_json, row.updated_at = text, utcnow()
 
     def all(self, namespace: str) -> dict[str, dict[str, Any]]:
-        with Session(self.store.engine) as session:
+        with Session(self.database.engine) as session:
             rows = session.exec(select(KvRow).where(KvRow.namespace == namespace))
             return {row.key: json.loads(row.value_json) for row in rows}
 
     def delete(self, namespace: str, key: str) -> None:
-        with Session(self.store.engine) as session, session.begin():
+        with Session(self.database.engine) as session, session.begin():
             row = session.get(KvRow, (namespace, key))
             if row is not None:
                 session.delete(row)

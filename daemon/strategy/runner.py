@@ -7,7 +7,7 @@ pause or a sleep are coalesced (APScheduler's `coalesce`, and a run never replay
 that closed more than `max_lag_seconds` ago is marked done without trading.
 
 Signals become `Intent`s (source "strategy") whose dedup key is `strategy:NAME:BAR_CLOSE:INDEX`, handed to
-`submit` (the engine's `submit_new`: record, then queue), so a run repeated after a crash or restart is a
+`submit` (the engine's `accept`: record durably, then queue), so a run repeated after a crash or restart is a
 no-op at the store. What a strategy remembers (`Strategy.state`), the last bar acted on, the last signal
 and pause/disable flags are kept in `StateStore` namespace "strategy" under the instance name, written after
 every run.
@@ -124,7 +124,7 @@ class _Slot:
 class StrategyRunner:
     """Owns the strategy jobs of one daemon. `start()` after the engine has started, `stop()` before it stops.
 
-    `submit` records and queues an intent (the engine's `submit_new`), `publish` reports a strategy's status
+    `submit` records and queues an intent (the engine's `accept`), `publish` reports a strategy's status
     changes, `brokers` (by account) give the position a strategy sees."""
 
     def __init__(self, *, submit: Submit, publish: Publish, brokers: Mapping[str, Broker],

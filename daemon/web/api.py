@@ -23,8 +23,8 @@ from daemon.risk.engine import RiskEngine
 from daemon.risk.monitor import RiskMonitor
 from daemon.store.repository import Store
 from daemon.strategy.runner import StrategyRunner
+from daemon.web.errors import error, http_error
 from daemon.web.signals import parse_time
-from daemon.web.webhook import error, http_error
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FLATTEN_WAIT_SECONDS = 15.0

@@ -232,6 +232,23 @@ def dedup_keys(alert: TradingViewAlert, data: dict[str, Any], now: datetime) -> 
     return [f"h:{digest}:{bucket}", f"h:{digest}:{bucket - 1}"]
 
 
+def timing_problem(alert: TradingViewAlert, *, received_at: datetime, default_max_lag: float) -> SignalError | None:
+    """Why the alert is too old to act on or dated in the future, or None when its time is fine."""
+    if alert.time is None:
+        return None
+    if alert.time - received_at > MAX_CLOCK_SKEW:
+        return SignalError("bad_time", f"the alert's time {alert.time.isoformat()} is in the future", 422)
+    max_lag = _max_lag(alert, default_max_lag)
+    lag = received_at - alert.time
+    if lag > max_lag:
+        return SignalError(
+            "stale",
+            f"the alert is {lag.total_seconds():.1f} s old, more than max_lag {max_lag.total_seconds():g} s",
+            422,
+        )
+    return None
+
+
 def to_intent(
     alert: TradingViewAlert,
     *,
@@ -241,18 +258,7 @@ def to_intent(
     received_at: datetime,
     default_max_lag: float,
 ) -> Intent:
-    """Build the Intent, refusing stale or future-dated alerts."""
-    max_lag = timedelta(seconds=alert.max_lag or default_max_lag)
-    if alert.time is not None:
-        if alert.time - received_at > MAX_CLOCK_SKEW:
-            raise SignalError("bad_time", f"the alert's time {alert.time.isoformat()} is in the future", 422)
-        lag = received_at - alert.time
-        if lag > max_lag:
-            raise SignalError(
-                "stale",
-                f"the alert is {lag.total_seconds():.1f} s old, more than max_lag {max_lag.total_seconds():g} s",
-                422,
-            )
+    """The Intent of a validated alert; whether its time allows acting on it is `timing_problem`'s answer."""
     started = alert.time or received_at
     return Intent(
         signal_id=signal_id,
@@ -274,5 +280,9 @@ def to_intent(
         comment=alert.comment,
         received_at=received_at,
         signal_time=alert.time,
-        expires_at=started + max_lag,
+        expires_at=started + _max_lag(alert, default_max_lag),
     )
+
+
+def _max_lag(alert: TradingViewAlert, default_max_lag: float) -> timedelta:
+    return timedelta(seconds=alert.max_lag or default_max_lag)

@@ -1,8 +1,8 @@
-"""aiohttp routes for TradingView webhooks, /healthz and /metrics.
+"""aiohttp routes for TradingView webhooks, /healthz and /metrics: HTTP in, `Engine.accept`, an answer out.
 
-A signal is answered 202 only after the store has committed it ("accepted means durable"); a resend of the
-same signal is answered 200 duplicate; every refusal is a 4xx JSON `{"error", "detail"}` and changes
-nothing. The only 5xx is 503 when the store cannot commit: the signal was not accepted, and TradingView's
+A signal is answered 202 only after `Engine.accept` has committed it ("accepted means durable"); a resend of
+the same signal is answered 200 duplicate; every refusal is a 4xx JSON `{"error", "detail"}` and changes
+nothing. The only 5xx is 503 when the store cannot be reached: the signal was not accepted, and TradingView's
 resend on 5xx is then exactly what we want.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,13 +22,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.settings import Settings
 from daemon.engine import Engine
 from daemon.metrics import CONTENT_TYPE_LATEST, Metrics
-from daemon.store.repository import Store
+from daemon.web.errors import error
 from daemon.web.signals import (
     SignalError,
     dedup_keys,
     new_signal_id,
     normalize_ticker,
     parse_body,
+    timing_problem,
     to_intent,
     validate_alert,
 )
@@ -37,15 +37,6 @@ from daemon.web.signals import (
 log = logging.getLogger("traderd.webhook")
 
 ACCEPTED_TYPES = ("application/json", "text/plain", "")
-
-
-def error(status: int, code: str, detail: str) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status)
-
-
-def http_error(kind: type[web.HTTPException], code: str, detail: str) -> web.HTTPException:
-    """The same JSON error body, as an exception a helper deep in a handler can raise."""
-    return kind(text=json.dumps({"error": code, "detail": detail}), content_type="application/json")
 
 
 class SourceFilter:
@@ -73,10 +64,9 @@ class SourceFilter:
 
 
 class TradingViewWebhook:
-    def __init__(self, *, settings: Settings, store: Store, engine: Engine, metrics: Metrics, secret: str,
+    def __init__(self, *, settings: Settings, engine: Engine, metrics: Metrics, secret: str,
                  clock: Callable[[], datetime]) -> None:
         self.settings = settings
-        self.store = store
         self.engine = engine
         self.metrics = metrics
         self.secret = secret
@@ -117,33 +107,34 @@ class TradingViewWebhook:
                 raise SignalError("unknown_account", self._routing_problem(alert.account), 422)
             received = self.clock()
             keys = dedup_keys(alert, data, received)
-            for key in keys[1:]:  # a body-hash key of the previous time bucket (no `id` in the alert)
-                existing = self.store.signal_exists(account, key)
-                if existing:
-                    return self._duplicate(existing)
-            try:
-                intent = to_intent(alert, signal_id=new_signal_id(), dedup_key=keys[0], account=account,
-                                   received_at=received,
-                                   default_max_lag=self.settings.webhook.default_max_lag_seconds)
-            except SignalError:
-                # A late resend of a signal we already accepted is a duplicate, not a stale alert.
-                existing = self.store.signal_exists(account, keys[0])
-                if existing:
-                    return self._duplicate(existing)
-                raise
+            late = timing_problem(alert, received_at=received,
+                                  default_max_lag=self.settings.webhook.default_max_lag_seconds)
         except SignalError as exc:
             return self._refuse(exc.status, exc.code, exc.detail)
-        raw = {k: v for k, v in data.items() if k not in ("secret", "passphrase")}
         try:
-            signal_id, is_new = self.store.record_signal(intent, raw)
+            if late is not None:
+                return self._late(account, keys, late)
+            intent = to_intent(alert, signal_id=new_signal_id(), dedup_key=keys[0], account=account,
+                               received_at=received, default_max_lag=self.settings.webhook.default_max_lag_seconds)
+            raw = {k: v for k, v in data.items() if k not in ("secret", "passphrase")}
+            # keys[1:]: the previous time bucket's body-hash key (an alert without `id`), only looked up.
+            answer = self.engine.accept(intent, raw, also_known_as=keys[1:])
         except SQLAlchemyError:
-            log.exception("could not commit signal for %s; answering 503 so TradingView resends", account)
+            log.exception("could not reach the store for a signal to %s; answering 503 so TradingView resends",
+                          account)
             return self._refuse(503, "store_unavailable", "the signal could not be stored; resend later")
-        if not is_new:
-            return self._duplicate(signal_id)
-        self.engine.submit(intent)
-        log.info("accepted %s: %s %s on %s", signal_id, intent.action.value, intent.symbol, account)
-        return web.json_response({"status": "accepted", "signal_id": signal_id, "account": account}, status=202)
+        if not answer.is_new:
+            return self._duplicate(answer.signal_id)
+        log.info("accepted %s: %s %s on %s", answer.signal_id, intent.action.value, intent.symbol, account)
+        return web.json_response({"status": "accepted", "signal_id": answer.signal_id, "account": account},
+                                 status=202)
+
+    def _late(self, account: str, keys: list[str], late: SignalError) -> web.Response:
+        """A late resend of a signal we already accepted is a duplicate, not a stale alert."""
+        existing = self.engine.known_signal(account, [*keys[1:], keys[0]])
+        if existing is not None:
+            return self._duplicate(existing)
+        return self._refuse(late.status, late.code, late.detail)
 
     def _routing_problem(self, named: str | None) -> str:
         accounts = ", ".join(self.settings.enabled_accounts())

@@ -23,7 +23,8 @@ from daemon.domain import (
     OrderType,
     Side,
 )
-from daemon.store.repository import Store, normalize_url
+from daemon.store.database import normalize_url
+from daemon.store.repository import Store
 
 D = Decimal
 PG_URL = os.environ.get("TRADERD_TEST_POSTGRES_URL", "")

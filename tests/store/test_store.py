@@ -22,7 +22,8 @@ from daemon.domain import (
     Violation,
     client_order_id,
 )
-from daemon.store.repository import Store, alembic_config, normalize_url
+from daemon.store.database import alembic_config, normalize_url
+from daemon.store.repository import Store
 from daemon.store.tables import SignalRow
 from tests.store.conftest import STORE_TABLES, T0, D, fill, intent, order, run_in_threads
 

@@ -1,6 +1,6 @@
-"""Alembic environment for the traderd store: runs migrations on a connection handed in by `daemon.store.repository`.
+"""Alembic environment for the traderd store: runs migrations on a connection handed in by `daemon.store.database`.
 
-At runtime `Store.open()` builds the Alembic `Config` in code and passes an open connection through
+At runtime `Database.open()` builds the Alembic `Config` in code and passes an open connection through
 `config.attributes["connection"]`; no alembic.ini is involved. For development (`alembic revision`,
 `alembic upgrade` by hand) a URL can come from `-x url=...`, the `sqlalchemy.url` option or the
 `TRADERD_DATABASE_URL` environment variable.
@@ -15,6 +15,7 @@ from sqlalchemy import Connection, create_engine, pool
 from sqlmodel import SQLModel
 
 import daemon.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata for autogenerate)
+from daemon.store.database import normalize_url
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -25,9 +26,7 @@ def _url() -> str:
     url = url or os.environ.get("TRADERD_DATABASE_URL", "")
     if not url:
         raise RuntimeError("no database URL: pass -x url=..., set sqlalchemy.url or TRADERD_DATABASE_URL")
-    if url.startswith(("postgresql://", "postgres://")):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
+    return normalize_url(url)
 
 
 def _configure(connection: Connection) -> None:
