@@ -1,0 +1,1 @@
+"""traderd, the daemon: intake, risk, execution, store, chat-ops and their wiring."""

@@ -303,6 +303,30 @@ class ChatReply(_Value):
     ephemeral: bool = False  # only the caller sees it where the transport supports it (Discord)
 
 
+class StrategyStatus(_Value):
+    """One scheduled strategy as the API and chat show it."""
+
+    name: str
+    strategy: str
+    account: str
+    symbol: str
+    timeframe: str
+    status: Literal["running", "paused", "disabled"]
+    error: str | None = None
+    last_bar_end: AwareDatetime | None = None
+    last_signal: str | None = None
+    last_signal_at: AwareDatetime | None = None
+    next_run: datetime | None = None
+
+
+class StrategyControls(Protocol):
+    """What the API and chat may do with the scheduled strategies (the strategy runner implements it)."""
+
+    def status(self) -> list[StrategyStatus]: ...
+    def pause(self, name: str, actor: str) -> None: ...
+    def resume(self, name: str, actor: str) -> None: ...
+
+
 class ChatHandler(Protocol):
     """What a transport calls (`daemon.chat.commands.ChatOps` implements it): a command, or a button press."""
 

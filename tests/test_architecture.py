@@ -19,7 +19,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("config", "daemon.domain", "daemon.supervision"),
     ("brokers", "notifiers", "strategies"),
     ("daemon.store", "daemon.risk", "daemon.calendar", "daemon.events", "daemon.metrics", "daemon.scheduler"),
-    ("daemon.engine", "daemon.reconcile", "daemon.queries"),
+    ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.reconcile", "daemon.queries"),
     ("daemon.web", "daemon.chat", "daemon.strategy"),
     ("daemon.app",),
     ("daemon.cli",),

@@ -25,11 +25,10 @@ from daemon.chat.replies import (
     StrategyAction,
     StrategyInfo,
 )
-from daemon.domain import Fill, FlattenReport, Order, Period, Position
+from daemon.domain import Fill, FlattenReport, Order, Period, Position, StrategyControls, StrategyStatus
 from daemon.engine import Engine, Outcome
 from daemon.queries import Reader
 from daemon.store.repository import Store
-from daemon.strategy.runner import StrategyRunner, StrategyStatus
 
 WAIT_SECONDS = 20.0  # under the transports' 30 s handler bound
 
@@ -70,7 +69,7 @@ class DaemonChatBackend:
         extra_health: Callable[[], list[HealthCheck]] = list,
         clock: Callable[[], datetime],
         wait_seconds: float = WAIT_SECONDS,
-        strategies: StrategyRunner | None = None,
+        strategies: StrategyControls | None = None,
     ) -> None:
         self.runner = strategies
         self.reader = reader

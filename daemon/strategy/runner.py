@@ -33,7 +33,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from brokers.base import Broker, BrokerError
 from config.strategies import StrategySettings
-from daemon.domain import Action, Event, Intent, utcnow
+from daemon.domain import Action, Event, Intent, StrategyStatus, utcnow
 from daemon.store.state import StateStore
 from daemon.strategy.bars import BarDataError, BarSource, CalendarName, last_bar_close, next_bar_close, session_close_at
 from strategies.base import Context, Position, Signal, Strategy, StrategyLoadError, load_strategy, parse_params
@@ -97,20 +97,6 @@ class StrategyRecord(BaseModel):
     disabled_reason: str | None = None
     last_signal: str | None = None
     last_signal_at: AwareDatetime | None = None
-
-
-class StrategyStatus(BaseModel):
-    name: str
-    strategy: str
-    account: str
-    symbol: str
-    timeframe: str
-    status: Literal["running", "paused", "disabled"]
-    error: str | None = None
-    last_bar_end: AwareDatetime | None = None
-    last_signal: str | None = None
-    last_signal_at: AwareDatetime | None = None
-    next_run: datetime | None = None
 
 
 @dataclass

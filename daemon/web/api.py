@@ -16,13 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.domain import PERIODS
+from daemon.domain import PERIODS, StrategyControls
 from daemon.engine import Engine
 from daemon.queries import AccountView, PnlReport, PositionView, Reader
 from daemon.risk.engine import RiskEngine
 from daemon.risk.monitor import RiskMonitor
 from daemon.store.repository import Store
-from daemon.strategy.runner import StrategyRunner
 from daemon.web.errors import error, http_error
 from daemon.web.signals import parse_time
 
@@ -97,7 +96,7 @@ def pnl_json(report: PnlReport) -> dict[str, Any]:
 class ControlApi:
     def __init__(self, *, reader: Reader, engine: Engine, store: Store, status: Callable[[], dict[str, Any]],
                  risk: RiskEngine, monitor: RiskMonitor | None = None,
-                 strategies: StrategyRunner | None = None) -> None:
+                 strategies: StrategyControls | None = None) -> None:
         self.reader = reader
         self.engine = engine
         self.store = store
