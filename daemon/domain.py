@@ -292,7 +292,7 @@ class ChatRequest(ChatIdentity):
             command=command,
             args=words[1:],
             text=text,
-            **extra,  # type: ignore[arg-type]
+            **extra,
         )
 
 
@@ -342,7 +342,7 @@ class CommandSpec(_Value):
 
 
 COMMANDS: tuple[CommandSpec, ...] = tuple(
-    CommandSpec(name=n, usage=u, summary=s, role=r)  # type: ignore[arg-type]
+    CommandSpec(name=n, usage=u, summary=s, role=r)
     for n, u, s, r in (
         ("status", "/status", "daemon, brokers and accounts at a glance", "viewer"),
         ("pnl", "/pnl [today|week|month] [account]", "realized, unrealized and fees", "viewer"),

@@ -174,7 +174,7 @@ class Engine:
         ids = []
         for account in self.targets(target):
             intent = Intent(signal_id=f"{prefix}_{request_id}_{account}", dedup_key=f"{action.value}:{request_id}",
-                            account=account, source=source, action=action,  # type: ignore[arg-type]
+                            account=account, source=source, action=action,
                             received_at=self.clock(), comment=f"{action.value} by {actor}")
             ids.append(self.accept(intent).signal_id)
         self.store.audit(actor, action.value, target, f"request {request_id}")

@@ -257,7 +257,7 @@ class Executor:
                 self._fill_recorded(fill, pnl)
         self.metrics.signals.labels(intent.account, status.value).inc()
         if status in (SignalStatus.REJECTED, SignalStatus.FAILED, SignalStatus.EXPIRED):
-            self.events.publish(Event(kind=f"signal_{status.value}", account=intent.account,  # type: ignore[arg-type]
+            self.events.publish(Event(kind=f"signal_{status.value}", account=intent.account,
                                       summary=f"{intent.action.value} {intent.symbol}: {reason}",
                                       data={"signal_id": intent.signal_id}))
         outcome = Outcome(intent.signal_id, status, reason, order, result)

@@ -168,7 +168,7 @@ class Outbox:
         batch = list(self._unsaved)
         try:
             with Session(self.store.engine) as session, session.begin():
-                session.execute(insert(OutboxRow), batch)  # type: ignore[arg-type]
+                session.execute(insert(OutboxRow), batch)
         except Exception as exc:
             log.warning("outbox: %d alert(s) kept in memory, the store did not take them: %s", len(batch), exc)
             return False

@@ -74,7 +74,7 @@ def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, Accou
     if args.account_rules:
         if args.account_rules not in PRESETS:
             raise InputError(f"--account-rules {args.account_rules!r}: known presets: {', '.join(sorted(PRESETS))}")
-        rules = AccountRules(preset=args.account_rules)
+        rules = AccountRules.model_validate({"preset": args.account_rules})
     updates: dict[str, Any] = {}
     for field, flag in (("commission_per_unit", "commission"), ("commission_minimum", "commission_minimum"),
                         ("slippage_bps", "slippage_bps"), ("starting_cash", "cash")):
@@ -134,7 +134,7 @@ def plot_equity(report: ReplayReport, path: Path) -> None:
     times = [t for t, _ in report.equity_curve]
     equity = [float(e) for _, e in report.equity_curve]
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.plot(times, equity, linewidth=1.2)
+    ax.plot(times, equity, linewidth=1.2)  # type: ignore[arg-type]  # matplotlib plots datetimes; its stubs say floats
     ax.set_title(f"{report.strategy} {report.symbol} {report.timeframe}: net {report.net_pnl:.2f}, "
                  f"max DD {report.max_drawdown:.2f}")
     ax.set_ylabel("equity")
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `replay`; the subparser sets `func(args) -> exit code`."""
     p = subparsers.add_parser("replay", help="backtest a strategy on a CSV of bars through the paper broker")
     p.add_argument("--strategy", required=True, help="strategy name (strategies/NAME.py) or a .py file")

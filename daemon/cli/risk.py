@@ -103,7 +103,7 @@ def load_rules(spec: str) -> funded.AccountRules:
     """A preset name, or a TOML file whose [rules] table holds `preset = "..."` and/or every field."""
     try:
         if spec in PRESETS:
-            return funded.AccountRules(preset=spec)
+            return funded.AccountRules.model_validate({"preset": spec})
         path = Path(spec)
         if not path.exists():
             raise InputError(f"--rules {spec!r}: neither a preset ({', '.join(sorted(PRESETS))}) nor a file")
@@ -257,7 +257,7 @@ def _guarded(func: Any) -> Any:
     return run
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `risk simulate` and `risk pdt`; each subparser sets `func(args) -> exit code`."""
     risk = subparsers.add_parser("risk", help="what-if tools for the risk rules")
     sub = risk.add_subparsers(dest="risk_command", required=True)

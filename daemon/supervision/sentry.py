@@ -53,7 +53,7 @@ def init_sentry(dsn: str | None, environment: str, release: str, secrets: Iterab
         # which older 2.x releases reject.
         include_local_variables=False,  # frame locals hold order and account data; keep them on the box
         before_send=before_send,  # type: ignore[arg-type]
-        before_breadcrumb=before_breadcrumb,  # type: ignore[arg-type]
+        before_breadcrumb=before_breadcrumb,
         max_breadcrumbs=50,
     )
     return True
