@@ -134,5 +134,6 @@ class RiskEngine:
             rows += account_rules.describe_pdt(cfg.pdt, fills, positions or {}, account, now)
         rows += account_rules.describe_cash(cfg.cash)
         if account in self.funded:
-            rows += account_rules.describe_funded(self.funded.rules[account], self.funded.state(account), now)
+            rows += account_rules.describe_funded(self.funded.rules[account], self.funded.state(account), now,
+                                                  positions)
         return rows
