@@ -270,6 +270,7 @@ class Engine:
         try:
             if intent.price is not None and intent.symbol:
                 await broker.observe_price(intent.symbol, intent.price, now)
+                self.risk.observe_price(intent.account, intent.symbol, intent.price, now)
             if intent.action is Action.FLATTEN:
                 return await self._flatten(intent, broker)
             if intent.action is Action.CANCEL:
