@@ -251,9 +251,9 @@ def describe_funded(rules: funded.AccountRules, state: funded.FundedState, now: 
     if "consistency" in snap:
         cons = snap["consistency"]
         pct = f"{cons['best_day_pct']}%" if cons["best_day_pct"] is not None else "-"
-        left = "ok" if cons["ok"] else f"not met: {money(cons['more_needed'])} more profit needed"
+        verdict = "ok" if cons["ok"] else f"not met: {money(cons['more_needed'])} more profit needed"
         rows.append(LimitStatus("consistency", f"best day {money(cons['best_day'])} = {pct}",
-                                f"{cons['boundary']} {cons['limit_pct']}% of profit", left, False))
+                                f"{cons['boundary']} {cons['limit_pct']}% of profit", verdict, False))
     if state.locked:
         rows.append(LimitStatus("account_lock", state.lock_reason or "locked", "operator reset", "-", True))
     elif state.blocked_until is not None and now < state.blocked_until:

@@ -39,8 +39,8 @@ from daemon.risk.funded_models import (
 # The models are part of this module's vocabulary: callers say `funded.AccountRules`, `funded.on_fill`.
 __all__ = [
     "AccountRules", "Breach", "BreachAction", "DrawdownModel", "FundedState", "OpenPosition", "ScalingTier",
-    "Transition", "check_order", "contracts_after", "contracts_allowed", "flat_by_at", "new_state", "on_fill", "on_mark",
-    "on_session_close", "reset_lock", "snapshot",
+    "Transition", "check_order", "contracts_after", "contracts_allowed", "flat_by_at", "new_state", "on_fill",
+    "on_mark", "on_session_close", "reset_lock", "snapshot",
 ]
 
 def _breach(rule: str, action: BreachAction, at: datetime, detail: str, **numbers: object) -> Breach:
