@@ -20,6 +20,7 @@ class PdtSettings(_Section):
     mode: Literal["legacy", "intraday_margin", "off"] = "off"
     method: Literal["traditional", "direction"] = "traditional"
     min_equity: Decimal = Field(Decimal("25000"), ge=0)
+    day_trading_call: bool = Field(False, description="A day-trading margin call is open: DTBP is 2x, not 4x")
 
 
 class CashSettings(_Section):

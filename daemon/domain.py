@@ -194,6 +194,11 @@ class AccountState(_Value):
     cash: Decimal
     equity: Decimal  # cash + market value of positions (stocks) or balance + open P&L (futures)
     buying_power: Decimal | None = None
+    # Margin accounts, where the broker reports them: day-trading buying power left now, and the equity and
+    # maintenance margin requirement at the previous close (from which FINRA 4210 computes it).
+    day_trading_buying_power: Decimal | None = None
+    prior_close_equity: Decimal | None = None
+    maintenance_margin: Decimal | None = None
     realized_pnl: Decimal = ZERO  # since the account (paper) or session start, as the broker reports
     unrealized_pnl: Decimal = ZERO
     fees: Decimal = ZERO

@@ -121,6 +121,8 @@ class Executor:
         try:
             if intent.price is not None and intent.symbol:
                 await broker.observe_price(intent.symbol, intent.price, now)
+                # A price that breaches a loss floor acts now, before this alert's own order is checked.
+                self.risk.observe_price(intent.account, intent.symbol, intent.price, now)
             if intent.action is Action.FLATTEN:
                 return await self._flatten(intent, broker)
             if intent.action is Action.CANCEL:

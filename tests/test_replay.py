@@ -99,7 +99,8 @@ async def test_commission_and_slippage_of_the_paper_broker_apply() -> None:
 async def test_funded_preset_reports_contract_limit_violations() -> None:
     cls = load_strategy("opening_range")
     bars = load_bars(FIVE_MIN, "MESZ4", "5m", "nyse")
-    params = parse_params(cls, {"quantity": 8, "allow_short": True})
+    # Topstep counts 10 micros as 1 mini (TopstepX: a 50K account trades up to 50 MES): 51 MES exceed 5.
+    params = parse_params(cls, {"quantity": 51, "allow_short": True})
     report = await replay(cls, params, bars, timeframe="5m", rules=AccountRules(preset="topstep_50k_combine"))
     rules = {v.rule for v in report.violations}
     assert "max_contracts" in rules

@@ -162,8 +162,9 @@ async def test_max_loss_locks_until_operator_reset(topstep) -> None:  # type: ig
 
 async def test_breach_in_the_middle_of_a_burst_of_fills(topstep) -> None:  # type: ignore[no-untyped-def]
     daemon, _clock = await topstep()
-    # One contract more on every alert while the price slides: after the 4th fill the book holds 4 ES at an
-    # average of 4994 marked at 4988, down 4 x 6 x $50 = $1,200 >= $1,000.
+    # One contract more on every alert while the price slides: after the 3rd fill the book holds 3 ES at an
+    # average of 4996; the 4th alert's price 4988 marks it down 3 x 8 x $50 = $1,200 >= $1,000 before that
+    # alert's own buy is checked, so the 4th buy is refused too.
     prices = ["5000", "4996", "4992", "4988", "4988", "4988"]
     ids = []
     async with client_for(daemon) as client:
@@ -173,16 +174,33 @@ async def test_breach_in_the_middle_of_a_burst_of_fills(topstep) -> None:  # typ
             assert response.status_code == 202
             ids.append(response.json()["signal_id"])
     records = [await settled(daemon, signal_id) for signal_id in ids]
-    assert [r.status for r in records] == [SignalStatus.EXECUTED] * 4 + [SignalStatus.REJECTED] * 2
-    assert all("Blocked by daily_loss_limit" in (r.reason or "") for r in records[4:])
+    assert [r.status for r in records] == [SignalStatus.EXECUTED] * 3 + [SignalStatus.REJECTED] * 3
+    assert all("Blocked by daily_loss_limit" in (r.reason or "") for r in records[3:])
     await wait_until(lambda: risk_events(daemon, "flatten"))
     await wait_until(lambda: daemon.risk.funded.state(ACCOUNT).contracts == 0)
     assert await es_position(daemon) == 0
     breaches = [e for e in risk_events(daemon, "violation") if e.data.get("action") == "flatten_block_session"]
     assert len(breaches) == 1 and breaches[0].data["numbers"]["session_loss"] == "1200.00"
-    # Closed at 4988: realized 4 x -6 x $50; no hard breach (floor 48,000).
+    # Closed at 4988: realized 3 x -8 x $50; no hard breach (floor 48,000).
     assert daemon.risk.funded.state(ACCOUNT).balance == Decimal("48800")
     assert ACCOUNT not in daemon.engine.locked
+
+
+async def test_a_breaching_webhook_price_is_acted_on_before_its_order(topstep) -> None:  # type: ignore[no-untyped-def]
+    """Topstep 50K Combine, daily loss limit $1,000 (TOPSTEP_TABLE): long 2 ES from 5,000, an alert to buy one
+    more arrives with price 4,990, i.e. 2 x 10 points x $50 = $1,000 down. No mark job runs in between: the
+    alert's price alone must flatten and block the account, and its own buy must be refused, not placed."""
+    daemon, clock = await topstep()
+    assert (await send(daemon, action="buy", quantity="2", price="5000", id="w1")).status is SignalStatus.EXECUTED
+    clock.now += timedelta(seconds=2)  # well inside mark_interval_seconds: the next mark has not run
+    refused = await send(daemon, action="buy", quantity="1", price="4990", id="w2")
+    assert refused.status is SignalStatus.REJECTED
+    assert "Blocked by daily_loss_limit" in (refused.reason or "")
+    [event] = [e for e in risk_events(daemon, "violation") if e.data["rule"] == "daily_loss_limit"]
+    assert event.data["numbers"]["session_loss"] == "1000.00" and event.data["action"] == "flatten_block_session"
+    await wait_until(lambda: risk_events(daemon, "flatten"))
+    await wait_until(lambda: daemon.risk.funded.state(ACCOUNT).contracts == 0)
+    assert await es_position(daemon) == 0
 
 
 async def test_cash_and_intraday_margin_rules_in_the_order_path(start_daemon) -> None:  # type: ignore[no-untyped-def]

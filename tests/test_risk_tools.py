@@ -28,7 +28,8 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 def test_simulate_daily_loss_burst(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(
-        ["risk", "simulate", "--rules", "topstep_50k_combine", "--events", str(DATA / "topstep_50k_daily_loss.csv")],
+        ["risk", "simulate", "--rules", "topstep_50k_combine", "--events", str(DATA / "topstep_50k_daily_loss.csv"),
+         "--json"],
         capsys,
     )
     assert code == 0 and err == ""
@@ -51,7 +52,8 @@ def test_simulate_daily_loss_burst(capsys: pytest.CaptureFixture[str]) -> None:
 def test_simulate_topstep_help_center_example(capsys: pytest.CaptureFixture[str]) -> None:
     # https://help.topstep.com/en/articles/8284204-what-is-the-maximum-loss-limit
     code, out, _ = run(
-        ["risk", "simulate", "--rules", "topstep_50k_combine", "--events", str(DATA / "topstep_50k_mll_example.csv")],
+        ["risk", "simulate", "--rules", "topstep_50k_combine", "--events", str(DATA / "topstep_50k_mll_example.csv"),
+         "--json"],
         capsys,
     )
     events = [json.loads(line) for line in out.splitlines()]
@@ -64,7 +66,7 @@ def test_simulate_topstep_help_center_example(capsys: pytest.CaptureFixture[str]
 
 def test_simulate_with_a_toml_rules_file(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        ["risk", "simulate", "--rules", str(DATA / "account.toml"), "--events", EVENTS],
+        ["risk", "simulate", "--rules", str(DATA / "account.toml"), "--events", EVENTS, "--json"],
         capsys,
     )
     events = [json.loads(line) for line in out.splitlines()]
@@ -121,7 +123,7 @@ def test_pdt_report_direction_method_and_equity(capsys: pytest.CaptureFixture[st
 def test_module_entry_point() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "daemon.cli.risk", "simulate", "--rules", "apex_50k", "--events",
-         str(DATA / "topstep_50k_daily_loss.csv")],
+         str(DATA / "topstep_50k_daily_loss.csv"), "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

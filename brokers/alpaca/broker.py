@@ -398,6 +398,9 @@ class AlpacaBroker(BrokerBase):
             cash=Decimal(a.get("cash") or "0"),
             equity=equity,
             buying_power=_dec(a.get("buying_power")),
+            day_trading_buying_power=_dec(a.get("daytrading_buying_power")),
+            prior_close_equity=_dec(a.get("last_equity")),
+            maintenance_margin=_dec(a.get("last_maintenance_margin")),
             fees=_dec(a.get("accrued_fees")) or Decimal(0),
             as_of=self.clock(),
         )

@@ -1,16 +1,19 @@
-"""`traderd risk simulate|pdt`: what-if tools that replay CSV files through the funded-account and PDT rules.
+"""`traderd risk simulate|pdt`: what-if tools that replay files through the funded-account and PDT rules.
 
-    traderd risk simulate --rules topstep_50k_combine --events events.csv
+    traderd risk simulate --rules topstep_50k_combine --events events.csv [--json]
     traderd risk simulate --rules account.toml --events events.csv     # TOML with a [rules] table
-    traderd risk pdt --fills fills.csv [--method traditional|direction] [--asof 2026-03-06] [--equity 20000]
+    traderd risk pdt --fills fills.csv [--format auto|csv|alpaca|thinkorswim] [--method traditional|direction]
+                     [--asof 2026-03-06] [--equity 40000 [--maintenance 6000] [--dt-call]]
 
 `simulate` reads `time,type,symbol,side,qty,price,equity` rows (type fill|mark|close; a mark carries a price
 for `symbol` or the live `equity`; a close carries the settled balance in `equity`, or keeps the current
-one) and prints one JSON object per event. A fill that traderd would have refused (it adds contracts while
-blocked, locked, past flat-by or over the contract limit) is reported with `applied: false` and skipped.
-`pdt` reads `time,symbol,side,qty,price` rows and prints one JSON report. Times without a UTC offset are
-exchange time: America/Chicago for `simulate`, America/New_York for `pdt`. Bad input: one line on stderr,
-exit code 2.
+one) and prints one readable line per event (time, equity, floor, daily loss left, what happened) and a
+final verdict; `--json` prints one JSON object per event instead. A fill that traderd would have refused
+(it adds contracts while blocked, locked, past flat-by or over the contract limit) is reported as refused
+(`applied: false`) and skipped. `pdt` reads fills (see `daemon.risk.fill_imports` for the formats) and
+prints one JSON report, with day-trading buying power when `--equity` and `--maintenance` are given. Times
+without a UTC offset are exchange time: America/Chicago for `simulate`, America/New_York for `pdt`. Bad
+input: one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
@@ -21,49 +24,21 @@ import json
 import sys
 import tomllib
 from collections.abc import Sequence
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from daemon.calendar import CHICAGO, NEW_YORK, is_business_day, next_business_day, trade_date
-from daemon.domain import Fill, Side
+from daemon.calendar import CHICAGO, is_business_day, next_business_day, trade_date
+from daemon.domain import Fill
 from daemon.risk import funded, pdt
+from daemon.risk.fill_imports import FORMATS, BadInput, make_fill, parse_decimal, parse_side, parse_time, read_fills
 from daemon.risk.presets import PRESETS
+from daemon.risk.simulate_text import event_line, verdict
 
-
-class InputError(Exception):
-    """A bad file or argument; reported as one line on stderr with exit code 2."""
-
-
-def _parse_time(text: str, tz: ZoneInfo, where: str) -> datetime:
-    try:
-        ts = datetime.fromisoformat(text.strip())
-    except ValueError as exc:
-        raise InputError(f"{where}: bad time {text!r} (use ISO 8601, e.g. 2026-03-02T09:31:00-05:00)") from exc
-    return ts.replace(tzinfo=tz) if ts.tzinfo is None else ts
-
-
-def _parse_decimal(text: str | None, where: str, name: str) -> Decimal | None:
-    if text is None or text.strip() == "":
-        return None
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation as exc:
-        raise InputError(f"{where}: bad {name} {text!r}") from exc
-    if not value.is_finite():
-        raise InputError(f"{where}: bad {name} {text!r}")
-    return value
-
-
-def _parse_side(text: str | None, where: str) -> Side:
-    try:
-        return Side((text or "").strip().lower())
-    except ValueError as exc:
-        raise InputError(f"{where}: bad side {text!r} (buy or sell)") from exc
+InputError = BadInput  # one line on stderr, exit code 2
 
 
 def _read_rows(path: str, required: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
@@ -78,25 +53,6 @@ def _read_rows(path: str, required: Sequence[str]) -> list[tuple[str, dict[str, 
         raise InputError(f"{path}: {exc.strerror or exc}") from exc
     except (csv.Error, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a readable CSV file ({exc})") from exc
-
-
-def _fill(where: str, n: int, ts: datetime, symbol: str, side: Side, qty: Decimal, price: Decimal) -> Fill:
-    if not symbol:
-        raise InputError(f"{where}: symbol is required")
-    if qty <= 0:
-        raise InputError(f"{where}: qty must be positive")
-    oid = f"csv-{n}"
-    return Fill(
-        fill_id=oid,
-        broker_order_id=oid,
-        client_order_id=oid,
-        account="csv",
-        symbol=symbol,
-        side=side,
-        quantity=qty,
-        price=price,
-        filled_at=ts,
-    )
 
 
 def load_rules(spec: str) -> funded.AccountRules:
@@ -133,25 +89,23 @@ def simulate(rules: funded.AccountRules, path: str) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     state: funded.FundedState | None = None
     for n, (where, row) in enumerate(rows, start=1):
-        ts = _parse_time(row.get("time") or "", CHICAGO, where)
+        ts = parse_time(row.get("time") or "", CHICAGO, where)
         kind = (row.get("type") or "").strip().lower()
         symbol = (row.get("symbol") or "").strip()
-        price = _parse_decimal(row.get("price"), where, "price")
-        equity = _parse_decimal(row.get("equity"), where, "equity")
+        price = parse_decimal(row.get("price"), where, "price")
+        equity = parse_decimal(row.get("equity"), where, "equity")
         if state is None:
             state = funded.new_state(rules, ts)
         breaches: list[funded.Breach] = []
         applied = True
         if kind == "fill":
-            side = _parse_side(row.get("side"), where)
-            qty = _parse_decimal(row.get("qty"), where, "qty")
+            side = parse_side(row.get("side"), where)
+            qty = parse_decimal(row.get("qty"), where, "qty")
             if qty is None or price is None:
                 raise InputError(f"{where}: a fill needs qty and price")
-            fill = _fill(where, n, ts, symbol, side, qty, price)
-            held = state.positions.get(symbol)
-            after_symbol = (held.qty if held else Decimal(0)) + qty * side.sign
-            contracts_after = state.contracts - (abs(held.qty) if held else 0) + abs(after_symbol)
-            breaches = funded.check_order(state, rules, contracts_after, ts)
+            fill = make_fill(where, f"csv-{n}", f"csv-{n}", ts, symbol, side, qty, price)
+            after, micros = funded.contracts_after(rules, state.quantities, symbol, qty * side.sign)
+            breaches = funded.check_order(state, rules, after, ts, micros)
             if breaches:
                 applied = False
             else:
@@ -169,6 +123,9 @@ def simulate(rules: funded.AccountRules, path: str) -> list[dict[str, Any]]:
             {
                 "time": ts.isoformat(),
                 "type": kind,
+                "event": {"symbol": symbol, "side": (row.get("side") or "").strip().lower(),
+                          "qty": (row.get("qty") or "").strip(), "price": None if price is None else str(price),
+                          "equity": None if equity is None else str(equity)},
                 "applied": applied,
                 **funded.snapshot(state, rules, ts),
                 "breaches": [_breach_json(b) for b in breaches],
@@ -178,22 +135,12 @@ def simulate(rules: funded.AccountRules, path: str) -> list[dict[str, Any]]:
 
 
 def pdt_report(
-    path: str, method: pdt.CountMethod, asof: date | None, equity: Decimal | None, min_equity: Decimal
+    fills: Sequence[Fill], method: pdt.CountMethod, asof: date | None, equity: Decimal | None, min_equity: Decimal,
+    maintenance: Decimal | None = None, call_open: bool = False, source: str = "fills",
 ) -> dict[str, Any]:
-    rows = _read_rows(path, ["time", "symbol", "side", "qty", "price"])
-    fills: list[Fill] = []
-    for n, (where, row) in enumerate(rows, start=1):
-        ts = _parse_time(row.get("time") or "", NEW_YORK, where)
-        qty = _parse_decimal(row.get("qty"), where, "qty")
-        price = _parse_decimal(row.get("price"), where, "price")
-        if qty is None or price is None:
-            raise InputError(f"{where}: qty and price are required")
-        fills.append(
-            _fill(where, n, ts, (row.get("symbol") or "").strip(), _parse_side(row.get("side"), where), qty, price)
-        )
     if asof is None:
         if not fills:
-            raise InputError(f"{path}: no fills (and no --asof)")
+            raise InputError(f"{source}: no fills (and no --asof)")
         asof = max(trade_date(f.filled_at) for f in fills)
     if not is_business_day(asof):
         asof = next_business_day(asof)  # an order placed on a closed day executes on the next business day
@@ -222,13 +169,37 @@ def pdt_report(
         "min_equity": str(min_equity),
         "next_day_trade_blocked": pattern_next and not rich,
         "note": None if equity is not None else "no --equity given: assumed below the minimum",
+        "day_trading_buying_power": _dtbp(equity, maintenance, call_open),
+    }
+
+
+def _dtbp(equity: Decimal | None, maintenance: Decimal | None, call_open: bool) -> dict[str, Any] | None:
+    """FINRA 4210(f)(8)(B)(iv): (equity at the previous close - maintenance requirement) x 4, x 2 with a call."""
+    if maintenance is None:
+        return None
+    if equity is None:
+        raise InputError("--maintenance needs --equity (the equity at the previous close)")
+    bp = pdt.day_trading_buying_power(equity, maintenance, call_open)
+    return {
+        "prior_close_equity": str(equity),
+        "maintenance_margin": str(maintenance),
+        "maintenance_excess": str(max(Decimal(0), equity - maintenance)),
+        "multiplier": str(pdt.DTBP_MULTIPLIER_WITH_CALL if call_open else pdt.DTBP_MULTIPLIER),
+        "day_trading_call": call_open,
+        "buying_power": str(bp.quantize(Decimal("0.01"))),
     }
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
-    for result in simulate(rules, args.events):
-        print(json.dumps(result, default=str))
+    results = simulate(rules, args.events)
+    if args.json:
+        for result in results:
+            print(json.dumps(result, default=str))
+        return 0
+    for result in results:
+        print(event_line(result))
+    print(verdict(results, rules))
     return 0
 
 
@@ -239,9 +210,12 @@ def _run_pdt(args: argparse.Namespace) -> int:
             asof = date.fromisoformat(args.asof)
         except ValueError as exc:
             raise InputError(f"--asof {args.asof!r}: use YYYY-MM-DD") from exc
-    equity = _parse_decimal(args.equity, "--equity", "amount")
-    min_equity = _parse_decimal(args.min_equity, "--min-equity", "amount") or pdt.DEFAULT_MIN_EQUITY
-    report = pdt_report(args.fills, pdt.CountMethod(args.method), asof, equity, min_equity)
+    equity = parse_decimal(args.equity, "--equity", "amount")
+    min_equity = parse_decimal(args.min_equity, "--min-equity", "amount") or pdt.DEFAULT_MIN_EQUITY
+    maintenance = parse_decimal(args.maintenance, "--maintenance", "amount")
+    fills = read_fills(args.fills, args.format)
+    report = pdt_report(fills, pdt.CountMethod(args.method), asof, equity, min_equity, maintenance, args.dt_call,
+                        args.fills)
     print(json.dumps(report, indent=2, default=str))
     return 0
 
@@ -264,13 +238,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sim = sub.add_parser("simulate", help="replay events through a funded-account rule set")
     sim.add_argument("--rules", required=True, help="preset name or TOML file with a [rules] table")
     sim.add_argument("--events", required=True, help="CSV: time,type,symbol,side,qty,price,equity")
+    sim.add_argument("--json", action="store_true", help="one JSON object per event instead of text")
     sim.set_defaults(func=_guarded(_run_simulate))
     p = sub.add_parser("pdt", help="count day trades (FINRA 4210) from a fills CSV")
-    p.add_argument("--fills", required=True, help="CSV: time,symbol,side,qty,price")
+    p.add_argument("--fills", required=True, help="CSV time,symbol,side,qty,price[,order_id], Alpaca activities "
+                   "JSON or a thinkorswim Account Statement CSV")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="how to read --fills (default: detect)")
     p.add_argument("--method", choices=[m.value for m in pdt.CountMethod], default=pdt.CountMethod.TRADITIONAL.value)
     p.add_argument("--asof", help="business day to evaluate (YYYY-MM-DD); default: the last fill's day")
     p.add_argument("--equity", help="account equity, to decide whether a 4th day trade would be blocked")
     p.add_argument("--min-equity", default=str(pdt.DEFAULT_MIN_EQUITY), help="minimum equity (default 25000)")
+    p.add_argument("--maintenance", help="maintenance margin requirement at the previous close: report DTBP")
+    p.add_argument("--dt-call", action="store_true", help="a day-trading margin call is open (DTBP x 2)")
     p.set_defaults(func=_guarded(_run_pdt))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from config.risk import CashSettings, PdtSettings
 from daemon.calendar import NEW_YORK, previous_business_days, trade_date
-from daemon.domain import ZERO, Fill, Side, Violation
+from daemon.domain import ZERO, AccountState, Fill, Side, Violation
 from daemon.risk import cash, funded, pdt
 from daemon.risk.context import LimitStatus, OrderContext
 
@@ -79,8 +79,7 @@ def check_pdt(ctx: OrderContext, settings: PdtSettings) -> Checked:
                                "in the alert", {})], []
         if state.buying_power is None:
             return [_violation(ctx, "intraday_margin", "the broker reports no buying power", {})], []
-        adds = abs(ctx.after) - abs(ctx.current) if (ctx.after >= 0) == (ctx.current >= 0) else abs(ctx.after)
-        notional = max(adds, ZERO) * ctx.price * ctx.multiplier
+        notional = _added_notional(ctx, ctx.price)
         if pdt.check_buying_power(notional, ZERO, state.buying_power).allowed:
             return [], []
         detail = (f"intraday margin: order notional {money(notional)} exceeds buying power "
@@ -93,11 +92,52 @@ def check_pdt(ctx: OrderContext, settings: PdtSettings) -> Checked:
                                pdt.CountMethod(settings.method))
     if not decision.allowed:
         return [_violation(ctx, "pdt", decision.message, decision.numbers())], []
+    if decision.is_pattern and not ctx.reduces_only:
+        refused = _check_dtbp(ctx, settings, fills)
+        if refused:
+            return refused, []
     if decision.warning and (decision.order_is_day_trade or not ctx.reduces_only):
         detail = (f"PDT warning: {decision.day_trades_left} day trade(s) left in 5 business days with equity "
                   f"{money(decision.equity)} < {money(decision.min_equity)}")
         return [], [_violation(ctx, "pdt", detail, decision.numbers(), warning=True)]
     return [], []
+
+
+def _added_notional(ctx: OrderContext, price: Decimal) -> Decimal:
+    """Notional the order adds to the position (a flip adds its new side; reducing adds nothing)."""
+    adds = abs(ctx.after) - abs(ctx.current) if (ctx.after >= 0) == (ctx.current >= 0) else abs(ctx.after)
+    return max(adds, ZERO) * price * ctx.multiplier
+
+
+def day_trading_buying_power(state: AccountState, call_open: bool) -> tuple[Decimal, bool]:
+    """(DTBP, reported by the broker?). The broker's figure is what is left now; otherwise it is computed
+    from the previous close's equity and maintenance requirement (FINRA 4210(f)(8)(B)(iv))."""
+    if state.day_trading_buying_power is not None:
+        return state.day_trading_buying_power, True
+    equity = state.prior_close_equity if state.prior_close_equity is not None else state.equity
+    maintenance = state.maintenance_margin if state.maintenance_margin is not None else ZERO
+    return pdt.day_trading_buying_power(equity, maintenance, call_open), False
+
+
+def _check_dtbp(ctx: OrderContext, settings: PdtSettings, fills: Sequence[Fill]) -> list[Violation]:
+    """A pattern day trader's order must keep the day's open exposure within day-trading buying power."""
+    assert ctx.account_state is not None
+    if ctx.price is None:
+        return [_violation(ctx, "day_trading_buying_power", "no price known to check day-trading buying power; "
+                           "include price in the alert", {})]
+    dtbp, reported = day_trading_buying_power(ctx.account_state, settings.day_trading_call)
+    added = _added_notional(ctx, ctx.price)
+    exposure = ZERO if reported else pdt.open_day_exposure(
+        fills, trade_date(ctx.now), multipliers={ctx.request.symbol: ctx.multiplier})
+    if exposure + added <= dtbp:
+        return []
+    source = "reported by the broker" if reported else (
+        f"(prior close equity - maintenance) x {2 if settings.day_trading_call else 4}")
+    detail = (f"day-trading buying power: order {money(added)} + today's open exposure {money(exposure)} "
+              f"exceeds {money(dtbp)} {source}")
+    return [_violation(ctx, "day_trading_buying_power", detail, {
+        "order_notional": added, "exposure": exposure, "day_trading_buying_power": dtbp,
+        "source": "broker" if reported else "computed"})]
 
 
 def check_cash(ctx: OrderContext, settings: CashSettings) -> Checked:
@@ -125,13 +165,18 @@ def check_cash(ctx: OrderContext, settings: CashSettings) -> Checked:
 
 
 def check_funded(ctx: OrderContext, rules: funded.AccountRules, state: funded.FundedState) -> list[Violation]:
-    """Contracts (scaling plan), soft block, hard lock and flat-by; orders that reduce exposure pass."""
-    contracts_now = sum((abs(q) for q in ctx.positions.values()), ZERO)
-    contracts_after = contracts_now - abs(ctx.current) + abs(ctx.after)
-    if contracts_after <= contracts_now:
+    """Contracts (weighted as the firm counts them; scaling plan; micro cap), soft block, hard lock and
+    flat-by; orders that reduce exposure pass."""
+    positions = dict(ctx.positions)  # the broker's positions are the ones that count
+    contracts_now = rules.weighted_contracts(positions)
+    micros_now = rules.micro_contracts(positions)
+    after, micros_after = funded.contracts_after(rules, positions, ctx.request.symbol, ctx.after - ctx.current)
+    if after <= contracts_now and micros_after <= micros_now:
         return []
-    probe = state.model_copy(update={"positions": {}})  # the broker's positions are the ones that count
-    breaches = funded.check_order(probe, rules, contracts_after, ctx.now)
+    probe = state.model_copy(update={"positions": {
+        s: funded.OpenPosition(qty=q, avg_price=ZERO, mark=ZERO, point_value=ZERO) for s, q in positions.items()
+        if q != 0}})
+    breaches = funded.check_order(probe, rules, after, ctx.now, micros_after)
     return [b.to_violation(ctx.request.account, ctx.signal_id, ctx.request.symbol) for b in breaches]
 
 
@@ -162,7 +207,9 @@ def describe_cash(settings: CashSettings) -> list[LimitStatus]:
     return [LimitStatus("cash_settlement", "-", f"T+1 settled cash ({action} otherwise)", "checked per order")]
 
 
-def describe_funded(rules: funded.AccountRules, state: funded.FundedState, now: datetime) -> list[LimitStatus]:
+def describe_funded(rules: funded.AccountRules, state: funded.FundedState, now: datetime,
+                    positions: Mapping[str, Decimal] | None = None) -> list[LimitStatus]:
+    """The funded rows; `positions` (the broker's) count the contracts when given, else the rule book's."""
     snap = funded.snapshot(state, rules, now)
     rows: list[LimitStatus] = []
     if rules.daily_loss_limit is not None:
@@ -181,8 +228,15 @@ def describe_funded(rules: funded.AccountRules, state: funded.FundedState, now: 
                                 money(snap["left"]["safety_buffer"]), state.block_reason == "safety_buffer"))
     allowed = snap["contracts_allowed"]
     if allowed is not None:
-        rows.append(LimitStatus("contracts", f"{state.contracts:f}", str(allowed),
-                                f"{Decimal(allowed) - state.contracts:f}", state.contracts > allowed))
+        held = state.quantities if positions is None else dict(positions)
+        weighted, micros = rules.weighted_contracts(held), rules.micro_contracts(held)
+        minis = sum((abs(q) for q in held.values()), ZERO) - micros
+        used = f"{weighted.normalize():f}"
+        if micros:  # both counts, and how the firm weighs micros
+            used += f" ({minis.normalize():f} minis + {micros.normalize():f} micros at {rules.micro_weight:f} each)"
+        limit = str(allowed) + (f" ({rules.max_micros} micros max)" if rules.max_micros else "")
+        rows.append(LimitStatus("contracts", used, limit, f"{(Decimal(allowed) - weighted).normalize():f}",
+                                weighted > allowed or (rules.max_micros is not None and micros > rules.max_micros)))
     if rules.flat_by is not None and state.session is not None:
         deadline = funded.flat_by_at(rules, state.session)
         assert deadline is not None
@@ -197,8 +251,9 @@ def describe_funded(rules: funded.AccountRules, state: funded.FundedState, now: 
     if "consistency" in snap:
         cons = snap["consistency"]
         pct = f"{cons['best_day_pct']}%" if cons["best_day_pct"] is not None else "-"
+        verdict = "ok" if cons["ok"] else f"not met: {money(cons['more_needed'])} more profit needed"
         rows.append(LimitStatus("consistency", f"best day {money(cons['best_day'])} = {pct}",
-                                f"{cons['limit_pct']}% of profit", "ok" if cons["ok"] else "not met", False))
+                                f"{cons['boundary']} {cons['limit_pct']}% of profit", verdict, False))
     if state.locked:
         rows.append(LimitStatus("account_lock", state.lock_reason or "locked", "operator reset", "-", True))
     elif state.blocked_until is not None and now < state.blocked_until:

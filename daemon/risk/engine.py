@@ -23,7 +23,9 @@ from daemon.risk.context import FillSource, LimitStatus, OrderContext
 from daemon.risk.funded_book import FundedBook
 from daemon.risk.limits import BasicLimits
 
-__all__ = ["AccountRisk", "AccountView", "RiskEngine", "RiskResult"]
+__all__ = ["AccountRisk", "AccountView", "PriceObserver", "RiskEngine", "RiskResult"]
+
+PriceObserver = Callable[[str, str, Decimal, datetime], object]  # (account, symbol, price, at)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class RiskEngine:
         self._basic = {name: BasicLimits(cfg.limits) for name, cfg in self.accounts.items()}
         self.funded = funded or FundedBook({})
         self._fills = fills
+        self._price_observer: PriceObserver | None = None
 
     async def prepare(self, account: str, broker: Broker, now: datetime) -> AccountView:
         """Read what this account's rules need for a check: nothing for most accounts (the hot path), the
@@ -113,6 +116,16 @@ class RiskEngine:
             violations += account_rules.check_funded(ctx, self.funded.rules[account], self.funded.state(account))
         return RiskResult(violations, warnings if not violations else [])
 
+    def watch_prices(self, observer: PriceObserver) -> None:
+        """Who acts on prices seen with a signal (the risk monitor); set once at wiring time."""
+        self._price_observer = observer
+
+    def observe_price(self, account: str, symbol: str, price: Decimal, at: datetime) -> None:
+        """A signal's price, before its order is checked: a funded account whose floor it breaches is
+        flattened and blocked now, not at the next mark, so the order it carries is checked against that."""
+        if self._price_observer is not None and account in self.funded:
+            self._price_observer(account, symbol, price, at)
+
     def record_order(self, account: str, at: datetime) -> None:
         if account in self._basic:
             self._basic[account].record_order(at)
@@ -134,5 +147,6 @@ class RiskEngine:
             rows += account_rules.describe_pdt(cfg.pdt, fills, positions or {}, account, now)
         rows += account_rules.describe_cash(cfg.cash)
         if account in self.funded:
-            rows += account_rules.describe_funded(self.funded.rules[account], self.funded.state(account), now)
+            rows += account_rules.describe_funded(self.funded.rules[account], self.funded.state(account), now,
+                                                  positions)
         return rows

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.calendar import futures_session_date, futures_session_end, next_session_start
 from daemon.domain import ZERO, Fill
+from daemon.risk import consistency
 from daemon.risk.funded_models import (
     AccountRules,
     Breach,
@@ -38,8 +39,8 @@ from daemon.risk.funded_models import (
 # The models are part of this module's vocabulary: callers say `funded.AccountRules`, `funded.on_fill`.
 __all__ = [
     "AccountRules", "Breach", "BreachAction", "DrawdownModel", "FundedState", "OpenPosition", "ScalingTier",
-    "Transition", "check_order", "contracts_allowed", "flat_by_at", "new_state", "on_fill", "on_mark",
-    "on_session_close", "reset_lock", "snapshot",
+    "Transition", "check_order", "contracts_after", "contracts_allowed", "flat_by_at", "new_state", "on_fill",
+    "on_mark", "on_session_close", "reset_lock", "snapshot",
 ]
 
 def _breach(rule: str, action: BreachAction, at: datetime, detail: str, **numbers: object) -> Breach:
@@ -278,13 +279,18 @@ def contracts_allowed(state: FundedState, rules: AccountRules) -> int | None:
     return allowed
 
 
-def check_order(state: FundedState, rules: AccountRules, contracts_after: Decimal, at: datetime) -> list[Breach]:
-    """Rejects for an order that would leave `contracts_after` open contracts (absolute, all symbols,
-    in the firm's counting unit). Orders that reduce exposure are always allowed."""
-    if contracts_after <= state.contracts:
+def check_order(state: FundedState, rules: AccountRules, contracts_after: Decimal, at: datetime,
+                micros_after: Decimal | None = None) -> list[Breach]:
+    """Rejects for an order that would leave `contracts_after` open contracts (absolute, all symbols, in the
+    firm's counting unit: `AccountRules.weighted_contracts`) and `micros_after` micro contracts. Orders that
+    reduce exposure are always allowed."""
+    contracts_now = rules.weighted_contracts(state.quantities)
+    micros_now = rules.micro_contracts(state.quantities)
+    adds_micros = micros_after is not None and micros_after > micros_now
+    if contracts_after <= contracts_now and not adds_micros:
         return []
     session = futures_session_date(at)
-    nums = {"contracts_after": contracts_after, "contracts_now": state.contracts}
+    nums = {"contracts_after": _count(contracts_after), "contracts_now": _count(contracts_now)}
     if state.locked:
         detail = f"Account locked ({state.lock_reason}); an operator must reset it"
         return [_breach("account_locked", "reject", at, detail, **nums)]
@@ -298,10 +304,27 @@ def check_order(state: FundedState, rules: AccountRules, contracts_after: Decima
     if state.session is not None and session > state.session:
         probe = state.model_copy(update={"session_start_balance": state.balance})
     allowed = contracts_allowed(probe, rules)
-    if allowed is not None and contracts_after > allowed:
-        detail = f"{contracts_after} contracts would exceed the limit of {allowed}"
+    if allowed is not None and contracts_after > contracts_now and contracts_after > allowed:
+        unit = " (mini-equivalent; 10 micros = 1)" if rules.micro_weight != 1 else ""
+        detail = f"{_count(contracts_after)} contracts{unit} would exceed the limit of {allowed}"
         return [_breach("max_contracts", "reject", at, detail, max_contracts=allowed, **nums)]
+    if adds_micros and rules.max_micros is not None and micros_after is not None and micros_after > rules.max_micros:
+        detail = f"{_count(micros_after)} micro contracts would exceed the micro limit of {rules.max_micros}"
+        return [_breach("max_micros", "reject", at, detail, max_micros=rules.max_micros,
+                        micros_after=_count(micros_after), **nums)]
     return []
+
+
+def _count(x: Decimal) -> str:
+    return f"{x.normalize():f}"
+
+
+def contracts_after(rules: AccountRules, positions: dict[str, Decimal], symbol: str,
+                    signed_qty: Decimal) -> tuple[Decimal, Decimal]:
+    """(contracts in the firm's unit, micro contracts) left open if `signed_qty` of `symbol` fills."""
+    after = dict(positions)
+    after[symbol] = after.get(symbol, ZERO) + signed_qty
+    return rules.weighted_contracts(after), rules.micro_contracts(after)
 
 
 def snapshot(state: FundedState, rules: AccountRules, at: datetime | None = None) -> dict[str, Any]:
@@ -315,7 +338,9 @@ def snapshot(state: FundedState, rules: AccountRules, at: datetime | None = None
         "floors": {"max_loss": _money(s.floor)},
         "left": {"max_loss": _money(s.live_equity - s.floor)},
         "floor_locked": s.floor_locked,
-        "contracts": str(s.contracts),
+        "contracts": _count(rules.weighted_contracts(s.quantities)),
+        "micros": _count(rules.micro_contracts(s.quantities)),
+        "minis": _count(s.contracts - rules.micro_contracts(s.quantities)),
         "contracts_allowed": contracts_allowed(s, rules),
         "blocked_until": s.blocked_until.isoformat() if s.blocked_until else None,
         "block_reason": s.block_reason,
@@ -340,15 +365,8 @@ def snapshot(state: FundedState, rules: AccountRules, at: datetime | None = None
         days = dict(s.day_pnl)
         if s.session is not None:
             days[s.session.isoformat()] = s.balance - s.session_start_balance
-        best = max(days.values(), default=ZERO)
-        ok = profit > 0 and best * 100 <= rules.consistency_pct * profit
-        out["consistency"] = {
-            "limit_pct": str(rules.consistency_pct),
-            "best_day": _money(best),
-            "total_profit": _money(profit),
-            "best_day_pct": _money(best * 100 / profit) if profit > 0 else None,
-            "ok": ok,
-        }
+        out["consistency"] = consistency.report(days.values(), profit, rules.consistency_pct,
+                                                rules.consistency_strict)
     if at is not None and s.session is not None:
         deadline = flat_by_at(rules, s.session)
         out["flat_by"] = deadline.isoformat() if deadline else None

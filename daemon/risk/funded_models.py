@@ -7,6 +7,7 @@ the action it demands. The transitions that move a state live in `daemon.risk.fu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, time
 from decimal import Decimal
 from enum import StrEnum
@@ -16,7 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from brokers.symbols import symbol_root
 from daemon.domain import ZERO, Violation
-from daemon.risk.presets import DEFAULT_POINT_VALUES, PRESETS
+from daemon.risk.presets import DEFAULT_POINT_VALUES, MICRO_ROOTS, PRESETS
 
 BreachAction = Literal["flatten_block_session", "flatten_lock", "reject"]
 
@@ -46,14 +47,18 @@ class AccountRules(BaseModel):
     drawdown_model: DrawdownModel = DrawdownModel.EOD
     floor_lock_offset: Decimal | None = None  # floor stops trailing at starting_balance + this
     daily_loss_limit: Decimal | None = None
-    max_contracts: int | None = None
+    max_contracts: int | None = None  # in the firm's counting unit (minis where micros weigh micro_weight)
+    micro_weight: Decimal = Field(default=Decimal(1), gt=0)  # what one micro counts toward max_contracts
+    contract_weights: dict[str, Decimal] = Field(default_factory=dict)  # by root; wins over micro_weight
+    max_micros: int | None = None  # a separate cap on open micro contracts (TradeDay: 50)
     scaling_plan: list[ScalingTier] = Field(default_factory=list)
     flat_by: time | None = None
     flat_by_tz: str = "America/Chicago"
     flatten_lead_seconds: int = Field(default=60, ge=0)  # flatten this long before flat_by
     safety_buffer: Decimal = ZERO  # flatten when live equity is within this of a floor
     profit_target: Decimal | None = None
-    consistency_pct: Decimal | None = None  # best day must be <= this % of total profit (reported only)
+    consistency_pct: Decimal | None = None  # best day's share of total profit (reported only)
+    consistency_strict: bool = False  # True: best day must be strictly less than consistency_pct
     point_values: dict[str, Decimal] = Field(default_factory=dict)
     sources: list[str] = Field(default_factory=list)
     unverified: list[str] = Field(default_factory=list)
@@ -77,6 +82,23 @@ class AccountRules(BaseModel):
             return self.point_values[symbol]
         root = symbol_root(symbol)  # ES1!, CME_MINI:ES1!, ESZ6 -> ES
         return self.point_values.get(root) or DEFAULT_POINT_VALUES.get(root) or Decimal(1)
+
+    def is_micro(self, symbol: str) -> bool:
+        return symbol_root(symbol) in MICRO_ROOTS
+
+    def contract_weight(self, symbol: str) -> Decimal:
+        """What one contract of `symbol` counts toward `max_contracts` (10 micros = 1 mini: 0.1)."""
+        root = symbol_root(symbol)
+        if root in self.contract_weights:
+            return self.contract_weights[root]
+        return self.micro_weight if root in MICRO_ROOTS else Decimal(1)
+
+    def weighted_contracts(self, positions: Mapping[str, Decimal]) -> Decimal:
+        """Open contracts (signed quantities by symbol) in the firm's counting unit."""
+        return sum((abs(q) * self.contract_weight(s) for s, q in positions.items()), ZERO)
+
+    def micro_contracts(self, positions: Mapping[str, Decimal]) -> Decimal:
+        return sum((abs(q) for s, q in positions.items() if self.is_micro(s)), ZERO)
 
 
 class OpenPosition(BaseModel):
@@ -111,7 +133,12 @@ class FundedState(BaseModel):
 
     @property
     def contracts(self) -> Decimal:
+        """Open contracts as counted by the broker (each contract is one, micro or mini)."""
         return sum((abs(p.qty) for p in self.positions.values()), ZERO)
+
+    @property
+    def quantities(self) -> dict[str, Decimal]:
+        return {symbol: p.qty for symbol, p in self.positions.items()}
 
 
 class Breach(BaseModel):

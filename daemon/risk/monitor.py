@@ -1,8 +1,9 @@
 """Risk monitor: applies fills, live-equity marks and session rolls to the funded rules, and acts on breaches.
 
 Subscribed to the event bus, it feeds every `fill` event of a funded account to `funded.on_fill`; a
-scheduler job reads live equity from each funded account's broker every few seconds (`mark_all`) and one
-at 17:00 America/Chicago closes the futures session (`session_roll`). Breaches are acted on at once:
+scheduler job reads live equity from each funded account's broker every few seconds (`mark_all`), a
+webhook's price marks the position at once (`observe_price`, called by the engine before the order is
+checked) and a job at 17:00 America/Chicago closes the futures session (`session_roll`). Breaches are acted on at once:
 
 - soft (`flatten_block_session`: daily loss limit, safety buffer, flat-by): flatten through the account's
   own worker (cancels orders, closes positions) and block new exposure until the next session opens. The
@@ -109,6 +110,19 @@ class RiskMonitor:
         state, breaches = funded.on_mark(before, self.book.rules[account], at, live_equity=live_equity)
         self.book.save(account, state)
         self._unblocked(account, before, state, at)
+        self._act(account, breaches)
+        return breaches
+
+    def observe_price(self, account: str, symbol: str, price: Decimal, at: datetime | None = None,
+                      ) -> list[funded.Breach]:
+        """A price seen outside the mark job (a webhook's `price`): mark the open position with it now, so a
+        price through a floor flattens and blocks before the order that carried it is checked."""
+        if account not in self.book or symbol not in self.book.state(account).positions:
+            return []
+        at = at or self.clock()
+        before = self.book.state(account)
+        state, breaches = funded.on_mark(before, self.book.rules[account], at, prices={symbol: price})
+        self.book.save(account, state)
         self._act(account, breaches)
         return breaches
 

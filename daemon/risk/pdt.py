@@ -11,6 +11,10 @@ Sources:
   https://www.finra.org/investors/investing/investment-products/stocks/day-trading
 - Regulatory Notice 21-13 (Interpretation /02): firms may instead count the changes of direction, from
   buying a security to selling it or the reverse. https://www.finra.org/rules-guidance/notices/21-13
+- FINRA Rule 4210(f)(8)(B)(iv)c.: a pattern day trader's day-trading buying power is four times the
+  maintenance margin excess (equity at the previous close less the maintenance margin requirement); while a
+  day-trading margin call is unmet it is restricted to two times (FINRA investor page "Day-Trading Margin
+  Requirements: Know the Rules", https://www.finra.org/investors/learn-to-invest/advanced-investing/day-trading-margin-requirements-know-rules).
 - SR-FINRA-2025-017 / Regulatory Notice 26-10 (effective 2026-06-04) replaces the pattern-day-trader
   minimum with intraday margin; `PdtMode.INTRADAY_MARGIN` checks the broker's buying power instead.
 
@@ -59,6 +63,7 @@ class _Lot:
     order: str
     remaining: Decimal  # signed: > 0 long, < 0 short
     counted: bool = False
+    price: Decimal = ZERO  # of the opening fill(s), for the day's open exposure
 
 
 @dataclass
@@ -104,10 +109,14 @@ def _apply(book: _Book, fill: Fill, method: CountMethod) -> int:
         remaining += take if remaining < 0 else -take
     # 3. What is left opens (or adds to) a position today.
     if remaining != 0:
-        if book.lots and book.lots[-1].order == key and (book.lots[-1].remaining > 0) == (remaining > 0):
-            book.lots[-1].remaining += remaining  # another partial fill of the same opening order
+        last = book.lots[-1] if book.lots else None
+        if last is not None and last.order == key and (last.remaining > 0) == (remaining > 0):
+            # another partial fill of the same opening order: one lot at the average price
+            total = last.remaining + remaining
+            last.price = (last.price * last.remaining + fill.price * remaining) / total
+            last.remaining = total
         else:
-            book.lots.append(_Lot(order=key, remaining=remaining))
+            book.lots.append(_Lot(order=key, remaining=remaining, price=fill.price))
         if book.armed_side is None:
             book.armed_side = fill.side
     return trades
@@ -196,6 +205,7 @@ class PdtDecision(_Frozen):
     equity: Decimal
     min_equity: Decimal
     message: str
+    is_pattern: bool = False  # the window, with this order, makes a pattern day trader
 
     def numbers(self) -> dict[str, str]:
         return {
@@ -261,6 +271,7 @@ def would_block(
         equity=equity,
         min_equity=min_equity,
         message=msg,
+        is_pattern=after.is_pattern,
     )
 
 
@@ -291,3 +302,31 @@ def check_buying_power(order_notional: Decimal, exposure: Decimal, buying_power:
         left=left,
         message=msg,
     )
+
+
+DTBP_MULTIPLIER = Decimal(4)  # times the maintenance margin excess
+DTBP_MULTIPLIER_WITH_CALL = Decimal(2)  # while a day-trading margin call is unmet
+
+
+def day_trading_buying_power(prior_close_equity: Decimal, maintenance_margin: Decimal,
+                             call_open: bool = False) -> Decimal:
+    """FINRA 4210(f)(8)(B)(iv)c.: (equity at the previous close - maintenance margin requirement) x 4, or x 2
+    while a day-trading call is open; never below zero. 40,000 and 6,000 give 136,000 (68,000 with a call)."""
+    excess = max(ZERO, prior_close_equity - maintenance_margin)
+    return excess * (DTBP_MULTIPLIER_WITH_CALL if call_open else DTBP_MULTIPLIER)
+
+
+def open_day_exposure(fills: Sequence[Fill], day: date, opening_positions: dict[str, Decimal] | None = None,
+                      multipliers: dict[str, Decimal] | None = None) -> Decimal:
+    """Notional of the positions opened on `day` and still open (what counts against day-trading buying
+    power): quantity x opening price x multiplier, summed over symbols, long and short alike."""
+    ordered = sorted(fills, key=lambda f: f.filled_at)
+    carried = opening_positions if opening_positions is not None else _positions_before(ordered, day)
+    books: dict[str, _Book] = {}
+    for f in ordered:
+        if trade_date(f.filled_at) == day:
+            _apply(books.setdefault(f.symbol, _Book(overnight=carried.get(f.symbol, ZERO))), f,
+                   CountMethod.TRADITIONAL)
+    mult = multipliers or {}
+    return sum((abs(lot.remaining) * lot.price * mult.get(symbol, Decimal(1))
+                for symbol, book in books.items() for lot in book.lots), ZERO)

@@ -45,6 +45,7 @@ def build_monitor(risk: RiskEngine, controls: AccountControls, store: Store, eve
     monitor = RiskMonitor(book=risk.funded, controls=controls, store=store, events=events, brokers=brokers,
                           clock=clock)
     events.subscribe(monitor.on_event)
+    risk.watch_prices(monitor.observe_price)
     return monitor
 
 
