@@ -10,7 +10,8 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
-from brokers.alpaca.broker import AlpacaBroker, fill_key
+from brokers.alpaca.broker import AlpacaBroker
+from brokers.alpaca.models import fill_key
 from brokers.base import BrokerReport
 from brokers.stream import Backoff
 from config.brokers import AlpacaSettings
