@@ -259,7 +259,7 @@ class HttpBroker:
                 reraise=True,
             )
             try:
-                response = await retrying(self._send, method, path, params, json, what)
+                response: httpx.Response = await retrying(self._send, method, path, params, json, what)
             except _Transient as exc:
                 if exc.retry_after is not None:
                     raise Throttled(exc.reason, exc.retry_after) from None

@@ -51,8 +51,7 @@ class Outcome:
 
 
 def multiplier_of(broker: Broker, symbol: str) -> Decimal:
-    lookup = getattr(broker, "multiplier", None)
-    return lookup(symbol) if callable(lookup) else Decimal(1)
+    return broker.multiplier(symbol)
 
 
 class Engine:

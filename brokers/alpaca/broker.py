@@ -28,7 +28,7 @@ import httpx
 
 from brokers.alpaca import models as ap
 from brokers.alpaca.stream import trade_stream
-from brokers.base import BrokerBase, BrokerUnavailable, OrderNotFound, OrderRejected, UnknownSymbol
+from brokers.base import BrokerBase, BrokerContext, BrokerUnavailable, OrderNotFound, OrderRejected, UnknownSymbol
 from brokers.http import HttpBroker, RateLimiter, RetryPolicy, place_once
 from brokers.stream import Backoff, StreamClient
 from brokers.symbols import is_continuous, normalize
@@ -300,3 +300,7 @@ class AlpacaBroker(BrokerBase):
             for order in self._orders(item):
                 await self.reports.order(order)
 
+
+def build(account: str, settings: AlpacaSettings, context: BrokerContext) -> AlpacaBroker:
+    """The registry's factory (Alpaca's own clock stamps its fills)."""
+    return AlpacaBroker(account, settings)

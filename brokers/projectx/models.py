@@ -286,6 +286,13 @@ def order_body(request: OrderRequest, contract: PxContract, account_id: int) -> 
     return body
 
 
+def provisional_order(request: OrderRequest, order_id: int, account: str, symbol: str) -> Order:
+    """What we know of a placed order whose read-back failed; polling and reconciliation correct it."""
+    return Order(broker_order_id=str(order_id), client_order_id=request.client_order_id, account=account,
+                 symbol=symbol, side=request.side, quantity=request.quantity, order_type=request.order_type,
+                 status=OrderStatus.NEW, limit_price=request.limit_price, stop_price=request.stop_price)
+
+
 def to_order(
     o: PxOrder, *, account: str, symbol: str, client_order_id: str, parent: int | None, created: datetime
 ) -> Order:

@@ -31,6 +31,7 @@ import httpx
 from brokers.base import (
     AuthenticationFailed,
     BrokerBase,
+    BrokerContext,
     BrokerError,
     BrokerUnavailable,
     OrderNotFound,
@@ -54,6 +55,7 @@ from brokers.tradovate.models import (
     failure_of,
     modify_body,
     order_body,
+    order_number,
     order_state,
     parse,
     parse_list,
@@ -260,14 +262,8 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
 
     # -- changing orders ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _order_id(broker_order_id: str) -> int:
-        if not broker_order_id.isdigit():
-            raise OrderNotFound(f"tradovate order ids are numbers, not {broker_order_id!r}")
-        return int(broker_order_id)
-
     async def cancel_order(self, broker_order_id: str) -> Order:
-        order_id = self._order_id(broker_order_id)
+        order_id = order_number(broker_order_id)
         what = f"tradovate cancel {order_id}"
         data = await self.session.call("POST", "/order/cancelorder", json={"orderId": order_id, "isAutomated": True},
                                 safe=True, what=what)  # cancelling twice is harmless: resend is safe
@@ -286,7 +282,7 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
         limit_price: Decimal | None = None,
         stop_price: Decimal | None = None,
     ) -> Order:
-        order_id = self._order_id(broker_order_id)
+        order_id = order_number(broker_order_id)
         what = f"tradovate modify {order_id}"
         current = (await self._load_order(order_id))[1]
         version = self._versions.get(order_id)
@@ -367,12 +363,12 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
         for position in await self._raw_positions():
             name = await self.contracts.symbol_of(position.contractId)
             try:
-                order = await self._liquidate(position.contractId, f"tradovate flatten {name}")
+                closed = await self._liquidate(position.contractId, f"tradovate flatten {name}")
             except BrokerError as exc:
                 errors.append(f"{name}: {exc.reason}")
                 continue
-            if order is not None:
-                closing.append(order)
+            if closed is not None:
+                closing.append(closed)
         return FlattenReport(account=self.account, cancelled=cancelled, closing=closing, errors=errors)
 
     # -- polling -----------------------------------------------------------------------------------------
@@ -395,3 +391,6 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
             await self.reports.order(order)
 
 
+def build(account: str, settings: TradovateSettings, context: BrokerContext) -> TradovateBroker:
+    """The registry's factory: the order journal lives in `state_dir/tradovate/`."""
+    return TradovateBroker(account, settings, context.state_dir)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from brokers.base import BrokerError, OrderRejected
+from brokers.base import BrokerError, OrderNotFound, OrderRejected
 from daemon.domain import AccountState, Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
 STATUS = {
@@ -153,6 +153,13 @@ def failure_of(data: Any) -> str | None:
     if data.get("errorText"):
         return str(data["errorText"])
     return None
+
+
+def order_number(broker_order_id: str) -> int:
+    """Tradovate's numeric order id; `OrderNotFound` for anything else."""
+    if not broker_order_id.isdigit():
+        raise OrderNotFound(f"tradovate order ids are numbers, not {broker_order_id!r}")
+    return int(broker_order_id)
 
 
 def order_state(order: TvOrder, fills: Iterable[TvFill]) -> tuple[OrderStatus, Decimal]:
