@@ -9,7 +9,7 @@ Adapters subclass `BrokerBase`, which implements the optional methods with the d
 | method                    | required | notes (default of an optional one)                                   |
 |---------------------------|----------|----------------------------------------------------------------------|
 | name, account             | yes      | the broker's name (as in the registry) and the account it trades     |
-| set_report_handler        | yes      | where order updates and fills go (`BrokerBase` keeps it, `emit`s)     |
+| set_report_handler        | yes      | where order updates and fills go (`BrokerBase` keeps it, `emit`s)    |
 | connect / close           | yes      | authenticate, start streams; release everything                      |
 | place_order               | yes      | idempotent on `client_order_id`: never places it twice               |
 | find_order                | yes      | look an order up by client order id (lost responses, restarts)       |

@@ -9,9 +9,11 @@ input (paper) defaults when left out; the others are required for an account on 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 
 class PaperSettings(BaseModel):
@@ -119,6 +121,18 @@ BROKER_SECTIONS: dict[str, type[BaseModel]] = {
 }
 
 
-def needs_input(model: type[BaseModel]) -> bool:
-    """True when a section cannot be built from its defaults alone (it carries credentials)."""
-    return any(field.is_required() for field in model.model_fields.values())
+def read_sections(account: Mapping[str, Any]) -> tuple[dict[str, BaseModel], list[Any]]:
+    """The broker sections in an account's table, each validated with its model (one that needs no input
+    defaults when left out), and every problem found, located under its broker's key (`alpaca.key_id`)."""
+    sections: dict[str, BaseModel] = {}
+    errors: list[Any] = []
+    for name, model in BROKER_SECTIONS.items():
+        raw = account.get(name)
+        try:
+            if raw is not None:
+                sections[name] = model.model_validate(raw)
+            elif not any(field.is_required() for field in model.model_fields.values()):
+                sections[name] = model()
+        except ValidationError as exc:
+            errors += [{**error, "loc": (name, *error["loc"])} for error in exc.errors()]
+    return sections, errors

@@ -43,7 +43,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from config.brokers import BROKER_SECTIONS, needs_input
+from config.brokers import BROKER_SECTIONS, read_sections
 from config.chat import AlertSettings, DiscordSettings, TelegramSettings
 from config.risk import CashSettings, FundedSettings, PdtSettings
 from config.strategies import StrategySettings
@@ -204,19 +204,10 @@ class AccountSettings(_Section):
         """Validate each `<broker>` key with its model from the table; report every problem at once, located
         where it was written (`accounts.main.alpaca.key_id`)."""
         if not isinstance(data, dict):
-            return handler(data)  # type: ignore[no-any-return]
+            built: AccountSettings = handler(data)
+            return built
         own = {key: value for key, value in data.items() if key not in BROKER_SECTIONS and key != "sections"}
-        errors: list[Any] = []
-        sections: dict[str, BaseModel] = {}
-        for name, model in BROKER_SECTIONS.items():
-            raw = data.get(name)
-            try:
-                if raw is not None:
-                    sections[name] = model.model_validate(raw)
-                elif not needs_input(model):
-                    sections[name] = model()
-            except ValidationError as exc:
-                errors += [{**error, "loc": (name, *error["loc"])} for error in exc.errors()]
+        sections, errors = read_sections(data)
         if "sections" in data:
             errors.append({"type": "extra_forbidden", "loc": ("sections",), "input": data["sections"]})
         try:

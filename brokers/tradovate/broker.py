@@ -1,4 +1,4 @@
-"""Tradovate REST adapter (prop-firm futures): token auth, orders and OSO brackets, positions, cash, fill polling.
+"""Tradovate REST adapter (prop-firm futures): orders and OSO brackets, positions, cash, fills by stream and polling.
 
 Calls go through `brokers.tradovate.session` (access tokens, p-ticket throttling); this module adds:
 - Business failures (HTTP 200 with `failureReason`/`failureText`) become `OrderRejected` with the reason.
