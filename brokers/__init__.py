@@ -1,0 +1,1 @@
+"""Broker adapters: the shared protocol and plumbing, the registry of adapters, and one folder per broker."""

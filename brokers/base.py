@@ -1,33 +1,39 @@
-"""The Broker protocol every adapter implements, the reports it pushes, and its typed errors.
+"""The Broker protocol every adapter implements, how one is built, the reports it pushes, and its typed errors.
 
-A broker adapter is bound to one trading account. The engine talks to it only through this protocol, and
-hears back through the report handler it installs with `set_report_handler`, so a new broker is a new
-module and nothing in `daemon/` changes.
+A broker adapter is bound to one trading account. The engine, reconciliation, the queries and the strategy
+runner talk to it only through `Broker`, and hear back through the report handler installed with
+`set_report_handler`, so a new broker is a new folder under `brokers/` and nothing in `daemon/` changes.
+Its module offers a `BrokerFactory` (`build(account, settings, context)`), named in `brokers.registry`.
+Adapters subclass `BrokerBase`, which implements the optional methods with the defaults below.
 
-| method                 | required | notes                                                                |
-|------------------------|----------|----------------------------------------------------------------------|
-| connect / close        | yes      | authenticate, start streams; release everything                      |
-| place_order            | yes      | idempotent on `client_order_id`: never places it twice               |
-| find_order             | yes      | look an order up by client order id (lost responses, restarts)       |
-| cancel_order           | yes      | cancelling a finished order returns it unchanged                     |
-| modify_order           | yes      | quantity / limit / stop of a resting order                           |
-| open_orders            | yes      | for reconciliation and `/orders`                                     |
-| positions / account    | yes      | for risk checks, reconciliation and `/positions`, `/pnl`             |
-| fills                  | yes      | fills since a time, for reconciliation after a gap                   |
-| close_position         | yes      | market order that closes one symbol                                  |
-| flatten                | yes      | cancel all orders and close all positions (native where available)   |
-| observe_price          | no       | a price seen in a signal; the paper broker trades on it              |
-| healthy                | no       | connectivity for `/status` and `/healthz`                            |
-| multiplier             | no       | point value of a symbol (futures); 1 by default                      |
-| bars                   | no       | OHLCV bars from the broker's market data (`NotImplementedError` if none) |
+| method                    | required | notes (default of an optional one)                                   |
+|---------------------------|----------|----------------------------------------------------------------------|
+| name, account             | yes      | the broker's name (as in the registry) and the account it trades     |
+| set_report_handler        | yes      | where order updates and fills go (`BrokerBase` keeps it, `emit`s)    |
+| connect / close           | yes      | authenticate, start streams; release everything                      |
+| place_order               | yes      | idempotent on `client_order_id`: never places it twice               |
+| find_order                | yes      | look an order up by client order id (lost responses, restarts)       |
+| cancel_order              | yes      | cancelling a finished order returns it unchanged                     |
+| modify_order              | yes      | quantity / limit / stop of a resting order                           |
+| open_orders               | yes      | for reconciliation and `/orders`                                     |
+| positions / account_state | yes      | for risk checks, reconciliation and `/positions`, `/pnl`             |
+| fills                     | yes      | fills since a time, for reconciliation after a gap                   |
+| close_position            | yes      | market order that closes one symbol                                  |
+| flatten                   | yes      | cancel all orders and close all positions (native where available)   |
+| observe_price             | no       | a price seen in a signal, which the paper broker trades on (ignored) |
+| healthy                   | no       | connectivity for `/status` and `/healthz` (True)                     |
+| multiplier                | no       | point value of a symbol, for P&L and notional (1)                    |
+| bars                      | no       | OHLCV bars from the broker's market data (`NotImplementedError`)     |
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from daemon.domain import AccountState, Bar, Fill, FlattenReport, Order, OrderRequest, Position
 
@@ -106,6 +112,23 @@ class Broker(Protocol):
     async def flatten(self) -> FlattenReport: ...
     async def observe_price(self, symbol: str, price: Decimal, at: datetime) -> None: ...
     def healthy(self) -> bool: ...
+    def multiplier(self, symbol: str) -> Decimal: ...
+    async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]: ...
+
+
+@dataclass(frozen=True)
+class BrokerContext:
+    """What the daemon gives every adapter it builds, besides the account's settings section."""
+
+    state_dir: Path  # the daemon's state directory; an adapter keeps its files under state_dir/<its name>/
+    clock: Callable[[], datetime]  # the daemon's clock (the paper broker's fills are stamped with it)
+
+
+class BrokerFactory(Protocol):
+    """An adapter module's `build`: the broker for `account` from its settings section (the model
+    `config.brokers.BROKER_SECTIONS` names for the broker)."""
+
+    def __call__(self, account: str, settings: Any, context: BrokerContext) -> Broker: ...
 
 
 class BrokerBase:
@@ -131,6 +154,7 @@ class BrokerBase:
         return True
 
     def multiplier(self, symbol: str) -> Decimal:
+        """Point value of `symbol`: what one unit of price is worth per contract or share."""
         return Decimal(1)
 
     async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]:

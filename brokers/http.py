@@ -11,7 +11,6 @@ quotes the broker's message; headers (keys, tokens) are never logged or put in a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -260,7 +259,7 @@ class HttpBroker:
                 reraise=True,
             )
             try:
-                response = await retrying(self._send, method, path, params, json, what)
+                response: httpx.Response = await retrying(self._send, method, path, params, json, what)
             except _Transient as exc:
                 if exc.retry_after is not None:
                     raise Throttled(exc.reason, exc.retry_after) from None
@@ -285,58 +284,6 @@ class HttpBroker:
             return response.json()
         except ValueError:
             raise BrokerUnavailable(f"{self.name} {method} {path}: answer is not JSON") from None
-
-
-class Poller:
-    """An adapter's background polling of orders and fills: started by `connect()`, stopped by `close()`,
-    part of `healthy()`. A failed round is logged and retried on the next tick; a 429 waits as long as the
-    broker asks; a bug in a report handler is logged and never stops fills from flowing."""
-
-    def __init__(self, name: str, poll_once: Callable[[], Awaitable[None]], interval: Callable[[], float]) -> None:
-        self.name = name
-        self.poll_once = poll_once
-        self.interval = interval
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        """Poll now rather than at the end of the interval: a stream went down (polling takes over at once)
-        or came back (catch up on what it missed)."""
-        self._wake.set()
-
-    def start(self) -> None:
-        if self.interval() > 0 and (self._task is None or self._task.done()):
-            self._task = asyncio.create_task(self._run(), name=f"{self.name}-poll")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def healthy(self) -> bool:
-        return self._task is None or not self._task.done()
-
-    async def _run(self) -> None:
-        while True:
-            pause = self.interval()
-            try:
-                await self.poll_once()
-            except Throttled as exc:
-                log.warning("%s: polling throttled for %.0f s", self.name, exc.retry_after)
-                pause = max(pause, exc.retry_after)
-            except BrokerError as exc:
-                log.warning("%s: polling failed: %s", self.name, exc.reason)
-            except Exception:
-                log.exception("%s: polling error", self.name)
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise asyncio.CancelledError  # a cancel swallowed as a timeout inside poll_once (Python 3.11)
-            with contextlib.suppress(TimeoutError):  # asyncio.timeout, not wait_for: 3.11's may swallow a cancel
-                async with asyncio.timeout(pause):
-                    await self._wake.wait()
-            self._wake.clear()
 
 
 async def place_once(

@@ -1,4 +1,4 @@
-"""Reconnecting websocket loop shared by the streaming broker adapters (Alpaca, Tradovate), on aiohttp.
+"""Reconnecting websocket loop shared by the streaming broker adapters (Alpaca, Tradovate, ProjectX), on aiohttp.
 
 `StreamClient` owns one background task: connect (bounded by `connect_timeout`), run the adapter's
 `authenticate` hook (which sends credentials/subscriptions and waits, bounded, for the answer), then hand

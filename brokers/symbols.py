@@ -39,6 +39,12 @@ def futures_root(symbol: str) -> str | None:
     return match["root"] if match else None
 
 
+def contract_root(code: str) -> str | None:
+    """The root of a dated contract code (`ESZ6`, `NQH26`, `M2KZ6` -> `ES`, `NQ`, `M2K`); None otherwise."""
+    match = _ROOT_DATED.match(code.strip().upper())
+    return match["root"] if match else None
+
+
 def symbol_root(symbol: str) -> str:
     """The futures root, or the bare symbol itself for anything else (`NASDAQ:AAPL` -> `AAPL`)."""
     return futures_root(symbol) or symbol.rsplit(":", 1)[-1].strip().upper()
@@ -108,3 +114,12 @@ def normalize(ticker: str, on: date | None = None, rule: RollRule = RollRule()) 
 
 def is_continuous(ticker: str) -> bool:
     return _CONTINUOUS.match(split_exchange(ticker)[1]) is not None
+
+
+def front_alias(code: str, on: date, rule: RollRule = RollRule()) -> str | None:
+    """`ES1!` when the contract `code` (`ESZ6`) is the front contract of its root on `on`, else None."""
+    root = contract_root(code)
+    if root is None or root not in INDEX_FUTURES:
+        return None
+    front = f"{root}1!"
+    return front if normalize(front, on=on, rule=rule) == code.strip().upper() else None

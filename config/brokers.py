@@ -1,12 +1,31 @@
-"""Connection settings of the real brokers (Alpaca, ProjectX/TopstepX, Tradovate), one model each.
+"""The brokers' settings sections (one model each) and the table of them by broker name.
 
-The lead hangs them on `AccountSettings` as optional `alpaca`, `projectx`, `tradovate` fields. Secrets are
+`BROKER_SECTIONS` is the one list of broker names an account may name (`broker = "..."`) and of the model
+its `[accounts.<name>.<broker>]` section is validated with; `config.settings.AccountSettings` takes both from
+it, and `brokers.registry.ADAPTERS` maps the same names to their adapters. A section whose model needs no
+input (paper) defaults when left out; the others are required for an account on that broker. Secrets are
 `SecretStr` so they never appear in reprs, logs or `traderd check` output.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+
+class PaperSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    starting_cash: Decimal = Field(Decimal("100000"), gt=0)
+    slippage_bps: Decimal = Field(Decimal("0"), ge=0, le=1000, description="Against the trader, per fill")
+    commission_per_unit: Decimal = Field(Decimal("0"), ge=0, description="Per share or contract")
+    commission_minimum: Decimal = Field(Decimal("0"), ge=0)
+    multipliers: dict[str, Decimal] = Field(
+        default_factory=dict, description="Point value per symbol root for futures, e.g. {ES = 50}"
+    )
 
 
 class _BrokerSection(BaseModel):
@@ -92,3 +111,28 @@ class TradovateSettings(_Streaming, _BrokerSection):
     account_spec: str | None = Field(None, description="Account name; the first account if unset")
     account_id: int | None = None
     token_renew_seconds: float = Field(60 * 60, gt=60, description="Renew the ~80-90 min token after this")
+
+
+BROKER_SECTIONS: dict[str, type[BaseModel]] = {
+    "paper": PaperSettings,
+    "alpaca": AlpacaSettings,
+    "projectx": ProjectXSettings,
+    "tradovate": TradovateSettings,
+}
+
+
+def read_sections(account: Mapping[str, Any]) -> tuple[dict[str, BaseModel], list[Any]]:
+    """The broker sections in an account's table, each validated with its model (one that needs no input
+    defaults when left out), and every problem found, located under its broker's key (`alpaca.key_id`)."""
+    sections: dict[str, BaseModel] = {}
+    errors: list[Any] = []
+    for name, model in BROKER_SECTIONS.items():
+        raw = account.get(name)
+        try:
+            if raw is not None:
+                sections[name] = model.model_validate(raw)
+            elif not any(field.is_required() for field in model.model_fields.values()):
+                sections[name] = model()
+        except ValidationError as exc:
+            errors += [{**error, "loc": (name, *error["loc"])} for error in exc.errors()]
+    return sections, errors

@@ -19,16 +19,31 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializationInfo,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticKnownError
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
-from config.brokers import AlpacaSettings, ProjectXSettings, TradovateSettings
+from config.brokers import BROKER_SECTIONS, read_sections
 from config.chat import AlertSettings, DiscordSettings, TelegramSettings
 from config.risk import CashSettings, FundedSettings, PdtSettings
 from config.strategies import StrategySettings
@@ -152,18 +167,12 @@ class RiskLimits(_Section):
         return [s.strip().upper() for s in value]
 
 
-class PaperSettings(_Section):
-    starting_cash: Decimal = Field(Decimal("100000"), gt=0)
-    slippage_bps: Decimal = Field(Decimal("0"), ge=0, le=1000, description="Against the trader, per fill")
-    commission_per_unit: Decimal = Field(Decimal("0"), ge=0, description="Per share or contract")
-    commission_minimum: Decimal = Field(Decimal("0"), ge=0)
-    multipliers: dict[str, Decimal] = Field(
-        default_factory=dict, description="Point value per symbol root for futures, e.g. {ES = 50}"
-    )
-
-
 class AccountSettings(_Section):
-    broker: Literal["paper", "alpaca", "projectx", "tradovate"] = "paper"
+    """One trading account. Its broker's section is written `[accounts.<name>.<broker>]` (e.g.
+    `[accounts.main.alpaca]`) and validated with that broker's model from `config.brokers.BROKER_SECTIONS`;
+    `section(broker)` reads it."""
+
+    broker: str = Field(default="paper", description="A name from config.brokers.BROKER_SECTIONS")
     enabled: bool = True
     symbols: list[str] = Field(
         default_factory=list, description="TradingView tickers routed to this account when the alert names none"
@@ -172,21 +181,70 @@ class AccountSettings(_Section):
     pdt: PdtSettings = Field(default_factory=PdtSettings)
     cash: CashSettings = Field(default_factory=CashSettings)
     funded: FundedSettings | None = None
-    paper: PaperSettings = Field(default_factory=PaperSettings)
-    alpaca: AlpacaSettings | None = None
-    projectx: ProjectXSettings | None = None
-    tradovate: TradovateSettings | None = None
+    sections: dict[str, SerializeAsAny[BaseModel]] = Field(
+        default_factory=dict, description="Broker sections by broker name; set as `<broker>` keys, never directly"
+    )
 
-    @model_validator(mode="after")
-    def _broker_section(self) -> AccountSettings:
-        if self.broker != "paper" and getattr(self, self.broker) is None:
-            raise ValueError(f"broker {self.broker!r} needs a [{self.broker}] section with its credentials")
-        return self
+    def section(self, broker: str) -> BaseModel | None:
+        """The `[accounts.<name>.<broker>]` section as validated (defaults for a broker that needs no input)."""
+        return self.sections.get(broker)
+
+    @field_validator("broker")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if value not in BROKER_SECTIONS:
+            names = [repr(name) for name in BROKER_SECTIONS]
+            expected = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+            raise PydanticKnownError("literal_error", {"expected": expected})
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _broker_sections(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> AccountSettings:
+        """Validate each `<broker>` key with its model from the table; report every problem at once, located
+        where it was written (`accounts.main.alpaca.key_id`)."""
+        if not isinstance(data, dict):
+            built: AccountSettings = handler(data)
+            return built
+        own = {key: value for key, value in data.items() if key not in BROKER_SECTIONS and key != "sections"}
+        sections, errors = read_sections(data)
+        if "sections" in data:
+            errors.append({"type": "extra_forbidden", "loc": ("sections",), "input": data["sections"]})
+        try:
+            account: AccountSettings = handler({**own, "sections": sections})
+        except ValidationError as exc:  # the account's own options first, unknown keys last, as written
+            found = exc.errors()
+            errors = [e for e in found if e["type"] != "extra_forbidden"] + errors + [
+                e for e in found if e["type"] == "extra_forbidden"]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        if account.broker not in account.sections:
+            raise ValueError(f"broker {account.broker!r} needs a [{account.broker}] section with its credentials")
+        return account
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """Dumped in the shape it is written: one key per broker section (None where there is none)."""
+        data: dict[str, Any] = handler(self)
+        sections = data.pop("sections", None) or {}
+        return data | {name: sections.get(name) for name in BROKER_SECTIONS}
 
     @field_validator("symbols")
     @classmethod
     def _upper(cls, value: list[str]) -> list[str]:
         return [s.strip().upper() for s in value]
+
+
+class EnvSource(EnvSettingsSource):
+    """`TRADERD_...` environment variables, with an account's broker sections known by their models, so a
+    section's options are read like any other (`..._PAPER__MULTIPLIERS='{"ES": 50}'` is JSON)."""
+
+    def next_field(self, field: FieldInfo | Any | None, key: str, case_sensitive: bool | None = None
+                   ) -> FieldInfo | None:
+        annotation = field.annotation if isinstance(field, FieldInfo) else field
+        if annotation is AccountSettings and key.lower() in BROKER_SECTIONS:
+            return FieldInfo(annotation=BROKER_SECTIONS[key.lower()])
+        return super().next_field(field, key, case_sensitive)
 
 
 class CredentialsSource(PydanticBaseSettingsSource):
@@ -251,7 +309,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (
             init_settings,
-            env_settings,
+            EnvSource(settings_cls),
             CredentialsSource(settings_cls, os.environ.get("CREDENTIALS_DIRECTORY")),
             TomlConfigSettingsSource(settings_cls, deep_merge=True),
         )

@@ -48,11 +48,6 @@ class Outcome:
     result: Any = None
 
 
-def multiplier_of(broker: Broker, symbol: str) -> Decimal:
-    lookup = getattr(broker, "multiplier", None)
-    return lookup(symbol) if callable(lookup) else Decimal(1)
-
-
 class Executor:
     """`paused` and `locked` are the engine's own control sets, read when each risk check is built."""
 
@@ -141,7 +136,7 @@ class Executor:
             ctx = OrderContext(
                 request=request, signal_id=intent.signal_id,
                 positions=quantities, price=price,
-                multiplier=multiplier_of(broker, intent.symbol), paused=intent.account in self.paused,
+                multiplier=broker.multiplier(intent.symbol), paused=intent.account in self.paused,
                 locked=intent.account in self.locked, now=now, account_state=view.state, recent_fills=view.fills,
             )
             result = self.risk.check(ctx)
@@ -251,7 +246,7 @@ class Executor:
                 result: Any = None) -> Outcome:
         reports = self._deferred.pop(intent.account, None) or []
         broker = self.brokers[intent.account]
-        fills = [(r.fill, multiplier_of(broker, r.fill.symbol)) for r in reports if r.fill is not None]
+        fills = [(r.fill, broker.multiplier(r.fill.symbol)) for r in reports if r.fill is not None]
         realized = self.store.finish_signal(intent.signal_id, status, reason, order,
                                             reports=[r.order for r in reports if r.order is not None], fills=fills)
         for (fill, _), pnl in zip(fills, realized, strict=True):
@@ -290,7 +285,7 @@ class Executor:
             return
         fill = report.fill
         assert fill is not None
-        realized = self.store.record_fill(fill, multiplier_of(self.brokers[account], fill.symbol))
+        realized = self.store.record_fill(fill, self.brokers[account].multiplier(fill.symbol))
         if realized is not None:  # None: already recorded (a replayed report, or reconciliation got there first)
             self._fill_recorded(fill, realized)
 

@@ -17,7 +17,6 @@ from brokers.base import Broker
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, fill_event
-from daemon.execution import multiplier_of
 from daemon.store.repository import Store
 
 log = logging.getLogger("traderd.reconcile")
@@ -74,7 +73,7 @@ class Reconciler:
         for n, fill in enumerate(sorted(await broker.fills(since), key=lambda f: f.filled_at)):
             if fill.fill_id in known:
                 continue
-            realized = self.store.record_fill(fill, multiplier_of(broker, fill.symbol))
+            realized = self.store.record_fill(fill, broker.multiplier(fill.symbol))
             if realized is not None:
                 missed += 1
                 self.events.publish(fill_event(fill, realized))

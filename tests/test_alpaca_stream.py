@@ -10,7 +10,8 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
-from brokers.alpaca.broker import AlpacaBroker, fill_key
+from brokers.alpaca.broker import AlpacaBroker
+from brokers.alpaca.models import fill_key
 from brokers.base import BrokerReport
 from brokers.stream import Backoff
 from config.brokers import AlpacaSettings
@@ -66,6 +67,8 @@ async def test_stream_delivers_a_fill_long_before_the_poll_interval(standin: Alp
     try:
         assert broker.stream is not None
         await wait_until(broker.stream.healthy, within=3)
+        # the start-up poll and the catch-up poll that the stream coming up wakes, then none for 60 s
+        await wait_until(lambda: standin.count("GET", "/v2/account/activities/FILL") >= 2, within=3)
         polls = standin.count("GET", "/v2/account/activities/FILL")
         resting = await broker.place_order(req("AAPL", "4", order_type=OrderType.LIMIT, limit_price=Decimal(90)))
         standin.fill_order(resting.broker_order_id, qty=Decimal(1))

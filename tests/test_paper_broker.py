@@ -14,7 +14,7 @@ import pytest
 from brokers.base import Broker, BrokerReport, OrderNotFound, OrderRejected
 from brokers.paper.broker import PaperBroker
 from brokers.symbols import symbol_root
-from config.settings import PaperSettings
+from config.brokers import PaperSettings
 from daemon.domain import Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
 D = Decimal

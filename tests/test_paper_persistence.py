@@ -11,7 +11,7 @@ import pytest
 
 from brokers.paper import ledger as paper_ledger
 from brokers.paper.broker import PaperBroker, PaperStateError
-from config.settings import PaperSettings
+from config.brokers import PaperSettings
 from daemon.domain import OrderStatus
 from tests.test_paper_broker import T0, Clock, Collector, D, make, req
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import PaperSettings
+from config.brokers import PaperSettings
 from daemon.cli import replay as replay_cli
 from daemon.risk.funded import AccountRules
 from daemon.strategy.replay import load_bars, replay

@@ -37,7 +37,8 @@ async def test_restart_runs_pending_expires_stale_and_finds_submitted(make_setti
     store.set_signal_status(submitted.signal_id, SignalStatus.SUBMITTING, client_order_id=coid)
     store.close()
     # ...and the order of signal 3 had reached the broker before the crash.
-    broker = PaperBroker("paper", settings.accounts["paper"].paper, settings.daemon.state_dir / "paper" / "paper.json")
+    broker = PaperBroker("paper", settings.accounts["paper"].section("paper"),
+                         settings.daemon.state_dir / "paper" / "paper.json")
     await broker.connect()
     await broker.place_order(OrderRequest(client_order_id=coid, account="paper", symbol="AAPL", side=Side.BUY,
                                           quantity=Decimal(2), reference_price=Decimal(100)))

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from brokers.paper.broker import PaperBroker
-from config.settings import PaperSettings, RiskLimits
+from config.brokers import PaperSettings
+from config.settings import RiskLimits
 from config.strategies import StrategySettings
 from daemon.calendar import CHICAGO, NEW_YORK
 from daemon.domain import Event

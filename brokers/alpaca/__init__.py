@@ -1,1 +1,1 @@
-"""Alpaca adapter: REST orders/positions/activities (broker.py) and trade_updates streaming."""
+"""Alpaca adapter: REST orders/positions/activities (broker.py), wire mapping (models.py), trade_updates (stream.py)."""

@@ -1,1 +1,1 @@
-"""Paper broker: simulated fills (broker.py), accounting (book.py) and its durable journal (ledger.py)."""
+"""Paper broker: simulated fills (broker.py), order rules (models.py), accounting (book.py), journal (ledger.py)."""

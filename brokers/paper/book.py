@@ -1,4 +1,4 @@
-"""The paper broker's accounting (positions, cash, fees) and its files.
+"""The paper broker's accounting: positions, cash, fees and P&L, and its state as JSON.
 
 Cash model (one per symbol, chosen by its point-value multiplier):
 

@@ -32,12 +32,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
-from brokers.base import BrokerBase, BrokerError, BrokerReport, OrderNotFound, OrderRejected
+from brokers.base import BrokerBase, BrokerContext, BrokerError, BrokerReport, OrderNotFound, OrderRejected
 from brokers.paper.book import PaperBook
 from brokers.paper.ledger import Bracket, PaperLedger, PaperStateError
-from config.settings import PaperSettings
+from brokers.paper.models import HAS_LIMIT, HAS_STOP, bracket_legs, check_request, fill_of, new_order
+from config.brokers import PaperSettings
 from daemon.domain import (
     ZERO,
     AccountState,
@@ -57,8 +58,6 @@ __all__ = ["PaperBroker", "PaperStateError"]
 
 T = TypeVar("T")
 BPS = Decimal(10_000)
-HAS_LIMIT = (OrderType.LIMIT, OrderType.STOP_LIMIT)
-HAS_STOP = (OrderType.STOP, OrderType.STOP_LIMIT)
 
 
 class PaperBroker(BrokerBase):
@@ -210,24 +209,7 @@ class PaperBroker(BrokerBase):
     ) -> Order:
         oid = f"P{self._s.next_order}"
         self._s.next_order += 1
-        order = Order(
-            broker_order_id=oid,
-            client_order_id=request.client_order_id,
-            account=self.account,
-            symbol=request.symbol,
-            side=request.side,
-            quantity=request.quantity,
-            order_type=request.order_type,
-            status=OrderStatus.NEW,
-            limit_price=request.limit_price,
-            stop_price=request.stop_price,
-            time_in_force=request.time_in_force,
-            created_at=now,
-            updated_at=now,
-            parent_order_id=parent_order_id,
-            oco_group=oco_group,
-        )
-        return self._put(order)
+        return self._put(new_order(request, oid, self.account, now, parent_order_id, oco_group))
 
     def _place(self, request: OrderRequest) -> Order:
         existing = self._s.find(request.client_order_id)
@@ -302,20 +284,7 @@ class PaperBroker(BrokerBase):
         return self._finish(order, OrderStatus.CANCELLED, at)
 
     def _fill(self, order: Order, price: Decimal, at: datetime) -> None:
-        quantity = order.quantity - order.filled_quantity
-        settings = self.settings
-        fill = Fill(
-            fill_id=f"{self.account}-F{self._s.next_fill}",
-            broker_order_id=order.broker_order_id,
-            client_order_id=order.client_order_id,
-            account=self.account,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=quantity,
-            price=price,
-            commission=max(settings.commission_per_unit * quantity, settings.commission_minimum),
-            filled_at=at,
-        )
+        fill = fill_of(order, f"{self.account}-F{self._s.next_fill}", price, at, self.settings)
         self._s.next_fill += 1
         self._s.add_fill(fill)
         filled = self._put(
@@ -343,31 +312,9 @@ class PaperBroker(BrokerBase):
             self._open_children(filled, bracket, at)
 
     def _open_children(self, entry: Order, bracket: Bracket, at: datetime) -> None:
-        tif = entry.time_in_force if entry.time_in_force is TimeInForce.DAY else TimeInForce.GTC
-        legs = [("-tp", OrderType.LIMIT, bracket.take_profit), ("-sl", OrderType.STOP, bracket.stop_loss)]
-        children = []
-        for suffix, kind, level in legs:
-            if level is None:
-                continue
-            request = OrderRequest(
-                client_order_id=entry.client_order_id + suffix,
-                account=self.account,
-                symbol=entry.symbol,
-                side=entry.side.opposite(),
-                quantity=entry.filled_quantity,
-                order_type=kind,
-                time_in_force=tif,
-                limit_price=level if kind is OrderType.LIMIT else None,
-                stop_price=level if kind is OrderType.STOP else None,
-            )
-            children.append(
-                self._new_order(
-                    request,
-                    at,
-                    parent_order_id=entry.broker_order_id,
-                    oco_group=f"oco-{entry.broker_order_id}",
-                )
-            )
+        children = [self._new_order(request, at, parent_order_id=entry.broker_order_id,
+                                    oco_group=f"oco-{entry.broker_order_id}")
+                    for request in bracket_legs(entry, bracket)]
         for child in children:
             current = self._get(child.broker_order_id)
             if current.status.is_open:
@@ -440,48 +387,6 @@ class PaperBroker(BrokerBase):
         return FlattenReport(account=self.account, cancelled=cancelled, closing=closing, errors=errors)
 
 
-def check_request(request: OrderRequest, account: str, book: PaperBook) -> None:
-    """Refuse (OrderRejected) a request the paper broker cannot accept; changes nothing."""
-
-    def reject(reason: str) -> NoReturn:
-        raise OrderRejected(reason)
-
-    kind, symbol = request.order_type, request.symbol
-    if request.account != account:
-        reject(f"order for account {request.account!r} sent to paper account {account!r}")
-    if not symbol.strip():
-        reject("order has no symbol")
-    if kind in HAS_LIMIT and request.limit_price is None:
-        reject(f"{kind} order needs a limit_price")
-    if kind in HAS_STOP and request.stop_price is None:
-        reject(f"{kind} order needs a stop_price")
-    if kind not in HAS_LIMIT and request.limit_price is not None:
-        reject(f"{kind} order takes no limit_price")
-    if kind not in HAS_STOP and request.stop_price is not None:
-        reject(f"{kind} order takes no stop_price")
-    for label in ("limit_price", "stop_price", "take_profit", "stop_loss", "reference_price"):
-        value = getattr(request, label)
-        if value is not None and value <= ZERO:
-            reject(f"{label} must be positive, got {value}")
-    current = request.reference_price or book.last_price(symbol)
-    if kind is OrderType.MARKET and current is None:
-        reject(f"no price known for {symbol}: include price in the alert")
-    if request.reduce_only:
-        held = book.quantity(symbol)
-        if held == ZERO or (held > 0) == (request.side is Side.BUY) or request.quantity > abs(held):
-            reject(f"reduce-only {request.side} of {request.quantity} {symbol} would not reduce {held}")
-    if request.take_profit is None and request.stop_loss is None:
-        return
-    entry = {
-        OrderType.MARKET: current,
-        OrderType.LIMIT: request.limit_price,
-        OrderType.STOP: request.stop_price,
-        OrderType.STOP_LIMIT: request.limit_price,
-    }[kind]
-    sign = request.side.sign
-    if request.take_profit is not None and entry is not None and (request.take_profit - entry) * sign <= 0:
-        where = "above" if sign > 0 else "below"
-        reject(f"take_profit {request.take_profit} must be {where} the {request.side} entry {entry}")
-    if request.stop_loss is not None and entry is not None and (entry - request.stop_loss) * sign <= 0:
-        where = "below" if sign > 0 else "above"
-        reject(f"stop_loss {request.stop_loss} must be {where} the {request.side} entry {entry}")
+def build(account: str, settings: PaperSettings, context: BrokerContext) -> PaperBroker:
+    """The registry's factory: the paper state lives in `state_dir/paper/<account>.json`."""
+    return PaperBroker(account, settings, context.state_dir / "paper" / f"{account}.json", context.clock)

@@ -1,1 +1,1 @@
-"""ProjectX (TopstepX) adapter: REST gateway (broker.py), its models (models.py), SignalR user hub (stream.py)."""
+"""ProjectX (TopstepX) adapter: REST gateway (broker.py), session, wire models (models.py), SignalR hub (stream.py)."""

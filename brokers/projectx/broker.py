@@ -1,15 +1,11 @@
 """ProjectX Gateway adapter (TopstepX and other prop firms, CME futures): orders, brackets, positions, fills.
 
-Everything is a JSON POST with a bearer token from `/api/Auth/loginKey`; the token is renewed with
-`/api/Auth/validate` once it is `token_renew_seconds` old, and by a fresh login when the gateway answers 401.
-Business failures come back as HTTP 200 with `success: false`; they become `brokers.base` errors carrying
-the gateway's `errorMessage`.
+Calls go through `brokers.projectx.session` (bearer token, renewal, `success: false` as typed errors).
 
-Symbols: a TradingView ticker (`ES1!`, `CME_MINI:MNQ1!`, `ESZ6`) is resolved with `brokers.symbols.normalize`
-to a contract name and then to a contract id with `/api/Contract/search`; anything unknown is refused with
-`UnknownSymbol` before an order is sent. Orders, positions and fills of the current front-month contract are
-reported under the continuous ticker (`ES1!`), other contracts under their name (`ESH7`), so they match the
-symbols of the signals that traded them.
+Symbols (`brokers.projectx.contracts`): a TradingView ticker (`ES1!`, `CME_MINI:MNQ1!`, `ESZ6`) is resolved
+with `brokers.symbols.normalize` to a contract name and then to a contract id with `/api/Contract/search`;
+anything unknown is refused with `UnknownSymbol` before an order is sent. Orders, positions and fills of the
+front-month contract are reported under the continuous ticker (`ES1!`), others under their name (`ESH7`).
 
 Idempotency: `customTag` carries the engine's client order id (the gateway keeps it unique per account).
 When a placement's answer is lost (timeout, reset, 5xx, 429), `/api/Order/search` is searched for that tag
@@ -33,34 +29,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
 from brokers.base import (
     AuthenticationFailed,
     BrokerBase,
+    BrokerContext,
     BrokerError,
     BrokerUnavailable,
     OrderNotFound,
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.http import HttpBroker, Poller, RateLimiter, RetryPolicy, place_once
+from brokers.http import RetryPolicy, place_once
 from brokers.projectx import models as px
+from brokers.projectx.contracts import Contracts
+from brokers.projectx.session import ProjectXSession
 from brokers.projectx.stream import LOOKBACK, ProjectXUpdates, SignalRHub
-from brokers.symbols import POINT_VALUES, normalize, symbol_root
+from brokers.updates import Feed, ReportGate
 from config.brokers import ProjectXSettings
-from daemon.domain import AccountState, Bar, FlattenReport, Order, OrderRequest, OrderStatus, Position, utcnow
+from daemon.domain import AccountState, Bar, FlattenReport, Order, OrderRequest, Position, utcnow
 
 log = logging.getLogger(__name__)
 
 _TAG_TAKEN = re.compile(r"custom\s*tag", re.IGNORECASE)
-E = TypeVar("E", bound=px.Envelope)
 
 
 class ProjectXBroker(ProjectXUpdates, BrokerBase):
@@ -77,129 +74,50 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
         self.clock = clock
         self._sleep = sleep
         self.poll_interval = settings.poll_interval_seconds if poll_interval is None else poll_interval
-        limiter = RateLimiter.per_minute(settings.rate_limit_per_minute)
-        policy = retry or RetryPolicy(retries=settings.max_retries)
-        common: dict[str, Any] = dict(timeout=settings.timeout_seconds, auth_headers=self._auth_headers,
-                                      rate_limiter=limiter, retry=policy)
-        self.http = HttpBroker("projectx", settings.base_url, on_unauthorized=self._relogin, client=http,
-                               sleep=sleep, **common)
-        # Login and renewal go through their own HttpBroker (same client and budget) without the 401 hook.
-        self._auth = HttpBroker("projectx", settings.base_url, client=self.http.client, sleep=sleep, **common)
-        self._token: str | None = None
-        self._token_at: datetime | None = None
-        self._auth_lock = asyncio.Lock()
+        self.session = ProjectXSession(f"projectx {account}", settings, http, clock=clock, sleep=sleep,
+                                       retry=retry, on_token=self._token_renewed)
+        self.http = self.session.http
         self.account_id: int | None = settings.account_id
-        self._contracts: dict[str, px.PxContract] = {}  # by id
-        self._by_name: dict[str, px.PxContract] = {}
+        self.contracts = Contracts(self.session, clock)
         self._tags: dict[int, str] = {}  # order id -> client order id (trades do not carry it)
         self._parents: dict[int, int] = {}  # bracket exit id -> entry id
         self._awaiting_exits: dict[str, list[tuple[int, str, px.PxSide, int]]] = {}  # contract -> entries
         self._created: dict[int, datetime] = {}
-        self._known: dict[int, tuple[OrderStatus, Decimal]] = {}  # last reported state per order
-        self._seen_fills: set[int] = set()
+        self.reports = ReportGate(self.emit)
         self._fills_after: datetime | None = None
         self.reconcile_interval = settings.reconcile_interval_seconds
         self.stream_grace = stream_grace
-        self._poller = Poller(f"projectx {account}", self.poll_once, self._poll_pace)
+        self.updates = Feed(f"projectx {account}", self.poll_once, lambda: self.poll_interval, self._reconcile_pace)
         self._hub: SignalRHub | None = None
         if settings.stream:
             self._hub = SignalRHub(f"projectx {account}", settings.user_hub_url(), lambda: self._token,
                                    self._on_hub_event, self._hub_subscriptions, on_state=self._hub_state,
                                    backoff=stream_backoff, connect_timeout=settings.timeout_seconds)
+            self.updates.stream = self._hub.stream
 
-    # -- auth and calls ----------------------------------------------------------------------------------
+    @property
+    def _token(self) -> str | None:
+        return self.session.token
 
-    def _auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
-
-    async def _post(
-        self, path: str, body: Mapping[str, Any] | None, model: type[E], *, what: str, safe: bool,
-        errors: Mapping[int, type[BrokerError]] | None = None, default: type[BrokerError] = BrokerError,
-        via: HttpBroker | None = None,
-    ) -> E:
-        """One gateway call: token fresh, POST, answer validated, `success: false` raised as a typed error."""
-        if via is None:
-            await self._ensure_token()
-        data = await (via or self.http).json("POST", path, json=body, safe=safe, what=what)
-        try:
-            answer = model.model_validate(data)
-        except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-            raise BrokerUnavailable(f"{what}: answer not understood ({detail})") from None
-        if not answer.success:
-            code, message = answer.error_code, answer.error_message or "refused"
-            raise (errors or {}).get(code or -1, default)(f"{what}: {message} (errorCode {code})")
-        return answer
-
-    async def _login(self) -> None:
-        answer = await self._post(
-            "/api/Auth/loginKey",
-            {"userName": self.settings.username, "apiKey": self.settings.api_key.get_secret_value()},
-            px.LoginAnswer, what="projectx login", safe=True, default=AuthenticationFailed, via=self._auth,
-        )
-        if not answer.token:
-            raise AuthenticationFailed("projectx login: no token in the answer")
-        self._set_token(answer.token)
-
-    def _set_token(self, token: str) -> None:
-        self._token, self._token_at = token, self.clock()
+    def _token_renewed(self, token: str) -> None:
         if self._hub is not None and self._hub.token_in_use not in (None, token):
             self._hub.restart()  # the hub reconnects with the renewed token
-
-    def _token_fresh(self) -> bool:
-        at = self._token_at
-        return at is not None and (self.clock() - at).total_seconds() < self.settings.token_renew_seconds
-
-    async def _ensure_token(self) -> None:
-        """Log in if needed; renew with /api/Auth/validate before the 24 h token runs out."""
-        if self._token_fresh():
-            return
-        async with self._auth_lock:
-            if self._token_fresh():
-                return  # renewed while we waited
-            if self._token is None:
-                await self._login()
-                return
-            try:
-                answer = await self._post("/api/Auth/validate", None, px.ValidateAnswer, what="projectx renew token",
-                                          safe=True, via=self._auth)
-                self._set_token(answer.new_token or self._token)
-            except BrokerUnavailable:
-                raise
-            except BrokerError as exc:  # refused (expired, revoked): a fresh login
-                log.info("projectx %s: token renewal refused (%s); logging in again", self.account, exc.reason)
-                await self._login()
-
-    async def _relogin(self) -> bool:
-        """The gateway answered 401 (token expired or revoked): log in again, once for concurrent callers."""
-        stale = self._token
-        async with self._auth_lock:
-            if self._token != stale:
-                return True  # another caller already logged in
-            try:
-                await self._login()
-            except BrokerError as exc:
-                log.warning("projectx %s: login after 401 failed: %s", self.account, exc.reason)
-                return False
-        return True
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def connect(self) -> None:
         try:
-            await self._login()
+            await self.session.login()
             await self._resolve_account()
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(f"projectx is unreachable at {self.settings.base_url}: {exc.reason}") from None
         if self._fills_after is None:
             self._fills_after = self.clock() - timedelta(seconds=1)
-        if self._hub is not None:
-            self._hub.start()
-        self._poller.start()
+        self.updates.start()
 
     async def _resolve_account(self) -> px.PxAccount:
-        answer = await self._post("/api/Account/search", {"onlyActiveAccounts": True}, px.AccountsAnswer,
-                                  what="projectx accounts", safe=True)
+        answer = await self.session.post("/api/Account/search", {"onlyActiveAccounts": True}, px.AccountsAnswer,
+                                         what="projectx accounts", safe=True)
         found = px.pick_account(answer.accounts or [], self.account_id, self.settings.account_name)
         if found is None:
             wanted = self.account_id or self.settings.account_name or "any active account"
@@ -208,15 +126,12 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
         return found
 
     async def close(self) -> None:
-        await self._poller.stop()
-        if self._hub is not None:
-            await self._hub.stop()
+        await self.updates.stop()
         await self.http.aclose()
 
     def healthy(self) -> bool:
         """Signed in, the last REST call answered, polling alive, and the hub up (or reconnecting briefly)."""
-        hub_ok = self._hub is None or self._hub.healthy(self.stream_grace)
-        return self._token is not None and self.http.healthy() and self._poller.healthy() and hub_ok
+        return self._token is not None and self.http.healthy() and self.updates.healthy(self.stream_grace)
 
     @property
     def stream_connected(self) -> bool:
@@ -228,51 +143,8 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
             raise BrokerUnavailable(f"projectx {self.account}: not connected")
         return self.account_id
 
-    # -- symbols -----------------------------------------------------------------------------------------
-
-    def _cache(self, contract: px.PxContract) -> px.PxContract:
-        self._contracts[contract.id] = self._by_name[contract.name.upper()] = contract
-        return contract
-
-    async def contract_for(self, ticker: str) -> px.PxContract:
-        """The contract a TradingView ticker means today; `UnknownSymbol` if the gateway has none."""
-        name = normalize(ticker, on=self.clock().date())
-        if name in self._by_name:
-            return self._by_name[name]
-        answer = await self._post("/api/Contract/search", {"searchText": name, "live": False}, px.ContractsAnswer,
-                                  what=f"projectx contract {name}", safe=True)
-        for contract in answer.contracts or []:
-            if contract.name.upper() == name:
-                return self._cache(contract)
-        raise UnknownSymbol(f"{ticker}: ProjectX has no contract {name}; nothing was sent")
-
-    async def _contract_by_id(self, contract_id: str) -> px.PxContract | None:
-        if contract_id not in self._contracts:
-            answer = await self._post("/api/Contract/searchById", {"contractId": contract_id}, px.ContractAnswer,
-                                      what=f"projectx contract {contract_id}", safe=True)
-            if answer.contract is not None:
-                self._cache(answer.contract)
-        return self._contracts.get(contract_id)
-
-    async def symbol_of(self, contract_id: str) -> str:
-        """`ES1!` for the current front-month contract of an index root, else the contract name (`ESH7`)."""
-        try:
-            contract = await self._contract_by_id(contract_id)
-        except BrokerError:
-            contract = None
-        if contract is None:
-            return contract_id
-        return px.display_symbol(contract.name, self.clock().date())
-
     def multiplier(self, symbol: str) -> Decimal:
-        root = symbol_root(symbol)
-        if root in POINT_VALUES:
-            return POINT_VALUES[root]
-        for contract in self._contracts.values():
-            if symbol_root(contract.name) == root:
-                return contract.point_value
-        log.warning("projectx: no point value known for %s; using 1", symbol)
-        return Decimal(1)
+        return self.contracts.multiplier(symbol)
 
     # -- conversion --------------------------------------------------------------------------------------
 
@@ -295,25 +167,22 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
         if o.custom_tag:
             self._tags[o.id] = o.custom_tag
         created = self._created.setdefault(o.id, o.created or self.clock())
-        return px.to_order(o, account=self.account, symbol=await self.symbol_of(o.contract_id),
+        return px.to_order(o, account=self.account, symbol=await self.contracts.symbol_of(o.contract_id),
                         client_order_id=self._tags.get(o.id, ""), parent=self._parents.get(o.id), created=created)
-
-    def _remember(self, order: Order) -> None:
-        self._known[int(order.broker_order_id)] = (order.status, order.filled_quantity)
 
     # -- orders ------------------------------------------------------------------------------------------
 
     async def place_order(self, request: OrderRequest) -> Order:
-        contract = await self.contract_for(request.symbol)
+        contract = await self.contracts.for_ticker(request.symbol)
         body = px.order_body(request, contract, self._acct)
         cid = request.client_order_id
         started = self.clock()
 
         async def send() -> px.PlaceAnswer | Order:
             try:
-                return await self._post("/api/Order/place", body, px.PlaceAnswer, what=f"projectx place {cid}",
-                                         safe=False, errors={8: UnknownSymbol, 9: UnknownSymbol},
-                                         default=OrderRejected)
+                return await self.session.post("/api/Order/place", body, px.PlaceAnswer, what=f"projectx place {cid}",
+                                               safe=False, errors={8: UnknownSymbol, 9: UnknownSymbol},
+                                               default=OrderRejected)
             except OrderRejected as exc:
                 if _TAG_TAKEN.search(exc.reason) and (existing := await self.find_order(cid)) is not None:
                     return existing
@@ -343,17 +212,15 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
             order = await self._order(await self._get(order_id, since=started))
         except BrokerError as exc:  # placed for sure: answer with what we sent rather than fail
             log.warning("projectx: order %s placed but not read back: %s", order_id, exc.reason)
-            order = Order(broker_order_id=str(order_id), client_order_id=request.client_order_id,
-                          account=self.account, symbol=await self.symbol_of(contract.id), side=request.side,
-                          quantity=request.quantity, order_type=request.order_type, status=OrderStatus.NEW,
-                          limit_price=request.limit_price, stop_price=request.stop_price)
-        self._remember(order)
+            order = px.provisional_order(request, order_id, self.account, await self.contracts.symbol_of(contract.id))
+        self.reports.remember(order)
         return order
 
     async def _search(self, since: datetime | None = None) -> list[px.PxOrder]:
         start = (since or self.clock() - LOOKBACK) - timedelta(seconds=5)
-        answer = await self._post("/api/Order/search", {"accountId": self._acct, "startTimestamp": px.iso(start)},
-                                  px.OrdersAnswer, what="projectx order search", safe=True)
+        body = {"accountId": self._acct, "startTimestamp": px.iso(start)}
+        answer = await self.session.post("/api/Order/search", body, px.OrdersAnswer, what="projectx order search",
+                                         safe=True)
         return answer.orders or []
 
     async def _get(self, order_id: int, since: datetime | None = None) -> px.PxOrder:
@@ -369,7 +236,7 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
         if not found:
             return None
         order = await self._order(max(found, key=lambda o: o.id))
-        self._remember(order)
+        self.reports.remember(order)
         return order
 
     def _order_id(self, broker_order_id: str) -> int:
@@ -381,10 +248,10 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
     async def cancel_order(self, broker_order_id: str) -> Order:
         oid = self._order_id(broker_order_id)
         try:  # cancelling twice is harmless, so a lost answer may be retried
-            await self._post("/api/Order/cancel", {"accountId": self._acct, "orderId": oid}, px.Envelope,
-                             what=f"projectx cancel {oid}", safe=True,
-                             errors={1: AuthenticationFailed, 2: OrderNotFound, 6: AuthenticationFailed},
-                             default=OrderRejected)
+            await self.session.post("/api/Order/cancel", {"accountId": self._acct, "orderId": oid}, px.Envelope,
+                                    what=f"projectx cancel {oid}", safe=True,
+                                    errors={1: AuthenticationFailed, 2: OrderNotFound, 6: AuthenticationFailed},
+                                    default=OrderRejected)
         except OrderRejected:
             pass  # no longer open (filled, cancelled): answer with the order as it is
         return await self._order(await self._get(oid))
@@ -398,25 +265,25 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
         for key, value in (("size", quantity), ("limitPrice", limit_price), ("stopPrice", stop_price)):
             if value is not None:
                 body[key] = int(value) if key == "size" else px.num(value)
-        await self._post("/api/Order/modify", body, px.Envelope, what=f"projectx modify {oid}", safe=True,
-                         errors={1: AuthenticationFailed, 2: OrderNotFound}, default=OrderRejected)
+        await self.session.post("/api/Order/modify", body, px.Envelope, what=f"projectx modify {oid}", safe=True,
+                                errors={1: AuthenticationFailed, 2: OrderNotFound}, default=OrderRejected)
         return await self._order(await self._get(oid))
 
     async def open_orders(self) -> list[Order]:
-        answer = await self._post("/api/Order/searchOpen", {"accountId": self._acct}, px.OrdersAnswer,
-                                  what="projectx open orders", safe=True)
+        answer = await self.session.post("/api/Order/searchOpen", {"accountId": self._acct}, px.OrdersAnswer,
+                                         what="projectx open orders", safe=True)
         return [await self._order(o) for o in answer.orders or []]
 
     # -- positions, account, fills -----------------------------------------------------------------------
 
     async def _positions(self) -> list[px.PxPosition]:
-        answer = await self._post("/api/Position/searchOpen", {"accountId": self._acct}, px.PositionsAnswer,
-                                  what="projectx positions", safe=True)
+        answer = await self.session.post("/api/Position/searchOpen", {"accountId": self._acct}, px.PositionsAnswer,
+                                         what="projectx positions", safe=True)
         return [p for p in answer.positions or [] if p.size]
 
     async def positions(self) -> list[Position]:
         return [
-            Position(account=self.account, symbol=await self.symbol_of(p.contract_id),
+            Position(account=self.account, symbol=await self.contracts.symbol_of(p.contract_id),
                      quantity=Decimal(p.signed_size), average_price=p.average_price)
             for p in await self._positions()
         ]
@@ -427,14 +294,15 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
                             equity=account.balance, as_of=self.clock())
 
     async def close_position(self, symbol: str) -> Order | None:
-        return await self._close(await self.contract_for(symbol))
+        return await self._close(await self.contracts.for_ticker(symbol))
 
     async def _close(self, contract: px.PxContract) -> Order | None:
         started = self.clock()
         try:
-            await self._post("/api/Position/closeContract", {"accountId": self._acct, "contractId": contract.id},
-                             px.Envelope, what=f"projectx close {contract.name}", safe=False,
-                             errors={2: OrderNotFound, 3: UnknownSymbol, 4: UnknownSymbol}, default=OrderRejected)
+            await self.session.post("/api/Position/closeContract", {"accountId": self._acct, "contractId": contract.id},
+                                    px.Envelope, what=f"projectx close {contract.name}", safe=False,
+                                    errors={2: OrderNotFound, 3: UnknownSymbol, 4: UnknownSymbol},
+                                    default=OrderRejected)
         except OrderNotFound:
             return None  # no position
         except BrokerUnavailable:  # answer lost: closed if the position is gone, else the caller is told
@@ -445,7 +313,7 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
         if not closing:
             return None
         order = await self._order(max(closing, key=lambda o: o.id))
-        self._remember(order)
+        self.reports.remember(order)
         return order
 
     async def flatten(self) -> FlattenReport:
@@ -458,11 +326,11 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
                 errors.append(f"cancel {order.symbol} {order.broker_order_id}: {exc.reason}")
         for position in await self._positions():
             try:
-                contract = await self._contract_by_id(position.contract_id)
+                contract = await self.contracts.by_id(position.contract_id)
                 if contract is None:
                     raise UnknownSymbol(f"contract {position.contract_id} not found")
-                if (order := await self._close(contract)) is not None:
-                    closing.append(order)
+                if (closed := await self._close(contract)) is not None:
+                    closing.append(closed)
             except BrokerError as exc:
                 errors.append(f"close {position.contract_id}: {exc.reason}")
         return FlattenReport(account=self.account, cancelled=cancelled, closing=closing, errors=errors)
@@ -471,15 +339,20 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
 
     async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]:
         """Closed bars of `timeframe_seconds` starting in [start, end), oldest first, from retrieveBars."""
-        contract = await self.contract_for(symbol)
+        contract = await self.contracts.for_ticker(symbol)
         step = timedelta(seconds=timeframe_seconds)
         out: dict[datetime, Bar] = {}
         for body in px.bars_bodies(contract.id, timeframe_seconds, start, end):
-            answer = await self._post("/api/History/retrieveBars", body, px.BarsAnswer, safe=True,
-                                      what=f"projectx bars {contract.name}", errors={1: UnknownSymbol})
+            answer = await self.session.post("/api/History/retrieveBars", body, px.BarsAnswer, safe=True,
+                                             what=f"projectx bars {contract.name}", errors={1: UnknownSymbol})
             for b in answer.bars or []:
                 at = b.t.astimezone(UTC)
                 if start <= at < end and at + step <= self.clock():
                     out[at] = Bar(symbol=symbol, start=at, end=at + step, open=b.o, high=b.h, low=b.l,
                                   close=b.c, volume=Decimal(b.v))
         return [out[at] for at in sorted(out)]
+
+
+def build(account: str, settings: ProjectXSettings, context: BrokerContext) -> ProjectXBroker:
+    """The registry's factory (the gateway's own clock stamps its fills)."""
+    return ProjectXBroker(account, settings)

@@ -9,7 +9,6 @@ through a binary float). The mapping half
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import IntEnum
@@ -18,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from brokers.base import OrderRejected
-from brokers.symbols import INDEX_FUTURES, normalize
+from brokers.symbols import front_alias
 from daemon.domain import Fill, Order, OrderRequest, OrderStatus, OrderType, Side
 
 
@@ -208,9 +207,6 @@ class BarsAnswer(Envelope):
 
 # -- mapping ---------------------------------------------------------------------------------------------
 
-# Point value (USD per 1.00 of price) of the roots traders use most; other contracts use tickValue/tickSize
-# of the contract once it has been looked up. TODO: belongs in brokers/symbols.py, shared with Tradovate.
-_CODE = re.compile(r"^(?P<root>[A-Z0-9]+?)(?P<month>[FGHJKMNQUVXZ])(?P<year>\d{1,2})$")
 TYPES_OUT = {
     OrderType.LIMIT: PxOrderType.LIMIT,
     OrderType.MARKET: PxOrderType.MARKET,
@@ -242,11 +238,7 @@ def num(value: Decimal) -> int | float:
 
 def display_symbol(contract_name: str, on: date) -> str:
     """`ES1!` if the contract is the front month of an index root on `on`, else its name (`ESH7`)."""
-    name = contract_name.upper()
-    match = _CODE.match(name)
-    if match and match["root"] in INDEX_FUTURES and normalize(f"{match['root']}1!", on=on) == name:
-        return f"{match['root']}1!"
-    return contract_name
+    return front_alias(contract_name, on) or contract_name
 
 
 def pick_account(accounts: list[PxAccount], account_id: int | None, name: str | None) -> PxAccount | None:
@@ -292,6 +284,13 @@ def order_body(request: OrderRequest, contract: PxContract, account_id: int) -> 
                                 f"{request.side.value}; nothing was sent")
         body[key] = {"ticks": ticks, "type": int(kind)}  # signed: the gateway wants < 0 for a long's stop
     return body
+
+
+def provisional_order(request: OrderRequest, order_id: int, account: str, symbol: str) -> Order:
+    """What we know of a placed order whose read-back failed; polling and reconciliation correct it."""
+    return Order(broker_order_id=str(order_id), client_order_id=request.client_order_id, account=account,
+                 symbol=symbol, side=request.side, quantity=request.quantity, order_type=request.order_type,
+                 status=OrderStatus.NEW, limit_price=request.limit_price, stop_price=request.stop_price)
 
 
 def to_order(

@@ -12,9 +12,9 @@ user hub (`SubscribeAccounts`, `SubscribeOrders/Positions/Trades(accountId)`; th
 `GatewayUserAccount/Order/Position/Trade` with the REST models, bare or wrapped in `{"action", "data"}`) and
 the REST poller (`/api/Trade/search`, `/api/Order/searchOpen`). While the hub is down the poller runs at
 `poll_interval_seconds` (woken at once when the hub drops); while it is up, at `reconcile_interval_seconds`.
-Both paths deliver through one gate keyed by the gateway's trade id (`fill_id`), so a fill seen by both
-reaches the engine exactly once. Only the poller advances its search window, so a fill missed by the hub is
-still found by the next poll.
+Both paths deliver through one `brokers.updates.ReportGate` keyed by the gateway's trade id (`fill_id`),
+so a fill seen by both reaches the engine exactly once. Only the poller advances its search window, so a
+fill missed by the hub is still found by the next poll.
 """
 
 from __future__ import annotations
@@ -24,18 +24,20 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from yarl import URL
 
-from brokers.base import BrokerReport
 from brokers.projectx import models as px
 from brokers.stream import Backoff, Socket, StreamClient, StreamClosed, receive_text
 from daemon.domain import Fill, Order, OrderStatus
 
 if TYPE_CHECKING:
-    from brokers.http import Poller
+    from brokers.projectx.contracts import Contracts
+    from brokers.projectx.session import ProjectXSession
+    from brokers.updates import Feed, ReportGate
 
 log = logging.getLogger(__name__)
 
@@ -181,32 +183,30 @@ class ProjectXUpdates:
         poll_interval: float
         reconcile_interval: float
         _hub: SignalRHub | None
-        _poller: Poller
-        _seen_fills: set[int]
+        session: ProjectXSession
+        contracts: Contracts
+        updates: Feed
+        reports: ReportGate
         _fills_after: datetime | None
-        _known: dict[int, tuple[OrderStatus, Any]]
         _created: dict[int, datetime]
         _tags: dict[int, str]
-        _acct: int
 
-        async def emit(self, report: BrokerReport) -> None: ...
-        async def _post(self, path: str, body: Any, model: Any, *, what: str, safe: bool) -> Any: ...
+        @property
+        def _acct(self) -> int: ...
         async def _search(self, since: datetime | None = None) -> list[px.PxOrder]: ...
         async def _order(self, o: px.PxOrder) -> Order: ...
         async def open_orders(self) -> list[Order]: ...
-        async def symbol_of(self, contract_id: str) -> str: ...
 
     # -- polling pace ------------------------------------------------------------------------------------
 
-    def _poll_pace(self) -> float:
-        if self._hub is not None and self._hub.connected and self.poll_interval > 0:
-            return max(self.poll_interval, self.reconcile_interval)
-        return self.poll_interval
+    def _reconcile_pace(self) -> float:
+        """Polling while the hub is up: reconciliation only, no faster than `reconcile_interval`."""
+        return max(self.poll_interval, self.reconcile_interval) if self.poll_interval > 0 else self.poll_interval
 
     def _hub_state(self, up: bool) -> None:
         log.info("projectx %s: user hub %s", self.account, "connected" if up else "down; polling")
         if not up:
-            self._poller.wake()
+            self.updates.wake()
 
     def _hub_subscriptions(self) -> list[tuple[str, list[Any]]]:
         acct = self._acct
@@ -223,13 +223,13 @@ class ProjectXUpdates:
         return self._tags[order_id]
 
     async def _to_fill(self, t: px.PxTrade) -> Fill:
-        return px.to_fill(t, account=self.account, symbol=await self.symbol_of(t.contract_id),
+        return px.to_fill(t, account=self.account, symbol=await self.contracts.symbol_of(t.contract_id),
                           client_order_id=await self._tag_of(t.order_id), filled_at=t.created or self.clock())
 
     async def fills(self, since: datetime | None = None) -> list[Fill]:
         start = since or self.clock() - LOOKBACK
-        answer = await self._post("/api/Trade/search", {"accountId": self._acct, "startTimestamp": px.iso(start)},
-                                  px.TradesAnswer, what="projectx trades", safe=True)
+        body = {"accountId": self._acct, "startTimestamp": px.iso(start)}
+        answer = await self.session.post("/api/Trade/search", body, px.TradesAnswer, what="projectx trades", safe=True)
         out = []
         for t in answer.trades or []:
             if t.voided or (since is not None and (t.created or self.clock()) < since):
@@ -237,26 +237,14 @@ class ProjectXUpdates:
             out.append(await self._to_fill(t))
         return out
 
-    async def _deliver(self, fill: Fill) -> bool:
-        """The one gate to the engine: a trade id passes once, whichever path saw it first."""
-        trade_id = int(fill.fill_id)
-        if trade_id in self._seen_fills:
-            return False
-        self._seen_fills.add(trade_id)  # no await between the check and the add: the gate is atomic
-        if (oid := int(fill.broker_order_id)) not in self._known:  # e.g. placed on the platform by hand
-            self._created.setdefault(oid, fill.filled_at)
-            self._known[oid] = (OrderStatus.NEW, 0)  # open until a report or a poll says otherwise
-        await self.emit(BrokerReport(fill=fill))
-        return True
-
-    async def _report_order(self, order: Order) -> None:
-        """Report a changed order state once; a stale one (a late hub event after a poll) never goes back."""
-        state, known = (order.status, order.filled_quantity), self._known.get(int(order.broker_order_id))
-        if known is not None and ((not known[0].is_open and order.status.is_open) or order.filled_quantity < known[1]):
+    async def _deliver(self, fill: Fill) -> None:
+        """A fill to the engine through the gate (keyed by the gateway's trade id), whichever path saw it."""
+        if fill.fill_id in self.reports.seen_fills:
             return
-        if known != state:
-            self._known[int(order.broker_order_id)] = state
-            await self.emit(BrokerReport(order=order))
+        if (oid := fill.broker_order_id) not in self.reports.known:  # e.g. placed on the platform by hand
+            self._created.setdefault(int(oid), fill.filled_at)
+            self.reports.known[oid] = (OrderStatus.NEW, Decimal(0))  # open until a report or a poll says otherwise
+        await self.reports.fill(fill)
 
     # -- hub events --------------------------------------------------------------------------------------
 
@@ -272,7 +260,7 @@ class ProjectXUpdates:
                 if not trade.voided:
                     await self._deliver(await self._to_fill(trade))
             else:
-                await self._report_order(await self._order(px.PxOrder.model_validate(payload)))
+                await self.reports.order(await self._order(px.PxOrder.model_validate(payload)))
         except ValidationError as exc:
             log.warning("projectx %s: %s not understood (%s); polling will catch up", self.account, target,
                         exc.errors()[0]["msg"] if exc.errors() else exc)
@@ -288,13 +276,14 @@ class ProjectXUpdates:
             await self._deliver(fill)
         working = await self.open_orders()
         still_open = {int(o.broker_order_id) for o in working}
-        gone = [oid for oid, (status, _) in self._known.items() if status.is_open and oid not in still_open]
+        gone = [int(oid) for oid, (status, _) in self.reports.known.items() if status.is_open
+                and int(oid) not in still_open]
         updates = list(working)
         if gone:
             start = min(self._created.get(oid, self.clock() - LOOKBACK) for oid in gone)
             finished = [o for o in await self._search(start) if o.id in gone]
             updates += [await self._order(o) for o in finished]
             for oid in set(gone) - {o.id for o in finished}:
-                self._known.pop(oid, None)  # no longer visible: stop asking
+                self.reports.known.pop(str(oid), None)  # no longer visible: stop asking
         for order in updates:
-            await self._report_order(order)
+            await self.reports.order(order)

@@ -1,1 +1,1 @@
-"""Tradovate adapter: REST (broker.py), its models (models.py), websocket streaming (stream.py)."""
+"""Tradovate adapter: REST (broker.py), session, contracts, order journal, wire models, websocket (stream.py)."""

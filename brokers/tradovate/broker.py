@@ -1,21 +1,18 @@
-"""Tradovate REST adapter (prop-firm futures): token auth, orders and OSO brackets, positions, cash, fill polling.
+"""Tradovate REST adapter (prop-firm futures): orders and OSO brackets, positions, cash, fills by stream and polling.
 
-Built on `brokers.http.HttpBroker`; this module adds what is Tradovate's own:
-- Auth: `/auth/accesstokenrequest` (wrong credentials are HTTP 200 with `errorText`), renewed with
-  `/auth/renewaccesstoken` before `token_renew_seconds` or expiry, and by a fresh login on a 401.
-- p-ticket throttling: any HTTP 200 `{p-ticket, p-time}` answer is waited out (bounded by the retry policy's
-  `max_retry_after`) and the same request is sent again carrying the ticket; a captcha demand fails clearly.
+Calls go through `brokers.tradovate.session` (access tokens, p-ticket throttling); this module adds:
 - Business failures (HTTP 200 with `failureReason`/`failureText`) become `OrderRejected` with the reason.
-- Idempotency: Tradovate does not deduplicate `clOrdId`, so every client order id is journaled (fsynced)
-  under `state_dir/tradovate/<account>.orders` before it is sent; a known id, or a lost answer, is looked
-  up in `/command/list` (the only entity carrying `clOrdId`) and the existing order returned instead.
-- Symbols: `ES1!`/`CME_MINI:ES1!` -> front contract (`brokers.symbols.normalize`) -> `/contract/find`.
+- Idempotency: Tradovate does not deduplicate `clOrdId`, so every client order id is journaled (fsynced,
+  `brokers.tradovate.journal`) before it is sent; a known id, or a lost answer, is looked up in
+  `/command/list` (the only entity carrying `clOrdId`) and the existing order returned instead.
+- Symbols (`brokers.tradovate.contracts`): `ES1!`/`CME_MINI:ES1!` -> front contract -> `/contract/find`.
   Positions, orders and fills are reported under the ticker the engine used for that contract while it is
   still the front one (`ES1!`), so target-position and exit signals see the position; else the contract name.
 - Fills and status changes arrive by the user websocket (`brokers.tradovate.stream`, props events) and by
-  polling (`/order/list`, `/fill/list`), both started in `connect()`; polling runs `stream_poll_factor`
-  times slower while the stream is up. Both name a fill by Tradovate's fill `id` and report through one
-  lock, so each fill and each status change reaches the engine once, and status only moves forward.
+  polling (`/order/list`, `/fill/list`), both started in `connect()` (`brokers.updates.Feed`); polling runs
+  `stream_poll_factor` times slower while the stream is up. Both name a fill by Tradovate's fill `id` and
+  report through one `brokers.updates.ReportGate`, so each fill and each status change reaches the engine
+  once, and status only moves forward.
 """
 
 from __future__ import annotations
@@ -34,40 +31,44 @@ import httpx
 from brokers.base import (
     AuthenticationFailed,
     BrokerBase,
+    BrokerContext,
     BrokerError,
     BrokerUnavailable,
     OrderNotFound,
     OrderRejected,
-    UnknownSymbol,
 )
 from brokers.http import RetryPolicy, place_once
-from brokers.stream import Backoff
-from brokers.symbols import POINT_VALUES, RollRule, futures_root, normalize, split_exchange
+from brokers.stream import Backoff, StreamClient
+from brokers.symbols import POINT_VALUES, RollRule, futures_root
+from brokers.tradovate.contracts import Contracts
+from brokers.tradovate.journal import OrderJournal
 from brokers.tradovate.models import (
     M,
-    OrderJournal,
-    TradovateSession,
     TvAccount,
     TvCashSnapshot,
     TvCommand,
-    TvContract,
     TvFill,
     TvOrder,
     TvOrderVersion,
     TvPosition,
     build_order,
     failure_of,
+    modify_body,
     order_body,
+    order_number,
     order_state,
     parse,
     parse_list,
-    parse_time,
+    pick_account,
     provisional_order,
-    wire_number,
+    to_account_state,
+    to_fill,
 )
+from brokers.tradovate.session import TradovateSession
 from brokers.tradovate.stream import TradovateStreaming
+from brokers.updates import Feed, ReportGate
 from config.brokers import TradovateSettings
-from daemon.domain import AccountState, Fill, FlattenReport, Order, OrderRequest, OrderStatus, Position, Side, utcnow
+from daemon.domain import AccountState, Fill, FlattenReport, Order, OrderRequest, OrderStatus, Position, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ DEFAULT_ROLL = RollRule()
 
 class TradovateBroker(BrokerBase, TradovateStreaming):
     name = "tradovate"
+    STREAM_GRACE = 120.0  # seconds a stream may be down (reconnecting) before healthy() says so
 
     def __init__(
         self,
@@ -98,16 +100,20 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
         self.session = TradovateSession(settings, http, clock=clock, retry=retry, sleep=sleep)
         self.http = self.session.http
         self.journal = OrderJournal(state_dir / "tradovate" / f"{account}.orders")
-        self._aliases = self.journal.aliases()
+        self.contracts = Contracts(self.session, clock, roll, self.journal.aliases())
         self.account_id: int | None = settings.account_id
         self.account_spec: str | None = settings.account_spec
-        self._contract_ids: dict[str, int] = {}
-        self._contract_names: dict[int, str] = {}
         self._versions: dict[int, TvOrderVersion] = {}
         self._clordids: dict[int, str] = {}
-        self._known: dict[int, tuple[OrderStatus, Decimal]] = {}
-        self._seen_fills: set[int] = set()
-        self._init_stream(f"tradovate {account}", stream_backoff, stream_heartbeat)
+        self.reports = ReportGate(self.emit)
+        self.updates = Feed(f"tradovate {account}", self.poll_once, lambda: self.poll_interval,
+                            lambda: self.poll_interval * self.settings.stream_poll_factor)
+        self.updates.stream = self._init_stream(f"tradovate {account}", stream_backoff, stream_heartbeat,
+                                                self.updates.wake)
+
+    @property
+    def stream(self) -> StreamClient | None:
+        return self.updates.stream
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -117,8 +123,7 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
             accounts = await self._list(TvAccount, "/account/list", "tradovate accounts")
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(f"tradovate is unreachable at {self.settings.base_url}: {exc.reason}") from None
-        chosen = next((a for a in accounts if (self.settings.account_id is not None and a.id == self.account_id)
-                       or (self.settings.account_id is None and self.account_spec in (None, a.name))), None)
+        chosen = pick_account(accounts, self.settings.account_id, self.account_spec)
         if chosen is None:
             wanted = self.settings.account_id or self.account_spec or "any"
             names = ", ".join(a.name for a in accounts) or "none"
@@ -128,63 +133,21 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
         if self.session.user_id is None:
             self.session.user_id = chosen.userId
         orders, fills = await self._lists()  # what exists now is not news: reports are changes from here
-        self._seen_fills.update(f.id for f in fills)
+        self.reports.seen_fills.update(str(f.id) for f in fills)
         for o in orders:
-            self._known[o.id] = order_state(o, fills)
-        self._poller.start()
-        if self.stream is not None:
-            self.stream.start()
+            self.reports.known[str(o.id)] = order_state(o, fills)
+        self.updates.start()
 
     async def close(self) -> None:
-        if self.stream is not None:
-            await self.stream.stop()
-        await self._poller.stop()
+        await self.updates.stop()
         await self.session.aclose()
 
     def healthy(self) -> bool:
         """REST session and polling alive; a stream refused, or down past its grace period, also fails."""
-        return self.session.healthy() and self._poller.healthy() and self.stream_ok()
+        return self.session.healthy() and self.updates.healthy(self.STREAM_GRACE)
 
     def multiplier(self, symbol: str) -> Decimal:
         return POINT_VALUES.get(futures_root(symbol) or "", Decimal(1))
-
-    # -- symbols -----------------------------------------------------------------------------------------
-
-    async def _resolve(self, ticker: str) -> tuple[str, int, str]:
-        """(contract name, contract id, ticker as the engine names it); UnknownSymbol before any order."""
-        display = split_exchange(ticker)[1]
-        name = normalize(ticker, on=self.clock().date(), rule=self.roll)
-        if name not in self._contract_ids:
-            what = f"tradovate contract {name}"
-            try:
-                data = await self.session.get("/contract/find", what, UnknownSymbol, name=name)
-            except UnknownSymbol:
-                data = None
-            if not isinstance(data, dict) or not data.get("id"):
-                raise UnknownSymbol(f"{display}: Tradovate has no contract {name}; nothing was sent")
-            contract = parse(TvContract, data, what)
-            self._contract_ids[contract.name] = contract.id
-            self._contract_names[contract.id] = contract.name
-        return name, self._contract_ids[name], display
-
-    async def _contract_name(self, contract_id: int) -> str:
-        if contract_id not in self._contract_names:
-            data = await self.session.get("/contract/item", f"tradovate contract #{contract_id}", UnknownSymbol,
-                                          id=contract_id)
-            contract = parse(TvContract, data, "contract")
-            self._contract_names[contract.id], self._contract_ids[contract.name] = contract.name, contract.id
-        return self._contract_names[contract_id]
-
-    def _display(self, name: str) -> str:
-        """`ESZ6` as `ES1!` while it is the front contract (or the ticker last used for it), else `ESZ6`."""
-        root = futures_root(name)
-        for candidate in (self._aliases.get(name), f"{root}1!" if root else None):
-            if candidate is None or candidate == name:
-                continue
-            with contextlib.suppress(UnknownSymbol):
-                if normalize(candidate, on=self.clock().date(), rule=self.roll) == name:
-                    return candidate
-        return name
 
     async def _list(self, model: type[M], path: str, what: str, **params: Any) -> list[M]:
         return parse_list(model, await self.session.get(path, what, **params), what)
@@ -225,7 +188,7 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
         return raw, await self._to_order(raw, fills)
 
     async def _to_order(self, raw: TvOrder, fills: list[TvFill]) -> Order:
-        symbol = self._display(await self._contract_name(raw.contractId))
+        symbol = await self.contracts.symbol_of(raw.contractId)
         return build_order(raw, fills, self._versions.get(raw.id), self._clordids.get(raw.id, ""), self.account,
                            symbol, self.clock())
 
@@ -239,12 +202,12 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
                                     "before anything is resent") from None
 
     async def place_order(self, request: OrderRequest) -> Order:
-        contract, _, display = await self._resolve(request.symbol)
+        contract, _, display = await self.contracts.resolve(request.symbol)
         path, body = order_body(request, contract, self.account_id, self.account_spec)
         cid = request.client_order_id
         if self.journal.get(cid) is not None and (existing := await self._lookup(cid)) is not None:
             return existing  # sent before (this run or an earlier one): never twice
-        self._aliases[contract] = display
+        self.contracts.aliases[contract] = display
         self.journal.record(cid, "sending", symbol=display, contract=contract)
         what = f"tradovate place {cid}"
 
@@ -274,7 +237,7 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
         except BrokerError as exc:  # placed; the poller and reconciliation will tell the rest
             log.warning("tradovate: order %s placed as %s but not read back: %s", cid, order_id, exc.reason)
             order = provisional_order(request, order_id, display, self.clock())
-        self._remember(order)
+        self.reports.remember(order)
         return order
 
     async def find_order(self, client_order_id: str) -> Order | None:
@@ -299,14 +262,8 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
 
     # -- changing orders ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _order_id(broker_order_id: str) -> int:
-        if not broker_order_id.isdigit():
-            raise OrderNotFound(f"tradovate order ids are numbers, not {broker_order_id!r}")
-        return int(broker_order_id)
-
     async def cancel_order(self, broker_order_id: str) -> Order:
-        order_id = self._order_id(broker_order_id)
+        order_id = order_number(broker_order_id)
         what = f"tradovate cancel {order_id}"
         data = await self.session.call("POST", "/order/cancelorder", json={"orderId": order_id, "isAutomated": True},
                                 safe=True, what=what)  # cancelling twice is harmless: resend is safe
@@ -314,7 +271,7 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
         failure = failure_of(data)
         if failure and order.status.is_open:
             raise OrderRejected(f"{what}: {failure}")
-        self._remember(order)
+        self.reports.remember(order)
         return order  # a finished order comes back unchanged (TooLate)
 
     async def modify_order(
@@ -325,29 +282,19 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
         limit_price: Decimal | None = None,
         stop_price: Decimal | None = None,
     ) -> Order:
-        order_id = self._order_id(broker_order_id)
+        order_id = order_number(broker_order_id)
         what = f"tradovate modify {order_id}"
         current = (await self._load_order(order_id))[1]
         version = self._versions.get(order_id)
         if not current.status.is_open or version is None:
             raise OrderRejected(f"{what}: order is {current.status.value}, it cannot be modified")
-        qty = quantity if quantity is not None else Decimal(version.orderQty)
-        if qty <= 0 or qty != qty.to_integral_value():
-            raise OrderRejected(f"{what}: quantity must be a whole number of contracts, not {qty}")
-        body: dict[str, Any] = {"orderId": order_id, "orderQty": int(qty), "orderType": version.orderType,
-                                "timeInForce": version.timeInForce or "Day", "isAutomated": True}
-        price = limit_price if limit_price is not None else version.price
-        stop = stop_price if stop_price is not None else version.stopPrice
-        if price is not None:
-            body["price"] = wire_number(price)
-        if stop is not None:
-            body["stopPrice"] = wire_number(stop)
+        body = modify_body(version, quantity, limit_price, stop_price, what)
         # absolute values: resending is harmless
         data = await self.session.call("POST", "/order/modifyorder", json=body, safe=True, what=what)
         if failure := failure_of(data):
             raise OrderRejected(f"{what}: {failure}")
         order = (await self._load_order(order_id))[1]
-        self._remember(order)
+        self.reports.remember(order)
         return order
 
     async def open_orders(self) -> list[Order]:
@@ -363,29 +310,19 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
         return [p for p in rows if p.accountId == self.account_id and p.netPos != 0]  # flat rows are kept
 
     async def positions(self) -> list[Position]:
-        return [
-            Position(account=self.account, symbol=self._display(await self._contract_name(p.contractId)),
-                     quantity=Decimal(p.netPos), average_price=p.netPrice or Decimal(0))
-            for p in await self._raw_positions()
-        ]
+        return [Position(account=self.account, symbol=await self.contracts.symbol_of(p.contractId),
+                         quantity=Decimal(p.netPos), average_price=p.netPrice or Decimal(0))
+                for p in await self._raw_positions()]
 
     async def account_state(self) -> AccountState:
         what = "tradovate cash balance"
         data = await self.session.call("POST", "/cashBalance/getcashbalancesnapshot", safe=True, what=what,
                                        json={"accountId": self.account_id})
-        snap = parse(TvCashSnapshot, data, what)
-        if snap.errorText:
-            raise BrokerError(f"{what}: {snap.errorText}")
-        equity = snap.netLiq if snap.netLiq is not None else snap.totalCashValue + snap.openPnL
-        return AccountState(account=self.account, broker=self.name, cash=snap.totalCashValue, equity=equity,
-                            realized_pnl=snap.realizedPnL, unrealized_pnl=snap.openPnL, as_of=self.clock())
+        return to_account_state(parse(TvCashSnapshot, data, what), what, self.account, self.name, self.clock())
 
     async def _fill(self, raw: TvFill) -> Fill:
-        return Fill(fill_id=str(raw.id), broker_order_id=str(raw.orderId),
-                    client_order_id=self._clordids.get(raw.orderId, ""), account=self.account,
-                    symbol=self._display(await self._contract_name(raw.contractId)),
-                    side=Side.BUY if raw.action == "Buy" else Side.SELL, quantity=Decimal(raw.qty), price=raw.price,
-                    filled_at=parse_time(raw.timestamp) or self.clock())
+        return to_fill(raw, self._clordids.get(raw.orderId, ""), self.account,
+                       await self.contracts.symbol_of(raw.contractId), self.clock())
 
     async def fills(self, since: datetime | None = None) -> list[Fill]:
         orders, raw = await self._lists()
@@ -403,11 +340,11 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
         if not isinstance(data, dict) or not data.get("orderId"):
             return None
         order = (await self._load_order(int(data["orderId"])))[1]
-        self._remember(order)
+        self.reports.remember(order)
         return order
 
     async def close_position(self, symbol: str) -> Order | None:
-        contract, contract_id, _ = await self._resolve(symbol)
+        contract, contract_id, _ = await self.contracts.resolve(symbol)
         if not any(p.contractId == contract_id for p in await self._raw_positions()):
             return None
         return await self._liquidate(contract_id, f"tradovate close {contract}")
@@ -424,14 +361,14 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
             if result.status is OrderStatus.CANCELLED:
                 cancelled.append(result)
         for position in await self._raw_positions():
-            name = self._display(await self._contract_name(position.contractId))
+            name = await self.contracts.symbol_of(position.contractId)
             try:
-                order = await self._liquidate(position.contractId, f"tradovate flatten {name}")
+                closed = await self._liquidate(position.contractId, f"tradovate flatten {name}")
             except BrokerError as exc:
                 errors.append(f"{name}: {exc.reason}")
                 continue
-            if order is not None:
-                closing.append(order)
+            if closed is not None:
+                closing.append(closed)
         return FlattenReport(account=self.account, cancelled=cancelled, closing=closing, errors=errors)
 
     # -- polling -----------------------------------------------------------------------------------------
@@ -439,17 +376,21 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
     async def poll_once(self) -> None:
         """Push new fills and order status changes (each exactly once) to the report handler."""
         orders, fills = await self._lists()
-        new_fills = sorted((f for f in fills if f.id not in self._seen_fills), key=lambda f: (f.timestamp, f.id))
-        changed = [o for o in orders if self._known.get(o.id) != order_state(o, fills)]
+        seen = self.reports.seen_fills
+        new_fills = sorted((f for f in fills if str(f.id) not in seen), key=lambda f: (f.timestamp, f.id))
+        changed = [o for o in orders if self.reports.known.get(str(o.id)) != order_state(o, fills)]
         if not new_fills and not changed:
             return
         await self._details(orders, force=bool(changed))
         for raw in new_fills:  # marked seen after the handler took it: a failed handler sees it again
-            await self._report_fill(await self._fill(raw))
+            await self.reports.fill(await self._fill(raw))
         for raw_order in changed:  # a stale view (the stream was quicker) is dropped there
             order = await self._to_order(raw_order, fills)
             if order.status is OrderStatus.PARTIALLY_FILLED and order.filled_quantity >= order.quantity:
                 continue  # the order list was read before the fill that completed it: the next poll tells
-            await self._report_order(order)
+            await self.reports.order(order)
 
 
+def build(account: str, settings: TradovateSettings, context: BrokerContext) -> TradovateBroker:
+    """The registry's factory: the order journal lives in `state_dir/tradovate/`."""
+    return TradovateBroker(account, settings, context.state_dir)

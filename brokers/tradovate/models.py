@@ -1,33 +1,21 @@
-"""Tradovate wire layer: validated response models, the authenticated session, maps, point values, journal.
+"""Tradovate wire layer: validated response models, the enum maps, and orders as domain types and as request bodies.
 
 The models read only the fields the adapter uses and ignore the rest, so a broker adding fields breaks
-nothing; a missing or mistyped field we rely on is a `BrokerError` naming the call. `OrderJournal` is the
-adapter's memory of the client order ids it has sent (Tradovate does not deduplicate `clOrdId`): an
-append-only JSON-lines file, fsynced before each placement, so a restart still knows what it may have sent.
-`TradovateSession` is the authenticated request wrapper on `brokers.http.HttpBroker` (tokens, p-tickets).
+nothing; a missing or mistyped field we rely on is a `BrokerError` naming the call. The mapping functions
+(`order_state`, `build_order`, `provisional_order`, `order_body`) are pure: no I/O, no adapter state.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import os
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from brokers.base import AuthenticationFailed, BrokerError, BrokerUnavailable, OrderNotFound, OrderRejected
-from brokers.http import HttpBroker, RateLimiter, RetryPolicy, Throttled
-from config.brokers import TradovateSettings
-from daemon.domain import Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
-
-log = logging.getLogger(__name__)
+from brokers.base import BrokerError, OrderNotFound, OrderRejected
+from daemon.domain import AccountState, Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
 STATUS = {
     "Filled": OrderStatus.FILLED,
@@ -167,6 +155,13 @@ def failure_of(data: Any) -> str | None:
     return None
 
 
+def order_number(broker_order_id: str) -> int:
+    """Tradovate's numeric order id; `OrderNotFound` for anything else."""
+    if not broker_order_id.isdigit():
+        raise OrderNotFound(f"tradovate order ids are numbers, not {broker_order_id!r}")
+    return int(broker_order_id)
+
+
 def order_state(order: TvOrder, fills: Iterable[TvFill]) -> tuple[OrderStatus, Decimal]:
     """(status, filled quantity) of an order from its `ordStatus` and its fills."""
     filled = Decimal(sum(f.qty for f in fills if f.orderId == order.id))
@@ -197,6 +192,29 @@ def build_order(raw: TvOrder, fills: Iterable[TvFill], version: TvOrderVersion |
         oco_group=str(raw.parentId or min(raw.id, raw.ocoId)) if raw.ocoId else None,
         created_at=created, updated_at=max(latest, created),
     )
+
+
+def to_fill(raw: TvFill, cid: str, account: str, symbol: str, now: datetime) -> Fill:
+    """A Fill entity as a domain Fill, named by Tradovate's own fill id."""
+    return Fill(fill_id=str(raw.id), broker_order_id=str(raw.orderId), client_order_id=cid, account=account,
+                symbol=symbol, side=Side.BUY if raw.action == "Buy" else Side.SELL, quantity=Decimal(raw.qty),
+                price=raw.price, filled_at=parse_time(raw.timestamp) or now)
+
+
+def to_account_state(snap: TvCashSnapshot, what: str, account: str, broker: str, now: datetime) -> AccountState:
+    """A cash balance snapshot as an AccountState (equity: net liquidation value, else cash + open P&L)."""
+    if snap.errorText:
+        raise BrokerError(f"{what}: {snap.errorText}")
+    equity = snap.netLiq if snap.netLiq is not None else snap.totalCashValue + snap.openPnL
+    return AccountState(account=account, broker=broker, cash=snap.totalCashValue, equity=equity,
+                        realized_pnl=snap.realizedPnL, unrealized_pnl=snap.openPnL, as_of=now)
+
+
+def pick_account(accounts: list[TvAccount], account_id: int | None, spec: str | None) -> TvAccount | None:
+    """The configured account (by id, else by name), else the first."""
+    if account_id is not None:
+        return next((a for a in accounts if a.id == account_id), None)
+    return next((a for a in accounts if spec in (None, a.name)), None)
 
 
 def provisional_order(request: OrderRequest, order_id: int, symbol: str, now: datetime) -> Order:
@@ -244,208 +262,18 @@ def order_body(
     return "/order/placeoso", body
 
 
-class OrderJournal:
-    """Client order ids sent to Tradovate, with the broker order id once known; survives restarts.
-
-    One JSON object per line: `{"cid", "state": "sending"|"placed"|"refused", "symbol", "contract",
-    "order_id"?, "at"}`; later lines for the same id update earlier ones. Each line is flushed and fsynced
-    before the request it describes is sent.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.entries: dict[str, dict[str, Any]] = {}
-        self._load()
-
-    def _load(self) -> None:
-        if not self.path.exists():
-            return
-        with self.path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    entry = json.loads(line)
-                    self.entries.setdefault(str(entry["cid"]), {}).update(entry)
-                except (ValueError, KeyError, TypeError):  # a torn last line after a crash
-                    log.warning("tradovate journal %s: unreadable line %d ignored", self.path, number)
-
-    def get(self, cid: str) -> dict[str, Any] | None:
-        return self.entries.get(cid)
-
-    def record(self, cid: str, state: str, **fields: Any) -> None:
-        entry = {"cid": cid, "state": state, **fields, "at": datetime.now(UTC).isoformat()}
-        self.entries.setdefault(cid, {}).update(entry)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, separators=(",", ":")) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def aliases(self) -> dict[str, str]:
-        """Contract name -> the ticker the engine last used for it (`ESZ6` -> `ES1!`)."""
-        return {e["contract"]: e["symbol"] for e in self.entries.values() if e.get("contract") and e.get("symbol")}
-
-
-MAX_TICKETS = 5  # p-tickets honoured for one request before giving up
-TICKET_MARGIN = 0.05  # seconds added to p-time so the retry is not early (an early retry is penalised)
-EXPIRY_MARGIN = timedelta(seconds=60)
-
-
-def decode(response: httpx.Response, what: str) -> Any:
-    """JSON body with exact decimals (prices as Decimal, never float)."""
-    if not response.content:
-        return None
-    try:
-        return json.loads(response.content, parse_float=Decimal)
-    except ValueError:
-        raise BrokerUnavailable(f"{what}: answer is not JSON") from None
-
-
-class TradovateSession:
-    """Authenticated calls to one Tradovate user: token request/renewal, re-login on 401, p-ticket waits.
-
-    `self.http` carries the 401 hook; token calls go through `self.auth_http` (same client, limiter and
-    policy, no hook) so a refused login cannot recurse into another login.
-    """
-
-    def __init__(
-        self,
-        settings: TradovateSettings,
-        client: httpx.AsyncClient | None,
-        *,
-        clock: Callable[[], datetime],
-        retry: RetryPolicy | None,
-        sleep: Callable[[float], Awaitable[None]],
-    ) -> None:
-        self.settings, self.clock, self._sleep = settings, clock, sleep
-        self._own_client = client is None
-        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout_seconds))
-        common: dict[str, Any] = {
-            "timeout": settings.timeout_seconds,
-            "auth_headers": self._auth_headers,
-            "rate_limiter": RateLimiter.per_minute(settings.rate_limit_per_minute),
-            "retry": retry or RetryPolicy(retries=settings.max_retries),
-            "client": self.client,
-            "sleep": sleep,
-        }
-        self.http = HttpBroker("tradovate", settings.base_url, on_unauthorized=self._reauthenticate, **common)
-        self.auth_http = HttpBroker("tradovate", settings.base_url, **common)
-        self.token: str | None = None
-        self.user_id: int | None = None
-        self._token_at: datetime | None = None
-        self._token_expires: datetime | None = None
-        self._lock = asyncio.Lock()
-
-    async def aclose(self) -> None:
-        if self._own_client:
-            await self.client.aclose()
-
-    def healthy(self) -> bool:
-        return self.token is not None and self.http.healthy()
-
-    def _auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def _credentials(self) -> dict[str, Any]:
-        s = self.settings
-        return {"name": s.username, "password": s.password.get_secret_value(), "appId": s.app_id,
-                "appVersion": s.app_version, "cid": str(s.cid), "sec": s.sec.get_secret_value(),
-                "deviceId": s.device_id}
-
-    def _set_token(self, data: Any, what: str) -> None:
-        token = parse(AccessToken, data, what)
-        self.token, self._token_at = token.accessToken, self.clock()
-        self._token_expires = parse_time(token.expirationTime)
-        self.user_id = token.userId if token.userId is not None else self.user_id
-
-    async def login(self) -> None:
-        what = "tradovate login"
-        data = await self.call("POST", "/auth/accesstokenrequest", json=self._credentials(), safe=True, what=what,
-                               auth=False)
-        if not isinstance(data, dict) or data.get("errorText") or not data.get("accessToken"):
-            message = data.get("errorText") if isinstance(data, dict) else None
-            self.token = None
-            raise AuthenticationFailed(
-                f"tradovate refused the login of user {self.settings.username!r}: {message or 'no access token'}"
-            )
-        self._set_token(data, what)
-
-    async def renew(self) -> None:
-        what = "tradovate token renewal"
-        try:
-            data = await self.call("GET", "/auth/renewaccesstoken", what=what, auth=False)
-        except AuthenticationFailed:  # already expired: only a new login helps
-            data = None
-        if isinstance(data, dict) and data.get("accessToken") and not data.get("errorText"):
-            self._set_token(data, what)
-        else:
-            await self.login()
-
-    def _renew_due(self) -> bool:
-        if self.token is None or self._token_at is None:
-            return True
-        now = self.clock()
-        if now >= self._token_at + timedelta(seconds=self.settings.token_renew_seconds):
-            return True
-        return self._token_expires is not None and now >= self._token_expires - EXPIRY_MARGIN
-
-    async def ensure_token(self) -> None:
-        if not self._renew_due():
-            return
-        async with self._lock:
-            if self._renew_due():
-                await (self.login() if self.token is None else self.renew())
-
-    async def _reauthenticate(self) -> bool:
-        """The 401 hook of `self.http`: log in again unless another task already did."""
-        stale = self.token
-        async with self._lock:
-            if self.token == stale:
-                self.token = None
-                await self.login()
-        return True
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        json: dict[str, Any] | None = None,
-        safe: bool | None = None,
-        what: str,
-        not_found: type[BrokerError] = OrderNotFound,
-        auth: bool = True,
-    ) -> Any:
-        """One logical call: token first, then send; p-ticket answers are waited out and resent with the ticket.
-
-        A p-ticket answer means the request was not processed, so resending is safe even for placements.
-        TODO(http.py): this loop could become a response hook of HttpBroker.
-        """
-        http = self.http if auth else self.auth_http
-        if auth:
-            await self.ensure_token()
-        wait = 0.0
-        for _ in range(MAX_TICKETS + 1):
-            response = await http.request(method, path, params=params, json=json, safe=safe, what=what,
-                                          not_found=not_found)
-            data = decode(response, what)
-            if not (isinstance(data, dict) and "p-ticket" in data):
-                return data
-            ticket, wait = str(data["p-ticket"]), float(data.get("p-time") or 0)
-            if data.get("p-captcha"):
-                raise BrokerUnavailable(f"{what}: Tradovate demands a captcha (too many requests or logins); "
-                                        "log in once on the Tradovate web site to clear it")
-            if wait > http.retry.max_retry_after:
-                raise Throttled(f"{what}: Tradovate throttled us for {wait:g}s (p-ticket)", wait)
-            log.info("%s: throttled by Tradovate, retrying with its p-ticket in %.1fs", what, wait)
-            await self._sleep(wait + TICKET_MARGIN)
-            if method.upper() == "GET":
-                params = {**(params or {}), "p-ticket": ticket}
-            else:
-                json = {**(json or {}), "p-ticket": ticket}
-        raise Throttled(f"{what}: still throttled after {MAX_TICKETS} p-tickets", wait)
-
-    async def get(self, path: str, what: str, not_found: type[BrokerError] = OrderNotFound, **params: Any) -> Any:
-        return await self.call("GET", path, params=params or None, what=what, not_found=not_found)
+def modify_body(version: TvOrderVersion, quantity: Decimal | None, limit_price: Decimal | None,
+                stop_price: Decimal | None, what: str) -> dict[str, Any]:
+    """The `/order/modifyorder` body: the order's current version with the changed values (absolute)."""
+    qty = quantity if quantity is not None else Decimal(version.orderQty)
+    if qty <= 0 or qty != qty.to_integral_value():
+        raise OrderRejected(f"{what}: quantity must be a whole number of contracts, not {qty}")
+    body: dict[str, Any] = {"orderId": version.orderId, "orderQty": int(qty), "orderType": version.orderType,
+                            "timeInForce": version.timeInForce or "Day", "isAutomated": True}
+    price = limit_price if limit_price is not None else version.price
+    stop = stop_price if stop_price is not None else version.stopPrice
+    if price is not None:
+        body["price"] = wire_number(price)
+    if stop is not None:
+        body["stopPrice"] = wire_number(stop)
+    return body

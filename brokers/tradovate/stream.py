@@ -7,36 +7,26 @@ the server pushes `a[{"e":"props","d":{"entityType","eventType","entity"}}]` fra
 the client sends `[]` every `heartbeat` seconds (2.5 by default). `c[code,"reason"]` announces a close.
 
 `TradovateStreaming` turns `order`, `fill`, `orderVersion` and `command` events into the same reports the
-poller makes, through the same lock: a fill is named by Tradovate's own fill `id` (as `/fill/list` names
-it), so stream, poller and reconciliation agree and each fill reaches the engine once; an order's status
-only moves forward. Events of other accounts of the same user are ignored. When the session's token
-changes (renewal, re-login) the stream reconnects and authorizes with the new one. The poller stays on as
-the safety net: `stream_poll_factor` times slower while the stream is up, woken at once when it goes down
-or comes back (catch-up).
+poller makes, through the same `brokers.updates.ReportGate`: a fill is named by Tradovate's own fill `id`
+(as `/fill/list` names it), so stream, poller and reconciliation agree and each fill reaches the engine
+once; an order's status only moves forward. Events of other accounts of the same user are ignored. When
+the session's token changes (renewal, re-login) the stream reconnects and authorizes with the new one. The
+poller stays on as the safety net: `stream_poll_factor` times slower while the stream is up, woken at once
+when it goes down or comes back (catch-up).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from brokers.base import BrokerReport
-from brokers.http import Poller
 from brokers.stream import Backoff, Socket, StreamAuthFailed, StreamClient, StreamClosed, receive_text, ws_url
-from brokers.tradovate.models import (
-    M,
-    TradovateSession,
-    TvCommand,
-    TvFill,
-    TvOrder,
-    TvOrderVersion,
-    order_state,
-    parse,
-)
+from brokers.tradovate.models import M, TvCommand, TvFill, TvOrder, TvOrderVersion, order_state, parse
+from brokers.tradovate.session import TradovateSession
+from brokers.updates import ReportGate
 from config.brokers import TradovateSettings
 from daemon.domain import Fill, Order, OrderStatus
 
@@ -73,52 +63,36 @@ async def await_response(ws: Socket, request_id: int, within: float) -> dict[str
 class TradovateStreaming:
     """The stream half of `TradovateBroker` (see the module docstring); the host provides the REST half."""
 
-    STREAM_GRACE = 120.0  # seconds a stream may be down (reconnecting) before healthy() says so
     account: str
     account_id: int | None
     settings: TradovateSettings
     session: TradovateSession
-    poll_interval: float
+    reports: ReportGate
     _versions: dict[int, TvOrderVersion]
     _clordids: dict[int, str]
-    _known: dict[int, tuple[OrderStatus, Decimal]]
-    _seen_fills: set[int]
 
-    if TYPE_CHECKING:  # provided by TradovateBroker / BrokerBase
-        async def emit(self, report: BrokerReport) -> None: ...
+    if TYPE_CHECKING:  # provided by TradovateBroker
         async def _list(self, model: type[M], path: str, what: str, **params: Any) -> list[M]: ...
         async def _to_order(self, raw: TvOrder, fills: list[TvFill]) -> Order: ...
         async def _fill(self, raw: TvFill) -> Fill: ...
         def _learn_commands(self, commands: Iterable[TvCommand]) -> None: ...
-        async def poll_once(self) -> None: ...
 
-    def _init_stream(self, name: str, backoff: Backoff | None, heartbeat: float) -> None:
+    def _init_stream(self, name: str, backoff: Backoff | None, heartbeat: float, wake: Callable[[], None]
+                     ) -> StreamClient | None:
+        """The user stream (None when `stream` is off); `wake` hears it go up or down."""
         s = self.settings
-        self._poller = Poller(name, self.poll_once, self._poll_pace)
-        self._report_lock = asyncio.Lock()
         self._order_accounts: dict[int, int] = {}  # order id -> account id (fills carry no account)
         self._raw_orders: dict[int, TvOrder] = {}  # this account's orders, latest view
         self._order_fills: dict[int, dict[int, TvFill]] = {}  # order id -> fill id -> fill
         self._stream_token: str | None = None
-        self.stream: StreamClient | None = None
-        if s.stream:
-            self.stream = StreamClient(
-                name, lambda: s.stream_url or ws_url(s.base_url, "/websocket"),
-                authenticate=self._stream_auth, on_message=self._on_stream, heartbeat=self._stream_beat,
-                heartbeat_interval=heartbeat, idle_timeout=max(15.0, 6 * heartbeat),
-                connect_timeout=s.timeout_seconds, backoff=backoff,
-                on_up=self._poller.wake, on_down=self._poller.wake,
-            )
-
-    # -- pacing and health -------------------------------------------------------------------------------
-
-    def stream_ok(self) -> bool:
-        """No stream, a connected one, or one reconnecting within its grace period (not refused)."""
-        return self.stream is None or self.stream.within_grace(self.STREAM_GRACE)
-
-    def _poll_pace(self) -> float:
-        up = self.stream is not None and self.stream.healthy()
-        return self.poll_interval * (self.settings.stream_poll_factor if up else 1)
+        if not s.stream:
+            return None
+        return StreamClient(
+            name, lambda: s.stream_url or ws_url(s.base_url, "/websocket"),
+            authenticate=self._stream_auth, on_message=self._on_stream, heartbeat=self._stream_beat,
+            heartbeat_interval=heartbeat, idle_timeout=max(15.0, 6 * heartbeat),
+            connect_timeout=s.timeout_seconds, backoff=backoff, on_up=wake, on_down=wake,
+        )
 
     # -- shared reporting --------------------------------------------------------------------------------
 
@@ -133,35 +107,6 @@ class TradovateStreaming:
 
     def _fills_of(self, order_id: int) -> list[TvFill]:
         return [f for f in self._order_fills.get(order_id, {}).values() if f.active]
-
-    async def _report_fill(self, fill: Fill) -> None:
-        """Push a fill unless the stream or the poller already did (marked after the handler took it)."""
-        async with self._report_lock:
-            if int(fill.fill_id) in self._seen_fills:
-                return
-            await self.emit(BrokerReport(fill=fill))
-            self._seen_fills.add(int(fill.fill_id))
-
-    @staticmethod
-    def _older(known: tuple[OrderStatus, Decimal] | None, state: tuple[OrderStatus, Decimal]) -> bool:
-        """True when `state` is the same as or behind `known` (a view that raced a newer one)."""
-        return known is not None and (known == state or state[1] < known[1] or (
-            not known[0].is_open and state[0].is_open))
-
-    async def _report_order(self, order: Order) -> None:
-        """Push a status change once; an older view never moves it back."""
-        async with self._report_lock:
-            state = (order.status, order.filled_quantity)
-            if self._older(self._known.get(int(order.broker_order_id)), state):
-                return
-            self._known[int(order.broker_order_id)] = state
-            await self.emit(BrokerReport(order=order))
-
-    def _remember(self, order: Order) -> None:
-        """What a caller was just told (placement, cancel, modify) is not news for the stream or the poller."""
-        state = (order.status, order.filled_quantity)
-        if not self._older(self._known.get(int(order.broker_order_id)), state):
-            self._known[int(order.broker_order_id)] = state
 
     # -- stream ------------------------------------------------------------------------------------------
 
@@ -248,15 +193,17 @@ class TradovateStreaming:
             self._clordids.setdefault(order_id, "")
 
     async def _stream_fill(self, raw: TvFill) -> None:
-        if raw.id in self._seen_fills or not raw.active or await self._account_of(raw.orderId) != self.account_id:
+        if str(raw.id) in self.reports.seen_fills or not raw.active:
+            return
+        if await self._account_of(raw.orderId) != self.account_id:
             return
         self._learn([], [raw])
         await self._details_of(raw.orderId)
-        await self._report_fill(await self._fill(raw))
+        await self.reports.fill(await self._fill(raw))
         order, version = self._raw_orders.get(raw.orderId), self._versions.get(raw.orderId)
         filled = sum(f.qty for f in self._fills_of(raw.orderId))
         if order is not None and version is not None and filled < version.orderQty:  # now partially filled
-            await self._report_order(await self._to_order(order, self._fills_of(order.id)))
+            await self.reports.order(await self._to_order(order, self._fills_of(order.id)))
         # a fill completing the order is followed by the order's own update (Filled): that one reports it
 
     async def _stream_order(self, raw: TvOrder) -> None:
@@ -271,5 +218,5 @@ class TradovateStreaming:
             fills = await self._list(TvFill, "/fill/deps", f"tradovate fills of {raw.id}", masterid=raw.id)
             self._learn([], fills)
             for fill in sorted((f for f in fills if f.active), key=lambda f: (f.timestamp, f.id)):
-                await self._report_fill(await self._fill(fill))
-        await self._report_order(await self._to_order(raw, self._fills_of(raw.id)))
+                await self.reports.fill(await self._fill(fill))
+        await self.reports.order(await self._to_order(raw, self._fills_of(raw.id)))

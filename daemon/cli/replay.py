@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from config.settings import ConfigFileError, PaperSettings, RiskLimits, load_settings
+from config.brokers import PaperSettings
+from config.settings import ConfigFileError, RiskLimits, load_settings
 from daemon.risk.funded import AccountRules
 from daemon.risk.presets import PRESETS
 from daemon.strategy.bars import TIMEFRAMES, BarDataError
@@ -68,7 +69,8 @@ def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, Accou
         if name not in settings.accounts:
             raise InputError(f"--account {name!r}: not in the configuration ({', '.join(settings.accounts)})")
         acc = settings.accounts[name]
-        paper, limits = acc.paper, acc.risk
+        configured, limits = acc.section("paper"), acc.risk
+        paper = configured if isinstance(configured, PaperSettings) else paper
         if acc.funded is not None:
             rules = AccountRules(preset=acc.funded.preset, **acc.funded.overrides)
     if args.account_rules:

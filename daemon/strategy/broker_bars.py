@@ -24,7 +24,7 @@ HALF_HOUR, HOUR = 1800, 3600
 
 
 class BarsBroker(Protocol):
-    """What this source needs of a broker: the optional `bars` method of `brokers.base`."""
+    """What this source needs of a broker: `Broker.bars` (`NotImplementedError` where it has no market data)."""
 
     async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]: ...
 
@@ -75,7 +75,7 @@ class RoutedBarSource:
     @classmethod
     def for_strategies(cls, strategies: Mapping[str, StrategySettings], brokers: Mapping[str, Broker]
                        ) -> RoutedBarSource:
-        by_symbol = {s.symbol: BrokerBarSource(brokers[s.account])  # type: ignore[arg-type]
+        by_symbol = {s.symbol: BrokerBarSource(brokers[s.account])
                      for s in strategies.values() if s.data is None and s.account in brokers}
         return cls(CsvBarSource.for_strategies(strategies), by_symbol)
 

@@ -35,7 +35,8 @@ from pydantic import BaseModel, Field
 from brokers.base import BrokerReport
 from brokers.paper.broker import PaperBroker
 from brokers.symbols import symbol_root
-from config.settings import PaperSettings, RiskLimits
+from config.brokers import PaperSettings
+from config.settings import RiskLimits
 from daemon.domain import ZERO, Event, Fill, OrderType, Side, Violation
 from daemon.engine import Engine
 from daemon.events import EventBus

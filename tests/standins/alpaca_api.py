@@ -17,18 +17,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from tests.standins.alpaca_stream import AlpacaStream
-from tests.standins.contract import Contract, contract_middleware
+from tests.standins.contract import Contract, contract_middleware, spec_path
 from tests.standins.deviations import ALPACA, Deviation
 
-SPEC = Path("/work/shared/contracts/alpaca/trading-api.json")
-if not SPEC.exists():  # pragma: no cover - repo-relative fallback
-    SPEC = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "alpaca" / "trading-api.json"
+SPEC = spec_path("alpaca", "trading-api.json")
 
 KNOWN_ASSETS = {
     "AAPL": "NASDAQ",

@@ -30,6 +30,15 @@ from referencing.jsonschema import DRAFT4
 from tests.standins.deviations import Deviation
 
 SPEC_URI = "urn:contract-spec"
+# The published specs sit in `shared/contracts` beside the checkout (one level up from a worktree, two from
+# /work/main); the first that exists wins.
+_SPEC_ROOTS = [parent / "shared" / "contracts" for parent in Path(__file__).resolve().parents[2:5]]
+
+
+def spec_path(broker: str, name: str) -> Path:
+    """Where the published API spec `name` of `broker` is (the nearest `shared/contracts` above the tests)."""
+    found = [root / broker / name for root in _SPEC_ROOTS if (root / broker / name).is_file()]
+    return found[0] if found else _SPEC_ROOTS[1] / broker / name
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 
 

@@ -24,19 +24,18 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from tests.standins.contract import Contract, contract_middleware
+from tests.standins.contract import Contract, contract_middleware, spec_path
 from tests.standins.deviations import BY_BROKER, Deviation
 from tests.standins.faults import Faults, Handler, StandinServer, json_response
 from tests.standins.projectx_engine import ProjectXEngine, ok
 from tests.standins.projectx_history import BarHistory
 from tests.standins.signalr import UserHubStandin
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "projectx" / "swagger.json"
+SPEC = spec_path("projectx", "swagger.json")
 
 
 class ProjectXStandin(StandinServer):

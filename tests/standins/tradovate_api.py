@@ -24,12 +24,11 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Self
 
 from aiohttp import web
 
-from tests.standins.contract import Contract, contract_middleware
+from tests.standins.contract import Contract, contract_middleware, spec_path
 from tests.standins.deviations import BY_BROKER, Deviation
 from tests.standins.faults import Faults, Handler, StandinServer, json_response
 from tests.standins.tradovate_book import (
@@ -49,7 +48,7 @@ from tests.standins.tradovate_book import (
 from tests.standins.tradovate_stream import PATH as STREAM_PATH
 from tests.standins.tradovate_stream import TradovateStream
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "tradovate" / "swagger.json"
+SPEC = spec_path("tradovate", "swagger.json")
 BASE = "/v1"
 ORDER_TYPES = ("Limit", "MIT", "Market", "QTS", "Stop", "StopLimit", "TrailingStop", "TrailingStopLimit")
 

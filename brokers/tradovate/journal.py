@@ -1,0 +1,59 @@
+"""The Tradovate adapter's durable memory of the client order ids it has sent (Tradovate does not deduplicate them).
+
+An append-only JSON-lines file (`state_dir/tradovate/<account>.orders`), fsynced before each placement, so
+a restart still knows what it may have sent and looks it up instead of sending it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class OrderJournal:
+    """Client order ids sent to Tradovate, with the broker order id once known; survives restarts.
+
+    One JSON object per line: `{"cid", "state": "sending"|"placed"|"refused", "symbol", "contract",
+    "order_id"?, "at"}`; later lines for the same id update earlier ones. Each line is flushed and fsynced
+    before the request it describes is sent.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                    self.entries.setdefault(str(entry["cid"]), {}).update(entry)
+                except (ValueError, KeyError, TypeError):  # a torn last line after a crash
+                    log.warning("tradovate journal %s: unreadable line %d ignored", self.path, number)
+
+    def get(self, cid: str) -> dict[str, Any] | None:
+        return self.entries.get(cid)
+
+    def record(self, cid: str, state: str, **fields: Any) -> None:
+        entry = {"cid": cid, "state": state, **fields, "at": datetime.now(UTC).isoformat()}
+        self.entries.setdefault(cid, {}).update(entry)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def aliases(self) -> dict[str, str]:
+        """Contract name -> the ticker the engine last used for it (`ESZ6` -> `ES1!`)."""
+        return {e["contract"]: e["symbol"] for e in self.entries.values() if e.get("contract") and e.get("symbol")}
