@@ -50,7 +50,8 @@ from config.strategies import StrategySettings
 
 ENV_PREFIX = "TRADERD_"
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def default_state_dir() -> Path:
@@ -140,9 +141,7 @@ class TradingHours(_Section):
     start: time = time(9, 30)
     end: time = time(16, 0)
     timezone: str = "America/New_York"
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"]
-    )
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
 
     @field_validator("timezone")
     @classmethod
