@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from config.brokers import PaperSettings
-from daemon.cli import replay as replay_cli
+from daemon.cli.main import main as traderd
 from daemon.risk.funded import AccountRules
 from daemon.strategy.replay import load_bars, replay
 from strategies.base import load_strategy, parse_params
@@ -132,16 +132,16 @@ def test_cli_json_plot_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
     args = ["--strategy", "sma_cross", "--data", str(DAILY), "--param", "fast=5", "--param", "slow=20",
             "--json"]
     pytest.importorskip("matplotlib")
-    assert replay_cli.main([*args, "--plot", str(png)]) == 0
+    assert traderd(["replay", *args, "--plot", str(png)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["strategy"] == "sma_cross" and len(out["trades"]) >= 5
     for key in ("net_pnl", "win_rate", "profit_factor", "max_drawdown", "sharpe", "violations"):
         assert key in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert replay_cli.main(["--strategy", "sma_cross", "--data", str(DAILY)]) == 0
+    assert traderd(["replay", "--strategy", "sma_cross", "--data", str(DAILY)]) == 0
     assert "profit factor" in capsys.readouterr().out
-    assert replay_cli.main(["--strategy", "sma_cross", "--data", str(DAILY), "--param", "fast=50"]) == 2
+    assert traderd(["replay", "--strategy", "sma_cross", "--data", str(DAILY), "--param", "fast=50"]) == 2
     assert "fast (50) must be shorter than slow" in capsys.readouterr().err
-    assert replay_cli.main(["--strategy", "nope", "--data", str(DAILY)]) == 2
-    assert replay_cli.main(["--strategy", "sma_cross", "--data", str(tmp_path / "missing.csv")]) == 2
-    assert replay_cli.main(["--strategy", "sma_cross", "--data", str(DAILY), "--account-rules", "bogus"]) == 2
+    assert traderd(["replay", "--strategy", "nope", "--data", str(DAILY)]) == 2
+    assert traderd(["replay", "--strategy", "sma_cross", "--data", str(tmp_path / "missing.csv")]) == 2
+    assert traderd(["replay", "--strategy", "sma_cross", "--data", str(DAILY), "--account-rules", "bogus"]) == 2

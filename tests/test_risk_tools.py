@@ -122,7 +122,7 @@ def test_pdt_report_direction_method_and_equity(capsys: pytest.CaptureFixture[st
 @pytest.mark.slow
 def test_module_entry_point() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "daemon.cli.risk", "simulate", "--rules", "apex_50k", "--events",
+        [sys.executable, "-m", "daemon.cli", "risk", "simulate", "--rules", "apex_50k", "--events",
          str(DATA / "topstep_50k_daily_loss.csv"), "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
     )  # fmt: skip
@@ -130,7 +130,7 @@ def test_module_entry_point() -> None:
     first = json.loads(proc.stdout.splitlines()[0])
     assert first["floors"] == {"max_loss": "47500.00"}  # Apex: no daily loss limit
     bad = subprocess.run(
-        [sys.executable, "-m", "daemon.cli.risk", "pdt", "--fills", str(DATA / "nope.csv")],
+        [sys.executable, "-m", "daemon.cli", "risk", "pdt", "--fills", str(DATA / "nope.csv")],
         capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1

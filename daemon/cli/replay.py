@@ -193,13 +193,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="FILE", help="write the equity curve as a PNG (needs matplotlib)")
     p.set_defaults(func=run)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="traderd")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["replay", *(argv if argv is not None else sys.argv[1:])])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -252,13 +252,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dt-call", action="store_true", help="a day-trading margin call is open (DTBP x 2)")
     p.set_defaults(func=_guarded(_run_pdt))
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="traderd")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["risk", *(argv if argv is not None else sys.argv[1:])])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
