@@ -49,7 +49,7 @@ class OptimizeError(ValueError):
 class ReplaySetup:
     """Everything a replay needs besides the bars and parameters; picklable, so it travels to the workers."""
 
-    strategy: str  # a name of the strategies package or a .py path, loaded again in each worker
+    strategy: str | type[Strategy]  # a name or .py path (loaded again in each worker), or an importable class
     name: str = ""
     timeframe: str = "1d"
     calendar: CalendarName = "nyse"
@@ -60,7 +60,7 @@ class ReplaySetup:
     fixed: Mapping[str, str] = field(default_factory=dict)  # parameters given with --param, not searched
 
     def load(self) -> type[Strategy]:
-        return load_strategy(self.strategy)
+        return self.strategy if isinstance(self.strategy, type) else load_strategy(self.strategy)
 
     async def run(self, cls: type[Strategy], params: Mapping[str, Any], bars: Sequence[Bar],
                   history: Sequence[Bar] = ()) -> ReplayReport:
@@ -284,7 +284,7 @@ def optimize(setup: ReplaySetup, bars: Sequence[Bar], chosen: Candidates, maximi
     ordered = [r for _, chunk in sorted(results, key=lambda x: x[0]) for r in chunk]
     seconds = time.perf_counter() - started
     replayed = len(bars) * len(ordered)
-    return Optimization(strategy=setup.name or setup.strategy, maximize=maximize, grid_size=chosen.grid_size,
+    return Optimization(strategy=setup.name or str(setup.strategy), maximize=maximize, grid_size=chosen.grid_size,
                         valid=chosen.valid, runs=len(ordered), sampled=chosen.sampled, seed=seed, bars=len(bars),
                         seconds=seconds, bars_per_second=replayed / seconds if seconds > 0 else 0.0,
                         results=rank(ordered, maximize))

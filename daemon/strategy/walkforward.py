@@ -196,7 +196,7 @@ def walk_forward(setup: ReplaySetup, bars: Sequence[Bar], chosen: Candidates, ma
     in_rate = float(in_net) / in_days if in_days else 0.0
     out_rate = float(carried) / out_days if out_days else 0.0
     return WalkForwardReport(
-        strategy=setup.name or setup.strategy, maximize=maximize, train=f"{train.count}{train.unit}",
+        strategy=setup.name or str(setup.strategy), maximize=maximize, train=f"{train.count}{train.unit}",
         test=f"{test.count}{test.unit}", folds=reports, in_sample_net=in_net, in_sample_days=in_days,
         out_of_sample_net=carried, out_of_sample_days=out_days, out_of_sample_trades=trades,
         out_of_sample_max_drawdown=max_dd, out_of_sample_sharpe=sharpe,
