@@ -1,9 +1,9 @@
-"""Walk-forward: windows that never overlap, optimization that sees only the past, and an overfit
-strategy that looks brilliant in sample and has nothing out of sample."""
+"""Walk-forward: windows that never overlap, optimization that sees only the past, and a strategy fitted in
+hindsight that looks brilliant in sample and has nothing out of sample."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from daemon.strategy.optimize import OptimizeError, ReplaySetup, candidates, opt
 from daemon.strategy.replay import load_bars
 from daemon.strategy.walkforward import Length, folds, parse_spec, walk_forward
 from tests.research.series import daily_walk
-from tests.research.strategies import Memorizer
+from tests.research.strategies import Hindsight, week_of
 
 
 @pytest.fixture
@@ -32,11 +32,13 @@ def test_test_windows_meet_without_overlap_and_follow_their_training_window(bars
     for f in plan:
         assert f.train_start < f.train_end < f.test_end <= len(bars)
         assert bars[f.train_end - 1].end <= bars[f.train_end].start  # training ends before its test starts
-    if train.endswith("d"):
-        days = int(train[:-1])
-        for f in plan:
-            assert bars[f.train_end - 1].start - bars[f.train_start].start < timedelta(days=days)
-            assert bars[f.train_end].start - bars[f.train_start].start >= timedelta(days=days)
+    if train.endswith("d"):  # on a grid of days from midnight UTC of the first bar's day
+        length, step = timedelta(days=int(train[:-1])), timedelta(days=int(test[:-1]))
+        origin = datetime.combine(bars[0].start.date(), time(0), tzinfo=UTC)
+        for k, f in enumerate(plan):
+            train_from, test_from = origin + k * step, origin + k * step + length
+            assert all(train_from <= b.start < test_from for b in bars[f.train_start:f.train_end])
+            assert all(test_from <= b.start < test_from + step for b in bars[f.train_end:f.test_end])
 
 
 def test_bad_window_specs() -> None:
@@ -44,29 +46,34 @@ def test_bad_window_specs() -> None:
         with pytest.raises(OptimizeError):
             parse_spec(bad)
     with pytest.raises(OptimizeError, match="both in days or both in bars"):
-        folds([object()] * 10, Length(5, "d"), Length(2, "b"))  # type: ignore[list-item]
+        parse_spec(["train=5d", "test=2b"])
 
 
-def test_an_overfit_strategy_shines_in_sample_fails_out_of_sample_and_saw_only_the_past(bars: list) -> None:
-    setup = ReplaySetup(strategy=Memorizer, fixed={})
-    chosen = candidates(Memorizer, [parse_range("key=0:39")], [], {}, 1000, None)
+def test_a_hindsight_strategy_shines_in_sample_never_trades_out_of_sample_and_saw_only_the_past(
+        bars: list) -> None:
+    bars = bars[:200]
+    setup = ReplaySetup(strategy=Hindsight, fixed={})
+    chosen = candidates(Hindsight, [parse_range("week=0:41")], [], {}, 1000, None)
     train, test = Length(120, "d"), Length(30, "d")
-    Memorizer.seen.clear()
+    Hindsight.seen.clear()
     report = walk_forward(setup, bars, chosen, "net", train, test)
     plan = folds(bars, train, test)
     assert len(report.folds) == len(plan) >= 4
-    # In sample the luckiest of 40 coin-flip keys looks like an edge; out of sample it is a coin flip
-    assert all(f.in_sample is not None and f.in_sample.net_pnl > 0 for f in report.folds)
-    assert report.in_sample_per_day > 0
-    assert report.out_of_sample_per_day < 0.25 * report.in_sample_per_day
-    assert report.efficiency is not None and report.efficiency < 0.25
-    # Had the test windows leaked into the search, "out of sample" would have looked as good as in sample
-    leaked = [optimize(setup, bars[f.train_end:f.test_end], chosen, "net").results[0].net_pnl for f in plan]
-    leaked_per_day = float(sum(leaked)) / report.out_of_sample_days
-    assert leaked_per_day > 0.5 * report.in_sample_per_day > report.out_of_sample_per_day
-    # Every replay saw only its own window's past: optimization replays end before the test window starts
+    # In sample the week picked in hindsight is a winner; out of sample that week is past: no trade at all
+    for f, fold in zip(plan, report.folds, strict=True):
+        assert fold.in_sample is not None and fold.in_sample.net_pnl > 0 and fold.params is not None
+        weeks = {week_of(b) for b in bars[f.train_start:f.train_end]}
+        assert fold.params["week"] in weeks
+        assert fold.out_of_sample is not None and fold.out_of_sample.trades == 0
+        assert fold.out_of_sample.net_pnl == 0
+    assert report.in_sample_net > 0 and report.out_of_sample_net == 0 and report.efficiency == 0
+    # Had the test windows leaked into the search, the winner would have traded out of sample
+    leaked = [optimize(setup, bars[f.train_end:f.test_end], chosen, "net").results[0] for f in plan]
+    assert all(r.net_pnl > 0 for r in leaked)
+    assert all(week_of(bars[f.train_end]) <= r.params["week"] for f, r in zip(plan, leaked, strict=True))
+    # Every replay saw only its own window's past: the search replays end before the test window starts
     by_run: dict[int, list] = {}
-    for serial, first, at in Memorizer.seen:
+    for serial, first, at in Hindsight.seen:
         by_run.setdefault(serial, []).append((first, at))
     runs = [by_run[k] for k in sorted(by_run)]
     per_fold = len(chosen.sets) + 1  # the search, then the winner's test run
@@ -75,7 +82,7 @@ def test_an_overfit_strategy_shines_in_sample_fails_out_of_sample_and_saw_only_t
         window = runs[i * per_fold:(i + 1) * per_fold]
         test_start, test_end = bars[f.train_end].start, bars[f.test_end - 1].start
         for seen in window[:-1]:
-            assert all(bars[f.train_start].start <= at < test_start for _, at in seen)
+            assert [at for _, at in seen] == [b.start for b in bars[f.train_start:f.train_end]]
             assert all(first >= bars[f.train_start].start for first, _ in seen)
         traded = window[-1]
         assert [at for _, at in traded] == [b.start for b in bars[f.train_end:f.test_end]]

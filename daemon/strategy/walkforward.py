@@ -1,8 +1,8 @@
 """Walk-forward analysis: optimize on each training window, trade the next test window, stitch out-of-sample.
 
-Windows are laid on the bars' start times: the first training window starts at the first bar and holds the
-bars starting within `train` of it (`120d` calendar days, or `500b` bars); the test window is the `test`
-that follows; then everything moves forward by `test`. So test windows never overlap, each training window
+Windows are laid on a fixed grid: in days from midnight UTC of the first bar's day (`120d`; a bar belongs to
+the window its start falls in), or in bars (`500b`). Fold k trains on [k * test, k * test + train) and
+tests on the `test` that follows; then everything moves forward by `test`. So test windows never overlap, each training window
 ends where its test window begins, and the optimizer of a fold never sees a bar of its test window or
 after it. A last test window shorter than `test` is kept when it has at least one bar.
 
@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -58,7 +58,7 @@ class Length:
         if self.unit == "b" and train.unit == "b":
             first = k * self.count
             return first, first + train.count, first + train.count + self.count
-        origin = bars[0].start
+        origin = datetime.combine(bars[0].start.astimezone(UTC).date(), time(0), tzinfo=UTC)
         starts = [b.start for b in bars]
 
         def at(offset: timedelta) -> int:
@@ -83,6 +83,8 @@ def parse_spec(parts: Sequence[str]) -> tuple[Length, Length]:
         found[key.strip()] = Length.parse(value, key.strip())
     if set(found) != {"train", "test"}:
         raise OptimizeError("--walk-forward needs both train=LENGTH and test=LENGTH")
+    if found["train"].unit != found["test"].unit:
+        raise OptimizeError("--walk-forward: give train and test both in days or both in bars")
     return found["train"], found["test"]
 
 

@@ -1,11 +1,10 @@
-"""Strategies planted by the research tests: hold a long position, and a memorizer that can only overfit."""
+"""Strategies planted by the research tests: hold a long position, and one that can only be fitted in hindsight."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -25,23 +24,27 @@ class HoldLong(Strategy):
         return [] if position.quantity == self.params.quantity else [target(self.params.quantity)]
 
 
-class Memorizer(Strategy):
-    """Long or short on each bar by a coin flip keyed by `key` and the bar's date: no edge at all, so the
-    only way to look good is to have the key chosen on the very bars it is judged on. Every bar it is shown
-    is written down (instance, first bar of its history, the bar) in `seen`."""
+class Hindsight(Strategy):
+    """Long 100 in one calendar week (`week`, counted from Monday 2023-01-02), flat otherwise: a parameter
+    that can only be chosen well by knowing the bars it is judged on. Every bar it is shown is written down
+    (instance, first bar of its history, the bar) in `seen`."""
 
     seen: ClassVar[list[tuple[int, datetime, datetime]]] = []
     _serial: ClassVar[itertools.count[int]] = itertools.count()
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        key: int = 0
+        week: int = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.serial = next(Memorizer._serial)
+        self.serial = next(Hindsight._serial)
 
     def on_bar(self, bar: Bar, history: Sequence[Bar], position: Position) -> list[Signal]:
-        Memorizer.seen.append((self.serial, history[0].start, bar.start))
-        digest = hashlib.sha256(f"{self.params.key}:{bar.start.date()}".encode()).digest()
-        return [target(1 if digest[0] % 2 else -1)]
+        Hindsight.seen.append((self.serial, history[0].start, bar.start))
+        wanted = Decimal(100) if week_of(bar) == self.params.week else Decimal(0)
+        return [] if position.quantity == wanted else [target(wanted)]
+
+
+def week_of(bar: Bar) -> int:
+    return (bar.start.date() - date(2023, 1, 2)).days // 7
