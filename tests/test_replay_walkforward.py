@@ -3,6 +3,7 @@ hindsight that looks brilliant in sample and has nothing out of sample."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def test_test_windows_meet_without_overlap_and_follow_their_training_window(bars
     plan = folds(bars, *parse_spec([f"train={train}", f"test={test}"]))
     assert len(plan) >= 3
     tests = [set(range(f.train_end, f.test_end)) for f in plan]
-    for a, b in zip(tests, tests[1:], strict=False):
+    for a, b in itertools.pairwise(tests):
         assert not a & b
         assert max(a) + 1 == min(b)  # consecutive test windows meet: no bar is skipped between them
     for f in plan:

@@ -211,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
         setup = ReplaySetup(strategy=args.strategy, name=name, timeframe=args.timeframe, calendar=args.calendar,
                             paper=paper, limits=limits, rules=rules, costs=_costs(args, paper, rules), fixed=fixed)
+        if args.monte_carlo is not None and args.monte_carlo <= 0:
+            raise InputError("--monte-carlo needs a positive number of runs")
         if args.walk_forward and not args.optimize:
             raise InputError("--walk-forward needs --optimize NAME=RANGE ... (the sets tried in each window)")
         if args.optimize:

@@ -2,7 +2,7 @@
 
 Windows are laid on a fixed grid: in days from midnight UTC of the first bar's day (`120d`; a bar belongs to
 the window its start falls in), or in bars (`500b`). Fold k trains on [k * test, k * test + train) and
-tests on the `test` that follows; then everything moves forward by `test`. So test windows never overlap, each training window
+tests on the `test` that follows. So test windows meet and never overlap, each training window
 ends where its test window begins, and the optimizer of a fold never sees a bar of its test window or
 after it. A last test window shorter than `test` is kept when it has at least one bar.
 
