@@ -130,7 +130,7 @@ def heatmap(opt: Optimization, x: str, y: str, path: Path) -> None:
         cells.setdefault((r.params[x], r.params[y]), r)
     plt = _pyplot()
     grid = [[_value(cells.get((vx, vy)), opt.maximize) for vx in xs] for vy in ys]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(xs), 1.2 + 0.45 * len(ys)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 + 0.6 * len(xs)), max(3.5, 1.2 + 0.45 * len(ys))))
     image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
     fig.colorbar(image, ax=ax, label=opt.maximize)
     for (vx, vy), r in cells.items():
@@ -140,7 +140,7 @@ def heatmap(opt: Optimization, x: str, y: str, path: Path) -> None:
     ax.set_yticks(range(len(ys)), [str(v) for v in ys])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(f"{opt.strategy}: {opt.maximize} (x = breached a funded rule)")
+    ax.set_title(f"{opt.strategy}: {opt.maximize} (x = breached a funded rule)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
