@@ -7,6 +7,9 @@ count of `--jobs`, every set a full replay (engine, paper broker, risk rules). B
 
     python bench/optimizer_throughput.py                    # 1 and 2 processes, 500 bars, 48 sets
     python bench/optimizer_throughput.py --jobs 1 2 4 --bars 1000
+
+Last results (2-core x86_64, Python 3.11.7, 2026-12-01, other work sharing the cores at load 1.5-3):
+1 process 2,656-3,433 bars/s, 2 processes 3,535 bars/s (49 sets x 500 bars in 6.9 s).
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ Funded rules: every fill and every price on the path updates the `FundedState`; 
 violation and its action applied (flatten, block the session, lock the account); an order that adds
 contracts while blocked, locked, past flat-by or over the limit is refused like in the daemon.
 
+`costs` (`daemon.strategy.costs`) replaces the paper broker's commission and slippage with its own, ticks
+and per-contract fees included; `history` are earlier bars the strategy sees only as history (a
+walk-forward test window's warm-up).
+
 The report: closed round-trip trades (net of commission), P&L, win rate, profit factor, maximum drawdown of
 the bar-close equity curve, annualised Sharpe ratio of daily equity returns (sqrt(252), risk-free 0), and
 every rule violation. Everything runs in memory (an in-memory SQLite store, a temporary paper state file).
