@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon import calendar as cal  # noqa: E402
-from daemon.strategy.optimize import ReplaySetup, candidates, optimize, parse_range  # noqa: E402
-from daemon.strategy.replay import load_bars  # noqa: E402
-from strategies.base import load_strategy  # noqa: E402
+from daemon import calendar as cal
+from daemon.strategy.optimize import ReplaySetup, candidates, optimize, parse_range
+from daemon.strategy.replay import load_bars
+from strategies.base import load_strategy
 
 RESULTS = Path(__file__).resolve().parent / "results" / "optimizer-throughput.json"
 

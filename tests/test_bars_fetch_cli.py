@@ -72,13 +72,13 @@ stream = false
     return path
 
 
-async def _traderd(*args: str, timeout: float = 90) -> tuple[int, str, str]:
+async def _traderd(*args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADERD_")}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon.cli", *args, cwd=ROOT, env=env,
                                                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
     except TimeoutError:
         proc.kill()
         raise
