@@ -132,6 +132,8 @@ def test_progress_bar_on_a_terminal(data: Path) -> None:
     (["--optimize", "fast=50:60", "--param", "slow=20"], "no parameter set"),
     (["--fees", "nobody"], "fee table"),
     (["--monte-carlo", "0"], "positive"),
+    (["--optimize", "fast=5:10", "--jobs", "0"], "--jobs"),
+    (["--heatmap", "x.png"], "--heatmap"),
 ])
 def test_bad_research_input_is_one_line_and_exit_2(data: Path, extra: list[str], message: str) -> None:
     done = traderd("replay", "--strategy", "sma_cross", "--data", str(data), *extra)

@@ -213,6 +213,10 @@ def run(args: argparse.Namespace) -> int:
                             paper=paper, limits=limits, rules=rules, costs=_costs(args, paper, rules), fixed=fixed)
         if args.monte_carlo is not None and args.monte_carlo <= 0:
             raise InputError("--monte-carlo needs a positive number of runs")
+        if args.jobs < 1:
+            raise InputError("--jobs must be at least 1")
+        if args.heatmap and (args.walk_forward or not args.optimize):
+            raise InputError("--heatmap draws a search: use it with --optimize and without --walk-forward")
         if args.walk_forward and not args.optimize:
             raise InputError("--walk-forward needs --optimize NAME=RANGE ... (the sets tried in each window)")
         if args.optimize:
