@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
@@ -25,11 +27,17 @@ from pydantic import ValidationError
 
 from config.brokers import PaperSettings
 from config.settings import ConfigFileError, RiskLimits, load_settings
+from daemon.calendar import futures_session_date
+from daemon.cli import research
 from daemon.risk.funded import AccountRules
 from daemon.risk.presets import PRESETS
 from daemon.strategy.bars import TIMEFRAMES, BarDataError
-from daemon.strategy.replay import ReplayError, ReplayReport, load_bars, replay
-from strategies.base import StrategyLoadError, load_strategy, parse_params
+from daemon.strategy.costs import CostError, Costs, fee_table_for, load_fee_table
+from daemon.strategy.montecarlo import MonteCarloError, MonteCarloReport, simulate
+from daemon.strategy.optimize import METRICS, OptimizeError, ReplaySetup, candidates, optimize, parse_range
+from daemon.strategy.replay import ReplayError, ReplayReport, Trade, load_bars
+from daemon.strategy.walkforward import folds, parse_spec, walk_forward
+from strategies.base import Bar, Strategy, StrategyLoadError, load_strategy, parse_params
 
 
 class InputError(Exception):
@@ -72,7 +80,7 @@ def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, Accou
         configured, limits = acc.section("paper"), acc.risk
         paper = configured if isinstance(configured, PaperSettings) else paper
         if acc.funded is not None:
-            rules = AccountRules(preset=acc.funded.preset, **acc.funded.overrides)
+            rules = AccountRules.model_validate({"preset": acc.funded.preset, **acc.funded.overrides})
     if args.account_rules:
         if args.account_rules not in PRESETS:
             raise InputError(f"--account-rules {args.account_rules!r}: known presets: {', '.join(sorted(PRESETS))}")
@@ -125,48 +133,114 @@ def render_text(report: ReplayReport) -> str:
     return "\n".join(lines)
 
 
-def plot_equity(report: ReplayReport, path: Path) -> None:
+def _costs(args: argparse.Namespace, paper: PaperSettings, rules: AccountRules | None) -> Costs:
+    table = args.fees or fee_table_for(rules.preset if rules else None)
+    ticks, tick = _money(args.slippage_ticks, "--slippage-ticks"), _money(args.tick_size, "--tick-size")
     try:
-        import matplotlib
+        fees = load_fee_table(table) if table and table != "none" else {}
+        return Costs.of_paper(paper).model_copy(update={"slippage_ticks": ticks or Decimal(0),
+                                                        "tick_size": tick or None, "fees": fees})
+    except CostError as exc:
+        raise InputError(str(exc)) from exc
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise InputError("--plot needs matplotlib: pip install matplotlib") from exc
-    times = [t for t, _ in report.equity_curve]
-    equity = [float(e) for _, e in report.equity_curve]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.plot(times, equity, linewidth=1.2)  # type: ignore[arg-type]  # matplotlib plots datetimes; its stubs say floats
-    ax.set_title(f"{report.strategy} {report.symbol} {report.timeframe}: net {report.net_pnl:.2f}, "
-                 f"max DD {report.max_drawdown:.2f}")
-    ax.set_ylabel("equity")
-    ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+
+def _progress(total: int) -> Any:
+    """A progress bar on stderr when it is a terminal (nothing otherwise), counting replays."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=sys.stderr, disable=not sys.stderr.isatty(), unit="run", desc="replays",
+                leave=False)
+
+
+def _monte_carlo(args: argparse.Namespace, trades: Sequence[Trade], rules: AccountRules | None,
+                 seed: int) -> MonteCarloReport:
+    mc = simulate([t.net_pnl for t in trades], [futures_session_date(t.exit_time) for t in trades],
+                  args.monte_carlo, seed=seed, method=args.mc_method, rules=rules)
+    if args.mc_plot:
+        research.histogram(mc, Path(args.mc_plot))
+    return mc
+
+
+def _research(args: argparse.Namespace, cls: type[Strategy], setup: ReplaySetup, bars: list[Bar],
+              seed: int) -> tuple[str, dict[str, Any]]:
+    """--optimize (and --walk-forward): text and JSON of the search, and Monte Carlo of its trades."""
+    ranges = [parse_range(spec) for spec in args.optimize]
+    chosen = candidates(cls, ranges, args.constraint, setup.fixed, args.max_runs, seed)
+    if not chosen.sets:
+        raise InputError(f"no parameter set of the {chosen.grid_size}-set grid passes the constraints "
+                         f"and {cls.__name__}'s own checks")
+    if args.walk_forward:
+        train, test = parse_spec(args.walk_forward)
+        with _progress(len(chosen.sets) * len(folds(bars, train, test))) as bar:
+            wf = walk_forward(setup, bars, chosen, args.maximize, train, test, jobs=args.jobs, seed=seed,
+                              progress=bar.update)
+        text, data = research.walk_forward_table(wf), {"walk_forward": wf.model_dump(mode="json")}
+        if not args.equity_curve:
+            data["walk_forward"].pop("equity_curve")
+        trades, title, curve = wf.out_of_sample_trades, "stitched out-of-sample equity", wf.equity_curve
+    else:
+        with _progress(len(chosen.sets)) as bar:
+            opt = optimize(setup, bars, chosen, args.maximize, jobs=args.jobs, seed=seed, progress=bar.update)
+        text, data = research.optimization_table(opt, args.top), {"optimization": opt.model_dump(mode="json")}
+        if args.heatmap:
+            names = args.heatmap_params.split(",") if args.heatmap_params else [n for n, _ in ranges][:2]
+            if len(names) != 2:
+                raise InputError("--heatmap needs two searched parameters (--heatmap-params X,Y)")
+            research.heatmap(opt, names[0], names[1], Path(args.heatmap))
+        best = opt.best
+        if best is None:
+            return text, data
+        report = asyncio.run(setup.run(cls, {k: str(v) for k, v in best.params.items()}, bars))
+        trades, title, curve = report.trades, f"best {json.dumps(best.params)}", report.equity_curve
+    if args.plot:
+        research.equity(curve, f"{setup.name}: {title}", Path(args.plot))
+    if args.monte_carlo and trades:
+        mc = _monte_carlo(args, trades, setup.rules, seed)
+        text += "\n\n" + research.monte_carlo_table(mc)
+        data["monte_carlo"] = mc.model_dump(mode="json", exclude={"final_pnls", "max_drawdowns"})
+    return text, data
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         cls = load_strategy(args.strategy)
-        params = parse_params(cls, parse_pairs(args.param))
+        fixed = parse_pairs(args.param)
+        params = parse_params(cls, fixed)
         paper, limits, rules = _account(args)
         symbol = (args.symbol or Path(args.data).stem).upper()
         bars = load_bars(args.data, symbol, args.timeframe, args.calendar)
-        report = asyncio.run(replay(cls, params, bars, name=args.strategy if "/" not in args.strategy else cls.__name__,
-                                    timeframe=args.timeframe, calendar=args.calendar, paper=paper, limits=limits,
-                                    rules=rules))
+        name = args.strategy if "/" not in args.strategy else cls.__name__
+        seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+        setup = ReplaySetup(strategy=args.strategy, name=name, timeframe=args.timeframe, calendar=args.calendar,
+                            paper=paper, limits=limits, rules=rules, costs=_costs(args, paper, rules), fixed=fixed)
+        if args.monte_carlo is not None and args.monte_carlo <= 0:
+            raise InputError("--monte-carlo needs a positive number of runs")
+        if args.jobs < 1:
+            raise InputError("--jobs must be at least 1")
+        if args.heatmap and (args.walk_forward or not args.optimize):
+            raise InputError("--heatmap draws a search: use it with --optimize and without --walk-forward")
+        if args.walk_forward and not args.optimize:
+            raise InputError("--walk-forward needs --optimize NAME=RANGE ... (the sets tried in each window)")
+        if args.optimize:
+            text, data = _research(args, cls, setup, bars, seed)
+            print(research.dump(data) if args.json else text)
+            return 0
+        report = asyncio.run(setup.run(cls, params.model_dump(mode="json"), bars))
         if args.plot:
-            plot_equity(report, Path(args.plot))
-    except (InputError, StrategyLoadError, BarDataError, ReplayError) as exc:
+            research.equity(report.equity_curve, f"{report.strategy} {report.symbol} {report.timeframe}: net "
+                            f"{report.net_pnl:.2f}, max DD {report.max_drawdown:.2f}", Path(args.plot))
+        mc = _monte_carlo(args, report.trades, rules, seed) if args.monte_carlo and report.trades else None
+    except (InputError, StrategyLoadError, BarDataError, ReplayError, OptimizeError, MonteCarloError,
+            research.PlotError) as exc:
         print(f"traderd replay: {exc}", file=sys.stderr)
         return 2
     if args.json:
         data = report.model_dump(mode="json", exclude={"equity_curve"} if not args.equity_curve else set())
+        if mc is not None:
+            data["monte_carlo"] = mc.model_dump(mode="json", exclude={"final_pnls", "max_drawdowns"})
         print(json.dumps(data, indent=2))
     else:
-        print(render_text(report))
+        print(render_text(report) + ("\n\n" + research.monte_carlo_table(mc) if mc else ""))
     return 0
 
 
@@ -188,6 +262,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slippage-bps", help="slippage against the trader, basis points per fill")
     p.add_argument("--cash", help="starting cash")
     p.add_argument("--multiplier", help="point value of the symbol (futures)")
+    p.add_argument("--slippage-ticks", help="slippage against the trader in ticks per fill (on top of bps)")
+    p.add_argument("--tick-size", help="price increment of the symbol (default: known futures roots, else 0.01)")
+    p.add_argument("--fees", metavar="TABLE", help="per-contract fee table: a shipped name (topstep, "
+                   "cme_exchange), a TOML/JSON file, or none (default: the funded preset's firm table)")
+    g = p.add_argument_group("research")
+    g.add_argument("--optimize", nargs="+", metavar="NAME=RANGE", help="search NAME=START:STOP:STEP or NAME=A,B")
+    g.add_argument("--maximize", default="sharpe", choices=list(METRICS), help="what the search ranks by")
+    g.add_argument("--constraint", action="append", default=[], metavar="EXPR", help='e.g. "fast < slow"')
+    g.add_argument("--max-runs", type=int, default=2000, help="above this many sets, run a random sample")
+    g.add_argument("--seed", type=int, help="seed of the random sample and Monte Carlo (default: random, printed)")
+    g.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)")
+    g.add_argument("--top", type=int, default=20, help="rows of the ranked table")
+    g.add_argument("--heatmap", metavar="FILE", help="PNG of the metric over two searched parameters")
+    g.add_argument("--heatmap-params", metavar="X,Y", help="the two parameters (default: the first two)")
+    g.add_argument("--walk-forward", nargs=2, metavar=("train=LEN", "test=LEN"), help="e.g. train=120d test=30d")
+    g.add_argument("--monte-carlo", type=int, metavar="RUNS", help="resample the trades this many times")
+    g.add_argument("--mc-method", default="bootstrap", choices=["bootstrap", "shuffle"])
+    g.add_argument("--mc-plot", metavar="FILE", help="PNG histograms of final P&L and max drawdown")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--equity-curve", action="store_true", help="include the equity curve in --json")
     p.add_argument("--plot", metavar="FILE", help="write the equity curve as a PNG (needs matplotlib)")

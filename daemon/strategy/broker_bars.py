@@ -43,23 +43,28 @@ class BrokerBarSource:
         self.broker = broker
         self.max_lookback = max_lookback
 
+    async def window(self, symbol: str, timeframe: str, calendar: CalendarName, start: datetime,
+                     until: datetime) -> list[Bar]:
+        """The complete bars of `timeframe` inside [start, until], oldest first."""
+        if start.tzinfo is None or until.tzinfo is None:
+            raise ValueError("start and until must be timezone-aware")
+        try:
+            raw = await self.broker.bars(symbol, base_seconds(timeframe, calendar), start, until)
+        except NotImplementedError as exc:
+            raise BarDataError(f"{symbol}: the broker has no market data ({exc})") from None
+        except BrokerError as exc:
+            raise BarDataError(f"{symbol}: bars from the broker failed: {exc.reason}") from None
+        return [b for b in aggregate(raw, timeframe, calendar) if b.start >= start and b.end <= until]
+
     async def bars(self, symbol: str, timeframe: str, calendar: CalendarName, until: datetime,
                    count: int) -> list[Bar]:
         """Up to `count` closed bars of `timeframe` ending at or before `until`, oldest first."""
         if until.tzinfo is None:
             raise ValueError("until must be timezone-aware")
         step = timeframe_delta(timeframe)
-        base = base_seconds(timeframe, calendar)
         lookback = min(self.max_lookback, max(step * (max(count, 1) + 1) * 2, timedelta(days=4)))
         while True:
-            start = until - lookback
-            try:
-                raw = await self.broker.bars(symbol, base, start, until)
-            except NotImplementedError as exc:
-                raise BarDataError(f"{symbol}: the broker has no market data ({exc})") from None
-            except BrokerError as exc:
-                raise BarDataError(f"{symbol}: bars from the broker failed: {exc.reason}") from None
-            complete = [b for b in aggregate(raw, timeframe, calendar) if b.start >= start and b.end <= until]
+            complete = await self.window(symbol, timeframe, calendar, until - lookback, until)
             if count <= 0 or len(complete) >= count or lookback >= self.max_lookback:
                 return complete[-count:] if count > 0 else complete
             lookback = min(self.max_lookback, lookback * 2)

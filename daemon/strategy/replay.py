@@ -14,6 +14,10 @@ Funded rules: every fill and every price on the path updates the `FundedState`; 
 violation and its action applied (flatten, block the session, lock the account); an order that adds
 contracts while blocked, locked, past flat-by or over the limit is refused like in the daemon.
 
+`costs` (`daemon.strategy.costs`) replaces the paper broker's commission and slippage with its own, ticks
+and per-contract fees included; `history` are earlier bars the strategy sees only as history (a
+walk-forward test window's warm-up).
+
 The report: closed round-trip trades (net of commission), P&L, win rate, profit factor, maximum drawdown of
 the bar-close equity curve, annualised Sharpe ratio of daily equity returns (sqrt(252), risk-free 0), and
 every rule violation. Everything runs in memory (an in-memory SQLite store, a temporary paper state file).
@@ -33,7 +37,6 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from brokers.base import BrokerReport
-from brokers.paper.broker import PaperBroker
 from brokers.symbols import symbol_root
 from config.brokers import PaperSettings
 from config.settings import RiskLimits
@@ -46,6 +49,7 @@ from daemon.risk.engine import RiskEngine
 from daemon.risk.funded_book import FundedBook
 from daemon.store.repository import Store
 from daemon.strategy.bars import CalendarName, aggregate, calendar_zone, load_csv, session_close_at
+from daemon.strategy.costs import CostedPaperBroker, Costs
 from daemon.strategy.runner import intent_for
 from strategies.base import Bar, Context, Position, Signal, Strategy
 
@@ -121,14 +125,18 @@ def _describe(signal: Signal) -> str:
 
 class _Replay:
     def __init__(self, strategy: Strategy, bars: Sequence[Bar], paper: PaperSettings, limits: RiskLimits,
-                 rules: funded.AccountRules | None, workdir: Path) -> None:
+                 rules: funded.AccountRules | None, workdir: Path, history: Sequence[Bar] = (),
+                 tick_slippage: Decimal = ZERO) -> None:
         self.strategy, self.bars, self.rules = strategy, bars, rules
+        self.seen = [*history, *bars]  # what on_bar may look back on: the history first, then the traded bars
+        self.offset = len(history)
         self.symbol = strategy.context.symbol
         self.clock = ReplayClock(bars[0].start)
         if rules is not None:
             multipliers = {**paper.multipliers, symbol_root(self.symbol): rules.point_value(self.symbol)}
             paper = paper.model_copy(update={"multipliers": multipliers})
-        self.broker = PaperBroker(ACCOUNT, paper, workdir / "paper.json", clock=self.clock)
+        self.broker = CostedPaperBroker(ACCOUNT, paper, workdir / "paper.json", tick_slippage=tick_slippage,
+                                        clock=self.clock)
         self.funded_state = funded.new_state(rules, bars[0].start) if rules is not None else None
         book = FundedBook({ACCOUNT: rules} if rules is not None else {}, None, self.clock)
         if rules is not None and self.funded_state is not None:
@@ -227,7 +235,8 @@ class _Replay:
                 held = next((p for p in await self.broker.positions() if p.symbol == self.symbol), None)
                 position = Position(held.quantity, held.average_price) if held else Position()
                 try:
-                    pending = list(self.strategy.on_bar(bar, self.bars[max(0, i + 1 - window): i + 1], position))
+                    end = self.offset + i + 1
+                    pending = list(self.strategy.on_bar(bar, self.seen[max(0, end - window): end], position))
                 except Exception as exc:
                     raise ReplayError(f"{self.strategy.context.name}.on_bar raised on the bar of "
                                       f"{bar.start.isoformat()}: {type(exc).__name__}: {exc}") from exc
@@ -275,7 +284,7 @@ def round_trips(fills: Sequence[Fill], multiplier: Decimal = Decimal(1)) -> tupl
     return trades, pos
 
 
-def _stats(trades: Sequence[Trade], curve: Sequence[tuple[datetime, Decimal]],
+def performance(trades: Sequence[Trade], curve: Sequence[tuple[datetime, Decimal]],
            calendar: CalendarName) -> tuple[float | None, float | None, Decimal, float, float | None]:
     win_rate = sum(1 for t in trades if t.net_pnl > 0) / len(trades) if trades else None
     gains = sum((t.net_pnl for t in trades if t.net_pnl > 0), ZERO)
@@ -302,24 +311,32 @@ def _stats(trades: Sequence[Trade], curve: Sequence[tuple[datetime, Decimal]],
 
 async def replay(strategy_cls: type[Strategy], params: BaseModel, bars: Sequence[Bar], *, name: str = "",
                  timeframe: str = "1d", calendar: CalendarName = "nyse", paper: PaperSettings | None = None,
-                 limits: RiskLimits | None = None, rules: funded.AccountRules | None = None) -> ReplayReport:
-    """Run `strategy_cls` with `params` over `bars` (already of its timeframe) and report the results."""
+                 limits: RiskLimits | None = None, rules: funded.AccountRules | None = None,
+                 costs: Costs | None = None, history: Sequence[Bar] = ()) -> ReplayReport:
+    """Run `strategy_cls` with `params` over `bars` (already of its timeframe) and report the results.
+
+    `costs` replaces the commission and slippage of `paper`; `history` are bars before the first traded one
+    that the strategy sees as history (a walk-forward test window's warm-up) but never trades on.
+    """
     if not bars:
         raise ReplayError("no bars to replay (is the data inside the calendar's sessions?)")
     paper = paper or PaperSettings()
     if rules is not None and rules.starting_balance > 0:
         paper = paper.model_copy(update={"starting_cash": rules.starting_balance})
     symbol = bars[0].symbol
+    if costs is not None:
+        paper = costs.paper_settings(paper, symbol)
     context = Context(name=name or strategy_cls.__name__, symbol=symbol, timeframe=timeframe, calendar=calendar,
                       account=ACCOUNT, session_close=lambda ts: session_close_at(calendar, ts))
     strategy = strategy_cls(params, context)
     with tempfile.TemporaryDirectory(prefix="traderd-replay-") as tmp:
-        run = _Replay(strategy, bars, paper, limits or RiskLimits(), rules, Path(tmp))
+        run = _Replay(strategy, bars, paper, limits or RiskLimits(), rules, Path(tmp), history,
+                      costs.tick_slippage(symbol) if costs is not None else ZERO)
         curve, _unexecuted = await run.run()
         fills = await run.broker.fills()
         multiplier = run.broker.multiplier(symbol)
     trades, open_qty = round_trips(fills, multiplier)
-    win_rate, pf, max_dd, max_dd_pct, sharpe = _stats(trades, curve, calendar)
+    win_rate, pf, max_dd, max_dd_pct, sharpe = performance(trades, curve, calendar)
     final = curve[-1][1] if curve else paper.starting_cash
     return ReplayReport(
         strategy=context.name, symbol=symbol, timeframe=timeframe, params=params.model_dump(mode="json"),
