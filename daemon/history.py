@@ -41,7 +41,7 @@ class SignalLine(BaseModel):
 def equity_curve(store: Store, account: str, since: datetime, live: tuple[datetime, Decimal] | None = None,
                  until: datetime | None = None) -> EquityCurve:
     """Equity of `account` from `since` (to `until`), oldest first, with `live` (time, equity) as the last point."""
-    stmt = (select(SnapshotRow.as_of, SnapshotRow.equity)
+    stmt = (select(col(SnapshotRow.as_of), col(SnapshotRow.equity))
             .where(SnapshotRow.account == account, col(SnapshotRow.as_of) >= since)
             .order_by(col(SnapshotRow.as_of), col(SnapshotRow.id)))
     if until is not None:

@@ -87,18 +87,30 @@ class PageData:
     status: dict[str, Any] = field(default_factory=dict)
 
 
-def meters(rows: Sequence[Any], funded: dict[str, Any] | None) -> list[Meter]:
-    """`RiskEngine.describe` rows as meters; the flat-by row gets the monitor's deadline for a countdown."""
+def countdown(seconds: float) -> str:
+    """7h05m09s style, as the page's script counts on; "past" once it is over."""
+    left = int(seconds)
+    if left <= 0:
+        return "past"
+    hours, minutes, secs = left // 3600, left % 3600 // 60, left % 60
+    return (f"{hours}h{minutes:02d}m" if hours else f"{minutes}m") + f"{secs:02d}s"
+
+
+def meters(rows: Sequence[Any], funded: dict[str, Any] | None, now: datetime) -> list[Meter]:
+    """`RiskEngine.describe` rows as meters; the flat-by row counts down to the monitor's deadline."""
     out = []
     for row in rows:
+        left = row.left
         fraction = None
         if row.name in BAR_RULES:
             used, limit = first_number(row.used), first_number(row.limit)
             if used is not None and limit is not None and limit > 0:
                 fraction = max(0.0, min(1.0, float(used / limit)))
         deadline = funded.get("flat_by") if funded and row.name == "flat_by" else None
+        if deadline:
+            left = countdown((datetime.fromisoformat(deadline) - now).total_seconds())
         out.append(Meter(rule=row.name, label=LABELS.get(row.name, row.name.replace("_", " ")), used=row.used,
-                         limit=row.limit, left=row.left, breached=row.breached, fraction=fraction,
+                         limit=row.limit, left=left, breached=row.breached, fraction=fraction,
                          deadline=deadline))
     return out
 
@@ -128,14 +140,14 @@ class PageView:
             curve = equity_curve(self.store, view.account, since, live)
             cards.append(AccountCard(view=view, pnl=by_account.get(view.account),
                                      chart=svg.render(curve, self.timezone),
-                                     meters=self._meters(view.account, positions), positions=positions,
+                                     meters=self._meters(view.account, positions, now), positions=positions,
                                      orders=orders))
         alerts = [e for e in reversed(list(self.recent_events())) if e.kind in ALERT_KINDS][:15]
         return PageData(now=now, timezone=self.timezone, accounts=cards, signals=recent_signals(self.store, 15),
                         alerts=alerts, links=self.links(), strategies=self.strategies(), total_net=pnl.total.net,
                         status=self.status())
 
-    def _meters(self, account: str, positions: list[Position]) -> list[Meter]:
+    def _meters(self, account: str, positions: list[Position], now: datetime) -> list[Meter]:
         held = {p.symbol: p.quantity for p in positions}
         try:
             rows = self.risk.describe(account, held)
@@ -147,4 +159,4 @@ class PageView:
                 funded = self.monitor.snapshot(account)
             except KeyError:
                 funded = None
-        return meters(rows, funded)
+        return meters(rows, funded, now)

@@ -4,13 +4,19 @@
   const live = document.getElementById("live");
   const state = document.getElementById("live-state");
   let stream = null;
+  let skew = 0;  // server clock minus this browser's, so countdowns follow the daemon's clock
+
+  function sync() {
+    const stamp = document.getElementById("stamp");
+    if (stamp && stamp.dataset.now) skew = Date.parse(stamp.dataset.now) - Date.now();
+  }
 
   function show(text, kind) { state.textContent = text; state.className = "pill " + kind; }
 
   function connect() {
     stream = new EventSource("/page/events");
     stream.addEventListener("open", () => show("live", "ok"));
-    stream.addEventListener("update", (e) => { live.innerHTML = e.data; tick(); show("live", "ok"); });
+    stream.addEventListener("update", (e) => { live.innerHTML = e.data; sync(); tick(); show("live", "ok"); });
     stream.addEventListener("error", () => {
       if (stream.readyState === EventSource.CLOSED) {  // refused (e.g. signed out): the browser gives up; we retry
         show("offline", "bad");
@@ -23,7 +29,7 @@
   }
 
   function tick() {
-    const now = Date.now();
+    const now = Date.now() + skew;
     document.querySelectorAll("[data-deadline]").forEach((el) => {
       const left = Math.floor((Date.parse(el.dataset.deadline) - now) / 1000);
       if (left <= 0) { el.textContent = "past"; return; }
@@ -69,6 +75,7 @@
   }
 
   setInterval(tick, 1000);
+  sync();
   tick();
   connect();
 })();
