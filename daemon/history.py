@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlmodel import Session, col, select
 
+from daemon.charts import png
 from daemon.charts.series import EquityCurve, Mark, equity_at
-from daemon.domain import Intent
-from daemon.queries import cents
+from daemon.domain import Intent, Period
+from daemon.queries import Reader, cents, period_start
 from daemon.store.repository import Store
 from daemon.store.tables import SignalRow, SnapshotRow
 
@@ -77,3 +79,23 @@ def recent_signals(store: Store, limit: int = 20) -> list[SignalLine]:
             status=row.status, reason=row.reason, received_at=row.received_at,
         ))
     return lines
+
+
+async def period_curves(reader: Reader, store: Store, account: str | None, period: Period) -> list[EquityCurve]:
+    """The equity curve of each account `account` names (None: all) since the period's start, up to now."""
+    now = reader.clock()
+    since = period_start(period, now, reader.timezone)
+    names = reader.accounts_named(account)
+    curves = []
+    for view in await reader.accounts():
+        if view.account in names:
+            live = (now, view.state.equity) if view.state is not None and not view.stale else None
+            curves.append(equity_curve(store, view.account, since, live))
+    return curves
+
+
+def chart_png(curves: list[EquityCurve], period: Period, timezone: str, now: datetime) -> bytes:
+    """The chat picture of `curves`: one panel per account, titled with the period and the local date."""
+    local = now.astimezone(ZoneInfo(timezone))
+    title = f"traderd equity, {'today' if period == 'today' else 'this ' + period}: {local:%a %Y-%m-%d}"
+    return png.render(curves, title=title, timezone=timezone)

@@ -39,6 +39,11 @@ def signed_money(value: Decimal) -> str:
     return f"{sign}${abs(value):,.2f}"
 
 
+def plain(text: str) -> str:
+    """`text` with its dollar signs escaped, so matplotlib does not read a pair of them as math."""
+    return text.replace("$", r"\$")
+
+
 def render(curves: Sequence[EquityCurve], *, title: str, timezone: str) -> bytes:
     """The PNG bytes of `curves` (one panel each, first `MAX_PANELS`), titled `title`, times in `timezone`."""
     from matplotlib import dates as mdates
@@ -50,7 +55,7 @@ def render(curves: Sequence[EquityCurve], *, title: str, timezone: str) -> bytes
     width, height = size(len(shown))
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
     FigureCanvasAgg(fig)
-    fig.suptitle(title, fontsize=14, fontweight="bold", x=0.02, ha="left", y=1 - 18 / height)
+    fig.suptitle(plain(title), fontsize=14, fontweight="bold", x=0.02, ha="left", y=1 - 18 / height)
     tz = ZoneInfo(timezone)
     top = 1 - HEADER / height
     axes = fig.subplots(max(1, len(shown)), 1, squeeze=False,
@@ -70,7 +75,7 @@ def _panel(ax: Any, curve: EquityCurve, tz: ZoneInfo, mdates: Any, money_axis: A
         ax.spines[spine].set_visible(False)
     ax.yaxis.set_major_formatter(money_axis)
     if not curve.points:
-        ax.set_title(f"{curve.account}: no equity recorded yet", loc="left", fontsize=11)
+        ax.set_title(plain(f"{curve.account}: no equity recorded yet"), loc="left", fontsize=11)
         ax.set_xticks([])
         ax.set_yticks([])
         return
@@ -87,8 +92,8 @@ def _panel(ax: Any, curve: EquityCurve, tz: ZoneInfo, mdates: Any, money_axis: A
                        s=70, color=tint, edgecolor="white", linewidth=0.8, zorder=3, label=f"{side} fill")
     if curve.marks:
         ax.legend(loc="upper left", fontsize=8, frameon=False)
-    ax.set_title(f"{curve.account}  {dollars(values[-1])}  ({signed_money(curve.change)})", loc="left",
-                 fontsize=11, color=colour)
+    title = f"{curve.account}  {dollars(values[-1])}  ({signed_money(curve.change)})"
+    ax.set_title(plain(title), loc="left", fontsize=11, color=colour)
     span = times[-1] - times[0]
     if span <= timedelta(days=1):
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
