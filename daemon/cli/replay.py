@@ -6,8 +6,8 @@
 
 Risk limits, commission and slippage come from `--config FILE --account NAME` (that account's `risk`,
 `paper` and `funded` sections) and can be overridden with `--commission`, `--commission-minimum`,
-`--slippage-bps`, `--cash`; `--account-rules PRESET` applies a funded-account preset. `--plot` needs
-matplotlib. Exit codes: 0 done, 2 bad input (one line on stderr).
+`--slippage-bps`, `--cash`; `--account-rules PRESET` applies a funded-account preset. `--plot FILE` draws
+price, equity and drawdown (`daemon.strategy.plot`). Exit codes: 0 done, 2 bad input (one line on stderr).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from config.settings import ConfigFileError, PaperSettings, RiskLimits, load_set
 from daemon.risk.funded import AccountRules
 from daemon.risk.presets import PRESETS
 from daemon.strategy.bars import TIMEFRAMES, BarDataError
+from daemon.strategy.plot import PlotError, plot
 from daemon.strategy.replay import ReplayError, ReplayReport, load_bars, replay
 from strategies.base import StrategyLoadError, load_strategy, parse_params
 
@@ -123,28 +124,6 @@ def render_text(report: ReplayReport) -> str:
     return "\n".join(lines)
 
 
-def plot_equity(report: ReplayReport, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise InputError("--plot needs matplotlib: pip install matplotlib") from exc
-    times = [t for t, _ in report.equity_curve]
-    equity = [float(e) for _, e in report.equity_curve]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.plot(times, equity, linewidth=1.2)  # type: ignore[arg-type]  # matplotlib plots datetimes; its stubs say floats
-    ax.set_title(f"{report.strategy} {report.symbol} {report.timeframe}: net {report.net_pnl:.2f}, "
-                 f"max DD {report.max_drawdown:.2f}")
-    ax.set_ylabel("equity")
-    ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         cls = load_strategy(args.strategy)
@@ -156,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
                                     timeframe=args.timeframe, calendar=args.calendar, paper=paper, limits=limits,
                                     rules=rules))
         if args.plot:
-            plot_equity(report, Path(args.plot))
-    except (InputError, StrategyLoadError, BarDataError, ReplayError) as exc:
+            plot(report, bars, Path(args.plot), args.calendar)
+    except (InputError, StrategyLoadError, BarDataError, ReplayError, PlotError) as exc:
         print(f"traderd replay: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -188,7 +167,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--multiplier", help="point value of the symbol (futures)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--equity-curve", action="store_true", help="include the equity curve in --json")
-    p.add_argument("--plot", metavar="FILE", help="write the equity curve as a PNG (needs matplotlib)")
+    p.add_argument("--plot", metavar="FILE", help="write price, equity and drawdown charts (.png or .svg)")
     p.set_defaults(func=run)
 
 
