@@ -123,12 +123,12 @@ class StatusPage:
         response = web.HTTPSeeOther("/")
         response.set_cookie(COOKIE, session_value(self.token), httponly=True, samesite="Strict", path="/",
                             secure=request.secure, max_age=30 * 86400)
-        return response
+        raise response
 
     async def logout(self, request: web.Request) -> web.Response:
         response = web.HTTPSeeOther("/")
         response.del_cookie(COOKIE, path="/")
-        return response
+        raise response
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         if not self.enabled:

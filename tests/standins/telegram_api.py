@@ -50,7 +50,7 @@ class TelegramStandin:
         self.updates: list[dict[str, Any]] = []
         self.confirmed_offset = 0
         self.sent: list[Sent] = []
-        self.photos: list[Sent] = []  # params["photo"] holds the uploaded bytes
+        self.photos: list[Sent] = []  # also in .sent (a photo is a message); params["photo"] holds the bytes
         self.photo_failures = 0
         self.edits: list[dict[str, Any]] = []
         self.answers: list[dict[str, Any]] = []
@@ -241,6 +241,7 @@ class TelegramStandin:
             return _error(500, "Internal Server Error")
         message = Sent(int(params["chat_id"]), next(self._ids), caption, params)
         self.photos.append(message)
+        self.sent.append(message)
         out = self._message_json(message)
         out.pop("text")
         out["caption"] = caption
