@@ -41,6 +41,8 @@ from daemon.strategy.broker_bars import RoutedBarSource
 from daemon.strategy.runner import StrategyRunner
 from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
 from daemon.web.api import ControlApi, bearer_middleware
+from daemon.web.page import StatusPage
+from daemon.web.page_view import Link, PageView
 from daemon.web.webhook import TradingViewWebhook, health_routes, webhook_routes
 
 log = logging.getLogger("traderd")
@@ -142,7 +144,23 @@ class Daemon:
                          risk=self.risk, monitor=self.risk_monitor, strategies=self.strategies)
         app.add_routes(webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics)
                        + api.routes())
+        self._status_page(api).install(app)
         return app
+
+    def _status_page(self, api: ControlApi) -> StatusPage:
+        view = PageView(reader=self.reader, store=self.store, risk=self.risk, monitor=self.risk_monitor,
+                        strategies=self.strategies.status, recent_events=lambda: self.events.recent,
+                        links=self._links, status=self.status, timezone=self.settings.daemon.timezone,
+                        clock=self.clock)
+        page = StatusPage(view=view, flatten=api.flatten, token=self._api_token(), host=self.settings.webhook.host,
+                          timezone=self.settings.daemon.timezone)
+        self.events.subscribe(page.streams.notify)
+        return page
+
+    def _links(self) -> list[Link]:
+        brokers = [Link(f"broker {name}", name in self.connected and broker.healthy())
+                   for name, broker in self.brokers.items()]
+        return brokers + [Link(check.name, check.ok, check.detail) for check in self.chat.health()]
 
     def _api_token(self) -> str | None:
         token = self.settings.api.token

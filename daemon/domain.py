@@ -306,6 +306,7 @@ class ChatReply(_Value):
     buttons: list[tuple[str, str]] = Field(default_factory=list)  # (label, callback token)
     silent: bool = False
     ephemeral: bool = False  # only the caller sees it where the transport supports it (Discord)
+    image: bytes | None = None  # a PNG sent with the text (a photo on Telegram, an attachment on Discord)
 
 
 class StrategyStatus(_Value):
@@ -356,6 +357,7 @@ COMMANDS: tuple[CommandSpec, ...] = tuple(
         ("trades", "/trades [n]", "recent fills (default 10, max 50)", "viewer"),
         ("accounts", "/accounts", "accounts, brokers, paused or not", "viewer"),
         ("risk", "/risk [account]", "each limit: used, limit, left", "viewer"),
+        ("chart", "/chart [account] [today|week|month]", "equity curve picture with fills marked", "viewer"),
         ("health", "/health", "daemon self-checks", "viewer"),
         ("strategies", "/strategies", "scheduled strategies: state, last bar and signal", "viewer"),
         ("pause", "/pause [account|all]", "stop new entries (exits still allowed)", "operator"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import re
 from typing import Any, Literal
@@ -85,6 +86,10 @@ class ConfirmButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUS
         transport = getattr(interaction.client, "transport", None)
         if isinstance(transport, DiscordTransport):
             await transport.on_button(interaction, self.token)
+
+
+def png_file(image: bytes) -> discord.File:
+    return discord.File(io.BytesIO(image), filename="chart.png")
 
 
 def confirm_view(reply: ChatReply) -> discord.ui.View | None:
@@ -185,6 +190,15 @@ class DiscordTransport:
         message = await self.client.get_partial_messageable(target).send(render(text), silent=silent)
         return message.id
 
+    async def send_photo(self, image: bytes, text: str, silent: bool = False, channel_id: int | None = None) -> int:
+        """Post an alert with a PNG attached; raises like `send_alert`."""
+        target = channel_id or self.alert_channel_id
+        if target is None:
+            raise ValueError("no Discord alert channel configured")
+        message = await self.client.get_partial_messageable(target).send(
+            render(text), file=png_file(image), silent=silent)
+        return message.id
+
     # ------------------------------------------------------------------ interactions -> core
 
     async def run_command(self, interaction: discord.Interaction, name: str, args: list[str]) -> None:
@@ -198,6 +212,7 @@ class DiscordTransport:
         await interaction.response.send_message(
             render(reply.text),
             view=view if view is not None else discord.utils.MISSING,
+            file=png_file(reply.image) if reply.image is not None else discord.utils.MISSING,
             ephemeral=reply.ephemeral,
             silent=reply.silent,
         )
@@ -247,6 +262,14 @@ def build_commands(transport: DiscordTransport) -> list[app_commands.Command[Any
         args = [a for a in (period, account) if a]
         await transport.run_command(interaction, "pnl", args)
 
+    @app_commands.describe(account="one account (default: all)", period="today (default), week or month")
+    async def chart(
+        interaction: discord.Interaction,
+        account: str | None = None,
+        period: Period | None = None,
+    ) -> None:
+        await transport.run_command(interaction, "chart", [a for a in (account, period) if a])
+
     @app_commands.describe(n="how many recent fills (default 10)")
     async def trades(interaction: discord.Interaction, n: app_commands.Range[int, 1, 50] | None = None) -> None:
         await transport.run_command(interaction, "trades", [str(n)] if n is not None else [])
@@ -256,7 +279,7 @@ def build_commands(transport: DiscordTransport) -> list[app_commands.Command[Any
     async def strategy(interaction: discord.Interaction, action: Literal["pause", "resume"], name: str) -> None:
         await transport.run_command(interaction, "strategy", [action, name])
 
-    callbacks: dict[str, Any] = {"pnl": pnl, "trades": trades, "strategy": strategy}
+    callbacks: dict[str, Any] = {"pnl": pnl, "chart": chart, "trades": trades, "strategy": strategy}
     for name in ("status", "accounts", "health", "strategies", "whoami", "help"):
         callbacks[name] = plain(name)
     for name in ("positions", "orders", "risk"):
@@ -279,6 +302,10 @@ class DiscordWebhookAlerts:
 
     async def send_alert(self, text: str, silent: bool = False) -> int:
         message = await self.webhook.send(render(text), silent=silent, wait=True)
+        return message.id
+
+    async def send_photo(self, image: bytes, text: str, silent: bool = False) -> int:
+        message = await self.webhook.send(render(text), file=png_file(image), silent=silent, wait=True)
         return message.id
 
     async def close(self) -> None:

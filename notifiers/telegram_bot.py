@@ -31,6 +31,7 @@ T = TypeVar("T")
 DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 FENCE = "```"
 MAX_CHARS = 4096  # Telegram's limit on a message's text (after HTML markup)
+MAX_CAPTION = 1024  # and on a photo's caption
 
 
 def to_html(text: str) -> str:
@@ -146,6 +147,20 @@ class TelegramTransport:
         )
         return message.message_id
 
+    async def send_photo(self, chat_id: int | str, image: bytes, caption: str, silent: bool = False) -> int:
+        """Send a PNG with `caption` (Telegram allows 1024 characters under a photo; longer text follows it
+        as its own message). Raises `TelegramError` like `send_alert`."""
+        fits = alert_length(caption) <= MAX_CAPTION
+        message = await self._retrying(
+            lambda: self.app.bot.send_photo(
+                chat_id=chat_id, photo=image, caption=to_html(caption) if fits else None,
+                parse_mode=ParseMode.HTML, disable_notification=silent,
+            )
+        )
+        if not fits:
+            await self.send_alert(chat_id, caption, silent=silent)
+        return message.message_id
+
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run a Bot API call, waiting out 429 `retry_after` (up to `max_retry_after` s, `max_attempts`)."""
         for attempt in range(1, self.max_attempts + 1):
@@ -198,6 +213,9 @@ class TelegramTransport:
             return
         reply = await self._bounded(self.chat.handle(request))
         if reply is None:
+            return
+        if reply.image is not None:
+            await self.send_photo(chat.id, reply.image, reply.text, silent=reply.silent)
             return
         await self._retrying(
             lambda: self.app.bot.send_message(

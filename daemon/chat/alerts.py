@@ -28,6 +28,7 @@ class Alert(BaseModel):
     text: str
     account: str | None = None
     at: AwareDatetime = Field(default_factory=utcnow)
+    image: bytes | None = None  # a PNG (a chart) sent with the text as a photo or attachment
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -106,7 +107,7 @@ def alert_for(event: Event) -> Alert | None:
     return None
 
 
-def daily_summary(day: str, pnl: PnlReport, positions: Sequence[Position]) -> Alert:
+def daily_summary(day: str, pnl: PnlReport, positions: Sequence[Position], chart: bytes | None = None) -> Alert:
     """The end-of-session message: P&L per account (as `Reader.pnl` gives it) and what is still open."""
     lines = [f"Daily summary {day}"]
     for acc in pnl.accounts:
@@ -122,7 +123,7 @@ def daily_summary(day: str, pnl: PnlReport, positions: Sequence[Position]) -> Al
         lines.append(f"Still open: {held}")
     else:
         lines.append("No open positions.")
-    return Alert(kind="daily_summary", text="\n".join(lines))
+    return Alert(kind="daily_summary", text="\n".join(lines), image=chart)
 
 
 def notice(text: str, at: datetime | None = None) -> Alert:

@@ -10,6 +10,7 @@ which makes a repeated confirmation of the same question a no-op at the engine t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -27,6 +28,7 @@ from daemon.chat.replies import (
 )
 from daemon.domain import Fill, FlattenReport, Order, Period, Position, StrategyControls, StrategyStatus
 from daemon.engine import Engine, Outcome
+from daemon.history import chart_png, period_curves
 from daemon.queries import Reader
 from daemon.store.repository import Store
 
@@ -108,6 +110,11 @@ class DaemonChatBackend:
 
     async def open_orders(self, account: str | None) -> list[Order]:
         return await self.reader.open_orders(account)
+
+    async def chart(self, account: str | None, period: Period) -> bytes:
+        """The equity picture of `account` (None: every account) since the period's start, as a PNG."""
+        curves = await period_curves(self.reader, self.store, account, period)
+        return await asyncio.to_thread(chart_png, curves, period, self.reader.timezone, self.clock())
 
     async def recent_fills(self, n: int) -> list[Fill]:
         return list(reversed(self.store.fills(limit=n)))  # oldest of the n first, like a chat log

@@ -100,6 +100,7 @@ class ChatOps:
             "help": self._help,
             "status": self._status,
             "pnl": self._pnl,
+            "chart": self._chart,
             "positions": self._positions,
             "orders": self._orders,
             "trades": self._trades,
@@ -259,17 +260,29 @@ class ChatOps:
         self._no_extra(request, 0)
         return ChatReply(text=r.accounts_text(await self.backend.accounts()))
 
-    async def _pnl(self, request: ChatRequest) -> ChatReply:
+    async def _period_and_account(self, request: ChatRequest) -> tuple[Period, str | None]:
+        """`[today|week|month] [account]`, in either order."""
         self._no_extra(request, 2)
-        args = list(request.args)
-        named = [p for p in PERIODS if args and args[0].lower() == p]
-        period: Period = named[0] if named else "today"
-        if named:
-            args.pop(0)
-        if len(args) > 1:
-            raise BadInput(f"Unknown period {args[0]!r}: use today, week or month.")
-        account = await self._account_arg(args[0], allow_all=False) if args else None
+        period: Period = "today"
+        rest = []
+        for arg in request.args:
+            named = [p for p in PERIODS if arg.lower() == p]
+            if named:
+                period = named[0]
+            else:
+                rest.append(arg)
+        if len(rest) > 1:
+            raise BadInput(f"Unknown period {rest[0]!r}: use today, week or month.")
+        return period, await self._account_arg(rest[0], allow_all=False) if rest else None
+
+    async def _pnl(self, request: ChatRequest) -> ChatReply:
+        period, account = await self._period_and_account(request)
         return ChatReply(text=r.pnl_text(period, account, await self.backend.pnl(period, account)))
+
+    async def _chart(self, request: ChatRequest) -> ChatReply:
+        period, account = await self._period_and_account(request)
+        image = await self.backend.chart(account, period)
+        return ChatReply(text=f"Equity {period}{f' [{account}]' if account else ''}", image=image)
 
     async def _positions(self, request: ChatRequest) -> ChatReply:
         self._no_extra(request, 1)

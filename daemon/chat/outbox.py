@@ -11,6 +11,8 @@ and 30 a second overall (Telegram's flood limits; Discord gets the same pacing).
 rows pending with exponential backoff (or the transport's 429 `retry_after`), so later alerts of that chat
 wait behind them and order is kept; errors the transport calls permanent give up after three attempts
 (the row is kept as `dead`, with the error). Pending rows survive a restart and are delivered after start.
+An alert with a picture (the daily chart) goes alone, as a photo with its text as the caption; after
+`IMAGE_ATTEMPTS` failed tries the picture is dropped and the text is delivered like any other alert.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from daemon.store.tables import OutboxRow
 
 log = logging.getLogger("traderd.outbox")
 PERMANENT_ATTEMPTS = 3
+IMAGE_ATTEMPTS = 3
 KEEP_SENT = timedelta(days=7)
 
 
@@ -47,6 +50,7 @@ class Sender(Protocol):
 
     def length(self, text: str) -> int: ...
     async def send(self, chat: str, text: str, silent: bool) -> None: ...
+    async def send_photo(self, chat: str, image: bytes, caption: str, silent: bool) -> None: ...
     def retry_after(self, exc: BaseException) -> float | None: ...
     def permanent(self, exc: BaseException) -> bool: ...
 
@@ -89,12 +93,16 @@ def pack(rows: Sequence[OutboxRow], sender: Sender) -> tuple[list[int], str, boo
     ids: list[int] = []
     parts: list[str] = []
     for row in rows:
+        if row.image is not None and parts:
+            break  # a picture goes alone
         candidate = "\n".join([*parts, row.text])
         if parts and sender.length(candidate) > sender.max_chars:
             break
         parts.append(row.text)
         assert row.id is not None
         ids.append(row.id)
+        if row.image is not None:
+            break
     text = "\n".join(parts)
     if sender.length(text) > sender.max_chars:  # one alert alone too long: cut it
         while text and sender.length(text + "\n(cut short)") > sender.max_chars:
@@ -150,7 +158,7 @@ class Outbox:
             for chat in chats:
                 rows.append({"transport": transport, "chat": chat, "kind": alert.kind, "text": alert.text,
                              "silent": level == "silent", "status": "pending", "attempts": 0,
-                             "created_at": alert.at, "next_attempt_at": now})
+                             "created_at": alert.at, "next_attempt_at": now, "image": alert.image})
         if not rows:
             return 0
         self._unsaved.extend(rows)
@@ -220,6 +228,11 @@ class Outbox:
                         status="dead" if give_up else "pending",
                     )
                 )
+
+    def drop_image(self, row: OutboxRow, error: str) -> None:
+        """Fall back to text: the row stays pending, due now, with a fresh attempt count and without its picture."""
+        assert row.id is not None
+        self._update([row.id], image=None, attempts=0, last_error=error[:500], next_attempt_at=self.clock())
 
     def restart(self) -> None:
         """At start: pending rows are due now (whatever backoff they had), old delivered rows go."""
@@ -314,9 +327,13 @@ class Dispatcher:
                 continue
             ids, text, silent = pack(chat_rows, self.sender)
             batch = chat_rows[: len(ids)]
+            image = batch[0].image
             self.gate.record(chat, time.monotonic())
             try:
-                await self.sender.send(chat, text, silent)
+                if image is not None:
+                    await self.sender.send_photo(chat, image, text, silent)
+                else:
+                    await self.sender.send(chat, text, silent)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -332,6 +349,11 @@ class Dispatcher:
 
     def _failed(self, batch: Sequence[OutboxRow], exc: BaseException) -> None:
         attempts = batch[0].attempts + 1
+        if batch[0].image is not None and attempts >= IMAGE_ATTEMPTS:
+            log.warning("%s: the picture of alert %s failed %d times (%s); sending its text instead",
+                        self.transport, batch[0].id, attempts, exc)
+            self.outbox.drop_image(batch[0], f"picture dropped: {type(exc).__name__}: {exc}")
+            return
         retry_after = self.sender.retry_after(exc)
         give_up = self.sender.permanent(exc) and attempts >= PERMANENT_ATTEMPTS
         delay = retry_after if retry_after is not None else min(self.max_backoff, 2.0 ** min(attempts - 1, 16))

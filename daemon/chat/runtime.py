@@ -50,6 +50,7 @@ class TelegramBot(Protocol):
     async def stop(self) -> None: ...
     async def stop_polling(self) -> None: ...
     async def send_alert(self, chat_id: int | str, text: str, silent: bool = False) -> int: ...
+    async def send_photo(self, chat_id: int | str, image: bytes, caption: str, silent: bool = False) -> int: ...
 
 
 class DiscordBot(Protocol):
@@ -58,12 +59,14 @@ class DiscordBot(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def send_alert(self, text: str, silent: bool = False, channel_id: int | None = None) -> int: ...
+    async def send_photo(self, image: bytes, text: str, silent: bool = False, channel_id: int | None = None) -> int: ...
 
 
 class DiscordHook(Protocol):
     """Push-only Discord alerts (`notifiers.discord_bot.DiscordWebhookAlerts`)."""
 
     async def send_alert(self, text: str, silent: bool = False) -> int: ...
+    async def send_photo(self, image: bytes, text: str, silent: bool = False) -> int: ...
     async def close(self) -> None: ...
 
 
@@ -124,6 +127,10 @@ class TelegramSender:
         bot = await self.link.ensure()
         await asyncio.wait_for(bot.send_alert(int(chat), text, silent=silent), SEND_SECONDS)
 
+    async def send_photo(self, chat: str, image: bytes, caption: str, silent: bool) -> None:
+        bot = await self.link.ensure()
+        await asyncio.wait_for(bot.send_photo(int(chat), image, caption, silent=silent), SEND_SECONDS)
+
     def retry_after(self, exc: BaseException) -> float | None:
         return self._retry_after(exc)
 
@@ -153,6 +160,15 @@ class DiscordSender:
         assert self.link is not None
         bot = await self.link.ensure()
         await asyncio.wait_for(bot.send_alert(text, silent=silent, channel_id=int(chat)), SEND_SECONDS)
+
+    async def send_photo(self, chat: str, image: bytes, caption: str, silent: bool) -> None:
+        if chat == WEBHOOK_CHAT:
+            assert self.webhook is not None
+            await asyncio.wait_for(self.webhook.send_photo(image, caption, silent=silent), SEND_SECONDS)
+            return
+        assert self.link is not None
+        bot = await self.link.ensure()
+        await asyncio.wait_for(bot.send_photo(image, caption, silent=silent, channel_id=int(chat)), SEND_SECONDS)
 
     def retry_after(self, exc: BaseException) -> float | None:
         return self._retry_after(exc)
@@ -369,5 +385,10 @@ class ChatRuntime:
         except Exception as exc:
             log.warning("daily summary failed: %s", exc)
             return
+        try:  # the picture is a bonus: without it the summary still goes
+            chart: bytes | None = await self.backend.chart(None, "today")
+        except Exception:
+            log.exception("the daily summary's chart could not be drawn; sending the text alone")
+            chart = None
         when = (day or self.clock()).strftime("%a %Y-%m-%d")
-        self.outbox.add(daily_summary(when, pnl, [view.position for view in positions]))
+        self.outbox.add(daily_summary(when, pnl, [view.position for view in positions], chart))

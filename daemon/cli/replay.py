@@ -6,8 +6,8 @@
 
 Risk limits, commission and slippage come from `--config FILE --account NAME` (that account's `risk`,
 `paper` and `funded` sections) and can be overridden with `--commission`, `--commission-minimum`,
-`--slippage-bps`, `--cash`; `--account-rules PRESET` applies a funded-account preset. `--plot` needs
-matplotlib. Exit codes: 0 done, 2 bad input (one line on stderr).
+`--slippage-bps`, `--cash`; `--account-rules PRESET` applies a funded-account preset. `--plot FILE` draws
+price, equity and drawdown (`daemon.strategy.plot`). Exit codes: 0 done, 2 bad input (one line on stderr).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from daemon.strategy.bars import TIMEFRAMES, BarDataError
 from daemon.strategy.costs import CostError, Costs, fee_table_for, load_fee_table
 from daemon.strategy.montecarlo import MonteCarloError, MonteCarloReport, simulate
 from daemon.strategy.optimize import METRICS, OptimizeError, ReplaySetup, candidates, optimize, parse_range
+from daemon.strategy.plot import PlotError, plot
 from daemon.strategy.replay import ReplayError, ReplayReport, Trade, load_bars
 from daemon.strategy.walkforward import folds, parse_spec, walk_forward
 from strategies.base import Bar, Strategy, StrategyLoadError, load_strategy, parse_params
@@ -227,11 +228,10 @@ def run(args: argparse.Namespace) -> int:
             return 0
         report = asyncio.run(setup.run(cls, params.model_dump(mode="json"), bars))
         if args.plot:
-            research.equity(report.equity_curve, f"{report.strategy} {report.symbol} {report.timeframe}: net "
-                            f"{report.net_pnl:.2f}, max DD {report.max_drawdown:.2f}", Path(args.plot))
+            plot(report, bars, Path(args.plot), args.calendar)
         mc = _monte_carlo(args, report.trades, rules, seed) if args.monte_carlo and report.trades else None
     except (InputError, StrategyLoadError, BarDataError, ReplayError, OptimizeError, MonteCarloError,
-            research.PlotError) as exc:
+            research.PlotError, PlotError) as exc:
         print(f"traderd replay: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -282,6 +282,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--mc-plot", metavar="FILE", help="PNG histograms of final P&L and max drawdown")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--equity-curve", action="store_true", help="include the equity curve in --json")
-    p.add_argument("--plot", metavar="FILE", help="write the equity curve as a PNG (needs matplotlib)")
+    p.add_argument("--plot", metavar="FILE", help="write price, equity and drawdown charts (.png or .svg)")
     p.set_defaults(func=run)
 

@@ -19,7 +19,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
-from sqlalchemy import DateTime, Dialect, Index, String, UniqueConstraint
+from sqlalchemy import DateTime, Dialect, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -362,3 +362,4 @@ class OutboxRow(SQLModel, table=True):
     next_attempt_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = None
+    image: bytes | None = Field(default=None, sa_type=LargeBinary)  # a PNG sent with the text, until it falls back

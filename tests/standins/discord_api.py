@@ -9,7 +9,10 @@ point that at the stand-in too; later reconnects use READY's `resume_gateway_url
 speaks HELLO, IDENTIFY -> READY, heartbeat -> ACK, RESUME -> RESUMED, and dispatches INTERACTION_CREATE for
 slash commands (`slash(...)`, type 2) and button clicks (`click(...)`, type 3). `drop()` closes the socket
 with 4000 so the client resumes. Everything is recorded: `.identifies`, `.resumes`, `.heartbeats`,
-`.commands`, `.callbacks`, `.messages`, `.webhook_messages`, `.edits`, `.followups`.
+`.commands`, `.callbacks`, `.messages`, `.webhook_messages`, `.edits`, `.followups`. Uploads (multipart with
+`payload_json` and `files[n]`, as discord.py sends a `discord.File`) are accepted on channel messages,
+webhooks and interaction callbacks; their bytes are in the body's `"files"` as (filename, bytes).
+`upload_failures = n` answers the next n uploads with 500.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 APP_ID = "700000000000000001"
 BOT_ID = "700000000000000002"
@@ -63,6 +66,7 @@ class DiscordStandin:
         self.edits: list[dict[str, Any]] = []  # PATCH .../messages/@original
         self.followups: list[dict[str, Any]] = []
         self.unauthorized = 0
+        self.upload_failures = 0
         self.session_id = "session-1"
         self._ws: web.WebSocketResponse | None = None
         self._seq = 0
@@ -204,7 +208,7 @@ class DiscordStandin:
         return _json(registered)
 
     async def _callback(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        body = await self._body(request)
         body["interaction_id"] = request.match_info["id"]
         self.callbacks.append(body)
         data = body.get("data") or {}
@@ -242,7 +246,10 @@ class DiscordStandin:
         return _json(message)
 
     async def _webhook_post(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        body = await self._body(request)
+        if body.get("files") and self.upload_failures > 0:
+            self.upload_failures -= 1
+            return _json({"message": "500: Internal Server Error", "code": 0}, status=500)
         webhook_id = request.match_info["id"]
         if webhook_id == APP_ID:  # interaction follow-up
             self.followups.append(body)
@@ -259,10 +266,32 @@ class DiscordStandin:
     async def _channel_message(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return _json({"message": "401: Unauthorized", "code": 0}, status=401)
-        body = await request.json()
+        body = await self._body(request)
+        if body.get("files") and self.upload_failures > 0:
+            self.upload_failures -= 1
+            return _json({"message": "500: Internal Server Error", "code": 0}, status=500)
         body["channel_id"] = request.match_info["channel"]
         self.messages.append(body)
         return _json(self._message(body["channel_id"], body, _user(BOT_ID, "traderd", bot=True)))
+
+    @staticmethod
+    async def _body(request: web.Request) -> dict[str, Any]:
+        """JSON, or multipart: `payload_json` plus uploaded files as (filename, bytes) under "files"."""
+        if not request.content_type.startswith("multipart/"):
+            return dict(await request.json())
+        body: dict[str, Any] = {}
+        files: list[tuple[str, bytes]] = []
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                continue
+            data = await part.read()
+            if part.name == "payload_json":
+                body.update(json.loads(data))
+            elif part.filename:
+                files.append((part.filename, bytes(data)))
+        body["files"] = files
+        return body
 
     # ------------------------------------------------------------------ gateway
 

@@ -1,14 +1,16 @@
 """Stand-in of the Telegram Bot API on loopback, enough for python-telegram-bot polling and replies.
 
 `TelegramStandin` serves `/bot<token>/<method>` like api.telegram.org: getMe, getUpdates (long poll, bounded
-by the request's `timeout` and `max_poll`), deleteWebhook, sendMessage, editMessageText, answerCallbackQuery,
+by the request's `timeout` and `max_poll`), deleteWebhook, sendMessage, sendPhoto (multipart upload; the
+bytes are kept in `.photos`), editMessageText, answerCallbackQuery,
 setMyCommands / getMyCommands / deleteMyCommands, close/logOut. Parameters arrive as JSON or form fields
 (python-telegram-bot sends form fields with JSON-encoded values), answers are `{"ok": ..., "result": ...}`.
 
 Tests inject updates with `send_command(user_id, chat_id, "/status")` and `press(user_id, message, data)`,
 read what the bot did from `.sent`, `.edits`, `.answers`, `.commands`, `.calls`, and wait for it with
 `wait_for(predicate)`. Fault knobs: `rate_limit(method, times, retry_after)` answers 429 with
-`parameters.retry_after`, `outage` (500 for every method) / `stop()` (connection refused), and
+`parameters.retry_after`, `outage` (500 for every method) / `stop()` (connection refused),
+`photo_failures = n` (the next n sendPhoto calls answer 500), and
 `conflict = True` answers getUpdates with 409 as Telegram does when a second instance polls the same token.
 """
 
@@ -48,6 +50,8 @@ class TelegramStandin:
         self.updates: list[dict[str, Any]] = []
         self.confirmed_offset = 0
         self.sent: list[Sent] = []
+        self.photos: list[Sent] = []  # also in .sent (a photo is a message); params["photo"] holds the bytes
+        self.photo_failures = 0
         self.edits: list[dict[str, Any]] = []
         self.answers: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
@@ -225,6 +229,26 @@ class TelegramStandin:
         self.sent.append(message)
         return _ok(self._message_json(message))
 
+    async def _m_sendphoto(self, params: dict[str, Any]) -> web.Response:
+        photo = params.get("photo")
+        if not isinstance(photo, bytes) or not photo:
+            return _error(400, "Bad Request: there is no photo in the request")
+        caption = str(params.get("caption", ""))
+        if len(caption) > 1024:
+            return _error(400, "Bad Request: message caption is too long")
+        if self.photo_failures > 0:
+            self.photo_failures -= 1
+            return _error(500, "Internal Server Error")
+        message = Sent(int(params["chat_id"]), next(self._ids), caption, params)
+        self.photos.append(message)
+        self.sent.append(message)
+        out = self._message_json(message)
+        out.pop("text")
+        out["caption"] = caption
+        out["photo"] = [{"file_id": f"photo{message.message_id}", "file_unique_id": f"u{message.message_id}",
+                         "width": 900, "height": 330}]
+        return _ok(out)
+
     def _message_json(self, m: Sent) -> dict[str, Any]:
         out: dict[str, Any] = {
             "message_id": m.message_id,
@@ -285,6 +309,9 @@ async def _params(request: web.Request) -> dict[str, Any]:
         raw.update(await request.post())
     out: dict[str, Any] = {}
     for key, value in raw.items():
+        if isinstance(value, web.FileField):
+            out[key] = value.file.read()
+            continue
         value = str(value)
         if value[:1] in "[{":
             try:
