@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.cli import replay as replay_cli
+from daemon.cli.main import main as traderd
 from daemon.strategy import plot
 from daemon.strategy.replay import load_bars
 from tests import browser
@@ -21,7 +21,7 @@ INTRADAY = ["--strategy", "opening_range", "--data", str(DATA / "sample_5m.csv")
 def test_intraday_plot_png_is_the_promised_size_with_content(capsys: pytest.CaptureFixture[str]) -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     target = DOCS / "replay-intraday.png"
-    assert replay_cli.main([*INTRADAY, "--plot", str(target)]) == 0
+    assert traderd(["replay", *INTRADAY, "--plot", str(target)]) == 0
     data = target.read_bytes()
     assert browser.png_size(data) == (plot.WIDTH, plot.HEIGHT)
     assert browser.distinct_colours(data) > 50
@@ -32,11 +32,11 @@ def test_svg_by_extension_and_bad_extension_refused(tmp_path: Path, capsys: pyte
     svg = tmp_path / "daily.svg"
     daily = ["--strategy", "sma_cross", "--data", str(DATA / "sample_daily.csv"), "--param", "fast=5",
              "--param", "slow=20"]
-    assert replay_cli.main([*daily, "--plot", str(svg)]) == 0
+    assert traderd(["replay", *daily, "--plot", str(svg)]) == 0
     text = svg.read_text()
     assert text.lstrip().startswith("<?xml") and "<svg" in text
     capsys.readouterr()
-    assert replay_cli.main([*daily, "--plot", str(tmp_path / "chart.jpg")]) == 2
+    assert traderd(["replay", *daily, "--plot", str(tmp_path / "chart.jpg")]) == 2
     assert "use a .png or .svg" in capsys.readouterr().err
 
 
