@@ -22,7 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
-from config.settings import Settings
+from config.settings import ADMIN_SOCKET, WEBHOOK_SECRET_FILE, Settings, read_secret_file
 from daemon.chat.backend import DaemonChatBackend
 from daemon.chat.outbox import Outbox
 from daemon.chat.runtime import ChatRuntime, alert_destinations
@@ -40,6 +40,7 @@ from daemon.store.state import StateStore
 from daemon.strategy.broker_bars import RoutedBarSource
 from daemon.strategy.runner import StrategyRunner
 from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
+from daemon.web.admin import AdminSocket, url_route
 from daemon.web.api import ControlApi, bearer_middleware
 from daemon.web.webhook import TradingViewWebhook, health_routes, webhook_routes
 
@@ -54,20 +55,37 @@ def traderd_version() -> str:
 
 
 def webhook_secret(settings: Settings) -> str:
-    """The configured secret, or one generated once and kept in the state directory (0600)."""
-    if settings.webhook.secret is not None:
-        return settings.webhook.secret.get_secret_value()
-    path = settings.daemon.state_dir / "webhook_secret"
-    if path.is_file():
-        existing = path.read_text().strip()
-        if existing:
-            return existing
+    """The configured secret, or one generated once and kept in the state directory (0600).
+
+    Only the daemon itself may generate it: CLI commands read it (`known_webhook_secret`) or ask the daemon.
+    """
+    known = known_webhook_secret(settings)
+    if known is not None:
+        return known
+    path = settings.daemon.state_dir / WEBHOOK_SECRET_FILE
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     generated = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(generated + "\n")
     return generated
+
+
+def known_webhook_secret(settings: Settings) -> str | None:
+    """The configured secret, or the one the daemon generated earlier; None when there is neither."""
+    if settings.webhook.secret is not None:
+        return settings.webhook.secret.get_secret_value()
+    return read_secret_file(settings.daemon.state_dir / WEBHOOK_SECRET_FILE)
+
+
+def public_webhook_url(settings: Settings, token: str, port: int | None = None) -> str:
+    """The TradingView webhook URL: `webhook.public_url`, else the listening address, with the path token."""
+    base = settings.webhook.public_url
+    if not base:
+        host = settings.webhook.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        base = f"http://{host}:{port or settings.webhook.port}"
+    return f"{base.rstrip('/')}/webhook/tradingview/{token}"
 
 
 class Daemon:
@@ -78,7 +96,7 @@ class Daemon:
         self.notifier = notifier or SystemdNotifier()
         state_dir = settings.daemon.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.secret = webhook_secret(settings)
+        self._secret: str | None = None
         self.metrics = Metrics()
         self.events = EventBus()
         self.events.subscribe(log_event)
@@ -100,6 +118,7 @@ class Daemon:
         self.ready = False
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
+        self.admin: AdminSocket | None = None
         self._scheduler = build_scheduler()
         self.strategies = StrategyRunner(
             submit=self.engine.accept, publish=self.events.publish, brokers=self.brokers,
@@ -110,6 +129,13 @@ class Daemon:
         self.chat = self._chat_runtime()  # subscribes the alert outbox now; transports connect after READY
         self._watchdog_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+
+    @property
+    def secret(self) -> str:
+        """The webhook secret, generated on first use (an offline `traderd flatten` never needs one)."""
+        if self._secret is None:
+            self._secret = webhook_secret(self.settings)
+        return self._secret
 
     @property
     def scheduler(self) -> AsyncIOScheduler:
@@ -138,11 +164,26 @@ class Daemon:
                               client_max_size=self.settings.webhook.max_body_bytes * 4)
         hook = TradingViewWebhook(settings=self.settings, engine=self.engine,
                                   metrics=self.metrics, secret=self.secret, clock=self.clock)
-        api = ControlApi(reader=self.reader, engine=self.engine, store=self.store, status=self.status,
-                         risk=self.risk, monitor=self.risk_monitor, strategies=self.strategies)
+        api = self._control_api()
         app.add_routes(webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics)
                        + api.routes())
         return app
+
+    def _control_api(self) -> ControlApi:
+        return ControlApi(reader=self.reader, engine=self.engine, store=self.store, status=self.status,
+                          risk=self.risk, monitor=self.risk_monitor, strategies=self.strategies)
+
+    async def _start_admin_socket(self) -> None:
+        """The admin socket (control API without a token, plus the full URL); the daemon runs on without it."""
+        path = self.settings.daemon.runtime_dir / ADMIN_SOCKET
+        admin = AdminSocket(path, [*self._control_api().routes(), url_route(self.webhook_url)],
+                            self.settings.daemon.admin_group)
+        try:
+            await admin.start()
+        except (OSError, KeyError) as exc:
+            log.error("admin socket unavailable (traderd status/url/flatten need the API token instead): %s", exc)
+            return
+        self.admin = admin
 
     def _api_token(self) -> str | None:
         token = self.settings.api.token
@@ -165,13 +206,7 @@ class Daemon:
         }
 
     def webhook_url(self, masked: bool = False) -> str:
-        base = self.settings.webhook.public_url
-        if not base:
-            host = self.settings.webhook.host
-            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-            base = f"http://{host}:{self.port or self.settings.webhook.port}"
-        token = "<secret>" if masked else self.secret
-        return f"{base.rstrip('/')}/webhook/tradingview/{token}"
+        return public_webhook_url(self.settings, "<secret>" if masked else self.secret, self.port)
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -194,6 +229,7 @@ class Daemon:
                            reuse_address=True)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        await self._start_admin_socket()
         every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.reconcile_all, "reconcile")
         schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)
         self.chat.schedule(self._scheduler)  # the daily summary
@@ -252,6 +288,8 @@ class Daemon:
         log.info("stopping: no new webhooks, draining queued signals")
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.admin is not None:
+            await self.admin.stop()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         if self._watchdog_task is not None:
