@@ -65,15 +65,6 @@ def default_state_dir() -> Path:
     return Path(base) / "traderd"
 
 
-def default_runtime_dir() -> Path:
-    """systemd's RuntimeDirectory= first, then $XDG_RUNTIME_DIR/traderd, then the state directory."""
-    if (given := _systemd_dir("RUNTIME_DIRECTORY")) is not None:
-        return given
-    if os.environ.get("XDG_RUNTIME_DIR"):
-        return Path(os.environ["XDG_RUNTIME_DIR"]) / "traderd"
-    return default_state_dir()
-
-
 def _zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -88,7 +79,9 @@ class _Section(BaseModel):
 
 class DaemonSettings(_Section):
     state_dir: Path = Field(default_factory=default_state_dir, description="Database, secrets, paper state")
-    runtime_dir: Path = Field(default_factory=default_runtime_dir, description="Where the admin socket listens")
+    runtime_dir: Path | None = Field(
+        None, description="Where the admin socket listens; default $RUNTIME_DIRECTORY, else the state directory"
+    )
     admin_group: str | None = Field(
         None, description="Group whose members may use the admin socket (besides root and the service user)"
     )
@@ -107,6 +100,11 @@ class DaemonSettings(_Section):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return _zone(value)
+
+    @property
+    def admin_socket(self) -> Path:
+        """The admin socket: in `runtime_dir`, systemd's RuntimeDirectory=, or else the state directory."""
+        return (self.runtime_dir or _systemd_dir("RUNTIME_DIRECTORY") or self.state_dir) / ADMIN_SOCKET
 
 
 class WebhookSettings(_Section):

@@ -22,7 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
-from config.settings import ADMIN_SOCKET, WEBHOOK_SECRET_FILE, Settings, read_secret_file
+from config.settings import WEBHOOK_SECRET_FILE, Settings, read_secret_file
 from daemon.chat.backend import DaemonChatBackend
 from daemon.chat.outbox import Outbox
 from daemon.chat.runtime import ChatRuntime, alert_destinations
@@ -30,6 +30,7 @@ from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, log_event
 from daemon.metrics import Metrics
+from daemon.metrics.live import LiveGauges
 from daemon.queries import Reader
 from daemon.reconcile import Reconciler
 from daemon.risk.engine import RiskEngine
@@ -127,6 +128,11 @@ class Daemon:
             clock=clock,
         )
         self.chat = self._chat_runtime()  # subscribes the alert outbox now; transports connect after READY
+        self.metrics.before_render(LiveGauges(
+            self.metrics, brokers=self.brokers, connected=lambda name: name in self.connected, queues=self.engine,
+            outbox=self.outbox, funded=self.risk_monitor, clock=clock,
+            daily_loss_limits={name: rules.daily_loss_limit for name, rules in self.risk.funded.rules.items()},
+        ).refresh)
         self._watchdog_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -146,8 +152,8 @@ class Daemon:
 
     def _chat_runtime(self) -> ChatRuntime:
         settings = self.settings
-        outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord), settings.alerts,
-                        self.clock)
+        outbox = self.outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord),
+                                      settings.alerts, self.clock)
         backend = DaemonChatBackend(
             reader=self.reader, engine=self.engine, risk=self.risk, store=self.store, readiness=self.readiness,
             version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=outbox.pending_count,
@@ -175,7 +181,7 @@ class Daemon:
 
     async def _start_admin_socket(self) -> None:
         """The admin socket (control API without a token, plus the full URL); the daemon runs on without it."""
-        path = self.settings.daemon.runtime_dir / ADMIN_SOCKET
+        path = self.settings.daemon.admin_socket
         admin = AdminSocket(path, [*self._control_api().routes(), url_route(self.webhook_url)],
                             self.settings.daemon.admin_group)
         try:
@@ -220,6 +226,8 @@ class Daemon:
                 await self.reconciler.account(name, self.brokers[name])
             except BrokerError as exc:
                 log.error("start-up reconciliation of %s failed: %s", name, exc.reason)
+            else:
+                self.metrics.last_reconcile.labels(name).set(self.clock().timestamp())
         await self.engine.start()
         await self.strategies.start()
         self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False,
@@ -231,6 +239,7 @@ class Daemon:
         self.port = self._runner.addresses[0][1]
         await self._start_admin_socket()
         every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.reconcile_all, "reconcile")
+        every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.read_accounts, "metrics")
         schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)
         self.chat.schedule(self._scheduler)  # the daily summary
         self._scheduler.start()
@@ -238,6 +247,10 @@ class Daemon:
         if interval:
             watchdog = Watchdog(self.notifier, interval, self.settings.daemon.watchdog_stall_seconds)
             self._watchdog_task = asyncio.create_task(self._pet(watchdog), name="watchdog")
+        try:
+            await self.read_accounts()
+        except Exception:  # the gauges wait for the next periodic read; start-up goes on
+            log.exception("first account read for /metrics failed")
         self.ready = True
         self.notifier.ready(f"listening on {self.settings.webhook.host}:{self.port}, "
                             f"{len(self.brokers)} accounts")
@@ -277,6 +290,16 @@ class Daemon:
                 await self.reconciler.account(name, broker)
             except BrokerError as exc:
                 log.warning("reconciliation of %s failed: %s", name, exc.reason)
+            else:
+                self.metrics.last_reconcile.labels(name).set(self.clock().timestamp())
+
+    async def read_accounts(self) -> None:
+        """Equity and day P&L for /metrics (broker calls, so periodic rather than at every scrape)."""
+        for view in await self.reader.accounts():
+            if view.state is not None and not view.stale:
+                self.metrics.equity.labels(view.account).set(float(view.state.equity))
+        for pnl in (await self.reader.pnl("today")).accounts:
+            self.metrics.day_pnl.labels(pnl.account).set(float(pnl.net))
 
     async def stop(self) -> None:
         if self._stopped.is_set():

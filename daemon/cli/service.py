@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from config.settings import ADMIN_SOCKET, SERVICE_CREDENTIALS_DIR, Settings, read_secret_file
+from config.settings import SERVICE_CREDENTIALS_DIR, Settings, read_secret_file
 
 TIMEOUT = 20.0
 
@@ -61,7 +61,7 @@ class ServiceClient:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.socket_path = settings.daemon.runtime_dir / ADMIN_SOCKET
+        self.socket_path = settings.daemon.admin_socket
         self.notes: list[str] = []  # why the admin socket was not used
 
     def _socket_usable(self) -> bool:

@@ -20,6 +20,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -75,7 +76,7 @@ class AdminAccess:
             return False
 
 
-def access_middleware(access: AdminAccess) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def access_middleware(access: AdminAccess) -> Any:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         sock = request.transport.get_extra_info("socket") if request.transport else None
