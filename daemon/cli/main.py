@@ -73,8 +73,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     hidden = [*collect_secrets(settings), webhook_secret(settings)]
     configure_logging(settings.daemon.log_level, settings.daemon.log_format, hidden)
     dsn = settings.daemon.sentry_dsn
-    init_sentry(dsn.get_secret_value() if dsn else None, settings.daemon.sentry_environment, traderd_version(),
-                hidden)
     daemon = Daemon(settings)
 
     def announce(running: Daemon) -> None:
@@ -85,8 +83,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not full:
             print("  (run `traderd url` to see it with its token)", flush=True)
 
+    async def serve() -> None:
+        # Inside the loop, so that Sentry's asyncio integration sees errors that end background tasks.
+        init_sentry(dsn.get_secret_value() if dsn else None, settings.daemon.sentry_environment, traderd_version(),
+                    hidden)
+        await daemon.run_forever(on_ready=announce)
+
     try:
-        asyncio.run(daemon.run_forever(on_ready=announce))
+        asyncio.run(serve())
     except OSError as exc:
         print(f"traderd: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
