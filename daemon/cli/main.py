@@ -43,7 +43,16 @@ def cmd_check(args: argparse.Namespace) -> int:
                          for name, acc in settings.accounts.items())
     print(f"configuration OK: accounts {accounts}; webhook {settings.webhook.host}:{settings.webhook.port}; "
           f"store {settings.database_url.split('://')[0]}")
-    return 0
+    if not args.online:
+        return 0
+    from daemon.cli.online import run_checks
+
+    results = asyncio.run(run_checks(settings))
+    for result in results:
+        print(result.line())
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} of {len(results)} online checks passed")
+    return EXIT_FAILED if failed else 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -114,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="override webhook.host")
     run.add_argument("--port", type=int, help="override webhook.port")
     run.set_defaults(func=cmd_run)
-    sub.add_parser("check", parents=[common], help="validate the configuration").set_defaults(func=cmd_check)
+    check = sub.add_parser("check", parents=[common], help="validate the configuration")
+    check.add_argument("--online", action="store_true",
+                       help="also log in to every broker, Telegram and Discord (read-only) and reach the database")
+    check.set_defaults(func=cmd_check)
     init = sub.add_parser("init", parents=[common], help="write a commented example configuration")
     init.add_argument("path", nargs="?", default="traderd.toml")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
