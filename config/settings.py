@@ -192,9 +192,15 @@ class PaperSettings(_Section):
     )
 
 
+FUTURES_BROKERS = ("projectx", "tradovate")
+
+
 class AccountSettings(_Section):
     broker: Literal["paper", "alpaca", "projectx", "tradovate"] = "paper"
     enabled: bool = True
+    market: Literal["stocks", "futures"] | None = Field(
+        None, description="What the account trades; default futures for projectx, tradovate and funded accounts"
+    )
     symbols: list[str] = Field(
         default_factory=list, description="TradingView tickers routed to this account when the alert names none"
     )
@@ -217,6 +223,13 @@ class AccountSettings(_Section):
     @classmethod
     def _upper(cls, value: list[str]) -> list[str]:
         return [s.strip().upper() for s in value]
+
+    @property
+    def is_futures(self) -> bool:
+        """Futures accounts count their day from the 17:00 CT roll and get their summary after the CME close."""
+        if self.market is not None:
+            return self.market == "futures"
+        return self.broker in FUTURES_BROKERS or self.funded is not None
 
 
 class CredentialsSource(PydanticBaseSettingsSource):

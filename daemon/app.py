@@ -113,7 +113,8 @@ class Daemon:
         self.reconciler = Reconciler(store=self.store, events=self.events, engine=self.engine, clock=clock)
         self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock)
         self.reader = Reader(store=self.store, brokers=self.brokers, engine=self.engine,
-                             timezone=settings.daemon.timezone, clock=clock)
+                             timezone=settings.daemon.timezone, clock=clock,
+                             futures=[name for name, account in settings.accounts.items() if account.is_futures])
         self.connected: set[str] = set()
         self.started_at: datetime | None = None
         self.ready = False

@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Collection
+from datetime import date, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from config.chat import AlertSettings, DiscordSettings, TelegramSettings
+from daemon.calendar import CME_CLOSE, CME_EARLY_HALT, FUTURES_SUMMARY_DELAY, futures_summary_due
 from daemon.chat.alerts import daily_summary, notice
 from daemon.chat.commands import ChatAuth, ChatOps, TransportAuth
 from daemon.chat.outbox import Dispatcher, Outbox
@@ -260,10 +261,29 @@ class ChatRuntime:
             dispatcher.start()
 
     def schedule(self, scheduler: AsyncIOScheduler) -> None:
-        """Add the daily summary to the daemon's scheduler (Mon-Fri at `alerts.daily_summary_at`, local time)."""
+        """Add the daily summaries to the daemon's scheduler: stock accounts Mon-Fri at `alerts.daily_summary_at`
+        (daemon time zone), futures accounts after their CME close (checked 5 min after the 12:00 CT early
+        halt and the 16:00 CT close; nothing on a CME holiday)."""
         at = self.alerts.daily_summary_at
-        if self.enabled and at is not None:
+        if not self.enabled or at is None:
+            return
+        futures = self.reader.futures & set(self.reader.accounts_named(None))
+        if not futures:
             daily_at(scheduler, at, self.timezone, self.send_daily_summary, DAILY_JOB)
+            return
+        stocks = set(self.reader.accounts_named(None)) - futures
+        if stocks:
+            daily_at(scheduler, at, self.timezone, lambda: self.send_daily_summary(accounts=stocks), DAILY_JOB)
+        for close, suffix in ((CME_EARLY_HALT, "-futures-early"), (CME_CLOSE, "-futures")):
+            check = (datetime.combine(date.min, close) + FUTURES_SUMMARY_DELAY).time()
+            daily_at(scheduler, check, "America/Chicago", self.send_futures_summary, DAILY_JOB + suffix)
+
+    async def send_futures_summary(self) -> None:
+        """The futures accounts' summary, when their trading day has just closed (else nothing)."""
+        session = futures_summary_due(self.clock())
+        if session is not None:
+            await self.send_daily_summary(accounts=self.reader.futures,
+                                          label=session.strftime("%a %Y-%m-%d") + " (futures)")
 
     def _telegram_link(self, tg: TelegramSettings) -> _Link[TelegramBot]:
         from notifiers.telegram_bot import TelegramTransport
@@ -362,12 +382,14 @@ class ChatRuntime:
         checks.append(HealthCheck(name="alerts queued", ok=True, detail=str(self.outbox.pending_count())))
         return checks
 
-    async def send_daily_summary(self, day: datetime | None = None) -> None:
+    async def send_daily_summary(self, day: datetime | None = None, *, accounts: Collection[str] | None = None,
+                                 label: str | None = None) -> None:
         try:
-            pnl = await self.reader.pnl("today")
-            positions = await self.reader.positions()
+            pnl = await self.reader.pnl("today", only=accounts)
+            positions = [view.position for view in await self.reader.positions()
+                         if accounts is None or view.position.account in accounts]
         except Exception as exc:
             log.warning("daily summary failed: %s", exc)
             return
-        when = (day or self.clock()).strftime("%a %Y-%m-%d")
-        self.outbox.add(daily_summary(when, pnl, [view.position for view in positions]))
+        when = label or (day or self.clock()).strftime("%a %Y-%m-%d")
+        self.outbox.add(daily_summary(when, pnl, positions))
