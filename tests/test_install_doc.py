@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +59,19 @@ def moved(command: str, root: Path) -> str:
 
 def unsudo(command: str) -> str:
     return re.sub(r"(^|\|\s*)sudo ", r"\1", command)
+
+
+def wait_for_position(port: int, token: str, expected: tuple[str, str] | None, within: float = 15) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/positions", headers={"Authorization": f"Bearer {token}"},
+                           timeout=5)
+        if answer.status_code == 200:
+            held = [(p["symbol"], p["quantity"]) for p in answer.json()["positions"]]
+            if held == ([expected] if expected else []):
+                return
+        assert time.monotonic() < deadline, f"positions never became {expected}: {answer.text}"
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -122,20 +136,25 @@ def test_install_md_followed_in_a_clean_root(root: Path) -> None:
                               TRADERD_WEBHOOK__PORT=str(port))
         (root / "home" / "admin").mkdir(parents=True)
         outputs = {}
+        api_token = (root / "etc/traderd/credentials/api.token").read_text().strip()
         for line in operate:
             command = moved(unsudo(line), root)
             done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=REPO, env=admin_env,
                                   capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
             outputs[command.split()[1]] = done.stdout
+            if command.split()[1] == "url":  # TradingView uses the URL: a position for the flatten to close
+                url = done.stdout.strip()
+                secret = (root / "etc/traderd/credentials/webhook.secret").read_text().strip()
+                assert url == f"http://127.0.0.1:{port}/webhook/tradingview/{secret}"
+                accepted = httpx.post(url, json={"ticker": "AAPL", "action": "buy", "quantity": "1",
+                                                 "price": "190", "id": "install-1"}, timeout=10)
+                assert accepted.status_code == 202, accepted.text
+                wait_for_position(port, api_token, ("AAPL", "1"))
+        assert set(outputs) == {"status", "url", "flatten"}
         assert "ready" in outputs["status"] and "paper" in outputs["status"]
-        secret = (root / "etc/traderd/credentials/webhook.secret").read_text().strip()
-        url = outputs["url"].strip()
-        assert url == f"http://127.0.0.1:{port}/webhook/tradingview/{secret}"
-        accepted = httpx.post(url, json={"ticker": "AAPL", "action": "buy", "quantity": "1", "price": "190",
-                                         "id": "install-1"}, timeout=10)
-        assert accepted.status_code == 202, accepted.text
-        assert "executed" in outputs["flatten"] or "nothing" in outputs["flatten"].lower()
+        assert "executed" in outputs["flatten"] and "AAPL sell 1" in outputs["flatten"]
+        wait_for_position(port, api_token, None)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
