@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"traderd is running. TradingView webhook URL:\n  {running.webhook_url(masked=not full)}",
               flush=True)
         if not full:
-            print("  (run `traderd url` to see it with its token)", flush=True)
+            print("  (`sudo traderd url` shows it with its token, through the admin socket)", flush=True)
 
     async def serve() -> None:
         # Inside the loop, so that Sentry's asyncio integration sees errors that end background tasks.
