@@ -5,6 +5,11 @@ Precedence, highest first: environment variables (`TRADERD_` prefix, `__` betwee
 `__`-joined path, e.g. `webhook.secret` or `api__token`), the TOML file, then the embedded defaults.
 With no file at all the defaults describe one paper account, SQLite under the state directory and the
 webhook on 127.0.0.1:8080.
+
+Which file: `discover_config()` looks at `--config`, `$TRADERD_CONFIG`, `./traderd.toml`,
+`$XDG_CONFIG_HOME/traderd/traderd.toml` and `/etc/traderd/traderd.toml`, in that order. The service's own
+file (`/etc/traderd/traderd.toml`) also makes the service's directories the defaults (`/var/lib/traderd`,
+`/run/traderd`), so an administrator's `traderd status` finds the installed service, not a private one.
 """
 
 from __future__ import annotations
@@ -54,10 +59,24 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+# Where the shipped systemd unit puts things (systemd/traderd.service).
+SERVICE_CONFIG = Path("/etc/traderd/traderd.toml")
+SERVICE_CREDENTIALS_DIR = Path("/etc/traderd/credentials")
+SERVICE_STATE_DIR = Path("/var/lib/traderd")
+SERVICE_RUNTIME_DIR = Path("/run/traderd")
+ADMIN_SOCKET = "admin.sock"  # in the runtime directory
+WEBHOOK_SECRET_FILE = "webhook_secret"  # in the state directory, when the secret is generated
+
+
+def _systemd_dir(variable: str) -> Path | None:
+    value = os.environ.get(variable)
+    return Path(value.split(":")[0]) if value else None
+
+
 def default_state_dir() -> Path:
     """systemd's StateDirectory= first, then XDG, then ~/.local/state."""
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    if (given := _systemd_dir("STATE_DIRECTORY")) is not None:
+        return given
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "traderd"
 
@@ -76,6 +95,12 @@ class _Section(BaseModel):
 
 class DaemonSettings(_Section):
     state_dir: Path = Field(default_factory=default_state_dir, description="Database, secrets, paper state")
+    runtime_dir: Path | None = Field(
+        None, description="Where the admin socket listens; default $RUNTIME_DIRECTORY, else the state directory"
+    )
+    admin_group: str | None = Field(
+        None, description="Group whose members may use the admin socket (besides root and the service user)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     sentry_dsn: SecretStr | None = None
@@ -91,6 +116,11 @@ class DaemonSettings(_Section):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return _zone(value)
+
+    @property
+    def admin_socket(self) -> Path:
+        """The admin socket: in `runtime_dir`, systemd's RuntimeDirectory=, or else the state directory."""
+        return (self.runtime_dir or _systemd_dir("RUNTIME_DIRECTORY") or self.state_dir) / ADMIN_SOCKET
 
 
 class WebhookSettings(_Section):
@@ -166,6 +196,9 @@ class RiskLimits(_Section):
         return [s.strip().upper() for s in value]
 
 
+FUTURES_BROKERS = ("projectx", "tradovate")
+
+
 class AccountSettings(_Section):
     """One trading account. Its broker's section is written `[accounts.<name>.<broker>]` (e.g.
     `[accounts.main.alpaca]`) and validated with that broker's model from `config.brokers.BROKER_SECTIONS`;
@@ -173,6 +206,9 @@ class AccountSettings(_Section):
 
     broker: str = Field(default="paper", description="A name from config.brokers.BROKER_SECTIONS")
     enabled: bool = True
+    market: Literal["stocks", "futures"] | None = Field(
+        None, description="What the account trades; default futures for projectx, tradovate and funded accounts"
+    )
     symbols: list[str] = Field(
         default_factory=list, description="TradingView tickers routed to this account when the alert names none"
     )
@@ -232,6 +268,13 @@ class AccountSettings(_Section):
     @classmethod
     def _upper(cls, value: list[str]) -> list[str]:
         return [s.strip().upper() for s in value]
+
+    @property
+    def is_futures(self) -> bool:
+        """Futures accounts count their day from the 17:00 CT roll and get their summary after the CME close."""
+        if self.market is not None:
+            return self.market == "futures"
+        return self.broker in FUTURES_BROKERS or self.funded is not None
 
 
 class EnvSource(EnvSettingsSource):
@@ -360,6 +403,65 @@ def config_path_from_env(explicit: str | os.PathLike[str] | None) -> Path | None
         return Path(explicit)
     env = os.environ.get("TRADERD_CONFIG")
     return Path(env) if env else None
+
+
+class ConfigChoice(BaseModel):
+    """The configuration file a command uses, and why: `path` None means the built-in defaults."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path | None
+    origin: str  # "--config", "$TRADERD_CONFIG", "./traderd.toml", "$XDG_CONFIG_HOME", "/etc/traderd"
+
+    def describe(self) -> str:
+        return f"configuration: {self.path} (from {self.origin})" if self.path else \
+            "configuration: no file: built-in defaults"
+
+
+def discover_config(explicit: str | os.PathLike[str] | None = None, *, cwd: Path | None = None,
+                    system: Path = SERVICE_CONFIG) -> ConfigChoice:
+    """The first of `--config`, `$TRADERD_CONFIG`, ./traderd.toml, $XDG_CONFIG_HOME/traderd/traderd.toml,
+    /etc/traderd/traderd.toml. A file named explicitly is returned even when missing (loading reports it)."""
+    if explicit:
+        return ConfigChoice(path=Path(explicit), origin="--config")
+    if os.environ.get("TRADERD_CONFIG"):
+        return ConfigChoice(path=Path(os.environ["TRADERD_CONFIG"]), origin="$TRADERD_CONFIG")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for path, origin in (((cwd or Path.cwd()) / "traderd.toml", "./traderd.toml"),
+                         (Path(xdg) / "traderd" / "traderd.toml", "$XDG_CONFIG_HOME"),
+                         (system, str(system.parent))):
+        if path.is_file():
+            return ConfigChoice(path=path, origin=origin)
+    return ConfigChoice(path=None, origin="built-in defaults")
+
+
+def is_service_config(path: Path | None, system: Path = SERVICE_CONFIG) -> bool:
+    try:
+        return path is not None and path.resolve() == system.resolve()
+    except OSError:
+        return False
+
+
+def with_service_dirs(settings: Settings, *, state: Path = SERVICE_STATE_DIR,
+                      runtime: Path = SERVICE_RUNTIME_DIR) -> Settings:
+    """The service's directories where neither the file, the environment nor systemd chose others."""
+    chosen = settings.daemon.model_fields_set
+    update: dict[str, Path] = {}
+    if "state_dir" not in chosen and _systemd_dir("STATE_DIRECTORY") is None:
+        update["state_dir"] = state
+    if "runtime_dir" not in chosen and _systemd_dir("RUNTIME_DIRECTORY") is None:
+        update["runtime_dir"] = runtime
+    if not update:
+        return settings
+    return settings.model_copy(update={"daemon": settings.daemon.model_copy(update=update)})
+
+
+def read_secret_file(path: Path) -> str | None:
+    """The stripped content of a secret file, or None when it is absent, empty or not readable by this user."""
+    try:
+        return path.read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

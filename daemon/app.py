@@ -22,7 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
-from config.settings import Settings
+from config.settings import WEBHOOK_SECRET_FILE, Settings, read_secret_file
 from daemon.chat.backend import DaemonChatBackend
 from daemon.chat.outbox import Outbox
 from daemon.chat.runtime import ChatRuntime, alert_destinations
@@ -30,6 +30,7 @@ from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, log_event
 from daemon.metrics import Metrics
+from daemon.metrics.live import LiveGauges
 from daemon.queries import Reader
 from daemon.reconcile import Reconciler
 from daemon.risk.engine import RiskEngine
@@ -40,6 +41,7 @@ from daemon.store.state import StateStore
 from daemon.strategy.broker_bars import RoutedBarSource
 from daemon.strategy.runner import StrategyRunner
 from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
+from daemon.web.admin import AdminSocket, url_route
 from daemon.web.api import ControlApi, bearer_middleware
 from daemon.web.page import StatusPage
 from daemon.web.page_view import Link, PageView
@@ -56,20 +58,37 @@ def traderd_version() -> str:
 
 
 def webhook_secret(settings: Settings) -> str:
-    """The configured secret, or one generated once and kept in the state directory (0600)."""
-    if settings.webhook.secret is not None:
-        return settings.webhook.secret.get_secret_value()
-    path = settings.daemon.state_dir / "webhook_secret"
-    if path.is_file():
-        existing = path.read_text().strip()
-        if existing:
-            return existing
+    """The configured secret, or one generated once and kept in the state directory (0600).
+
+    Only the daemon itself may generate it: CLI commands read it (`known_webhook_secret`) or ask the daemon.
+    """
+    known = known_webhook_secret(settings)
+    if known is not None:
+        return known
+    path = settings.daemon.state_dir / WEBHOOK_SECRET_FILE
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     generated = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(generated + "\n")
     return generated
+
+
+def known_webhook_secret(settings: Settings) -> str | None:
+    """The configured secret, or the one the daemon generated earlier; None when there is neither."""
+    if settings.webhook.secret is not None:
+        return settings.webhook.secret.get_secret_value()
+    return read_secret_file(settings.daemon.state_dir / WEBHOOK_SECRET_FILE)
+
+
+def public_webhook_url(settings: Settings, token: str, port: int | None = None) -> str:
+    """The TradingView webhook URL: `webhook.public_url`, else the listening address, with the path token."""
+    base = settings.webhook.public_url
+    if not base:
+        host = settings.webhook.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        base = f"http://{host}:{port or settings.webhook.port}"
+    return f"{base.rstrip('/')}/webhook/tradingview/{token}"
 
 
 class Daemon:
@@ -80,7 +99,7 @@ class Daemon:
         self.notifier = notifier or SystemdNotifier()
         state_dir = settings.daemon.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.secret = webhook_secret(settings)
+        self._secret: str | None = None
         self.metrics = Metrics()
         self.events = EventBus()
         self.events.subscribe(log_event)
@@ -96,12 +115,14 @@ class Daemon:
         self.reconciler = Reconciler(store=self.store, events=self.events, engine=self.engine, clock=clock)
         self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock)
         self.reader = Reader(store=self.store, brokers=self.brokers, engine=self.engine,
-                             timezone=settings.daemon.timezone, clock=clock)
+                             timezone=settings.daemon.timezone, clock=clock,
+                             futures=[name for name, account in settings.accounts.items() if account.is_futures])
         self.connected: set[str] = set()
         self.started_at: datetime | None = None
         self.ready = False
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
+        self.admin: AdminSocket | None = None
         self._scheduler = build_scheduler()
         self.strategies = StrategyRunner(
             submit=self.engine.accept, publish=self.events.publish, brokers=self.brokers,
@@ -110,8 +131,20 @@ class Daemon:
             clock=clock,
         )
         self.chat = self._chat_runtime()  # subscribes the alert outbox now; transports connect after READY
+        self.metrics.before_render(LiveGauges(
+            self.metrics, brokers=self.brokers, connected=lambda name: name in self.connected, queues=self.engine,
+            outbox=self.outbox, funded=self.risk_monitor, clock=clock,
+            daily_loss_limits={name: rules.daily_loss_limit for name, rules in self.risk.funded.rules.items()},
+        ).refresh)
         self._watchdog_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+
+    @property
+    def secret(self) -> str:
+        """The webhook secret, generated on first use (an offline `traderd flatten` never needs one)."""
+        if self._secret is None:
+            self._secret = webhook_secret(self.settings)
+        return self._secret
 
     @property
     def scheduler(self) -> AsyncIOScheduler:
@@ -122,8 +155,8 @@ class Daemon:
 
     def _chat_runtime(self) -> ChatRuntime:
         settings = self.settings
-        outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord), settings.alerts,
-                        self.clock)
+        outbox = self.outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord),
+                                      settings.alerts, self.clock)
         backend = DaemonChatBackend(
             reader=self.reader, engine=self.engine, risk=self.risk, store=self.store, readiness=self.readiness,
             version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=outbox.pending_count,
@@ -140,8 +173,7 @@ class Daemon:
                               client_max_size=self.settings.webhook.max_body_bytes * 4)
         hook = TradingViewWebhook(settings=self.settings, engine=self.engine,
                                   metrics=self.metrics, secret=self.secret, clock=self.clock)
-        api = ControlApi(reader=self.reader, engine=self.engine, store=self.store, status=self.status,
-                         risk=self.risk, monitor=self.risk_monitor, strategies=self.strategies)
+        api = self._control_api()
         app.add_routes(webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics)
                        + api.routes())
         self._status_page(api).install(app)
@@ -161,6 +193,22 @@ class Daemon:
         brokers = [Link(f"broker {name}", name in self.connected and broker.healthy())
                    for name, broker in self.brokers.items()]
         return brokers + [Link(check.name, check.ok, check.detail) for check in self.chat.health()]
+
+    def _control_api(self) -> ControlApi:
+        return ControlApi(reader=self.reader, engine=self.engine, store=self.store, status=self.status,
+                          risk=self.risk, monitor=self.risk_monitor, strategies=self.strategies)
+
+    async def _start_admin_socket(self) -> None:
+        """The admin socket (control API without a token, plus the full URL); the daemon runs on without it."""
+        path = self.settings.daemon.admin_socket
+        admin = AdminSocket(path, [*self._control_api().routes(), url_route(self.webhook_url)],
+                            self.settings.daemon.admin_group)
+        try:
+            await admin.start()
+        except (OSError, KeyError) as exc:
+            log.error("admin socket unavailable (traderd status/url/flatten need the API token instead): %s", exc)
+            return
+        self.admin = admin
 
     def _api_token(self) -> str | None:
         token = self.settings.api.token
@@ -183,13 +231,7 @@ class Daemon:
         }
 
     def webhook_url(self, masked: bool = False) -> str:
-        base = self.settings.webhook.public_url
-        if not base:
-            host = self.settings.webhook.host
-            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-            base = f"http://{host}:{self.port or self.settings.webhook.port}"
-        token = "<secret>" if masked else self.secret
-        return f"{base.rstrip('/')}/webhook/tradingview/{token}"
+        return public_webhook_url(self.settings, "<secret>" if masked else self.secret, self.port)
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -203,6 +245,8 @@ class Daemon:
                 await self.reconciler.account(name, self.brokers[name])
             except BrokerError as exc:
                 log.error("start-up reconciliation of %s failed: %s", name, exc.reason)
+            else:
+                self.metrics.last_reconcile.labels(name).set(self.clock().timestamp())
         await self.engine.start()
         await self.strategies.start()
         self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False,
@@ -212,7 +256,9 @@ class Daemon:
                            reuse_address=True)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        await self._start_admin_socket()
         every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.reconcile_all, "reconcile")
+        every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.read_accounts, "metrics")
         schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)
         self.chat.schedule(self._scheduler)  # the daily summary
         self._scheduler.start()
@@ -220,6 +266,10 @@ class Daemon:
         if interval:
             watchdog = Watchdog(self.notifier, interval, self.settings.daemon.watchdog_stall_seconds)
             self._watchdog_task = asyncio.create_task(self._pet(watchdog), name="watchdog")
+        try:
+            await self.read_accounts()
+        except Exception:  # the gauges wait for the next periodic read; start-up goes on
+            log.exception("first account read for /metrics failed")
         self.ready = True
         self.notifier.ready(f"listening on {self.settings.webhook.host}:{self.port}, "
                             f"{len(self.brokers)} accounts")
@@ -259,6 +309,16 @@ class Daemon:
                 await self.reconciler.account(name, broker)
             except BrokerError as exc:
                 log.warning("reconciliation of %s failed: %s", name, exc.reason)
+            else:
+                self.metrics.last_reconcile.labels(name).set(self.clock().timestamp())
+
+    async def read_accounts(self) -> None:
+        """Equity and day P&L for /metrics (broker calls, so periodic rather than at every scrape)."""
+        for view in await self.reader.accounts():
+            if view.state is not None and not view.stale:
+                self.metrics.equity.labels(view.account).set(float(view.state.equity))
+        for pnl in (await self.reader.pnl("today")).accounts:
+            self.metrics.day_pnl.labels(pnl.account).set(float(pnl.net))
 
     async def stop(self) -> None:
         if self._stopped.is_set():
@@ -270,6 +330,8 @@ class Daemon:
         log.info("stopping: no new webhooks, draining queued signals")
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.admin is not None:
+            await self.admin.stop()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         if self._watchdog_task is not None:

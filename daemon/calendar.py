@@ -9,7 +9,9 @@ holiday announcements, e.g. https://www.nyse.com/markets/hours-calendars).
 
 Futures follow the CME Globex week: a trading day opens at 5:00 pm America/Chicago on the previous
 calendar day and the week runs from Sunday 5:00 pm CT to Friday 4:00 pm CT. A timestamp at 17:00 CT or later
-belongs to the next trading day; Friday evening and Saturday belong to Monday's session.
+belongs to the next trading day; Friday evening and Saturday belong to Monday's session. CME holidays (no
+session close) and early halts (12:00 CT, "markets pause at 12:00pm CT") come from
+`holidays.financial_holidays("CME")` and its `half_day` category.
 
 Everything here is pure: no I/O, no clock reads. Datetimes in and out are timezone-aware.
 """
@@ -32,6 +34,9 @@ NYSE_EARLY_CLOSE = time(13, 0)
 
 CME_ROLL = time(17, 0)  # a new futures trading day starts at 5:00 pm CT
 CME_FRIDAY_CLOSE = time(16, 0)  # the week ends Friday 4:00 pm CT
+CME_CLOSE = time(16, 0)  # the trading day's close, before the 16:00-17:00 CT break
+CME_EARLY_HALT = time(12, 0)  # early halt on the days around US holidays
+FUTURES_SUMMARY_DELAY = timedelta(minutes=5)  # the daily summary goes out this long after the close
 
 _CLOSE_AT = re.compile(r"close at (\d{1,2}):(\d{2})\s*pm", re.IGNORECASE)
 
@@ -210,3 +215,39 @@ def is_futures_open(ts: datetime) -> bool:
     if wd == 5 or (wd == 6 and t < CME_ROLL) or (wd == 4 and t >= CME_FRIDAY_CLOSE):
         return False
     return not (CME_FRIDAY_CLOSE <= t < CME_ROLL)
+
+
+@lru_cache(maxsize=64)
+def _cme_closed(year: int) -> frozenset[date]:
+    return frozenset(holidays.financial_holidays("CME", years=year).keys())
+
+
+@lru_cache(maxsize=64)
+def _cme_early(year: int) -> frozenset[date]:
+    return frozenset(holidays.financial_holidays("CME", years=year, categories=("half_day",)).keys())
+
+
+def is_cme_holiday(d: date) -> bool:
+    """True when CME Globex has no trading day `d` (New Year, Good Friday, Independence Day, Thanksgiving, ...)."""
+    return d in _cme_closed(d.year)
+
+
+def futures_session_close(session: date) -> datetime | None:
+    """When the futures trading day `session` closes: 16:00 CT, 12:00 CT on an early-halt day; None when
+    there is no such trading day (a weekend or a CME holiday)."""
+    if session.weekday() >= 5 or is_cme_holiday(session):
+        return None
+    at = CME_EARLY_HALT if session in _cme_early(session.year) else CME_CLOSE
+    return datetime.combine(session, at, tzinfo=CHICAGO)
+
+
+def futures_summary_due(now: datetime, window: timedelta = timedelta(hours=1)) -> date | None:
+    """The futures trading day whose daily summary is due at `now` (within `window` after its close plus
+    `FUTURES_SUMMARY_DELAY`), or None."""
+    _require_aware(now)
+    session = futures_session_date(now)
+    close = futures_session_close(session)
+    if close is None:
+        return None
+    due = close + FUTURES_SUMMARY_DELAY
+    return session if due <= now < due + window else None

@@ -1,12 +1,14 @@
 """Read-side answers shared by the control API and chat: accounts, positions, open orders and P&L, as typed models.
 
 One place computes what to say; the API and the chat transports only format it. Money is `Decimal`; P&L
-figures are rounded to cents here, so every surface shows the same cents.
+figures are rounded to cents here, so every surface shows the same cents. "Today" is the trading day: for
+stock accounts the calendar day in the daemon's time zone, for futures accounts the CME trading day that
+began at the 17:00 CT roll (`daemon.calendar.futures_session_start`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Collection, Container, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -15,6 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from brokers.base import Broker, BrokerError
+from daemon.calendar import futures_session_date, futures_session_start
 from daemon.domain import PERIODS, ZERO, AccountState, Order, Period, Position, utcnow
 from daemon.store.repository import Store
 from daemon.store.tables import DailyPnl
@@ -64,6 +67,7 @@ class PositionView(_Answer):
 
 class AccountPnl(_Answer):
     account: str
+    since: AwareDatetime | None = None  # start of this account's period (a futures day starts at 17:00 CT)
     realized: Decimal
     fees: Decimal
     unrealized: Decimal
@@ -97,14 +101,22 @@ def period_start(period: str, now: datetime, tz: str) -> datetime:
     return local
 
 
+def account_period_start(period: str, now: datetime, tz: str, futures: bool) -> datetime:
+    """`period_start`, except that a futures account's "today" is the CME trading day (from the 17:00 CT roll)."""
+    if futures and period == "today":
+        return futures_session_start(futures_session_date(now))
+    return period_start(period, now, tz)
+
+
 def cents(value: Decimal) -> Decimal:
     return value.quantize(CENT)
 
 
 class Reader:
     def __init__(self, *, store: Store, brokers: Mapping[str, Broker], engine: EngineView, timezone: str,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, futures: Collection[str] = ()) -> None:
         self.store = store
+        self.futures = frozenset(futures)  # accounts whose day is the CME trading day
         self.brokers = brokers
         self.engine = engine
         self.timezone = timezone
@@ -160,21 +172,26 @@ class Reader:
                 orders += self.store.orders(name, open_only=True)
         return [o for o in orders if o.status.is_open]
 
-    async def pnl(self, period: Period = "today", account: str | None = None) -> PnlReport:
-        """Realized and fees from recorded fills since the period's start; unrealized from live positions."""
-        names = self.accounts_named(account)
-        since = period_start(period, self.clock(), self.timezone)
+    async def pnl(self, period: Period = "today", account: str | None = None, *,
+                  only: Collection[str] | None = None) -> PnlReport:
+        """Realized and fees from recorded fills since the period's start; unrealized from live positions.
+
+        `only` narrows "all accounts" to some of them (the futures accounts' summary after the CME close)."""
+        names = [name for name in self.accounts_named(account) if only is None or name in only]
+        now = self.clock()
+        starts = {name: account_period_start(period, now, self.timezone, name in self.futures) for name in names}
+        since = min(starts.values(), default=period_start(period, now, self.timezone))
         per_account: list[AccountPnl] = []
         total_realized = total_fees = total_unrealized = ZERO
         for name in names:
             realized = fees = ZERO
             count = 0
-            for fill, pnl in self.store.fills_with_pnl(name, since):
+            for fill, pnl in self.store.fills_with_pnl(name, starts[name]):
                 realized += pnl
                 fees += fill.commission
                 count += 1
             unrealized = sum((view.position.unrealized_pnl for view in await self.positions(name)), ZERO)
-            per_account.append(AccountPnl(account=name, realized=cents(realized), fees=cents(fees),
+            per_account.append(AccountPnl(account=name, since=starts[name], realized=cents(realized), fees=cents(fees),
                                           unrealized=cents(unrealized), net=cents(realized - fees + unrealized),
                                           fills=count))
             total_realized += realized
@@ -182,5 +199,5 @@ class Reader:
             total_unrealized += unrealized
         total = PnlTotal(realized=cents(total_realized), fees=cents(total_fees), unrealized=cents(total_unrealized),
                          net=cents(total_realized - total_fees + total_unrealized))
-        days = [day for name in names for day in self.store.pnl_by_day(name, since, self.timezone)]
+        days = [day for name in names for day in self.store.pnl_by_day(name, starts[name], self.timezone)]
         return PnlReport(period=period, since=since, accounts=per_account, total=total, by_day=days)

@@ -48,7 +48,8 @@ def test_unit_lifecycle_and_credentials() -> None:
     service = parse_unit(UNIT.read_text())["Service"]
     single = {key: values[-1] for key, values in service.items()}
     assert single["Type"] == "notify" and single["NotifyAccess"] == "main"
-    assert single["ExecStart"] == "/usr/local/bin/traderd run --config /etc/traderd/traderd.toml"
+    assert single["ExecStart"] == "/opt/traderd/venv/bin/traderd run --config /etc/traderd/traderd.toml"
+    assert single["RuntimeDirectory"] == "traderd"  # the admin socket's directory, $RUNTIME_DIRECTORY
     assert single["WatchdogSec"] == "30"
     assert single["Restart"] == "on-failure" and single["RestartSec"] == "5"
     assert single["TimeoutStopSec"] == "30" and single["KillSignal"] == "SIGTERM"
@@ -86,7 +87,7 @@ def _verify(unit: Path) -> tuple[int, list[str]]:
 @needs_analyze
 def test_unit_verifies(tmp_path: Path) -> None:
     # `verify` checks that ExecStart= is executable, so point it at something that exists here.
-    text = UNIT.read_text().replace("/usr/local/bin/traderd", sys.executable)
+    text = UNIT.read_text().replace("/opt/traderd/venv/bin/traderd", sys.executable)
     unit = tmp_path / "traderd.service"
     unit.write_text(text)
     probe = tmp_path / "probe.service"

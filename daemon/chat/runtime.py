@@ -20,27 +20,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from config.chat import AlertSettings, DiscordSettings, TelegramSettings
-from daemon.chat.alerts import daily_summary, notice
+from daemon.chat.alerts import notice
 from daemon.chat.commands import ChatAuth, ChatOps, TransportAuth
 from daemon.chat.outbox import Dispatcher, Outbox
 from daemon.chat.replies import ChatBackend, HealthCheck
+from daemon.chat.summary import DailySummary
 from daemon.domain import Event
 from daemon.queries import Reader
-from daemon.scheduler import daily_at
 from daemon.store.state import StateStore
 
 log = logging.getLogger("traderd.chat")
 CONNECT_SECONDS = 15.0
 SEND_SECONDS = 30.0
 WEBHOOK_CHAT = "webhook"
-DAILY_JOB = "daily-summary"
 
 
 class TelegramBot(Protocol):
@@ -224,6 +223,8 @@ class ChatRuntime:
         self.dispatchers: list[Dispatcher] = []
         self.conflict: str | None = None
         self.ops: ChatOps | None = None
+        self.summary = DailySummary(reader=reader, chart=backend.chart, outbox=outbox, at=alerts.daily_summary_at,
+                                    timezone=timezone, clock=clock)
         self._stopping = False
         if self.enabled:
             subscribe(self.outbox.publish)
@@ -276,10 +277,9 @@ class ChatRuntime:
             dispatcher.start()
 
     def schedule(self, scheduler: AsyncIOScheduler) -> None:
-        """Add the daily summary to the daemon's scheduler (Mon-Fri at `alerts.daily_summary_at`, local time)."""
-        at = self.alerts.daily_summary_at
-        if self.enabled and at is not None:
-            daily_at(scheduler, at, self.timezone, self.send_daily_summary, DAILY_JOB)
+        """Add the daily summaries to the daemon's scheduler (see `DailySummary.schedule`)."""
+        if self.enabled:
+            self.summary.schedule(scheduler)
 
     def _telegram_link(self, tg: TelegramSettings) -> _Link[TelegramBot]:
         from notifiers.telegram_bot import TelegramTransport
@@ -378,17 +378,6 @@ class ChatRuntime:
         checks.append(HealthCheck(name="alerts queued", ok=True, detail=str(self.outbox.pending_count())))
         return checks
 
-    async def send_daily_summary(self, day: datetime | None = None) -> None:
-        try:
-            pnl = await self.reader.pnl("today")
-            positions = await self.reader.positions()
-        except Exception as exc:
-            log.warning("daily summary failed: %s", exc)
-            return
-        try:  # the picture is a bonus: without it the summary still goes
-            chart: bytes | None = await self.backend.chart(None, "today")
-        except Exception:
-            log.exception("the daily summary's chart could not be drawn; sending the text alone")
-            chart = None
-        when = (day or self.clock()).strftime("%a %Y-%m-%d")
-        self.outbox.add(daily_summary(when, pnl, [view.position for view in positions], chart))
+    async def send_daily_summary(self, day: datetime | None = None, *, accounts: Collection[str] | None = None,
+                                 label: str | None = None) -> None:
+        await self.summary.send(day, accounts=accounts, label=label)

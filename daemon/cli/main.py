@@ -1,6 +1,8 @@
 """The `traderd` command: run | check | init | status | flatten | url | version (and `risk`, `replay`, `bars`).
 
-Every subcommand takes `--config PATH` (or `$TRADERD_CONFIG`). Exit codes: 0 success, 1 the operation
+Every subcommand takes `--config PATH`; without it the file is `$TRADERD_CONFIG`, ./traderd.toml,
+$XDG_CONFIG_HOME/traderd/traderd.toml or /etc/traderd/traderd.toml, the first that exists, and each command
+says on stderr which one it used. Exit codes: 0 success, 1 the operation
 failed, 2 the configuration or the command line is wrong.
 """
 
@@ -8,44 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import secrets
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import httpx
-from pydantic import ValidationError
-
-from config.settings import ConfigFileError, Settings, load_settings
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-def _problems(exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "configuration"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown option (check the spelling against `traderd init`)"
-        lines.append(f"{where}: {message}")
-    return lines
-
-
-def _load(args: argparse.Namespace) -> Settings | None:
-    try:
-        return load_settings(args.config)
-    except ConfigFileError as exc:
-        print(f"traderd: {exc}", file=sys.stderr)
-    except ValidationError as exc:
-        print("traderd: the configuration has problems:", file=sys.stderr)
-        for line in _problems(exc):
-            print(f"  - {line}", file=sys.stderr)
-    return None
+from config.settings import Settings
+from daemon.cli.control import cmd_flatten, cmd_status, cmd_unlock, cmd_url
+from daemon.cli.loading import EXIT_FAILED, EXIT_USAGE, load
 
 
 def warnings_for(settings: Settings) -> list[str]:
@@ -62,7 +34,7 @@ def warnings_for(settings: Settings) -> list[str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    settings = _load(args)
+    settings = load(args)
     if settings is None:
         return EXIT_USAGE
     for line in warnings_for(settings):
@@ -71,7 +43,16 @@ def cmd_check(args: argparse.Namespace) -> int:
                          for name, acc in settings.accounts.items())
     print(f"configuration OK: accounts {accounts}; webhook {settings.webhook.host}:{settings.webhook.port}; "
           f"store {settings.database_url.split('://')[0]}")
-    return 0
+    if not args.online:
+        return 0
+    from daemon.cli.online import run_checks
+
+    results = asyncio.run(run_checks(settings))
+    for result in results:
+        print(result.line())
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} of {len(results)} online checks passed")
+    return EXIT_FAILED if failed else 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -92,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from daemon.supervision.redaction import collect_secrets
     from daemon.supervision.sentry import init_sentry
 
-    settings = _load(args)
+    settings = load(args)
     if settings is None:
         return EXIT_USAGE
     if args.host or args.port is not None:
@@ -101,8 +82,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     hidden = [*collect_secrets(settings), webhook_secret(settings)]
     configure_logging(settings.daemon.log_level, settings.daemon.log_format, hidden)
     dsn = settings.daemon.sentry_dsn
-    init_sentry(dsn.get_secret_value() if dsn else None, settings.daemon.sentry_environment, traderd_version(),
-                hidden)
     daemon = Daemon(settings)
 
     def announce(running: Daemon) -> None:
@@ -111,143 +90,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"traderd is running. TradingView webhook URL:\n  {running.webhook_url(masked=not full)}",
               flush=True)
         if not full:
-            print("  (run `traderd url` to see it with its token)", flush=True)
+            print("  (`sudo traderd url` shows it with its token, through the admin socket)", flush=True)
+
+    async def serve() -> None:
+        # Inside the loop, so that Sentry's asyncio integration sees errors that end background tasks.
+        init_sentry(dsn.get_secret_value() if dsn else None, settings.daemon.sentry_environment, traderd_version(),
+                    hidden)
+        await daemon.run_forever(on_ready=announce)
 
     try:
-        asyncio.run(daemon.run_forever(on_ready=announce))
+        asyncio.run(serve())
     except OSError as exc:
         print(f"traderd: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    return 0
-
-
-def cmd_url(args: argparse.Namespace) -> int:
-    from daemon.app import webhook_secret
-
-    settings = _load(args)
-    if settings is None:
-        return EXIT_USAGE
-    token = webhook_secret(settings)
-    base = settings.webhook.public_url or f"http://{settings.webhook.host}:{settings.webhook.port}"
-    print(f"{base.rstrip('/')}/webhook/tradingview/{token}")
-    return 0
-
-
-def _api(settings: Settings, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    host = settings.webhook.host
-    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    headers = {}
-    if settings.api.token is not None:
-        headers["Authorization"] = f"Bearer {settings.api.token.get_secret_value()}"
-    with httpx.Client(base_url=f"http://{host}:{settings.webhook.port}", timeout=20, headers=headers) as client:
-        response = client.request(method, path, json=body)
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise RuntimeError(f"the daemon answered {response.status_code}: {detail}")
-    return response.json()
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    settings = _load(args)
-    if settings is None:
-        return EXIT_USAGE
-    try:
-        status = _api(settings, "GET", "/api/status")
-    except httpx.TransportError:
-        print(f"traderd is not running (nothing answers on {settings.webhook.host}:{settings.webhook.port})",
-              file=sys.stderr)
-        return EXIT_FAILED
-    except RuntimeError as exc:
-        print(f"traderd: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print(json.dumps(status, indent=2))
-        return 0
-    print(f"traderd {status['version']} {'ready' if status['ready'] else 'NOT READY'}, "
-          f"up {status['uptime_seconds']} s")
-    for acc in status["accounts"]:
-        flags = [f for f in ("paused", "locked") if acc.get(f)] + ([] if acc.get("connected") else ["DISCONNECTED"])
-        print(f"  {acc['account']:<16} {acc['broker']:<10} equity {acc.get('equity', '?'):>14}  "
-              f"open P&L {acc.get('unrealized_pnl', '?'):>12}  {' '.join(flags)}")
-    return 0
-
-
-def cmd_flatten(args: argparse.Namespace) -> int:
-    settings = _load(args)
-    if settings is None:
-        return EXIT_USAGE
-    if not args.yes:
-        if not sys.stdin.isatty():
-            print("traderd: refusing to flatten without --yes when not interactive", file=sys.stderr)
-            return EXIT_USAGE
-        answer = input(f"Cancel all orders and close all positions on {args.account}? Type 'flatten': ")
-        if answer.strip() != "flatten":
-            print("not flattened")
-            return EXIT_FAILED
-    request_id = secrets.token_hex(8)
-    try:
-        result = _api(settings, "POST", "/api/flatten",
-                      {"account": args.account, "actor": "cli", "request_id": request_id})
-    except httpx.TransportError:
-        print("daemon not running: flattening directly through the brokers", file=sys.stderr)
-        return asyncio.run(_flatten_offline(settings, args.account, request_id))
-    except RuntimeError as exc:
-        print(f"traderd: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    failed = False
-    for row in result["results"]:
-        print(f"{row['signal_id']}: {row['status']} - {row['detail']}")
-        failed |= row["status"] not in ("executed",)
-    return EXIT_FAILED if failed else 0
-
-
-async def _flatten_offline(settings: Settings, target: str, request_id: str) -> int:
-    """The daemon is down: run the same engine path in-process, without the webhook."""
-    from daemon.app import Daemon
-
-    daemon = Daemon(settings)
-    daemon.store.open()
-    try:
-        for name, broker in daemon.brokers.items():
-            await daemon._connect(name, broker)
-        await daemon.engine.start()
-        try:
-            ids = daemon.engine.request_flatten(target, "cli", request_id, source="cli")
-        except KeyError as exc:
-            print(f"traderd: {exc.args[0]}", file=sys.stderr)
-            return EXIT_USAGE
-        failed = False
-        for signal_id in ids:
-            outcome = await daemon.engine.wait_for(signal_id, 30)
-            print(f"{signal_id}: {outcome.status.value} - {outcome.reason}")
-            failed |= outcome.status.value != "executed"
-        return EXIT_FAILED if failed else 0
-    finally:
-        await daemon.engine.stop(5)
-        for broker in daemon.brokers.values():
-            await broker.close()
-        daemon.store.close()
-
-
-def cmd_unlock(args: argparse.Namespace) -> int:
-    """Operator reset of a prop-firm account locked by a hard breach (through the running daemon)."""
-    settings = _load(args)
-    if settings is None:
-        return EXIT_USAGE
-    try:
-        result = _api(settings, "POST", "/api/risk/reset",
-                      {"account": args.account, "actor": "cli", "clear_block": args.clear_block})
-    except httpx.TransportError:
-        print("traderd is not running; start it, then unlock", file=sys.stderr)
-        return EXIT_FAILED
-    except RuntimeError as exc:
-        print(f"traderd: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"{args.account} unlocked")
-    print(json.dumps(result["funded"], indent=2))
     return 0
 
 
@@ -268,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="override webhook.host")
     run.add_argument("--port", type=int, help="override webhook.port")
     run.set_defaults(func=cmd_run)
-    sub.add_parser("check", parents=[common], help="validate the configuration").set_defaults(func=cmd_check)
+    check = sub.add_parser("check", parents=[common], help="validate the configuration")
+    check.add_argument("--online", action="store_true",
+                       help="also log in to every broker, Telegram and Discord (read-only) and reach the database")
+    check.set_defaults(func=cmd_check)
     init = sub.add_parser("init", parents=[common], help="write a commented example configuration")
     init.add_argument("path", nargs="?", default="traderd.toml")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")

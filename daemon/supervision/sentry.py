@@ -1,4 +1,9 @@
-"""Sentry error reporting, on only when a DSN is configured, with every event scrubbed of secrets first."""
+"""Sentry error reporting, on only when a DSN is configured, with every event scrubbed of secrets first.
+
+Call `init_sentry` inside the running event loop: its asyncio integration wraps the loop's task factory, so
+an exception that ends a background task (a worker, a dispatcher, a stream) is reported too, not only the
+errors that are logged.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ def init_sentry(dsn: str | None, environment: str, release: str, secrets: Iterab
     if not dsn:
         return False
     import sentry_sdk  # imported lazily: most installs never configure it
+    from sentry_sdk.integrations.asyncio import AsyncioIntegration
 
     secrets = list(secrets)
     before_send = make_before_send([*secrets, dsn])
@@ -55,5 +61,6 @@ def init_sentry(dsn: str | None, environment: str, release: str, secrets: Iterab
         before_send=before_send,  # type: ignore[arg-type]
         before_breadcrumb=before_breadcrumb,
         max_breadcrumbs=50,
+        integrations=[AsyncioIntegration()],  # patches the running loop's task factory
     )
     return True
