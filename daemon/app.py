@@ -187,8 +187,9 @@ class Daemon:
                 log.error("start-up reconciliation of %s failed: %s", name, exc.reason)
         await self.engine.start()
         await self.strategies.start()
+        # auto_decompress=False: the webhook inflates bodies itself, bounded, and refuses unknown encodings.
         self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False,
-                                     shutdown_timeout=5)
+                                     shutdown_timeout=5, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.webhook.host, self.settings.webhook.port,
                            reuse_address=True)
