@@ -5,7 +5,7 @@ it can be called from the asyncio thread. `open()` creates the engine and brings
 Alembic revision (migrations ship in `daemon/store/migrations/`): an upgrade never requires deleting the database.
 The account records (controls, audit, violations, snapshots) come from `daemon.store.records`.
 
-SQLite connections use WAL, synchronous=FULL, foreign keys and a 5 s busy timeout; write transactions start
+SQLite connections use WAL, synchronous=FULL, foreign keys and a 2 s busy timeout; write transactions start
 with `BEGIN IMMEDIATE` so read-then-write transactions (the positions ledger) cannot deadlock on lock upgrade.
 On PostgreSQL the same guarantees come from `INSERT ... ON CONFLICT` and `SELECT ... FOR UPDATE`.
 """
