@@ -40,7 +40,8 @@ from daemon.store.state import StateStore
 from daemon.strategy.broker_bars import RoutedBarSource
 from daemon.strategy.runner import StrategyRunner
 from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
-from daemon.web.api import ControlApi, bearer_middleware
+from daemon.supervision.redaction import Redactor, collect_secrets
+from daemon.web.api import ControlApi, bearer_middleware, redacting_middleware
 from daemon.web.webhook import TradingViewWebhook, health_routes, webhook_routes
 
 log = logging.getLogger("traderd")
@@ -79,10 +80,12 @@ class Daemon:
         state_dir = settings.daemon.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.secret = webhook_secret(settings)
+        # The log redaction, for every text that leaves the daemon: API answers, chat, alerts, stored reasons.
+        self.redactor = Redactor([*collect_secrets(settings), self.secret])
         self.metrics = Metrics()
         self.events = EventBus()
         self.events.subscribe(log_event)
-        self.store = Store(settings.database_url)
+        self.store = Store(settings.database_url, redact=self.redactor.redact)
         self.brokers: dict[str, Broker] = {
             name: build_broker(name, account, state_dir, clock)
             for name, account in settings.enabled_accounts().items()
@@ -121,7 +124,7 @@ class Daemon:
     def _chat_runtime(self) -> ChatRuntime:
         settings = self.settings
         outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord), settings.alerts,
-                        self.clock)
+                        self.clock, redact=self.redactor.redact)
         backend = DaemonChatBackend(
             reader=self.reader, engine=self.engine, risk=self.risk, store=self.store, readiness=self.readiness,
             version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=outbox.pending_count,
@@ -130,11 +133,12 @@ class Daemon:
         return ChatRuntime(
             telegram=settings.telegram, discord=settings.discord, alerts=settings.alerts,
             timezone=settings.daemon.timezone, outbox=outbox, state=StateStore(self.store), backend=backend,
-            reader=self.reader, subscribe=self.events.subscribe, clock=self.clock,
+            reader=self.reader, subscribe=self.events.subscribe, clock=self.clock, redact=self.redactor.redact,
         )
 
     def web_app(self) -> web.Application:
-        app = web.Application(middlewares=[bearer_middleware(self._api_token())],
+        app = web.Application(middlewares=[bearer_middleware(self._api_token()),
+                                           redacting_middleware(self.redactor.redact_strings)],
                               client_max_size=self.settings.webhook.max_body_bytes * 4)
         hook = TradingViewWebhook(settings=self.settings, engine=self.engine,
                                   metrics=self.metrics, secret=self.secret, clock=self.clock)

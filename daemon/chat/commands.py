@@ -90,8 +90,10 @@ class ChatOps:
         auth: ChatAuth,
         clock: Clock = utcnow,
         confirm_ttl: timedelta = timedelta(seconds=30),
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.backend = backend
+        self.redact = redact  # the log redaction: a reply may quote a broker's error text
         self.auth = auth
         self.clock = clock
         self.confirm_ttl = confirm_ttl
@@ -118,6 +120,19 @@ class ChatOps:
 
     async def handle(self, request: ChatRequest) -> ChatReply | None:
         """Answer one command; None means "say nothing" (unauthorized: ignored, but audited)."""
+        return self._redacted(await self._handle(request))
+
+    async def confirm(self, token: str, who: ChatIdentity) -> ChatReply | None:
+        """A confirmation button was pressed. Works once, only for its requester, only before it expires."""
+        return self._redacted(await self._confirm(token, who))
+
+    def _redacted(self, reply: ChatReply | None) -> ChatReply | None:
+        if reply is None:
+            return None
+        text = self.redact(reply.text)
+        return reply if text == reply.text else reply.model_copy(update={"text": text})
+
+    async def _handle(self, request: ChatRequest) -> ChatReply | None:
         if request.command == "whoami":
             return self._whoami(request)
         role = self.auth.role(request)
@@ -138,8 +153,7 @@ class ChatOps:
             await self._audit(request, request.command, " ".join(request.args), False, f"error: {exc!r}")
             return ChatReply(text=f"/{request.command} failed: {exc}")
 
-    async def confirm(self, token: str, who: ChatIdentity) -> ChatReply | None:
-        """A confirmation button was pressed. Works once, only for its requester, only before it expires."""
+    async def _confirm(self, token: str, who: ChatIdentity) -> ChatReply | None:
         role = self.auth.role(who)
         if role is None:
             await self._audit(who, "confirm", token, False, "denied: unknown user or chat")

@@ -195,6 +195,7 @@ class ChatRuntime:
         reader: Reader,
         subscribe: Callable[[Callable[[Event], None]], object],
         clock: Callable[[], datetime],
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.telegram_settings, self.discord_settings = telegram, discord
         self.alerts, self.timezone = alerts, timezone
@@ -202,6 +203,7 @@ class ChatRuntime:
         self.outbox = outbox
         self.outbox.suppress = self._suppressed
         self.state, self.backend, self.reader, self.clock = state, backend, reader, clock
+        self._redact = redact
         self.telegram: _Link[TelegramBot] | None = None
         self.discord: _Link[DiscordBot] | None = None
         self.webhook: DiscordHook | None = None
@@ -237,7 +239,7 @@ class ChatRuntime:
             discord=TransportAuth(users=dc.users, chats=dc.chats) if dc else TransportAuth(),
         )
         self.ops = ChatOps(self.backend, auth, clock=self.clock,
-                           confirm_ttl=timedelta(seconds=self.alerts.confirm_seconds))
+                           confirm_ttl=timedelta(seconds=self.alerts.confirm_seconds), redact=self._redact)
         max_backoff = self.alerts.max_backoff_seconds
         if tg is not None:
             self.telegram = self._telegram_link(tg)
