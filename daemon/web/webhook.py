@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.settings import Settings
 from daemon.engine import Engine
 from daemon.metrics import CONTENT_TYPE_LATEST, Metrics
+from daemon.store.retry import describe
 from daemon.web.errors import error
 from daemon.web.signals import (
     AlertLimits,
@@ -130,9 +131,9 @@ class TradingViewWebhook:
             raw = {k: v for k, v in data.items() if k not in ("secret", "passphrase")}
             # keys[1:]: the previous time bucket's body-hash key (an alert without `id`), only looked up.
             answer = self.engine.accept(intent, raw, also_known_as=keys[1:])
-        except SQLAlchemyError:
-            log.exception("could not reach the store for a signal to %s; answering 503 so TradingView resends",
-                          account)
+        except SQLAlchemyError as exc:
+            log.error("could not store a signal for %s (%s); answering 503 so TradingView resends", account,
+                      describe(exc))
             return self._refuse(503, "store_unavailable", "the signal could not be stored; resend later")
         if not answer.is_new:
             return self._duplicate(answer.signal_id)
