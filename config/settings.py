@@ -137,6 +137,17 @@ class WebhookSettings(_Section):
         False, description="Take the client IP from X-Forwarded-For (only behind your own reverse proxy)"
     )
     max_body_bytes: int = Field(16_384, ge=256, le=1_048_576)
+    body_timeout_seconds: float = Field(
+        2.0, gt=0, le=30, description="A body not fully arrived by then gets 408 (TradingView waits 3 s)"
+    )
+    max_quantity: Decimal = Field(
+        Decimal(1_000_000), gt=0, le=Decimal("1e15"),
+        description="Alerts with a larger quantity or |target_position| are refused as absurd",
+    )
+    max_price: Decimal = Field(
+        Decimal(1_000_000_000), gt=0, le=Decimal("1e15"),
+        description="Alerts with a larger price (any price field) are refused as absurd",
+    )
     default_max_lag_seconds: float = Field(
         60.0, gt=0, description="Alerts older than this (by `time`, or by arrival on restart) are expired"
     )

@@ -41,8 +41,9 @@ from daemon.store.state import StateStore
 from daemon.strategy.broker_bars import RoutedBarSource
 from daemon.strategy.runner import StrategyRunner
 from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
+from daemon.supervision.redaction import Redactor, collect_secrets
 from daemon.web.admin import AdminSocket, url_route
-from daemon.web.api import ControlApi, bearer_middleware
+from daemon.web.api import ControlApi, bearer_middleware, redacting_middleware
 from daemon.web.page import StatusPage
 from daemon.web.page_view import Link, PageView
 from daemon.web.webhook import TradingViewWebhook, health_routes, webhook_routes
@@ -100,10 +101,12 @@ class Daemon:
         state_dir = settings.daemon.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._secret: str | None = None
+        # The log redaction, for every text that leaves the daemon: API answers, chat, alerts, stored reasons.
+        self.redactor = Redactor([*collect_secrets(settings), known_webhook_secret(settings) or ""])
         self.metrics = Metrics()
         self.events = EventBus()
         self.events.subscribe(log_event)
-        self.store = Store(settings.database_url)
+        self.store = Store(settings.database_url, redact=self.redactor.redact)
         self.brokers: dict[str, Broker] = {
             name: build_broker(name, account, state_dir, clock)
             for name, account in settings.enabled_accounts().items()
@@ -144,6 +147,7 @@ class Daemon:
         """The webhook secret, generated on first use (an offline `traderd flatten` never needs one)."""
         if self._secret is None:
             self._secret = webhook_secret(self.settings)
+            self.redactor.learn(self._secret)
         return self._secret
 
     @property
@@ -156,7 +160,7 @@ class Daemon:
     def _chat_runtime(self) -> ChatRuntime:
         settings = self.settings
         outbox = self.outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord),
-                                      settings.alerts, self.clock)
+                                      settings.alerts, self.clock, redact=self.redactor.redact)
         backend = DaemonChatBackend(
             reader=self.reader, engine=self.engine, risk=self.risk, store=self.store, readiness=self.readiness,
             version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=outbox.pending_count,
@@ -165,11 +169,12 @@ class Daemon:
         return ChatRuntime(
             telegram=settings.telegram, discord=settings.discord, alerts=settings.alerts,
             timezone=settings.daemon.timezone, outbox=outbox, state=StateStore(self.store), backend=backend,
-            reader=self.reader, subscribe=self.events.subscribe, clock=self.clock,
+            reader=self.reader, subscribe=self.events.subscribe, clock=self.clock, redact=self.redactor.redact,
         )
 
     def web_app(self) -> web.Application:
-        app = web.Application(middlewares=[bearer_middleware(self._api_token())],
+        app = web.Application(middlewares=[bearer_middleware(self._api_token()),
+                                           redacting_middleware(self.redactor.redact_strings)],
                               client_max_size=self.settings.webhook.max_body_bytes * 4)
         hook = TradingViewWebhook(settings=self.settings, engine=self.engine,
                                   metrics=self.metrics, secret=self.secret, clock=self.clock)
@@ -249,8 +254,9 @@ class Daemon:
                 self.metrics.last_reconcile.labels(name).set(self.clock().timestamp())
         await self.engine.start()
         await self.strategies.start()
+        # auto_decompress=False: the webhook inflates bodies itself, bounded, and refuses unknown encodings.
         self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False,
-                                     shutdown_timeout=5)
+                                     shutdown_timeout=5, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.webhook.host, self.settings.webhook.port,
                            reuse_address=True)

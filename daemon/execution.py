@@ -33,6 +33,7 @@ from daemon.metrics import Metrics
 from daemon.risk.context import OrderContext
 from daemon.risk.engine import RiskEngine
 from daemon.store.repository import Store
+from daemon.store.retry import Backoff, describe, is_transient, until_written
 
 log = logging.getLogger("traderd.engine")
 
@@ -76,18 +77,38 @@ class Executor:
         self.place_attempts = place_attempts
         self.retry_delay = retry_delay
         self._deferred: dict[str, list[BrokerReport]] = {}
+        self._flushes: dict[str, asyncio.Task[None]] = {}  # reports written once the store is back
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
 
     async def run(self, intent: Intent, recovered: bool) -> None:
-        """Execute on the account's worker: the broker's reports meanwhile wait for the signal's outcome."""
-        self._deferred[intent.account] = []
-        try:
-            await self.execute(intent, recovered)
-        except Exception as exc:  # a bug must not kill the account's worker
-            log.exception("signal %s failed unexpectedly", intent.signal_id)
-            self._finish(intent, SignalStatus.FAILED, f"internal error: {type(exc).__name__}")
-        finally:
-            self._flush_deferred(intent.account)  # reports of a signal that ended without _finish
+        """Execute on the account's worker: the broker's reports meanwhile wait for the signal's outcome.
+
+        When the store refuses a write (disk full, I/O error, locked), the signal is executed again once it
+        takes writes, as after a restart: its order is looked up at the broker first, so it is neither lost
+        nor placed twice, and the signals queued behind it wait their turn.
+        """
+        self._deferred.setdefault(intent.account, [])  # reports the store has not taken yet stay first
+        backoff = Backoff()
+        while True:
+            try:
+                try:
+                    await self.execute(intent, recovered)
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    log.exception("signal %s failed unexpectedly", intent.signal_id)  # a bug: keep the worker
+                    self._finish(intent, SignalStatus.FAILED, f"internal error: {type(exc).__name__}")
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                delay = backoff.next_delay()
+                log.warning("the store refused a write for signal %s (%s); executing it again in %.2f s",
+                            intent.signal_id, describe(exc), delay)
+                await asyncio.sleep(delay)
+                recovered = True
+        # Reports of a signal that ended without _finish, or that came in while the store was away.
+        await until_written(lambda: self._flush_deferred(intent.account), "the broker's reports")
 
     async def wait_for(self, signal_id: str, within: float) -> Outcome:
         """Wait until a queued signal is finished (used by control actions that report their result)."""
@@ -244,11 +265,12 @@ class Executor:
 
     def _finish(self, intent: Intent, status: SignalStatus, reason: str | None, *, order: Order | None = None,
                 result: Any = None) -> Outcome:
-        reports = self._deferred.pop(intent.account, None) or []
+        reports = self._deferred.get(intent.account) or []
         broker = self.brokers[intent.account]
         fills = [(r.fill, broker.multiplier(r.fill.symbol)) for r in reports if r.fill is not None]
         realized = self.store.finish_signal(intent.signal_id, status, reason, order,
                                             reports=[r.order for r in reports if r.order is not None], fills=fills)
+        self._deferred.pop(intent.account, None)  # only once written: a refused write keeps them for the retry
         for (fill, _), pnl in zip(fills, realized, strict=True):
             if pnl is not None:
                 self._fill_recorded(fill, pnl)
@@ -270,14 +292,26 @@ class Executor:
             deferred = self._deferred.get(account)
             if deferred is not None:
                 deferred.append(report)
-            else:
+                return
+            try:
                 self._record_report(account, report)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # Kept in order: later reports queue behind this one until the store takes them.
+                self._deferred[account] = [report]
+                self._flushes[account] = asyncio.create_task(
+                    until_written(lambda: self._flush_deferred(account), f"the broker's reports for {account}"))
 
         return handle
 
     def _flush_deferred(self, account: str) -> None:
-        for report in self._deferred.pop(account, None) or []:
-            self._record_report(account, report)
+        """Write the waiting reports one by one, each removed once written (a retry resumes where it stopped)."""
+        reports = self._deferred.get(account) or []
+        while reports:
+            self._record_report(account, reports[0])
+            reports.pop(0)
+        self._deferred.pop(account, None)
 
     def _record_report(self, account: str, report: BrokerReport) -> None:
         if report.order is not None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from daemon.chat import render as r
 from daemon.domain import Event, Fill, FlattenReport, Position, utcnow
+from daemon.money import decimal_or_none
 from daemon.queries import PnlReport
 
 
@@ -29,13 +29,6 @@ class Alert(BaseModel):
     account: str | None = None
     at: AwareDatetime = Field(default_factory=utcnow)
     image: bytes | None = None  # a PNG (a chart) sent with the text as a photo or attachment
-
-
-def _dec(value: Any) -> Decimal | None:
-    try:
-        return None if value is None else Decimal(str(value))
-    except InvalidOperation:
-        return None
 
 
 def _where(event: Event) -> str:
@@ -67,7 +60,7 @@ def alert_for(event: Event) -> Alert | None:
     text: str | None
     if kind == "fill":
         fill = Fill.model_validate(event.data["fill"]) if "fill" in event.data else None
-        realized = _dec(event.data.get("realized_pnl"))
+        realized = decimal_or_none(event.data.get("realized_pnl"))
         text = fill_text(fill, realized) if fill else f"Filled{_where(event)}: {event.summary}"
         return Alert(kind="fill", text=text, account=event.account, at=event.at)
     if kind == "order":

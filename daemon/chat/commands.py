@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import Field
-
 from daemon.chat import render as r
-from daemon.chat.replies import ALL, ChatBackend, FrozenModel, StrategyAction
+from daemon.chat.auth import ChatAuth, TransportAuth
+from daemon.chat.replies import ALL, ChatBackend, StrategyAction
 from daemon.domain import (
     COMMANDS,
     PERIODS,
@@ -38,28 +37,6 @@ __all__ = [
     "COMMANDS", "SPECS", "BadInput", "ChatAuth", "ChatHandler", "ChatIdentity", "ChatOps", "ChatReply",
     "ChatRequest", "CommandSpec", "Role", "Transport", "TransportAuth",
 ]
-
-# --------------------------------------------------------------------------- authorization
-
-
-class TransportAuth(FrozenModel):
-    users: dict[str, Role] = Field(default_factory=dict)  # user id -> role; empty denies everyone
-    chats: list[str] = Field(default_factory=list)  # allowed chat/channel/guild ids; empty allows any
-
-
-class ChatAuth(FrozenModel):
-    telegram: TransportAuth = Field(default_factory=TransportAuth)
-    discord: TransportAuth = Field(default_factory=TransportAuth)
-
-    def role(self, who: ChatIdentity) -> Role | None:
-        rules = self.telegram if who.transport == "telegram" else self.discord
-        role = rules.users.get(who.user_id)
-        if role is None:
-            return None
-        if rules.chats and who.chat_id not in rules.chats and (who.guild_id or "") not in rules.chats:
-            return None
-        return role
-
 
 SPECS = {spec.name: spec for spec in COMMANDS}
 TRADE_LIMIT = 50
@@ -90,8 +67,10 @@ class ChatOps:
         auth: ChatAuth,
         clock: Clock = utcnow,
         confirm_ttl: timedelta = timedelta(seconds=30),
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.backend = backend
+        self.redact = redact  # the log redaction: a reply may quote a broker's error text
         self.auth = auth
         self.clock = clock
         self.confirm_ttl = confirm_ttl
@@ -119,6 +98,19 @@ class ChatOps:
 
     async def handle(self, request: ChatRequest) -> ChatReply | None:
         """Answer one command; None means "say nothing" (unauthorized: ignored, but audited)."""
+        return self._redacted(await self._handle(request))
+
+    async def confirm(self, token: str, who: ChatIdentity) -> ChatReply | None:
+        """A confirmation button was pressed. Works once, only for its requester, only before it expires."""
+        return self._redacted(await self._confirm(token, who))
+
+    def _redacted(self, reply: ChatReply | None) -> ChatReply | None:
+        if reply is None:
+            return None
+        text = self.redact(reply.text)
+        return reply if text == reply.text else reply.model_copy(update={"text": text})
+
+    async def _handle(self, request: ChatRequest) -> ChatReply | None:
         if request.command == "whoami":
             return self._whoami(request)
         role = self.auth.role(request)
@@ -139,8 +131,7 @@ class ChatOps:
             await self._audit(request, request.command, " ".join(request.args), False, f"error: {exc!r}")
             return ChatReply(text=f"/{request.command} failed: {exc}")
 
-    async def confirm(self, token: str, who: ChatIdentity) -> ChatReply | None:
-        """A confirmation button was pressed. Works once, only for its requester, only before it expires."""
+    async def _confirm(self, token: str, who: ChatIdentity) -> ChatReply | None:
         role = self.auth.role(who)
         if role is None:
             await self._audit(who, "confirm", token, False, "denied: unknown user or chat")

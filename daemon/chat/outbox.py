@@ -121,8 +121,10 @@ class Outbox:
         destinations: Mapping[str, Sequence[str]],
         settings: AlertSettings,
         clock: Callable[[], datetime] = utcnow,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.store = store
+        self.redact = redact  # the log redaction: an alert may quote a broker's error text
         self.destinations = {t: list(chats) for t, chats in destinations.items() if chats}
         self.settings = settings
         self.clock = clock
@@ -149,6 +151,7 @@ class Outbox:
         wanted = set(only) if only is not None else None
         now = self.clock()
         rows: list[dict[str, Any]] = []
+        text = self.redact(alert.text)
         for transport, chats in self.destinations.items():
             if wanted is not None and transport not in wanted:
                 continue
@@ -156,7 +159,7 @@ class Outbox:
             if level == "off":
                 continue
             for chat in chats:
-                rows.append({"transport": transport, "chat": chat, "kind": alert.kind, "text": alert.text,
+                rows.append({"transport": transport, "chat": chat, "kind": alert.kind, "text": text,
                              "silent": level == "silent", "status": "pending", "attempts": 0,
                              "created_at": alert.at, "next_attempt_at": now, "image": alert.image})
         if not rows:

@@ -28,7 +28,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from config.chat import AlertSettings, DiscordSettings, TelegramSettings
 from daemon.chat.alerts import notice
-from daemon.chat.commands import ChatAuth, ChatOps, TransportAuth
+from daemon.chat.auth import ChatAuth, TransportAuth
+from daemon.chat.commands import ChatOps
 from daemon.chat.outbox import Dispatcher, Outbox
 from daemon.chat.replies import ChatBackend, HealthCheck
 from daemon.chat.summary import DailySummary
@@ -210,6 +211,7 @@ class ChatRuntime:
         reader: Reader,
         subscribe: Callable[[Callable[[Event], None]], object],
         clock: Callable[[], datetime],
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.telegram_settings, self.discord_settings = telegram, discord
         self.alerts, self.timezone = alerts, timezone
@@ -217,6 +219,7 @@ class ChatRuntime:
         self.outbox = outbox
         self.outbox.suppress = self._suppressed
         self.state, self.backend, self.reader, self.clock = state, backend, reader, clock
+        self._redact = redact
         self.telegram: _Link[TelegramBot] | None = None
         self.discord: _Link[DiscordBot] | None = None
         self.webhook: DiscordHook | None = None
@@ -254,7 +257,7 @@ class ChatRuntime:
             discord=TransportAuth(users=dc.users, chats=dc.chats) if dc else TransportAuth(),
         )
         self.ops = ChatOps(self.backend, auth, clock=self.clock,
-                           confirm_ttl=timedelta(seconds=self.alerts.confirm_seconds))
+                           confirm_ttl=timedelta(seconds=self.alerts.confirm_seconds), redact=self._redact)
         max_backoff = self.alerts.max_backoff_seconds
         if tg is not None:
             self.telegram = self._telegram_link(tg)

@@ -30,6 +30,9 @@ _WRITE = "traderd_write"  # execution option: this transaction writes (SQLite: B
 # commit without waiting for the disk (still atomic and crash-safe for the process); they become durable at
 # the next durable commit or checkpoint. This keeps one fsync per accepted signal instead of four.
 _DURABLE = "traderd_durable"
+# How long a write waits for another process's write lock before failing. TradingView gives up on a request
+# after 3 s and never resends a timeout, but it resends a 5xx: the webhook's 503 must be sent before then.
+BUSY_TIMEOUT_MS = 2000
 _PG_MIGRATION_LOCK = 0x7472_6164_6572  # advisory lock id ("trader"): one migrator at a time
 
 
@@ -54,7 +57,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_on_begin)
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -5,7 +5,7 @@ it can be called from the asyncio thread. `open()` creates the engine and brings
 Alembic revision (migrations ship in `daemon/store/migrations/`): an upgrade never requires deleting the database.
 The account records (controls, audit, violations, snapshots) come from `daemon.store.records`.
 
-SQLite connections use WAL, synchronous=FULL, foreign keys and a 5 s busy timeout; write transactions start
+SQLite connections use WAL, synchronous=FULL, foreign keys and a 2 s busy timeout; write transactions start
 with `BEGIN IMMEDIATE` so read-then-write transactions (the positions ledger) cannot deadlock on lock upgrade.
 On PostgreSQL the same guarantees come from `INSERT ... ON CONFLICT` and `SELECT ... FOR UPDATE`.
 """
@@ -13,7 +13,7 @@ On PostgreSQL the same guarantees come from `INSERT ... ON CONFLICT` and `SELECT
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -43,14 +43,17 @@ def _fill(row: FillRow) -> Fill:
 class Store(AccountRecords):
     """The repository. Call `open()` before use and `close()` at shutdown."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, redact: Callable[[str], str] = str) -> None:
+        """`redact` (the log redaction) cleans the reasons stored with signals and orders: they are shown
+        by the API and chat, and a broker's error text may quote a key."""
         super().__init__(url)
+        self._redact = redact
         self._hot_writes: HotWrites | None = None
 
     @property
     def _hot(self) -> HotWrites:
         if self._hot_writes is None:
-            self._hot_writes = HotWrites(self.dialect)
+            self._hot_writes = HotWrites(self.dialect, self._redact)
         return self._hot_writes
 
     # -- signals -------------------------------------------------------------------------------------------
@@ -94,7 +97,7 @@ class Store(AccountRecords):
         """Move a signal to `status`; `reason`/`client_order_id` are only changed when given."""
         values: dict[str, Any] = {"status": SignalStatus(status).value, "updated_at": utcnow()}
         if reason is not None:
-            values["reason"] = reason
+            values["reason"] = self._redact(reason)
         if client_order_id is not None:
             values["client_order_id"] = client_order_id
         with self._write() as session:

@@ -7,6 +7,7 @@ commit itself, and the event loop that acknowledges webhooks waits on every mill
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +28,8 @@ class DuplicateFill(Exception):
 
 
 class HotWrites:
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, redact: Callable[[str], str] = str) -> None:
+        self.redact = redact
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         orders = OrderRow.__table__.c  # type: ignore[attr-defined]
         positions = PositionRow.__table__  # type: ignore[attr-defined]
@@ -66,6 +68,8 @@ class HotWrites:
         values = order.model_dump(mode="python")
         values.update(side=order.side.value, order_type=order.order_type.value, status=order.status.value,
                       time_in_force=order.time_in_force.value, signal_id=signal_id)
+        if order.reject_reason:
+            values["reject_reason"] = self.redact(order.reject_reason)
         conn.execute(self.order_upsert, values)
 
     def apply_fill(self, conn: Connection, fill: Fill, multiplier: Decimal) -> Decimal:
@@ -92,7 +96,8 @@ class HotWrites:
     def finish_signal(self, conn: Connection, signal_id: str, status: SignalStatus, reason: str | None,
                       client_order_id: str | None) -> None:
         result = conn.execute(self.signal_finish, {
-            "k_signal_id": signal_id, "v_status": SignalStatus(status).value, "v_reason": reason,
+            "k_signal_id": signal_id, "v_status": SignalStatus(status).value,
+            "v_reason": None if reason is None else self.redact(reason),
             "v_updated_at": utcnow(), "v_client_order_id": client_order_id,
         })
         if result.rowcount == 0:

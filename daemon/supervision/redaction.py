@@ -11,6 +11,13 @@ from pydantic import BaseModel, SecretStr
 REDACTED = "***"
 # Configured secrets shorter than this are not redacted by value: "a" or "1" would mangle every line.
 MIN_SECRET_LENGTH = 4
+# A run of this many characters of a configured secret is redacted wherever it appears (a broker that
+# echoes the first 20 characters of a key, a message cut short in the middle of one), together with the
+# word it sits in. Only runs that mix letters and digits or cases count, so "webhooks" in a secret URL
+# does not redact every "webhooks" in the text.
+PARTIAL_LENGTH = 8
+_WORD = re.compile(rf"[A-Za-z0-9+/=_.~-]{{{PARTIAL_LENGTH},}}")
+_SECRET_RUN = re.compile(rf"[A-Za-z0-9]{{{PARTIAL_LENGTH},}}")
 
 
 # --------------------------------------------------------------------------------------------- redaction
@@ -34,18 +41,50 @@ class Redactor:
     """Replaces secrets in text: configured values plus patterns that look like credentials."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self._known: set[str] = set()
+        self.learn(*secrets)
+
+    def learn(self, *secrets: str) -> None:
+        """Redact these values too from now on (a secret the daemon generates after start-up)."""
+        self._known.update(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
+        values = sorted(self._known, key=len, reverse=True)
         self._values = re.compile("|".join(re.escape(v) for v in values)) if values else None
+        self._pieces = frozenset(
+            run[i : i + PARTIAL_LENGTH]
+            for value in values for run in _SECRET_RUN.findall(value)
+            for i in range(len(run) - PARTIAL_LENGTH + 1)
+            if _mixed(run[i : i + PARTIAL_LENGTH])
+        )
 
     def redact(self, text: str) -> str:
         if self._values is not None:
             text = self._values.sub(REDACTED, text)
+        if self._pieces:
+            text = _WORD.sub(self._partial, text)
         text = _TELEGRAM_TOKEN.sub(REDACTED, text)
         text = _DISCORD_WEBHOOK.sub(rf"\g<1>{REDACTED}", text)
         text = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text)
         text = _AUTH_HEADER.sub(rf"\g<1>{REDACTED}", text)
         text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
         return _KEYED_VALUE.sub(rf"\g<1>{REDACTED}", text)
+
+    def _partial(self, match: re.Match[str]) -> str:
+        word = match.group()
+        pieces = self._pieces
+        for i in range(len(word) - PARTIAL_LENGTH + 1):
+            if word[i : i + PARTIAL_LENGTH] in pieces:
+                return REDACTED
+        return word
+
+    def redact_strings(self, value: Any) -> Any:
+        """Deep copy of JSON-like data with every string redacted (keys and structure kept)."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, Mapping):
+            return {k: self.redact_strings(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact_strings(v) for v in value]
+        return value
 
     def scrub(self, value: Any, key: str | None = None) -> Any:
         """Deep copy of JSON-like data with strings redacted and values under sensitive keys replaced."""
@@ -60,6 +99,12 @@ class Redactor:
         if isinstance(value, tuple):
             return tuple(self.scrub(v) for v in value)
         return value
+
+
+def _mixed(piece: str) -> bool:
+    """Two of lower case, upper case, digits: how a key looks, unlike an ordinary word or number."""
+    return sum((any(c.islower() for c in piece), any(c.isupper() for c in piece),
+                any(c.isdigit() for c in piece))) >= 2
 
 
 def collect_secrets(model: BaseModel) -> list[str]:

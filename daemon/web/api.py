@@ -46,6 +46,35 @@ def bearer_middleware(token: str | None) -> Any:
     return check
 
 
+def redacting_middleware(redact_strings: Callable[[Any], Any]) -> Any:
+    """Pass every JSON answer of /api/* through the log redaction: a broker's error text may echo a key."""
+
+    @web.middleware
+    async def redact(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.text:
+                exc.text = _redacted_json(exc.text, redact_strings)
+            raise
+        if isinstance(response, web.Response) and response.content_type == "application/json" and response.text:
+            response.text = _redacted_json(response.text, redact_strings)
+        return response
+
+    return redact
+
+
+def _redacted_json(text: str, redact_strings: Callable[[Any], Any]) -> str:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return str(redact_strings(text))
+    cleaned = redact_strings(data)
+    return text if cleaned == data else json.dumps(cleaned)
+
+
 def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
     raw = request.query.get(name)
     if raw is None:

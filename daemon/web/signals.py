@@ -11,13 +11,23 @@ import json
 import re
 import secrets
 import time as _time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from daemon.domain import Action, Intent, OrderType, TimeInForce
+from daemon.money import parse_decimal, plain
 
 # Retries of a body without an `id` within this window are the same signal.
 HASH_DEDUP_WINDOW = timedelta(minutes=5)
@@ -37,7 +47,20 @@ _ACTIONS = {
 _ORDER_TYPES = {"market": OrderType.MARKET, "limit": OrderType.LIMIT, "stop": OrderType.STOP,
                 "stop_limit": OrderType.STOP_LIMIT, "stoplimit": OrderType.STOP_LIMIT,
                 "stop-limit": OrderType.STOP_LIMIT}
-_TICKER = re.compile(r"^[A-Z0-9._!/&-]{1,32}$")
+# An optional exchange prefix, then a symbol starting with a letter or digit; one "/" only between two
+# parts (BTC/USD). No spaces, no "..": a ticker becomes part of order ids and broker URLs.
+_TICKER = re.compile(
+    r"(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,31}:)?"
+    r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._!&-]{0,31}(?:/[A-Za-z0-9][A-Za-z0-9._!&-]{0,15})?"
+)
+_UNIX_TIME = re.compile(r"[0-9]+(?:\.[0-9]*)?")
+_MILLISECONDS_FROM = Decimal(100_000_000_000)  # Unix times above this are milliseconds (year 5138 in seconds)
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+_QUANTITIES = ("quantity", "target_position")
+_PRICES = ("limit_price", "stop_price", "price", "take_profit", "stop_loss")
+# A refusal lists at most this many problems: a body with thousands of unknown fields gets a short answer.
+_MAX_PROBLEMS = 5
 
 
 class SignalError(Exception):
@@ -50,18 +73,15 @@ class SignalError(Exception):
         self.status = status
 
 
-def _decimal(value: Any, field: str) -> Decimal | None:
-    if value is None or (isinstance(value, str) and value.strip() == ""):
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{field} must be a number")
-    try:
-        number = Decimal(str(value).strip().replace(",", ""))
-    except InvalidOperation:
-        raise ValueError(f"{field} must be a number, got {str(value)[:40]!r}") from None
-    if not number.is_finite():
-        raise ValueError(f"{field} must be a finite number (an unfilled TradingView placeholder?)")
-    return number
+@dataclass(frozen=True)
+class AlertLimits:
+    """What "absurd" means for an alert's numbers: larger quantities or prices are refused at the boundary."""
+
+    max_quantity: Decimal = Decimal(1_000_000)
+    max_price: Decimal = Decimal(1_000_000_000)
+
+
+_DEFAULT_LIMITS = AlertLimits()
 
 
 def normalize_ticker(ticker: str) -> str:
@@ -70,21 +90,31 @@ def normalize_ticker(ticker: str) -> str:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 (TradingView's {{time}}/{{timenow}}) or Unix seconds/milliseconds."""
+    """ISO 8601 (TradingView's {{time}}/{{timenow}}) or Unix seconds/milliseconds, between 2000 and 2100."""
     if value is None or value == "":
         return None
-    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
-        number = float(value)
-        if number > 1e11:  # milliseconds
+    if isinstance(value, bool):
+        raise ValueError("time must be ISO 8601 or Unix time, not true/false")
+    if isinstance(value, int | float | Decimal) or (isinstance(value, str) and _UNIX_TIME.fullmatch(value.strip())):
+        number = parse_decimal(value, "time")
+        assert number is not None
+        if number > _MILLISECONDS_FROM:
             number /= 1000
-        return datetime.fromtimestamp(number, UTC)
+        if not _EARLIEST.timestamp() <= number <= _LATEST.timestamp():
+            raise ValueError(f"time {plain(number)} is not a Unix time between {_EARLIEST.year} and {_LATEST.year}")
+        return datetime.fromtimestamp(float(number), UTC)
     if isinstance(value, str):
         text = value.strip().replace("Z", "+00:00")
         try:
+            if len(text) > 40:
+                raise ValueError
             parsed = datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"time must be ISO 8601 or Unix time, got {value[:40]!r}") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if not _EARLIEST <= parsed <= _LATEST:
+            raise ValueError(f"time {value[:40]!r} is not between {_EARLIEST.year} and {_LATEST.year}")
+        return parsed
     raise ValueError("time must be ISO 8601 or Unix time")
 
 
@@ -133,11 +163,16 @@ class TradingViewAlert(BaseModel):
                 data[key] = data[key].strip().lower()
         return data
 
-    @field_validator("quantity", "target_position", "limit_price", "stop_price", "price", "take_profit",
-                     "stop_loss", mode="before")
+    @field_validator(*_QUANTITIES, *_PRICES, mode="before")
     @classmethod
-    def _number(cls, value: Any, info: Any) -> Decimal | None:
-        return _decimal(value, info.field_name)
+    def _number(cls, value: Any, info: ValidationInfo) -> Decimal | None:
+        number = parse_decimal(value, str(info.field_name))
+        limits = info.context.get("limits", _DEFAULT_LIMITS) if isinstance(info.context, dict) else _DEFAULT_LIMITS
+        bound, option = ((limits.max_quantity, "max_quantity") if info.field_name in _QUANTITIES
+                         else (limits.max_price, "max_price"))
+        if number is not None and abs(number) > bound:
+            raise ValueError(f"{info.field_name} {plain(number)} is more than webhook.{option} ({plain(bound)})")
+        return number
 
     @field_validator("time", mode="before")
     @classmethod
@@ -146,8 +181,9 @@ class TradingViewAlert(BaseModel):
 
     @field_validator("max_lag", mode="before")
     @classmethod
-    def _lag(cls, value: Any) -> Any:
-        return None if value in ("", None) else value
+    def _lag(cls, value: Any) -> float | None:
+        number = parse_decimal(value, "max_lag")
+        return None if number is None else float(number)
 
     @model_validator(mode="after")
     def _coherent(self) -> TradingViewAlert:
@@ -171,8 +207,8 @@ class TradingViewAlert(BaseModel):
         action = self.resolved_action()
         if action in (Action.BUY, Action.SELL) and self.target_position is None and self.quantity is None:
             raise ValueError(f"a {action.value} alert needs quantity (or target_position)")
-        if not _TICKER.match(normalize_ticker(self.ticker)):
-            raise ValueError(f"ticker {self.ticker!r} is not a valid symbol")
+        if not _TICKER.fullmatch(self.ticker.strip()):
+            raise ValueError(f"ticker {self.ticker[:40]!r} is not a valid symbol")
         return self
 
     def resolved_action(self) -> Action:
@@ -191,25 +227,50 @@ def parse_body(body: bytes) -> dict[str, Any]:
     """JSON object from an application/json or text/plain body."""
     try:
         data = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise SignalError("bad_json", "the body is not UTF-8 text", 400) from None
+    except json.JSONDecodeError as exc:
         raise SignalError("bad_json", f"the body is not valid JSON: {exc}", 400) from None
+    except RecursionError:
+        raise SignalError("bad_json", "the body nests JSON too deeply", 400) from None
+    except ValueError:  # an integer past Python's digit limit for conversion
+        raise SignalError("bad_json", "the body holds a number too long to read", 400) from None
     if not isinstance(data, dict):
         raise SignalError("bad_json", "the body must be a JSON object", 400)
+    if _LONE_SURROGATE.search(body) and not _encodable(data):
+        # "\ud800" is valid JSON but no valid text: it could not be stored or compared.
+        raise SignalError("bad_json", "the body holds an unpaired UTF-16 surrogate escape", 400)
     return data
 
 
-def validate_alert(data: dict[str, Any]) -> TradingViewAlert:
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(data: dict[str, Any]) -> bool:
     try:
-        return TradingViewAlert.model_validate(data)
+        json.dumps(data, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def validate_alert(data: dict[str, Any], limits: AlertLimits = _DEFAULT_LIMITS) -> TradingViewAlert:
+    """The alert, or SignalError naming each bad field (`bad_time` when the problem is the `time` field)."""
+    try:
+        return TradingViewAlert.model_validate(data, context={"limits": limits})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False, include_input=False):
-            where = ".".join(str(p) for p in err["loc"])
+        problems, code = [], "invalid_field"
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)[:_MAX_PROBLEMS]:
+            where = ".".join(str(p) for p in err["loc"])[:40]
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown field (check the spelling against the README)"
+            if err["loc"] == ("time",):
+                code = "bad_time"
             problems.append(f"{where}: {message}" if where else message)
-        raise SignalError("invalid_field", "; ".join(problems), 422) from None
+        if exc.error_count() > _MAX_PROBLEMS:
+            problems.append(f"and {exc.error_count() - _MAX_PROBLEMS} more")
+        raise SignalError(code, "; ".join(problems), 422) from None
 
 
 def new_signal_id() -> str:

@@ -8,22 +8,27 @@ resend on 5xx is then exactly what we want.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
 from daemon.engine import Engine
 from daemon.metrics import CONTENT_TYPE_LATEST, Metrics
+from daemon.store.retry import describe
 from daemon.web.errors import error
 from daemon.web.signals import (
+    AlertLimits,
     SignalError,
     dedup_keys,
     new_signal_id,
@@ -72,6 +77,7 @@ class TradingViewWebhook:
         self.secret = secret
         self.clock = clock
         self.sources = SourceFilter(settings.webhook.allowed_ips, settings.webhook.trust_forwarded_for)
+        self.limits = AlertLimits(max_quantity=settings.webhook.max_quantity, max_price=settings.webhook.max_price)
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -93,15 +99,14 @@ class TradingViewWebhook:
         if request.content_type not in ACCEPTED_TYPES:
             return self._refuse(415, "unsupported_media_type",
                                 "send application/json or text/plain holding JSON")
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
-            return self._refuse(413, "body_too_large", f"the body exceeds {limit} bytes")
         try:
+            body = await self._read_body(request, limit)
             data = parse_body(body)
             presented = request.match_info.get("token") or data.get("secret") or data.get("passphrase")
-            if not isinstance(presented, str) or not hmac.compare_digest(presented.encode(), self.secret.encode()):
+            if not isinstance(presented, str) or not hmac.compare_digest(
+                    presented.encode("utf-8", "replace"), self.secret.encode()):
                 raise SignalError("bad_secret", "missing or wrong secret", 401)
-            alert = validate_alert(data)
+            alert = validate_alert(data, self.limits)
             account = self.settings.route(normalize_ticker(alert.ticker), alert.account)
             if account is None:
                 raise SignalError("unknown_account", self._routing_problem(alert.account), 422)
@@ -109,25 +114,55 @@ class TradingViewWebhook:
             keys = dedup_keys(alert, data, received)
             late = timing_problem(alert, received_at=received,
                                   default_max_lag=self.settings.webhook.default_max_lag_seconds)
+            intent = None if late is not None else to_intent(
+                alert, signal_id=new_signal_id(), dedup_key=keys[0], account=account, received_at=received,
+                default_max_lag=self.settings.webhook.default_max_lag_seconds)
         except SignalError as exc:
             return self._refuse(exc.status, exc.code, exc.detail)
+        except ValidationError as exc:  # the Intent refused what the alert model let through
+            return self._refuse(422, "invalid_field", "; ".join(e["msg"] for e in exc.errors()[:5]))
+        except Exception:  # a bug in reading a request: refused, never 500 (TradingView would resend it)
+            log.exception("could not read a webhook request")
+            return self._refuse(400, "bad_request", "the request could not be read")
         try:
             if late is not None:
                 return self._late(account, keys, late)
-            intent = to_intent(alert, signal_id=new_signal_id(), dedup_key=keys[0], account=account,
-                               received_at=received, default_max_lag=self.settings.webhook.default_max_lag_seconds)
+            assert intent is not None
             raw = {k: v for k, v in data.items() if k not in ("secret", "passphrase")}
             # keys[1:]: the previous time bucket's body-hash key (an alert without `id`), only looked up.
             answer = self.engine.accept(intent, raw, also_known_as=keys[1:])
-        except SQLAlchemyError:
-            log.exception("could not reach the store for a signal to %s; answering 503 so TradingView resends",
-                          account)
+        except SQLAlchemyError as exc:
+            log.error("could not store a signal for %s (%s); answering 503 so TradingView resends", account,
+                      describe(exc))
             return self._refuse(503, "store_unavailable", "the signal could not be stored; resend later")
         if not answer.is_new:
             return self._duplicate(answer.signal_id)
         log.info("accepted %s: %s %s on %s", answer.signal_id, intent.action.value, intent.symbol, account)
         return web.json_response({"status": "accepted", "signal_id": answer.signal_id, "account": account},
                                  status=202)
+
+    async def _read_body(self, request: web.Request, limit: int) -> bytes:
+        """The whole body, however many TCP segments it comes in: at most `limit` bytes, within the timeout.
+
+        `content.read(n)` returns what has arrived so far, not the whole body: read until the end of the
+        stream. A gzip or deflate body is inflated here (the server does not decode bodies itself, so that
+        an encoding it cannot read gets this JSON refusal too); `limit` bounds what it inflates to.
+        """
+        chunks: list[bytes] = []
+        size = 0
+        timeout = self.settings.webhook.body_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                while chunk := await request.content.read(limit + 1 - size):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        raise SignalError("body_too_large", f"the body exceeds {limit} bytes", 413)
+        except TimeoutError:
+            raise SignalError("body_timeout", f"the body did not arrive within {timeout:g} s", 408) from None
+        except web.RequestPayloadError as exc:  # e.g. a chunked body cut short or malformed
+            raise SignalError("bad_body", f"the body could not be read: {exc}", 400) from None
+        return decode_body(b"".join(chunks), request.headers.get("Content-Encoding", ""), limit)
 
     def _late(self, account: str, keys: list[str], late: SignalError) -> web.Response:
         """A late resend of a signal we already accepted is a duplicate, not a stale alert."""
@@ -151,6 +186,37 @@ class TradingViewWebhook:
         response = error(status, code, detail)
         response.error_code = code  # type: ignore[attr-defined]
         return response
+
+
+_INFLATE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decode_body(body: bytes, content_encoding: str, limit: int) -> bytes:
+    """The body with its Content-Encoding (gzip, deflate, identity; several in order) undone, at most `limit`."""
+    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+    for coding in reversed(codings):
+        if coding == "identity":
+            continue
+        if coding not in _INFLATE:
+            raise SignalError("unsupported_encoding",
+                              f"Content-Encoding {coding[:20]!r} is not supported (send gzip, deflate or none)", 415)
+        body = _inflate(body, coding, limit)
+    return body
+
+
+def _inflate(body: bytes, coding: str, limit: int) -> bytes:
+    # "deflate" is zlib-wrapped by the standard, raw deflate by some clients: try both.
+    for wbits in (_INFLATE[coding], -zlib.MAX_WBITS) if coding == "deflate" else (_INFLATE[coding],):
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            continue
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise SignalError("body_too_large", f"the body inflates to more than {limit} bytes", 413)
+        if inflater.eof:
+            return out
+    raise SignalError("bad_encoding", f"the body is not valid {coding} data", 400)
 
 
 def health_routes(*, readiness: Callable[[], dict[str, Any]], metrics: Metrics) -> list[web.RouteDef]:

@@ -61,6 +61,7 @@ class Fault:
     status: int = 503
     retry_after: float | None = None
     delay: float = 0.0
+    echo_headers: bool = False  # the error message quotes the request's headers (credentials included)
 
     def applies(self, request: web.Request) -> bool:
         return (self.method is None or request.method == self.method) and (
@@ -167,8 +168,11 @@ class AlpacaStandIn:
             fault.count -= 1
             if fault.kind == "status":
                 headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+                message = f"injected {fault.status}"
+                if fault.echo_headers:
+                    message += f"; request headers: {dict(request.headers)}"
                 return web.json_response(
-                    {"code": fault.status * 100000, "message": f"injected {fault.status}"},
+                    {"code": fault.status * 100000, "message": message},
                     status=fault.status,
                     headers=headers,
                 )
