@@ -1,4 +1,4 @@
-"""The `traderd` command: run | check | init | status | flatten | url | version (and `risk` tools).
+"""The `traderd` command: run | check | init | status | flatten | url | auth | version (and `risk` tools).
 
 Every subcommand takes `--config PATH` (or `$TRADERD_CONFIG`). Exit codes: 0 success, 1 the operation
 failed, 2 the configuration or the command line is wrong.
@@ -287,11 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     unlock.add_argument("--clear-block", action="store_true", help="also lift today's session block")
     unlock.set_defaults(func=cmd_unlock)
     sub.add_parser("version", parents=[common], help="print the version").set_defaults(func=cmd_version)
+    from daemon.cli import auth as auth_cli
     from daemon.cli import replay as replay_cli
     from daemon.cli import risk as tools
 
     tools.add_parser(sub)
     replay_cli.add_parser(sub)
+    auth_cli.add_parser(sub, common)
     return parser
 
 
