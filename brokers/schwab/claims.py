@@ -95,12 +95,14 @@ class Claims:
 
     def match(self, cid: str, orders: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
         """The earliest listed order that is `cid`'s intent and nobody's yet (module docstring)."""
-        entry, bounds = self.journal.get(cid), self.window(cid, datetime.max.replace(tzinfo=sm.UTC))
+        entry = self.journal.get(cid)
+        bounds = self.window(cid, sm.parse_time(entry.get("sent_at")) or datetime.now(sm.UTC)) if entry else None
         if entry is None or bounds is None:
             return None
+        start = bounds[0]
         taken = self.claimed() | self.known_before.get(cid, set())
         candidates = [o for o in orders if str(o.get("orderId")) not in taken and sm.matches(o, entry)
-                      and (sm.parse_time(o.get("enteredTime")) or bounds[0]) >= bounds[0]]
+                      and (sm.parse_time(o.get("enteredTime")) or start) >= start]
         if not candidates:
             return None
-        return min(candidates, key=lambda o: (sm.parse_time(o.get("enteredTime")) or bounds[0], int(o["orderId"])))
+        return min(candidates, key=lambda o: (sm.parse_time(o.get("enteredTime")) or start, int(o["orderId"])))
