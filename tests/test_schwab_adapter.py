@@ -1,4 +1,4 @@
-"""SchwabBroker against the contract-checked Schwab stand-in: orders, TRIGGER/OCO brackets, positions, lookups, faults."""
+"""SchwabBroker against the contract-checked Schwab stand-in: orders, TRIGGER/OCO brackets, positions, lookups."""
 
 from __future__ import annotations
 

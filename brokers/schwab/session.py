@@ -157,13 +157,9 @@ class SchwabSession:
             log.info("schwab %s: access token renewed until %s", self.account, renewed.access_expires_at)
 
     async def _on_unauthorized(self) -> bool:
-        """A 401: the access token was refused before its time (revoked, clock skew); renew once and resend."""
-        if self.expired_reason is not None:
-            return False
-        try:
-            await self.renew()
-        except AuthenticationFailed:
-            return False
+        """A 401: the access token was refused before its time (revoked, clock skew); renew once and resend.
+        A refused renewal raises the login's expiry (with the command to run), not the bare 401."""
+        await self.renew()
         return True
 
     # -- calls -------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from aiohttp import web
 from tests.standins.contract import Contract, contract_middleware, spec_path
 from tests.standins.deviations import BY_BROKER, Deviation
 from tests.standins.faults import Faults, Handler, StandinServer, json_response
-from tests.standins.schwab_book import SchwabBook, Refused
+from tests.standins.schwab_book import Refused, SchwabBook
 
 SPEC = spec_path("schwab", "trader_api.openapi.json")
 BASE = "/trader/v1"
@@ -45,7 +45,8 @@ class SchwabStandin(StandinServer):
                  callback_url: str = "https://127.0.0.1:8182", cash: Decimal = Decimal(100000),
                  access_ttl: float = 1800, tolerated: Iterable[Deviation] | None = None) -> None:
         super().__init__()
-        self.app_key, self.app_secret, self.callback_url, self.access_ttl = app_key, app_secret, callback_url, access_ttl
+        self.app_key, self.app_secret, self.callback_url = app_key, app_secret, callback_url
+        self.access_ttl = access_ttl
         self.book = SchwabBook(ACCOUNT_NUMBER, cash)
         self.faults = Faults(BASE)
         self.tolerated = tuple(BY_BROKER["schwab"] if tolerated is None else tolerated)
