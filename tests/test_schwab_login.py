@@ -1,4 +1,4 @@
-"""Schwab login lifecycle against the stand-in: token renewal, 48 h / 6 h warnings, expiry, and `traderd auth schwab`."""
+"""Schwab login lifecycle against the stand-in: token renewal, 48 h / 6 h warnings, expiry, `traderd auth schwab`."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ async def test_login_past_its_7_days_is_refused_at_connect(stand: SchwabStandin,
     login(stand, tmp_path, issued_at=datetime.now(UTC) - timedelta(days=7, minutes=1))
     broker = make_broker(stand, tmp_path, announce=said.append)
     try:
-        with pytest.raises(AuthenticationFailed, match="has expired .*refresh token"):
+        with pytest.raises(AuthenticationFailed, match=r"has expired .*refresh token"):
             await broker.connect()
         assert not broker.healthy() and len(said) == 1 and stand.calls == []
     finally:
@@ -110,7 +110,7 @@ async def test_login_past_its_7_days_is_refused_at_connect(stand: SchwabStandin,
 
 async def test_no_login_and_wrong_account_are_clear(stand: SchwabStandin, tmp_path: Path) -> None:
     broker = make_broker(stand, tmp_path)
-    with pytest.raises(AuthenticationFailed, match="no login yet .*traderd auth schwab --account sw1"):
+    with pytest.raises(AuthenticationFailed, match=r"no login yet .*traderd auth schwab --account sw1"):
         await broker.connect()
     await broker.close()
     login(stand, tmp_path)

@@ -38,10 +38,10 @@ from brokers.base import (
     OrderRejected,
 )
 from brokers.http import RetryPolicy, place_once
+from brokers.journal import OrderJournal
 from brokers.stream import Backoff, StreamClient
 from brokers.symbols import POINT_VALUES, RollRule, futures_root
 from brokers.tradovate.contracts import Contracts
-from brokers.journal import OrderJournal
 from brokers.tradovate.models import (
     M,
     TvAccount,
