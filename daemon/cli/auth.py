@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,23 +21,25 @@ from authlib.integrations.httpx_client import OAuth2Client
 
 from brokers.schwab.tokens import SchwabTokens, TokenFile, token_path
 from config.brokers import SchwabSettings
+from config.settings import Settings
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+Loader = Callable[[argparse.Namespace], Settings | None]  # `daemon.cli.main._load`: settings, or None (told why)
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser, load: Loader) -> None:
     auth = sub.add_parser("auth", parents=[common], help="log a broker account in (OAuth in a browser)")
     brokers = auth.add_subparsers(dest="broker", required=True, metavar="BROKER")
     schwab = brokers.add_parser("schwab", parents=[common], help="Charles Schwab: authorize the app for an account")
     schwab.add_argument("--account", required=True, help="the account's name in the configuration")
     schwab.add_argument("--redirect-url", help="the URL the browser landed on (else it is asked for)")
-    schwab.set_defaults(func=cmd_auth_schwab)
+    schwab.set_defaults(func=lambda args: cmd_auth_schwab(args, load))
 
 
-def cmd_auth_schwab(args: argparse.Namespace) -> int:
-    from daemon.cli.main import _load
-
-    settings = _load(args)
+def cmd_auth_schwab(args: argparse.Namespace, load: Loader) -> int:
+    settings = load(args)
     if settings is None:
         return EXIT_USAGE
     account = settings.accounts.get(args.account)

@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tools.add_parser(sub)
     replay_cli.add_parser(sub)
-    auth_cli.add_parser(sub, common)
+    auth_cli.add_parser(sub, common, _load)
     return parser
 
 
