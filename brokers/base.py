@@ -116,12 +116,18 @@ class Broker(Protocol):
     async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]: ...
 
 
+def _nobody(text: str) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class BrokerContext:
     """What the daemon gives every adapter it builds, besides the account's settings section."""
 
     state_dir: Path  # the daemon's state directory; an adapter keeps its files under state_dir/<its name>/
     clock: Callable[[], datetime]  # the daemon's clock (the paper broker's fills are stamped with it)
+    # Tell the trader something about the account's broker link (a login about to expire): a chat alert.
+    announce: Callable[[str], None] = _nobody
 
 
 class BrokerFactory(Protocol):

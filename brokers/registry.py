@@ -23,6 +23,7 @@ ADAPTERS: dict[str, str] = {
     "alpaca": "brokers.alpaca.broker:build",
     "projectx": "brokers.projectx.broker:build",
     "tradovate": "brokers.tradovate.broker:build",
+    "schwab": "brokers.schwab.broker:build",
 }
 
 
@@ -37,14 +38,16 @@ def adapter_factory(broker: str) -> BrokerFactory:
 
 
 def build_broker(account: str, config: AccountSettings, state_dir: Path,
-                 clock: Callable[[], datetime] = utcnow) -> Broker:
+                 clock: Callable[[], datetime] = utcnow, announce: Callable[[str], None] | None = None) -> Broker:
     """`clock` is the daemon's: the simulated paper broker timestamps its fills with it (real brokers use
-    their own time), so rules that read fill times (PDT, sessions) see one timeline."""
+    their own time), so rules that read fill times (PDT, sessions) see one timeline. `announce` turns an
+    adapter's notice about its link (a login about to expire) into a broker event for the chat alerts."""
     try:
         factory = adapter_factory(config.broker)
     except ValueError as exc:
         raise ValueError(f"account {account!r}: {exc}") from None
-    broker = factory(account, config.section(config.broker), BrokerContext(state_dir=state_dir, clock=clock))
+    context = BrokerContext(state_dir=state_dir, clock=clock, **({"announce": announce} if announce else {}))
+    broker = factory(account, config.section(config.broker), context)
     if not isinstance(broker, Broker):  # a plugin's mistake found at start-up, not at its first order
         raise TypeError(f"account {account!r}: {ADAPTERS[config.broker]} did not build a brokers.base.Broker")
     return broker

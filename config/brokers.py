@@ -113,11 +113,43 @@ class TradovateSettings(_Streaming, _BrokerSection):
     token_renew_seconds: float = Field(60 * 60, gt=60, description="Renew the ~80-90 min token after this")
 
 
+class SchwabSettings(_BrokerSection):
+    app_key: SecretStr = Field(..., description="The app's key (OAuth client id) from developer.schwab.com")
+    app_secret: SecretStr = Field(..., description="The app's secret")
+    callback_url: str = Field("https://127.0.0.1:8182", description="The app's registered callback URL")
+    account_number: str | None = Field(
+        None, description="Plain account number, only to pick its hashValue; the only account if unset"
+    )
+    base_url: str = Field("https://api.schwabapi.com/trader/v1", description="Trader API (no sandbox exists)")
+    oauth_url: str = Field("https://api.schwabapi.com/v1/oauth", description="Where /authorize and /token are")
+    rate_limit_per_minute: int = Field(110, ge=1, description="Schwab allows 120 non-order requests per minute")
+    order_rate_limit_per_minute: int = Field(
+        110, ge=1, description="Order requests per minute (0-120, as set at the app's registration)"
+    )
+    poll_interval_seconds: float = Field(5.0, gt=0, le=300, description="Order/fill polling interval")
+    refresh_token_days: float = Field(7, gt=0, le=7, description="Lifetime of a login's refresh token")
+    warn_before_hours: list[float] = Field(
+        [48, 6], description="Warn on chat this many hours before the login (refresh token) expires"
+    )
+    order_lookback_days: int = Field(7, ge=1, le=60, description="Orders polled by entered time (plus known open)")
+    lookup_skew_seconds: float = Field(
+        120, ge=0, le=3600, description="Clock tolerance when a lost placement is looked up by entered time"
+    )
+
+    @field_validator("oauth_url", "callback_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
 BROKER_SECTIONS: dict[str, type[BaseModel]] = {
     "paper": PaperSettings,
     "alpaca": AlpacaSettings,
     "projectx": ProjectXSettings,
     "tradovate": TradovateSettings,
+    "schwab": SchwabSettings,
 }
 
 

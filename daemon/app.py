@@ -108,7 +108,7 @@ class Daemon:
         self.events.subscribe(log_event)
         self.store = Store(settings.database_url, redact=self.redactor.redact)
         self.brokers: dict[str, Broker] = {
-            name: build_broker(name, account, state_dir, clock)
+            name: build_broker(name, account, state_dir, clock, self._announcer(name))
             for name, account in settings.enabled_accounts().items()
         }
         self.risk: RiskEngine = build_risk_engine(settings, self.store, clock)
@@ -156,6 +156,10 @@ class Daemon:
         return self._scheduler
 
     # ---- wiring ----------------------------------------------------------------------------------
+
+    def _announcer(self, account: str) -> Callable[[str], None]:
+        """What an account's broker adapter says about its link (a login about to expire) as a broker event."""
+        return lambda text: self.events.publish(Event(kind="broker", account=account, summary=text))
 
     def _chat_runtime(self) -> ChatRuntime:
         settings = self.settings

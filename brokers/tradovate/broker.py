@@ -3,7 +3,7 @@
 Calls go through `brokers.tradovate.session` (access tokens, p-ticket throttling); this module adds:
 - Business failures (HTTP 200 with `failureReason`/`failureText`) become `OrderRejected` with the reason.
 - Idempotency: Tradovate does not deduplicate `clOrdId`, so every client order id is journaled (fsynced,
-  `brokers.tradovate.journal`) before it is sent; a known id, or a lost answer, is looked up in
+  `brokers.journal`) before it is sent; a known id, or a lost answer, is looked up in
   `/command/list` (the only entity carrying `clOrdId`) and the existing order returned instead.
 - Symbols (`brokers.tradovate.contracts`): `ES1!`/`CME_MINI:ES1!` -> front contract -> `/contract/find`.
   Positions, orders and fills are reported under the ticker the engine used for that contract while it is
@@ -38,10 +38,10 @@ from brokers.base import (
     OrderRejected,
 )
 from brokers.http import RetryPolicy, place_once
+from brokers.journal import OrderJournal
 from brokers.stream import Backoff, StreamClient
 from brokers.symbols import POINT_VALUES, RollRule, futures_root
 from brokers.tradovate.contracts import Contracts
-from brokers.tradovate.journal import OrderJournal
 from brokers.tradovate.models import (
     M,
     TvAccount,

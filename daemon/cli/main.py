@@ -1,4 +1,4 @@
-"""The `traderd` command: run | check | init | status | flatten | url | version (and `risk`, `replay`, `bars`).
+"""The `traderd` command: run | check | init | status | flatten | url | auth | version, `risk`, `replay`, `bars`.
 
 Every subcommand takes `--config PATH`; without it the file is `$TRADERD_CONFIG`, ./traderd.toml,
 $XDG_CONFIG_HOME/traderd/traderd.toml or /etc/traderd/traderd.toml, the first that exists, and each command
@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     unlock.add_argument("--clear-block", action="store_true", help="also lift today's session block")
     unlock.set_defaults(func=cmd_unlock)
     sub.add_parser("version", parents=[common], help="print the version").set_defaults(func=cmd_version)
+    from daemon.cli import auth as auth_cli
     from daemon.cli import bars as bars_cli
     from daemon.cli import replay as replay_cli
     from daemon.cli import risk as tools
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_parser(sub)
     replay_cli.add_parser(sub)
     bars_cli.add_parser(sub)
+    auth_cli.add_parser(sub, common, load)
     return parser
 
 

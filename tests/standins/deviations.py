@@ -153,9 +153,26 @@ TRADOVATE: tuple[Deviation, ...] = (
     ),
 )
 
+SCHWAB: tuple[Deviation, ...] = (
+    Deviation(
+        broker="schwab",
+        reason="Spec defect: `AccountsBaseInstrument` requires `name`, a property it does not even declare; "
+        "Schwab's own order examples send `{symbol, assetType}` and its answers carry `description` instead.",
+        message=r"instrument: 'name' is a required property",
+    ),
+    Deviation(
+        broker="schwab",
+        reason="Fault injection: 429 (throttling beyond 120 requests/min) and 502/504 (gateway) happen on the "
+        "live API but the spec documents only 400/401/403/404/500/503.",
+        message=r"status (429|502|504) not documented",
+        direction="response",
+    ),
+)
+
 BY_BROKER: dict[str, tuple[Deviation, ...]] = {
     "alpaca": ALPACA,
     "alpaca-sdk": ALPACA + ALPACA_SDK,
     "projectx": PROJECTX,
     "tradovate": TRADOVATE,
+    "schwab": SCHWAB,
 }

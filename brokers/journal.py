@@ -1,7 +1,8 @@
-"""The Tradovate adapter's durable memory of the client order ids it has sent (Tradovate does not deduplicate them).
+"""An adapter's durable memory of the orders it has sent, for brokers that do not deduplicate client order ids.
 
-An append-only JSON-lines file (`state_dir/tradovate/<account>.orders`), fsynced before each placement, so
-a restart still knows what it may have sent and looks it up instead of sending it again.
+An append-only JSON-lines file (`state_dir/<broker>/<account>.orders`), fsynced before each placement, so
+a restart still knows what it may have sent and looks it up instead of sending it again. Used by the
+Tradovate, Schwab and Tastytrade adapters.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ log = logging.getLogger(__name__)
 
 
 class OrderJournal:
-    """Client order ids sent to Tradovate, with the broker order id once known; survives restarts.
+    """Client order ids sent to a broker, with the broker order id once known; survives restarts.
 
-    One JSON object per line: `{"cid", "state": "sending"|"placed"|"refused", "symbol", "contract",
-    "order_id"?, "at"}`; later lines for the same id update earlier ones. Each line is flushed and fsynced
-    before the request it describes is sent.
+    One JSON object per line: `{"cid", "state": "sending"|"placed"|"refused", ...adapter fields, "at"}`
+    (Tradovate adds `symbol`, `contract`, `order_id`); later lines for the same id update earlier ones.
+    Each line is flushed and fsynced before the request it describes is sent.
     """
 
     def __init__(self, path: Path) -> None:
@@ -40,7 +41,7 @@ class OrderJournal:
                     entry = json.loads(line)
                     self.entries.setdefault(str(entry["cid"]), {}).update(entry)
                 except (ValueError, KeyError, TypeError):  # a torn last line after a crash
-                    log.warning("tradovate journal %s: unreadable line %d ignored", self.path, number)
+                    log.warning("order journal %s: unreadable line %d ignored", self.path, number)
 
     def get(self, cid: str) -> dict[str, Any] | None:
         return self.entries.get(cid)

@@ -1,0 +1,311 @@
+"""SchwabBroker against the contract-checked Schwab stand-in: orders, TRIGGER/OCO brackets, positions, lookups."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from brokers.base import Broker, BrokerReport, BrokerUnavailable, OrderNotFound, OrderRejected, UnknownSymbol
+from brokers.http import RetryPolicy
+from brokers.schwab.broker import SchwabBroker
+from brokers.schwab.tokens import SchwabTokens, TokenFile, token_path
+from config.brokers import SchwabSettings
+from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, client_order_id
+from tests.standins.schwab_api import ACCOUNT_HASH, ACCOUNT_NUMBER, BASE, SchwabStandin
+
+FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=5.0)
+ACCOUNT = "sw1"
+ORDERS = f"/accounts/{ACCOUNT_HASH}/orders"
+DOWN = '{"message": "Service unavailable", "errors": ["try again later"]}'  # a ServiceError body
+
+
+def login(stand: SchwabStandin, state_dir: Path, account: str = ACCOUNT, *, issued_at: datetime | None = None,
+          access_left: timedelta = timedelta(minutes=30)) -> SchwabTokens:
+    """What `traderd auth schwab` leaves behind: a token file the stand-in honours."""
+    refresh, access = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    stand.refresh.add(refresh)
+    stand.access[access] = time.monotonic() + max(access_left.total_seconds(), 0)
+    now = datetime.now(UTC)
+    tokens = SchwabTokens(access, refresh, now + access_left, issued_at or now)
+    TokenFile(token_path(state_dir, account)).save(tokens)
+    return tokens
+
+
+def settings_of(stand: SchwabStandin, **kw: Any) -> SchwabSettings:
+    values: dict[str, Any] = {
+        "app_key": SecretStr(stand.app_key), "app_secret": SecretStr(stand.app_secret),
+        "base_url": stand.url + BASE, "oauth_url": stand.url + "/v1/oauth", "timeout_seconds": 2.0,
+        "rate_limit_per_minute": 6000, "order_rate_limit_per_minute": 6000, "account_number": ACCOUNT_NUMBER,
+    }
+    values.update(kw)
+    return SchwabSettings(**values)
+
+
+def make_broker(stand: SchwabStandin, state_dir: Path, **kw: Any) -> SchwabBroker:
+    settings = settings_of(stand, **kw.pop("config", {}))
+    return SchwabBroker(ACCOUNT, settings, state_dir, retry=FAST, poll_interval=kw.pop("poll_interval", 0), **kw)
+
+
+@pytest.fixture
+async def stand() -> AsyncIterator[SchwabStandin]:
+    standin = await SchwabStandin().start()
+    try:
+        yield standin
+    finally:
+        await standin.stop()
+    standin.assert_no_violations()
+
+
+@pytest.fixture
+async def broker(stand: SchwabStandin, tmp_path: Path) -> AsyncIterator[SchwabBroker]:
+    login(stand, tmp_path)
+    b = make_broker(stand, tmp_path)
+    await b.connect()
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+def req(symbol: str = "AAPL", qty: str = "10", key: str = "sig-1", **kw: Any) -> OrderRequest:
+    return OrderRequest(client_order_id=client_order_id(ACCOUNT, key), account=ACCOUNT, symbol=symbol,
+                        side=kw.pop("side", Side.BUY), quantity=Decimal(qty), **kw)
+
+
+def bodies(stand: SchwabStandin, method: str = "POST", path: str = ORDERS) -> list[Any]:
+    return [body for m, p, body in stand.calls if m == method and p == BASE + path]
+
+
+async def test_is_a_broker_addressed_by_hash(broker: SchwabBroker, stand: SchwabStandin) -> None:
+    assert isinstance(broker, Broker) and broker.healthy() and broker.account_hash == ACCOUNT_HASH
+    assert all(ACCOUNT_NUMBER not in path for _, path, _ in stand.calls)
+
+
+async def test_market_order_fills_into_position_account_and_fills(broker: SchwabBroker, stand: SchwabStandin) -> None:
+    stand.set_price("AAPL", "187.5")
+    order = await broker.place_order(req("NASDAQ:AAPL"))
+    assert (order.status, order.filled_quantity, order.average_fill_price) == (OrderStatus.FILLED, 10, Decimal("187.5"))
+    assert order.client_order_id == client_order_id(ACCOUNT, "sig-1") and order.symbol == "AAPL"
+    [sent] = bodies(stand)
+    assert sent["orderStrategyType"] == "SINGLE" and sent["orderType"] == "MARKET" and sent["session"] == "NORMAL"
+    assert sent["orderLegCollection"] == [{"instruction": "BUY", "quantity": 10,
+                                           "instrument": {"symbol": "AAPL", "assetType": "EQUITY"}}]
+    [position] = await broker.positions()
+    assert (position.symbol, position.quantity, position.average_price) == ("AAPL", 10, Decimal("187.5"))
+    stand.set_price("AAPL", 190)
+    account = await broker.account_state()
+    assert (account.cash, account.equity, account.unrealized_pnl) == (100000 - 1875, 100025, 25)
+    [fill] = await broker.fills()
+    assert (fill.quantity, fill.price, fill.side, fill.client_order_id) == (10, Decimal("187.5"), Side.BUY,
+                                                                            order.client_order_id)
+    assert fill.fill_id == f"{order.broker_order_id}:1"
+    assert await broker.fills(datetime.now(UTC) + timedelta(minutes=1)) == []
+    found = await broker.find_order(order.client_order_id)
+    assert found is not None and found.broker_order_id == order.broker_order_id
+    assert await broker.find_order("td-never-sent") is None
+
+
+async def test_limit_stop_and_stop_limit_rest_modify_cancel(broker: SchwabBroker, stand: SchwabStandin) -> None:
+    limit = await broker.place_order(req(order_type=OrderType.LIMIT, limit_price=Decimal("95.5")))
+    stop = await broker.place_order(req("MSFT", key="s", order_type=OrderType.STOP, stop_price=Decimal(110)))
+    stop_limit = await broker.place_order(req("SPY", key="sl", order_type=OrderType.STOP_LIMIT,
+                                              stop_price=Decimal(105), limit_price=Decimal(106)))
+    assert (limit.status, limit.order_type, limit.limit_price) == (OrderStatus.NEW, OrderType.LIMIT, Decimal("95.5"))
+    assert (stop.order_type, stop.stop_price) == (OrderType.STOP, Decimal(110))
+    assert (stop_limit.order_type, stop_limit.limit_price, stop_limit.stop_price) == (
+        OrderType.STOP_LIMIT, Decimal(106), Decimal(105))
+    assert {o.broker_order_id for o in await broker.open_orders()} == {
+        limit.broker_order_id, stop.broker_order_id, stop_limit.broker_order_id}
+
+    modified = await broker.modify_order(limit.broker_order_id, quantity=Decimal(12), limit_price=Decimal(96))
+    assert modified.broker_order_id != limit.broker_order_id  # Schwab replaces: a new order id
+    assert (modified.quantity, modified.limit_price, modified.status) == (12, Decimal(96), OrderStatus.NEW)
+    assert modified.client_order_id == limit.client_order_id
+    [put] = bodies(stand, "PUT", f"{ORDERS}/{limit.broker_order_id}")
+    assert put["orderType"] == "LIMIT" and put["price"] == 96 and put["orderLegCollection"][0]["quantity"] == 12
+    old = await broker.cancel_order(limit.broker_order_id)  # replaced: finished, returned unchanged
+    assert old.status is OrderStatus.CANCELLED and stand.count("DELETE", f"{ORDERS}/{limit.broker_order_id}") == 0
+
+    cancelled = await broker.cancel_order(stop.broker_order_id)
+    assert cancelled.status is OrderStatus.CANCELLED
+    assert (await broker.cancel_order(stop.broker_order_id)).status is OrderStatus.CANCELLED
+    with pytest.raises(OrderNotFound):
+        await broker.cancel_order("999")
+    with pytest.raises(OrderNotFound):
+        await broker.cancel_order("not-a-number")
+
+    stand.set_price("AAPL", 96)
+    stand.set_price("SPY", "105.5")  # stop triggers, limit 106 marketable
+    assert await broker.open_orders() == []
+    filled = await broker.find_order(limit.client_order_id)
+    assert filled is not None and filled.status is OrderStatus.FILLED and filled.filled_quantity == 12
+    with pytest.raises(OrderRejected, match="filled"):
+        await broker.modify_order(modified.broker_order_id, limit_price=Decimal(90))
+
+
+async def test_bracket_is_a_trigger_with_an_oco_of_exits(broker: SchwabBroker, stand: SchwabStandin) -> None:
+    entry = await broker.place_order(req(order_type=OrderType.LIMIT, limit_price=Decimal(99),
+                                         take_profit=Decimal(110), stop_loss=Decimal(95)))
+    [sent] = bodies(stand)
+    assert sent["orderStrategyType"] == "TRIGGER" and sent["price"] == 99
+    [oco] = sent["childOrderStrategies"]
+    assert oco["orderStrategyType"] == "OCO"
+    tp, sl = oco["childOrderStrategies"]
+    assert (tp["orderType"], tp["price"], tp["orderLegCollection"][0]["instruction"]) == ("LIMIT", 110, "SELL")
+    assert (sl["orderType"], sl["stopPrice"], sl["duration"]) == ("STOP", 95, "GOOD_TILL_CANCEL")
+    legs = [o for o in await broker.open_orders() if o.parent_order_id == entry.broker_order_id]
+    assert sorted((o.order_type, o.client_order_id) for o in legs) == [
+        (OrderType.LIMIT, entry.client_order_id + "-tp"), (OrderType.STOP, entry.client_order_id + "-sl")]
+    assert len({o.oco_group for o in legs}) == 1 and legs[0].oco_group is not None
+    found = await broker.find_order(entry.client_order_id + "-sl")
+    assert found is not None and found.stop_price == 95
+    stand.set_price("AAPL", 99)
+    [position] = await broker.positions()
+    assert position.quantity == 10
+    stand.set_price("AAPL", 111)  # the take-profit fills, the stop goes with it
+    assert await broker.positions() == [] and await broker.open_orders() == []
+
+
+async def test_short_sale_close_position_and_flatten(broker: SchwabBroker, stand: SchwabStandin) -> None:
+    await broker.place_order(req("AAPL", "10", key="a"))
+    short = await broker.place_order(req("MSFT", "5", key="b", side=Side.SELL))
+    assert short.side is Side.SELL and bodies(stand)[-1]["orderLegCollection"][0]["instruction"] == "SELL_SHORT"
+    with pytest.raises(OrderRejected, match="close the long first"):
+        await broker.place_order(req("AAPL", "15", key="flip", side=Side.SELL))
+    resting = await broker.place_order(req("SPY", key="c", order_type=OrderType.LIMIT, limit_price=Decimal(90)))
+    closing = await broker.close_position("AAPL")
+    assert closing is not None and (closing.side, closing.quantity, closing.status) == (Side.SELL, 10,
+                                                                                        OrderStatus.FILLED)
+    assert bodies(stand)[-1]["orderLegCollection"][0]["instruction"] == "SELL"
+    assert await broker.close_position("AAPL") is None
+    report = await broker.flatten()
+    assert [o.broker_order_id for o in report.cancelled] == [resting.broker_order_id]
+    assert [(o.symbol, o.side, o.quantity) for o in report.closing] == [("MSFT", Side.BUY, 5)]
+    assert bodies(stand)[-1]["orderLegCollection"][0]["instruction"] == "BUY_TO_COVER"
+    assert report.errors == [] and await broker.positions() == [] and await broker.open_orders() == []
+
+
+async def test_refusals_are_typed_and_nothing_is_sent(broker: SchwabBroker, stand: SchwabStandin) -> None:
+    with pytest.raises(UnknownSymbol, match="not futures"):
+        await broker.place_order(req("CME_MINI:ES1!"))
+    with pytest.raises(OrderRejected, match="whole shares"):
+        await broker.place_order(req(qty="1.5"))
+    with pytest.raises(OrderRejected, match="needs its limit price"):
+        await broker.place_order(req(order_type=OrderType.LIMIT))
+    assert bodies(stand) == []
+    with pytest.raises(OrderRejected, match="HTTP 400: Your buying power is insufficient"):
+        await broker.place_order(req(qty="5000", key="big"))
+    entry = broker.claims.entry(client_order_id(ACCOUNT, "big"))
+    assert entry is not None and entry["state"] == "refused"
+
+
+async def test_same_client_order_id_twice_places_once(broker: SchwabBroker, stand: SchwabStandin) -> None:
+    first = await broker.place_order(req(order_type=OrderType.LIMIT, limit_price=Decimal(90)))
+    second = await broker.place_order(req(order_type=OrderType.LIMIT, limit_price=Decimal(90)))
+    assert second.broker_order_id == first.broker_order_id and len(bodies(stand)) == 1
+
+
+async def test_reset_after_accept_is_found_by_its_details(broker: SchwabBroker, stand: SchwabStandin) -> None:
+    stand.faults.drop_next(path=ORDERS)
+    order = await broker.place_order(req())
+    assert order.status is OrderStatus.FILLED and order.client_order_id == client_order_id(ACCOUNT, "sig-1")
+    assert len(bodies(stand)) == 1 and len(stand.orders_for("AAPL")) == 1
+    entry = broker.claims.entry(order.client_order_id)
+    assert entry is not None and entry["found_by"] == "lookup" and entry["order_id"] == order.broker_order_id
+
+
+async def test_timeout_after_accept_does_not_duplicate(stand: SchwabStandin, tmp_path: Path) -> None:
+    login(stand, tmp_path)
+    broker = make_broker(stand, tmp_path, config={"timeout_seconds": 0.3})
+    await broker.connect()
+    try:
+        stand.faults.delay_next(1.0, path=ORDERS, after_handling=True)
+        order = await broker.place_order(req())
+        assert order.status is OrderStatus.FILLED and len(bodies(stand)) == 1
+    finally:
+        await broker.close()
+
+
+async def test_5xx_and_429_before_accept_are_resent_once_looked_up(broker: SchwabBroker, stand: SchwabStandin) -> None:
+    stand.faults.fail_next(1, status=503, path=ORDERS, body=DOWN)  # the POST: not accepted
+    stand.faults.fail_next(1, status=429, path=ORDERS, body=DOWN)  # the lookup before resending: throttled
+    order = await broker.place_order(req())
+    assert order.status is OrderStatus.FILLED and len(stand.orders_for("AAPL")) == 1
+    assert stand.count("POST", ORDERS) == 2 and stand.count("GET", ORDERS) == 3  # connect, lookup, its retry
+
+
+async def test_identical_orders_with_lost_answers_each_claim_their_own(broker: SchwabBroker,
+                                                                       stand: SchwabStandin) -> None:
+    stand.faults.drop_next(path=ORDERS)
+    first = await broker.place_order(req(key="one", order_type=OrderType.LIMIT, limit_price=Decimal(90)))
+    stand.faults.drop_next(path=ORDERS)
+    second = await broker.place_order(req(key="two", order_type=OrderType.LIMIT, limit_price=Decimal(90)))
+    assert first.broker_order_id != second.broker_order_id and len(stand.orders_for("AAPL")) == 2
+    assert {first.client_order_id, second.client_order_id} == {client_order_id(ACCOUNT, k) for k in ("one", "two")}
+
+
+async def test_restart_after_lost_answer_does_not_duplicate(stand: SchwabStandin, tmp_path: Path) -> None:
+    login(stand, tmp_path)
+    first = make_broker(stand, tmp_path)
+    await first.connect()
+    stand.faults.drop_next(path=ORDERS)  # accepted, answer lost ...
+    stand.faults.fail_next(20, status=503, path=ORDERS, body=DOWN)  # ... and the lookup (GET) cannot tell
+    try:
+        with pytest.raises(BrokerUnavailable, match="state unknown"):
+            await first.place_order(req())
+    finally:
+        await first.close()  # the process dies here
+    stand.faults.clear()
+    second = make_broker(stand, tmp_path)  # a new process, same state directory
+    await second.connect()
+    try:
+        order = await second.place_order(req())  # the engine resends the signal's order
+    finally:
+        await second.close()
+    assert stand.count("POST", ORDERS) == 1 and len(stand.orders_for("AAPL")) == 1
+    assert order.client_order_id == client_order_id(ACCOUNT, "sig-1")
+
+
+async def test_polling_emits_each_fill_and_status_change_once(stand: SchwabStandin, tmp_path: Path) -> None:
+    login(stand, tmp_path / "other", account=ACCOUNT)
+    old = make_broker(stand, tmp_path / "other")  # an order that exists before connect is not news
+    await old.connect()
+    await old.place_order(req("MSFT", key="old"))
+    await old.close()
+
+    login(stand, tmp_path)
+    broker = make_broker(stand, tmp_path, poll_interval=0.05)
+    reports: list[BrokerReport] = []
+    two_fills = asyncio.Event()
+
+    async def handler(report: BrokerReport) -> None:
+        reports.append(report)
+        if sum(r.fill is not None for r in reports) >= 2:
+            two_fills.set()
+
+    broker.set_report_handler(handler)
+    await broker.connect()
+    try:
+        resting = await broker.place_order(req(qty="2", order_type=OrderType.LIMIT, limit_price=Decimal(95)))
+        await asyncio.sleep(0.2)
+        stand.set_price("AAPL", 95)
+        await broker.place_order(req("SPY", key="m"))
+        await asyncio.wait_for(two_fills.wait(), timeout=5)
+        await asyncio.sleep(0.3)  # several more polls: nothing new may appear
+    finally:
+        await broker.close()
+    fills = [r.fill for r in reports if r.fill is not None]
+    assert sorted((f.symbol, f.quantity) for f in fills) == [("AAPL", 2), ("SPY", 10)]
+    statuses = [r.order.status for r in reports if r.order and r.order.broker_order_id == resting.broker_order_id]
+    # NEW only if a poll saw the order before place_order returned; never a status twice
+    assert statuses in ([OrderStatus.FILLED], [OrderStatus.NEW, OrderStatus.FILLED])
+    assert not any(r.order is not None and r.order.symbol == "MSFT" for r in reports)
