@@ -104,3 +104,28 @@ def decimal_or_none(value: Any) -> Decimal | None:
 def plain(value: Decimal) -> str:
     """A Decimal in plain notation without trailing zeros: 10.50 -> "10.5", 1E+1 -> "10"."""
     return f"{value.normalize():f}"
+
+
+def money(value: Decimal | str | None, *, signed: bool = False, grouped: bool = True, symbol: str = "",
+          places: int = 2) -> str:
+    """Money for people: `places` decimals (cents), thousands separators unless `grouped` is off, "-" for
+    None. `signed` puts + before a gain (and a zero: a P&L line reads "+0.00"); a loss is never "-0.00" once
+    rounded to zero. `symbol` ("$") goes between the sign and the digits."""
+    if value is None:
+        return "-"
+    rounded = Decimal(value).quantize(Decimal(1).scaleb(-places))
+    if rounded.is_zero():
+        rounded = abs(rounded)
+    sign = "-" if rounded < 0 else ("+" if signed else "")
+    digits = f"{abs(rounded):,.{places}f}" if grouped else f"{abs(rounded):.{places}f}"
+    return f"{sign}{symbol}{digits}"
+
+
+def number(value: Decimal | int) -> str:
+    """A quantity or limit for people: thousands separators, no trailing zeros (1,000 / 2.5 / 12,500.25)."""
+    return f"{value:,}" if isinstance(value, int) else f"{value.normalize():,f}"
+
+
+def plain_money(value: Decimal) -> str:
+    """Cents without grouping, for machine-readable details and numbers in rule messages: 1234.50."""
+    return money(value, grouped=False)

@@ -232,7 +232,9 @@ async def test_fuzzed_alerts_never_5xx_and_every_202_is_valid(start_daemon, capl
 
     await asyncio.to_thread(run)
     assert problems == []
-    assert len(accepted) > 30, f"the generator produced few valid alerts ({len(accepted)})"
+    # How many of the 300 are valid varies with the run (hypothesis adapts its generation; 22-38 seen):
+    # enough that acceptance of valid alerts is exercised, not a figure to tune the generator against.
+    assert len(accepted) > 15, f"the generator produced few valid alerts ({len(accepted)})"
     for signal_id in accepted:
         record = await settled(daemon, signal_id, within=20)
         assert "internal error" not in (record.reason or ""), (record.reason, record.intent)

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from daemon.domain import AccountState, Fill, Order, OrderRequest, OrderStatus, OrderType, Position, Side, TimeInForce
+from daemon.money import parse_decimal
 
 STATUS = {
     "partially_filled": OrderStatus.PARTIALLY_FILLED,
@@ -37,7 +38,7 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def dec(value: Any) -> Decimal | None:
-    return None if value in (None, "") else Decimal(str(value))
+    return parse_decimal(value, "number", empty_is_none=True)
 
 
 def iso(at: datetime) -> str:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from brokers.base import OrderRejected
 from brokers.symbols import front_alias
 from daemon.domain import Fill, Order, OrderRequest, OrderStatus, OrderType, Side
+from daemon.money import parse_decimal
 
 
 class PxSide(IntEnum):
@@ -66,8 +67,8 @@ def _aware(value: Any) -> Any:
     return value
 
 
-def _decimal(value: Any) -> Any:
-    return None if value is None or value == "" else Decimal(str(value))
+def _decimal(value: Any) -> Decimal | None:
+    return parse_decimal(value, "number", empty_is_none=True)
 
 
 Dec = Annotated[Decimal, BeforeValidator(_decimal)]

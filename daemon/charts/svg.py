@@ -7,16 +7,18 @@ once. Colours come from CSS classes, so the page's dark and light themes apply t
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from html import escape
 from zoneinfo import ZoneInfo
 
 from daemon.charts.series import EquityCurve
+from daemon.money import money
 
 W, H, PAD_L, PAD_R, PAD_Y = 600, 160, 64, 8, 14
 
 
 def _money(value: float) -> str:
-    return f"{'-' if value < 0 else ''}${abs(value):,.0f}"
+    return money(Decimal(str(float(value))), places=0, symbol="$")
 
 
 def render(curve: EquityCurve, timezone: str) -> str:

@@ -23,6 +23,7 @@ from daemon.chat.replies import (
     StrategyInfo,
 )
 from daemon.domain import Fill, FlattenReport, Order, Position
+from daemon.money import money
 
 FENCE = "```"
 MAX_ROWS = 25
@@ -50,16 +51,6 @@ def price(value: Decimal | None) -> str:
     exponent = d.as_tuple().exponent
     places = min(max(2, -exponent), 6) if isinstance(exponent, int) else 2
     return f"{d:,.{places}f}"
-
-
-def money(value: Decimal | None, *, signed: bool = False) -> str:
-    """Money with two decimals and thousands separators; `signed` shows +/- (P&L)."""
-    if value is None:
-        return "-"
-    d = Decimal(value).quantize(Decimal("0.01"))
-    if d == 0:
-        d = Decimal("0.00")  # no "-0.00"
-    return f"{d:+,.2f}" if signed else f"{d:,.2f}"
 
 
 def qty(value: Decimal) -> str:

@@ -19,7 +19,7 @@ import os
 import random
 import sys
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from config.brokers import PaperSettings
 from config.settings import ConfigFileError, RiskLimits, load_settings
 from daemon.calendar import futures_session_date
 from daemon.cli import research
+from daemon.money import NotANumber, parse_decimal
 from daemon.risk.funded import AccountRules
 from daemon.risk.presets import PRESETS
 from daemon.strategy.bars import TIMEFRAMES, BarDataError
@@ -59,10 +60,10 @@ def _money(text: str | None, flag: str) -> Decimal | None:
     if text is None:
         return None
     try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
+        value = parse_decimal(text, flag)
+    except NotANumber as exc:
         raise InputError(f"{flag} {text!r} is not a number") from exc
-    if not value.is_finite() or value < 0:
+    if value is not None and value < 0:
         raise InputError(f"{flag} {text!r} must be a non-negative number")
     return value
 

@@ -16,12 +16,9 @@ from typing import Any
 from config.risk import CashSettings, PdtSettings
 from daemon.calendar import NEW_YORK, previous_business_days, trade_date
 from daemon.domain import ZERO, AccountState, Fill, Side, Violation
+from daemon.money import money
 from daemon.risk import cash, funded, pdt
 from daemon.risk.context import LimitStatus, OrderContext
-
-
-def money(value: Decimal | str) -> str:
-    return f"{Decimal(value):,.2f}"
 
 
 def pdt_window_start(now: datetime) -> datetime:

@@ -13,6 +13,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from daemon.domain import ZERO
+from daemon.money import plain_money
 
 CENT = Decimal("0.01")
 
@@ -43,14 +44,12 @@ def report(day_profits: Iterable[Decimal], total_profit: Decimal, limit_pct: Dec
     return {
         "limit_pct": str(limit_pct),
         "boundary": "less than" if strict else "at most",
-        "best_day": _money(best),
-        "total_profit": _money(total_profit),
-        "best_day_pct": _money(best * 100 / total_profit) if total_profit > 0 else None,
+        "best_day": plain_money(best),
+        "total_profit": plain_money(total_profit),
+        "best_day_pct": plain_money(best * 100 / total_profit) if total_profit > 0 else None,
         "ok": ok,
-        "profit_needed": _money(needed),
-        "more_needed": _money(ZERO if ok else max(ZERO, needed - total_profit)),
+        "profit_needed": plain_money(needed),
+        "more_needed": plain_money(ZERO if ok else max(ZERO, needed - total_profit)),
     }
 
 
-def _money(x: Decimal) -> str:
-    return str(x.quantize(CENT))

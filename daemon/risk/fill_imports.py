@@ -23,11 +23,12 @@ import csv
 import io
 import json
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from daemon import money
 from daemon.calendar import NEW_YORK
 from daemon.domain import Fill, Side
 
@@ -62,15 +63,12 @@ def parse_time(text: str, tz: ZoneInfo, where: str) -> datetime:
 
 
 def parse_decimal(text: object, where: str, name: str) -> Decimal | None:
-    if text is None or str(text).strip() == "":
-        return None
+    # Broker exports group thousands ("1,234.50"), so commas are dropped before the strict reading.
+    cleaned = text.strip().replace(",", "") if isinstance(text, str) else text
     try:
-        value = Decimal(str(text).strip().replace(",", ""))
-    except InvalidOperation as exc:
+        return money.parse_decimal(cleaned, name, empty_is_none=True)
+    except money.NotANumber as exc:
         raise BadInput(f"{where}: bad {name} {text!r}") from exc
-    if not value.is_finite():
-        raise BadInput(f"{where}: bad {name} {text!r}")
-    return value
 
 
 def make_fill(where: str, fill_id: str, order_id: str, ts: datetime, symbol: str, side: Side, qty: Decimal | None,

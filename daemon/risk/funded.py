@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.calendar import futures_session_date, futures_session_end, next_session_start
 from daemon.domain import ZERO, Fill
+from daemon.money import plain_money
 from daemon.risk import consistency
 from daemon.risk.funded_models import (
     AccountRules,
@@ -125,27 +126,24 @@ def _mark_equity(s: FundedState) -> None:
     s.live_equity = s.balance + sum((p.unrealized for p in s.positions.values()), ZERO)
 
 
-def _money(x: Decimal) -> str:
-    return str(x.quantize(Decimal("0.01")))
-
-
 def _evaluate(s: FundedState, rules: AccountRules, at: datetime) -> list[Breach]:
     """Check the live-equity rules after an update; each breach is reported once."""
     if rules.drawdown_model is DrawdownModel.INTRADAY:
         _raise_floor(s, rules, s.live_equity)
     if s.locked:
         return []
-    equity = _money(s.live_equity)
+    equity = plain_money(s.live_equity)
     if s.live_equity <= s.floor:
         s.locked = True
-        s.lock_reason = f"max loss: live equity {equity} <= floor {_money(s.floor)}"
+        s.lock_reason = f"max loss: live equity {equity} <= floor {plain_money(s.floor)}"
         detail = (
-            f"Maximum loss limit hit: live equity {equity} reached the floor {_money(s.floor)} "
-            f"({rules.drawdown_model} drawdown {_money(rules.max_loss)}); flatten and lock until an operator resets"
+            f"Maximum loss limit hit: live equity {equity} reached the floor {plain_money(s.floor)} "
+            f"({rules.drawdown_model} drawdown {plain_money(rules.max_loss)}); "
+            "flatten and lock until an operator resets"
         )
         return [
-            _breach("max_loss", "flatten_lock", at, detail, live_equity=equity, floor=_money(s.floor),
-                    max_loss=_money(rules.max_loss), peak=_money(s.peak))
+            _breach("max_loss", "flatten_lock", at, detail, live_equity=equity, floor=plain_money(s.floor),
+                    max_loss=plain_money(rules.max_loss), peak=plain_money(s.peak))
         ]  # fmt: skip
     if _is_blocked(s, at):
         return []
@@ -155,13 +153,13 @@ def _evaluate(s: FundedState, rules: AccountRules, at: datetime) -> list[Breach]
         s.blocked_until = next_session_start(at)
         s.block_reason = "daily_loss_limit"
         detail = (
-            f"Daily loss limit hit: down {_money(loss)} since the session start (limit "
-            f"{_money(rules.daily_loss_limit)}); flatten and block until {s.blocked_until.isoformat()}"
+            f"Daily loss limit hit: down {plain_money(loss)} since the session start (limit "
+            f"{plain_money(rules.daily_loss_limit)}); flatten and block until {s.blocked_until.isoformat()}"
         )
         return [
-            _breach("daily_loss_limit", "flatten_block_session", at, detail, session_loss=_money(loss),
-                    daily_loss_limit=_money(rules.daily_loss_limit),
-                    session_start_balance=_money(s.session_start_balance), live_equity=equity)
+            _breach("daily_loss_limit", "flatten_block_session", at, detail, session_loss=plain_money(loss),
+                    daily_loss_limit=plain_money(rules.daily_loss_limit),
+                    session_start_balance=plain_money(s.session_start_balance), live_equity=equity)
         ]  # fmt: skip
     if rules.safety_buffer > 0:
         rooms = {"max_loss": s.live_equity - s.floor}
@@ -172,12 +170,12 @@ def _evaluate(s: FundedState, rules: AccountRules, at: datetime) -> list[Breach]
             s.blocked_until = next_session_start(at)
             s.block_reason = "safety_buffer"
             detail = (
-                f"Safety buffer: only {_money(room)} left before the {which} floor "
-                f"(buffer {_money(rules.safety_buffer)}); flatten and block until the next session"
+                f"Safety buffer: only {plain_money(room)} left before the {which} floor "
+                f"(buffer {plain_money(rules.safety_buffer)}); flatten and block until the next session"
             )
             return [
-                _breach("safety_buffer", "flatten_block_session", at, detail, room=_money(room),
-                        buffer=_money(rules.safety_buffer), floor=which, live_equity=equity)
+                _breach("safety_buffer", "flatten_block_session", at, detail, room=plain_money(room),
+                        buffer=plain_money(rules.safety_buffer), floor=which, live_equity=equity)
             ]  # fmt: skip
     deadline = flat_by_at(rules, session)
     if deadline and s.positions and s.flat_by_session != session and _past_flat_by(rules, session, at):
@@ -331,12 +329,12 @@ def snapshot(state: FundedState, rules: AccountRules, at: datetime | None = None
     """Numbers for `/risk`, alerts and `traderd risk simulate`: floors and what is left before each limit."""
     s = state
     out: dict[str, Any] = {
-        "balance": _money(s.balance),
-        "live_equity": _money(s.live_equity),
-        "peak": _money(s.peak),
+        "balance": plain_money(s.balance),
+        "live_equity": plain_money(s.live_equity),
+        "peak": plain_money(s.peak),
         "session": s.session.isoformat() if s.session else None,
-        "floors": {"max_loss": _money(s.floor)},
-        "left": {"max_loss": _money(s.live_equity - s.floor)},
+        "floors": {"max_loss": plain_money(s.floor)},
+        "left": {"max_loss": plain_money(s.live_equity - s.floor)},
         "floor_locked": s.floor_locked,
         "contracts": _count(rules.weighted_contracts(s.quantities)),
         "micros": _count(rules.micro_contracts(s.quantities)),
@@ -349,16 +347,16 @@ def snapshot(state: FundedState, rules: AccountRules, at: datetime | None = None
     }
     if rules.daily_loss_limit is not None:
         daily_floor = s.session_start_balance - rules.daily_loss_limit
-        out["floors"]["daily_loss_limit"] = _money(daily_floor)
-        out["left"]["daily_loss_limit"] = _money(s.live_equity - daily_floor)
+        out["floors"]["daily_loss_limit"] = plain_money(daily_floor)
+        out["left"]["daily_loss_limit"] = plain_money(s.live_equity - daily_floor)
     if rules.safety_buffer > 0:
-        out["left"]["safety_buffer"] = _money(min(Decimal(v) for v in out["left"].values()) - rules.safety_buffer)
+        out["left"]["safety_buffer"] = plain_money(min(Decimal(v) for v in out["left"].values()) - rules.safety_buffer)
     profit = s.balance - rules.starting_balance
     if rules.profit_target is not None:
         out["profit_target"] = {
-            "target": _money(rules.profit_target),
-            "profit": _money(profit),
-            "left": _money(max(ZERO, rules.profit_target - profit)),
+            "target": plain_money(rules.profit_target),
+            "profit": plain_money(profit),
+            "left": plain_money(max(ZERO, rules.profit_target - profit)),
             "reached": profit >= rules.profit_target,
         }
     if rules.consistency_pct is not None:

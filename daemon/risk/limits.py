@@ -14,11 +14,8 @@ from zoneinfo import ZoneInfo
 
 from config.settings import WEEKDAYS, RiskLimits
 from daemon.domain import Violation
+from daemon.money import number
 from daemon.risk.context import LimitStatus, OrderContext
-
-
-def _fmt(value: Decimal | int) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value.normalize():,f}"
 
 
 class BasicLimits:
@@ -49,14 +46,14 @@ class BasicLimits:
         if lim.max_order_quantity is not None and req.quantity > lim.max_order_quantity:
             found.append(violation(
                 "max_order_quantity",
-                f"order quantity {_fmt(req.quantity)} exceeds the limit {_fmt(lim.max_order_quantity)}",
+                f"order quantity {number(req.quantity)} exceeds the limit {number(lim.max_order_quantity)}",
                 limit=lim.max_order_quantity, requested=req.quantity,
             ))
         if lim.max_position is not None and abs(ctx.after) > lim.max_position:
             found.append(violation(
                 "max_position",
-                f"position in {req.symbol} would be {_fmt(ctx.after)}, beyond the limit "
-                f"{_fmt(lim.max_position)} (now {_fmt(ctx.current)})",
+                f"position in {req.symbol} would be {number(ctx.after)}, beyond the limit "
+                f"{number(lim.max_position)} (now {number(ctx.current)})",
                 limit=lim.max_position, current=ctx.current, after=ctx.after,
             ))
         if lim.max_open_positions is not None and ctx.current == 0:
@@ -76,7 +73,7 @@ class BasicLimits:
                 if notional > lim.max_notional:
                     found.append(violation(
                         "max_notional",
-                        f"order notional {_fmt(notional)} exceeds the limit {_fmt(lim.max_notional)}",
+                        f"order notional {number(notional)} exceeds the limit {number(lim.max_notional)}",
                         limit=lim.max_notional, requested=notional,
                     ))
         if lim.trading_hours is not None:
@@ -109,12 +106,12 @@ class BasicLimits:
         lim, rows = self.limits, []
         held = {s: q for s, q in (positions or {}).items() if q != 0}
         if lim.max_order_quantity is not None:
-            rows.append(LimitStatus("max_order_quantity", "-", _fmt(lim.max_order_quantity), "-"))
+            rows.append(LimitStatus("max_order_quantity", "-", number(lim.max_order_quantity), "-"))
         if lim.max_position is not None:
             biggest = max((abs(q) for q in held.values()), default=Decimal(0))
-            used = _fmt(biggest) if positions is not None else "-"
-            left = _fmt(lim.max_position - biggest) if positions is not None else "-"
-            rows.append(LimitStatus("max_position", used, _fmt(lim.max_position), left,
+            used = number(biggest) if positions is not None else "-"
+            left = number(lim.max_position - biggest) if positions is not None else "-"
+            rows.append(LimitStatus("max_position", used, number(lim.max_position), left,
                                     biggest > lim.max_position))
         if lim.max_open_positions is not None:
             used = str(len(held)) if positions is not None else "-"
@@ -122,7 +119,7 @@ class BasicLimits:
             rows.append(LimitStatus("max_open_positions", used, str(lim.max_open_positions), left,
                                     len(held) > lim.max_open_positions))
         if lim.max_notional is not None:
-            rows.append(LimitStatus("max_notional", "-", _fmt(lim.max_notional), "-"))
+            rows.append(LimitStatus("max_notional", "-", number(lim.max_notional), "-"))
         if lim.allowed_symbols:
             rows.append(LimitStatus("allowed_symbols", "-", ", ".join(lim.allowed_symbols), "-"))
         if lim.trading_hours is not None:

@@ -13,11 +13,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from daemon.money import money
 from daemon.risk.funded_models import AccountRules
-
-
-def _money(value: str | Decimal | None) -> str:
-    return "-" if value is None else f"{Decimal(value):,.2f}"
 
 
 def _when(iso: str, tz: str) -> str:
@@ -31,8 +28,8 @@ def _what(result: Mapping[str, Any]) -> str:
     if kind == "mark":
         if event.get("price") is not None and event.get("symbol"):
             return f"mark {event['symbol']} @ {event['price']}"
-        return f"mark equity {_money(event.get('equity'))}"
-    return f"close {_money(event.get('equity'))}" if event.get("equity") else "close"
+        return f"mark equity {money(event.get('equity'))}"
+    return f"close {money(event.get('equity'))}" if event.get("equity") else "close"
 
 
 def _action(breach: Mapping[str, Any], result: Mapping[str, Any], tz: str) -> str:
@@ -46,12 +43,12 @@ def _action(breach: Mapping[str, Any], result: Mapping[str, Any], tz: str) -> st
 
 def event_line(result: Mapping[str, Any], tz: str = "America/Chicago") -> str:
     floors, left = result["floors"], result["left"]
-    daily = f"daily left {_money(left['daily_loss_limit'])}" if "daily_loss_limit" in left else "no daily limit"
+    daily = f"daily left {money(left['daily_loss_limit'])}" if "daily_loss_limit" in left else "no daily limit"
     done = "; ".join(_action(b, result, tz) for b in result["breaches"]) or "ok"
     if not result["applied"] and done == "ok":
         done = "REFUSED"
-    return (f"{_when(result['time'], tz)}  {_what(result):<34} equity {_money(result['live_equity'])}  "
-            f"floor {_money(floors['max_loss'])}  {daily}  -> {done}")
+    return (f"{_when(result['time'], tz)}  {_what(result):<34} equity {money(result['live_equity'])}  "
+            f"floor {money(floors['max_loss'])}  {daily}  -> {done}")
 
 
 def verdict(results: Sequence[Mapping[str, Any]], rules: AccountRules, tz: str = "America/Chicago") -> str:
@@ -67,17 +64,17 @@ def verdict(results: Sequence[Mapping[str, Any]], rules: AccountRules, tz: str =
         head = f"Verdict: survived, with {len(breaches)} soft breach(es) ({rules_hit}) that flattened and blocked"
     else:
         head = "Verdict: survived, no rule breached"
-    parts = [head, f"equity {_money(last['live_equity'])}, {_money(last['left']['max_loss'])} above the floor"]
+    parts = [head, f"equity {money(last['live_equity'])}, {money(last['left']['max_loss'])} above the floor"]
     if refused:
         parts.append(f"{refused} fill(s) refused")
     target = last.get("profit_target")
     if target:
         parts.append("profit target reached" if target["reached"]
-                     else f"profit target: {_money(target['left'])} to go")
+                     else f"profit target: {money(target['left'])} to go")
     cons = last.get("consistency")
     if cons:
         parts.append(f"consistency ({cons['boundary']} {cons['limit_pct']}%): " + (
             "met" if cons["ok"] else "no profit yet" if Decimal(cons["total_profit"]) <= 0
-            else f"not met, {_money(cons['more_needed'])} more profit needed"))
+            else f"not met, {money(cons['more_needed'])} more profit needed"))
     name = rules.name or rules.firm or "custom rules"
     return f"{parts[0]} [{name}]; " + "; ".join(parts[1:])

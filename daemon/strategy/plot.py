@@ -10,11 +10,13 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from daemon.domain import Bar
+from daemon.money import money
 from daemon.strategy.replay import ReplayReport
 
 FORMATS = (".png", ".svg")
@@ -27,8 +29,8 @@ class PlotError(ValueError):
 
 
 def dollars(value: float, _pos: object = None) -> str:
-    sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value):,.0f}"
+    """Matplotlib's tick formatter for a money axis: whole dollars."""
+    return money(Decimal(str(float(value))), places=0, symbol="$")
 
 
 def bar_index(bars: Sequence[Bar], at: datetime) -> int:

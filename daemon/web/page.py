@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
+from daemon.money import money
 from daemon.web.errors import error
 from daemon.web.page_view import PageView
 from daemon.web.sse import EventStreams
@@ -43,18 +44,15 @@ def session_value(token: str) -> str:
     return hmac.new(token.encode(), b"traderd status page session", hashlib.sha256).hexdigest()
 
 
-def money(value: Decimal | None, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
-    return f"{sign}${abs(value):,.2f}"
+def dollars(value: Decimal | None, signed: bool = False) -> str:
+    return money(value, signed=signed, symbol="$")
 
 
 def templates(timezone: str) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("daemon.web", "templates"),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
     tz = ZoneInfo(timezone)
-    env.filters["money"] = money
+    env.filters["money"] = dollars
     env.filters["qty"] = lambda v: f"{v.normalize():f}" if isinstance(v, Decimal) else str(v)
     env.filters["price"] = lambda v: "-" if v is None else f"{v:,.2f}" if v >= 1 else f"{v.normalize():f}"
     env.filters["tone"] = lambda v: "" if v is None or v == 0 else ("up" if v > 0 else "down")

@@ -34,6 +34,9 @@ HASH_DEDUP_WINDOW = timedelta(minutes=5)
 # How far in the future an alert's `time` may be before it is refused as a clock problem.
 MAX_CLOCK_SKEW = timedelta(seconds=30)
 
+# No alert field nests; deeper bodies are refused as malformed rather than validated field by field.
+MAX_JSON_DEPTH = 32
+
 _ACTIONS = {
     "buy": Action.BUY,
     "long": Action.BUY,
@@ -223,6 +226,18 @@ class TradingViewAlert(BaseModel):
         return action
 
 
+def _nests_deeper(data: dict[str, Any], limit: int) -> bool:
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """JSON object from an application/json or text/plain body."""
     try:
@@ -237,6 +252,9 @@ def parse_body(body: bytes) -> dict[str, Any]:
         raise SignalError("bad_json", "the body holds a number too long to read", 400) from None
     if not isinstance(data, dict):
         raise SignalError("bad_json", "the body must be a JSON object", 400)
+    if _nests_deeper(data, MAX_JSON_DEPTH):
+        # Python's parser stops at its recursion limit, which other code may raise: the limit is ours.
+        raise SignalError("bad_json", f"the body nests JSON more than {MAX_JSON_DEPTH} levels deep", 400)
     if _LONE_SURROGATE.search(body) and not _encodable(data):
         # "\ud800" is valid JSON but no valid text: it could not be stored or compared.
         raise SignalError("bad_json", "the body holds an unpaired UTF-16 surrogate escape", 400)
