@@ -11,7 +11,6 @@ import html
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import discord
@@ -23,11 +22,12 @@ from daemon.charts.series import EquityCurve, Mark
 from daemon.domain import AccountState, utcnow
 from tests import browser
 from tests.conftest import SECRET, DaemonFactory, alert, client_for, settled
+from tests.docs_images import images_dir
 from tests.standins.discord_api import DiscordStandin
 from tests.standins.telegram_api import TelegramStandin
 
 OPERATOR, GROUP = 100, -500
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "images"
+DOCS = images_dir()
 
 
 @pytest.fixture
@@ -118,7 +118,6 @@ async def test_daily_summary_carries_the_chart_on_telegram_and_discord(
     (name, data), = upload[0]["files"]
     assert name == "chart.png"
     assert_chart(data, 2)
-    DOCS.mkdir(parents=True, exist_ok=True)
     (DOCS / "chat-daily-chart.png").write_bytes(data)
     assert [m for m in tg.sent_to(GROUP) if m.text.startswith("Daily summary")] == photo  # once, as the photo
 

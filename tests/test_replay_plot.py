@@ -11,15 +11,15 @@ from daemon.cli.main import main as traderd
 from daemon.strategy import plot
 from daemon.strategy.replay import load_bars
 from tests import browser
+from tests.docs_images import images_dir
 
 DATA = Path(__file__).resolve().parent.parent / "strategies" / "data"
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "images"
+DOCS = images_dir()
 INTRADAY = ["--strategy", "opening_range", "--data", str(DATA / "sample_5m.csv"), "--timeframe", "5m",
             "--symbol", "ES", "--calendar", "cme", "--multiplier", "50", "--param", "quantity=2"]
 
 
 def test_intraday_plot_png_is_the_promised_size_with_content(capsys: pytest.CaptureFixture[str]) -> None:
-    DOCS.mkdir(parents=True, exist_ok=True)
     target = DOCS / "replay-intraday.png"
     assert traderd(["replay", *INTRADAY, "--plot", str(target)]) == 0
     data = target.read_bytes()

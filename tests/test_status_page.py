@@ -25,12 +25,13 @@ from daemon.domain import AccountState
 from daemon.store.tables import SignalRow
 from tests import browser
 from tests.conftest import SECRET, alert, client_for, settings_for, wait_until
+from tests.docs_images import images_dir
 
 pytestmark = pytest.mark.skipif(not browser.available(), reason="needs Debian's chromium and chromium-driver")
 
 TOKEN = "page-token-0123456789abcdef"
 START = datetime(2030, 3, 5, 9, 0, tzinfo=ZoneInfo("America/Chicago"))
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "images"
+DOCS = images_dir()
 URL = f"/webhook/tradingview/{SECRET}"
 
 
