@@ -23,6 +23,7 @@ ADAPTERS: dict[str, str] = {
     "alpaca": "brokers.alpaca.broker:build",
     "projectx": "brokers.projectx.broker:build",
     "tradovate": "brokers.tradovate.broker:build",
+    "ccxt": "brokers.ccxt.broker:build",
 }
 
 
