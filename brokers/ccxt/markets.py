@@ -15,6 +15,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import ccxt.async_support as ccxt
+
 from brokers.base import OrderRejected, UnknownSymbol
 from brokers.symbols import split_exchange
 
@@ -79,8 +81,11 @@ class Markets:
         return dec((self.market(symbol).get("precision") or {}).get("amount"))
 
     def round_quantity(self, symbol: str, quantity: Decimal) -> Decimal:
-        """Down to the lot step (never more than asked)."""
-        return Decimal(self.exchange.amount_to_precision(symbol, plain(quantity)))
+        """Down to the lot step (never more than asked); 0 below one step."""
+        try:
+            return Decimal(self.exchange.amount_to_precision(symbol, plain(quantity)))
+        except ccxt.InvalidOrder:  # "must be greater than minimum amount precision"
+            return Decimal(0)
 
     def price(self, symbol: str, price: Decimal) -> str:
         return str(self.exchange.price_to_precision(symbol, plain(price)))

@@ -99,8 +99,8 @@ class BinanceStandIn(StandinServer):
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._contract_mw, self.faults.middleware, self._knobs_mw, self._auth_mw])
         r, v3 = app.router, "/api/v3"
-        r.add_get(f"{v3}/ping", lambda _: json_response({}))
-        r.add_get(f"{v3}/time", lambda _: json_response({"serverTime": int(time.time() * 1000)}))
+        r.add_get(f"{v3}/ping", self._ping)
+        r.add_get(f"{v3}/time", self._time)
         r.add_get(f"{v3}/exchangeInfo", self._exchange_info)
         r.add_get(f"{v3}/ticker/24hr", self._ticker)
         r.add_get(f"{v3}/account", self._account)
@@ -208,6 +208,12 @@ class BinanceStandIn(StandinServer):
         return d | {"origClientOrderId": o["clientOrderId"], "clientOrderId": f"cancel{o['orderId']}"}
 
     # -- handlers ----------------------------------------------------------------------------------------
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        return json_response({})
+
+    async def _time(self, request: web.Request) -> web.Response:
+        return json_response({"serverTime": int(time.time() * 1000)})
 
     async def _exchange_info(self, request: web.Request) -> web.Response:
         symbols = []
