@@ -1,4 +1,4 @@
-"""CcxtBroker (ccxt's Binance client) against the contract-checked Binance spot stand-in: orders, sizing, OCO, polling."""
+"""CcxtBroker (ccxt, Binance) against the contract-checked Binance spot stand-in: orders, sizing, OCO, polling."""
 
 from __future__ import annotations
 

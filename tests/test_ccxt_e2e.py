@@ -1,4 +1,4 @@
-"""End-to-end on a crypto exchange: webhook -> risk -> CcxtBroker (ccxt) -> Binance stand-in -> fill -> /api/positions."""
+"""End-to-end on crypto: webhook -> risk -> CcxtBroker -> Binance stand-in -> fill -> /api/positions."""
 
 from __future__ import annotations
 

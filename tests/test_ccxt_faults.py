@@ -1,4 +1,4 @@
-"""CcxtBroker under faults of the Binance stand-in: 5xx, resets and timeouts after accept, -1007, 429/418, down at start."""
+"""CcxtBroker under Binance stand-in faults: 5xx, reset and timeout after accept, -1007, 429/418, down at start."""
 
 from __future__ import annotations
 
