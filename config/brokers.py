@@ -131,6 +131,9 @@ class CcxtSettings(_BrokerSection):
     options: dict[str, Any] = Field(default_factory=dict, description="Extra ccxt exchange options")
     recv_window_ms: int = Field(5000, ge=1, le=60000, description="Binance recvWindow of signed requests")
     rate_limit_per_minute: int = Field(600, ge=1, description="Client-side request budget (ccxt also throttles)")
+    poll_interval_seconds: float = Field(
+        5.0, gt=0, le=300, description="Order/fill polling (each round reads the balance and every market's trades)"
+    )
     weight_throttle: bool = Field(
         True, description="ccxt's own pacing by endpoint weight (enableRateLimit); keep it on against an exchange"
     )

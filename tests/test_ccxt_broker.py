@@ -246,3 +246,21 @@ async def test_restart_finds_the_order_from_the_journal(harness: Harness, standi
     assert again.broker_order_id == order.broker_order_id and posts(standin) == 1
     assert await second.find_order(client_order_id("c1", "never-sent")) is None
     await asyncio.sleep(0)
+
+
+async def test_sandbox_switch_and_unknown_exchange() -> None:
+    from brokers.ccxt.exchange import make_exchange
+
+    base = {"exchange": "binance", "api_key": "k", "secret": "s"}
+    testnet = make_exchange(CcxtSettings.model_validate(base))
+    live = make_exchange(CcxtSettings.model_validate({**base, "sandbox": False}))
+    try:
+        assert testnet.urls["api"]["private"] == "https://testnet.binance.vision/api/v3"
+        assert "sapi" not in testnet.urls["api"]  # the spot testnet has no /sapi
+        assert live.urls["api"]["private"] == "https://api.binance.com/api/v3"
+        assert testnet.options["fetchMarkets"]["types"] == ["spot"] and testnet.options["fetchCurrencies"] is False
+    finally:
+        await testnet.close()
+        await live.close()
+    with pytest.raises(ValueError, match="ccxt has no exchange 'nosuchex'"):
+        make_exchange(CcxtSettings.model_validate({**base, "exchange": "NoSuchEx"}))

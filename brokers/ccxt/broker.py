@@ -346,14 +346,19 @@ class CcxtBroker(BrokerBase):
     # -- polling -----------------------------------------------------------------------------------------
 
     async def poll_once(self) -> None:
-        """Push new fills, then every open order's change and the end of each one that left the open list."""
+        """Push new fills, then the changes of the orders this adapter knows open (placed, or seen by
+        `open_orders`), and the end of each one that left the open list."""
         since = self._fills_after
         for fill in await self.fills(since - timedelta(seconds=2) if since else None):
             await self.reports.fill(fill)
             if self._fills_after is None or fill.filled_at > self._fills_after:
                 self._fills_after = fill.filled_at
         watched = set(self._watch)
-        open_now = await self.open_orders()
+        open_now = []  # per market: Binance weighs an all-markets openOrders 80, one market 6
+        for symbol in sorted({self._symbol_of[i] for i in watched if i in self._symbol_of}):
+            data = await self.calls.safe(f"{self.id} open orders {symbol}",
+                                         lambda s=symbol: self.exchange.fetch_open_orders(s))  # type: ignore[misc]
+            open_now += [order for item in data if (order := self._order(item)).status.is_open]
         for order in open_now:
             await self.reports.order(order)
         for order_id in watched - {o.broker_order_id for o in open_now}:
