@@ -144,12 +144,58 @@ class SchwabSettings(_BrokerSection):
         return value.rstrip("/")
 
 
+class CcxtSettings(_BrokerSection):
+    """A crypto exchange account through ccxt's unified API (spot markets)."""
+
+    exchange: str = Field(..., min_length=2, description="ccxt exchange id: binance, bybit, kraken, ...")
+    api_key: SecretStr
+    secret: SecretStr
+    password: SecretStr | None = Field(None, description="API passphrase, for exchanges that have one (okx, kucoin)")
+    sandbox: bool = Field(True, description="The exchange's testnet / sandbox (Binance: testnet.binance.vision)")
+    quote_currency: str = Field("USDT", min_length=1, description="Cash of the account; positions are priced in it")
+    symbols: list[str] = Field(
+        default_factory=list, description="Markets whose fills are read besides those held or traded (BTCUSDT)"
+    )
+    api_urls: dict[str, str] = Field(
+        default_factory=dict, description="Overrides of ccxt's `urls['api']` entries, e.g. {public = \"https://...\"}"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Extra ccxt exchange options")
+    recv_window_ms: int = Field(5000, ge=1, le=60000, description="Binance recvWindow of signed requests")
+    rate_limit_per_minute: int = Field(600, ge=1, description="Client-side request budget (ccxt also throttles)")
+    poll_interval_seconds: float = Field(
+        5.0, gt=0, le=300, description="Order/fill polling (each round reads the balance and every market's trades)"
+    )
+    weight_throttle: bool = Field(
+        True, description="ccxt's own pacing by endpoint weight (enableRateLimit); keep it on against an exchange"
+    )
+
+    @field_validator("exchange", "quote_currency")
+    @classmethod
+    def _lower_id(cls, value: str, info: Any) -> str:
+        value = value.strip()
+        return value.lower() if info.field_name == "exchange" else value.upper()
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [s.strip().upper() for s in value]
+
+    @field_validator("api_urls")
+    @classmethod
+    def _urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, url in value.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"api_urls.{key} must start with http:// or https://")
+        return {key: url.rstrip("/") for key, url in value.items()}
+
+
 BROKER_SECTIONS: dict[str, type[BaseModel]] = {
     "paper": PaperSettings,
     "alpaca": AlpacaSettings,
     "projectx": ProjectXSettings,
     "tradovate": TradovateSettings,
     "schwab": SchwabSettings,
+    "ccxt": CcxtSettings,
 }
 
 

@@ -13,6 +13,11 @@ belongs to the next trading day; Friday evening and Saturday belong to Monday's 
 session close) and early halts (12:00 CT, "markets pause at 12:00pm CT") come from
 `holidays.financial_holidays("CME")` and its `half_day` category.
 
+Crypto markets trade around the clock every day (`24x7`): no holidays, no sessions, and a trading day is
+the calendar day in a chosen zone (UTC unless configured), rolling at its midnight. `session_date`,
+`session_end` and `next_session_open` answer for either calendar, so the daily rules (funded accounts'
+daily loss, the session roll) run on the account's own one.
+
 Everything here is pure: no I/O, no clock reads. Datetimes in and out are timezone-aware.
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -31,6 +37,9 @@ CHICAGO = ZoneInfo("America/Chicago")
 NYSE_OPEN = time(9, 30)
 NYSE_CLOSE = time(16, 0)
 NYSE_EARLY_CLOSE = time(13, 0)
+
+SessionCalendar = Literal["cme", "24x7"]  # the trading days of futures (CME Globex) or crypto (every day)
+DAY_ROLL = time(0, 0)  # a 24x7 trading day starts at midnight in its zone
 
 CME_ROLL = time(17, 0)  # a new futures trading day starts at 5:00 pm CT
 CME_FRIDAY_CLOSE = time(16, 0)  # the week ends Friday 4:00 pm CT
@@ -251,3 +260,39 @@ def futures_summary_due(now: datetime, window: timedelta = timedelta(hours=1)) -
         return None
     due = close + FUTURES_SUMMARY_DELAY
     return session if due <= now < due + window else None
+
+
+# --- 24x7 markets and the calendar-neutral session helpers ------------------------------------------
+
+
+def day_24x7(ts: datetime, zone: str = "UTC") -> date:
+    """The 24x7 trading day of `ts`: its calendar date in `zone`."""
+    _require_aware(ts)
+    return ts.astimezone(ZoneInfo(zone)).date()
+
+
+def session_date(ts: datetime, calendar: SessionCalendar = "cme", zone: str = "UTC") -> date:
+    """The trading day `ts` belongs to on `calendar` (`zone` is the 24x7 day's zone)."""
+    return day_24x7(ts, zone) if calendar == "24x7" else futures_session_date(ts)
+
+
+def session_end(session: date, calendar: SessionCalendar = "cme", zone: str = "UTC") -> datetime:
+    """When trading day `session` rolls over: 24x7 at the next midnight in `zone`; CME as `futures_session_end`."""
+    if calendar == "24x7":
+        return datetime.combine(session + timedelta(days=1), DAY_ROLL, tzinfo=ZoneInfo(zone))
+    return futures_session_end(session)
+
+
+def next_session_open(ts: datetime, calendar: SessionCalendar = "cme", zone: str = "UTC") -> datetime:
+    """The first trading-day start strictly after `ts` (24x7: the next midnight in `zone`)."""
+    if calendar == "24x7":
+        return session_end(day_24x7(ts, zone), "24x7", zone)
+    return next_session_start(ts)
+
+
+def following_session(session: date, calendar: SessionCalendar = "cme") -> date:
+    """The trading day after `session`: the next day (24x7), or the next weekday (CME)."""
+    following = session + timedelta(days=1)
+    while calendar == "cme" and following.weekday() >= 5:
+        following += timedelta(days=1)
+    return following

@@ -12,7 +12,8 @@ here). Each transition is a pure function that returns the new state and the `Br
 Breach actions: `flatten_block_session` (soft: flatten, cancel, block until the next futures session),
 `flatten_lock` (hard: flatten and lock until an operator calls `reset_lock`), `reject` (refuse the order).
 Floors are enforced against live equity in every drawdown model; the models differ only in how the floor
-moves. Sessions roll at 17:00 America/Chicago (`daemon.calendar.futures_session_date`).
+moves. Sessions roll at 17:00 America/Chicago (`daemon.calendar.futures_session_date`), or at midnight in
+`day_roll_tz` for an account on the 24x7 calendar (crypto; `AccountRules.calendar`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from daemon.calendar import futures_session_date, futures_session_end, next_session_start
+from daemon.calendar import following_session, next_session_open, session_date, session_end
 from daemon.domain import ZERO, Fill
 from daemon.money import plain_money
 from daemon.risk import consistency
@@ -54,6 +55,11 @@ def _floor_from_peak(rules: AccountRules, peak: Decimal) -> Decimal:
     return floor if lock is None else min(floor, lock)
 
 
+def _day(rules: AccountRules, at: datetime) -> date:
+    """The account's trading day of `at` on its calendar."""
+    return session_date(at, rules.calendar, rules.day_roll_tz)
+
+
 def new_state(rules: AccountRules, at: datetime, balance: Decimal | None = None) -> FundedState:
     """A fresh account (or one adopted mid-life at `balance`, which then counts as its peak)."""
     bal = rules.starting_balance if balance is None else balance
@@ -66,7 +72,7 @@ def new_state(rules: AccountRules, at: datetime, balance: Decimal | None = None)
         peak=max(bal, rules.starting_balance),
         floor=floor,
         floor_locked=rules.lock_level is not None and floor >= rules.lock_level,
-        session=futures_session_date(at),
+        session=_day(rules, at),
         session_start_balance=bal,
         updated_at=at,
     )
@@ -94,7 +100,7 @@ def _close_session(s: FundedState, rules: AccountRules, balance: Decimal, next_s
 
 def _roll(s: FundedState, rules: AccountRules, at: datetime) -> None:
     """Close the recorded session implicitly when an event arrives in a later one."""
-    current = futures_session_date(at)
+    current = _day(rules, at)
     if s.session is None:
         s.session = current
     elif current > s.session:
@@ -119,7 +125,8 @@ def _past_flat_by(rules: AccountRules, session: date, at: datetime) -> bool:
     deadline = flat_by_at(rules, session)
     if deadline is None:
         return False
-    return deadline - timedelta(seconds=rules.flatten_lead_seconds) <= at < futures_session_end(session)
+    end = session_end(session, rules.calendar, rules.day_roll_tz)
+    return deadline - timedelta(seconds=rules.flatten_lead_seconds) <= at < end
 
 
 def _mark_equity(s: FundedState) -> None:
@@ -147,10 +154,10 @@ def _evaluate(s: FundedState, rules: AccountRules, at: datetime) -> list[Breach]
         ]  # fmt: skip
     if _is_blocked(s, at):
         return []
-    session = s.session or futures_session_date(at)
+    session = s.session or _day(rules, at)
     loss = s.session_start_balance - s.live_equity
     if rules.daily_loss_limit is not None and loss >= rules.daily_loss_limit:
-        s.blocked_until = next_session_start(at)
+        s.blocked_until = next_session_open(at, rules.calendar, rules.day_roll_tz)
         s.block_reason = "daily_loss_limit"
         detail = (
             f"Daily loss limit hit: down {plain_money(loss)} since the session start (limit "
@@ -167,7 +174,7 @@ def _evaluate(s: FundedState, rules: AccountRules, at: datetime) -> list[Breach]
             rooms["daily_loss_limit"] = rules.daily_loss_limit - loss
         which, room = min(rooms.items(), key=lambda kv: kv[1])
         if room <= rules.safety_buffer:
-            s.blocked_until = next_session_start(at)
+            s.blocked_until = next_session_open(at, rules.calendar, rules.day_roll_tz)
             s.block_reason = "safety_buffer"
             detail = (
                 f"Safety buffer: only {plain_money(room)} left before the {which} floor "
@@ -252,11 +259,8 @@ def on_session_close(state: FundedState, rules: AccountRules, balance: Decimal, 
     _mark_equity(s)
     if not s.locked and s.live_equity <= s.floor:
         breaches = _evaluate(s, rules, at)
-    current = s.session or futures_session_date(at)
-    following = current + timedelta(days=1)
-    while following.weekday() >= 5:
-        following += timedelta(days=1)
-    _close_session(s, rules, balance, max(following, futures_session_date(at)))
+    current = s.session or _day(rules, at)
+    _close_session(s, rules, balance, max(following_session(current, rules.calendar), _day(rules, at)))
     s.updated_at = at
     return s, breaches
 
@@ -287,7 +291,7 @@ def check_order(state: FundedState, rules: AccountRules, contracts_after: Decima
     adds_micros = micros_after is not None and micros_after > micros_now
     if contracts_after <= contracts_now and not adds_micros:
         return []
-    session = futures_session_date(at)
+    session = _day(rules, at)
     nums = {"contracts_after": _count(contracts_after), "contracts_now": _count(contracts_now)}
     if state.locked:
         detail = f"Account locked ({state.lock_reason}); an operator must reset it"

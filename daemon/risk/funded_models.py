@@ -12,10 +12,12 @@ from datetime import date, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from brokers.symbols import symbol_root
+from daemon.calendar import SessionCalendar
 from daemon.domain import ZERO, Violation
 from daemon.risk.presets import DEFAULT_POINT_VALUES, MICRO_ROOTS, PRESETS
 
@@ -54,6 +56,8 @@ class AccountRules(BaseModel):
     scaling_plan: list[ScalingTier] = Field(default_factory=list)
     flat_by: time | None = None
     flat_by_tz: str = "America/Chicago"
+    calendar: SessionCalendar = "cme"  # trading days: CME futures sessions (17:00 CT roll) or 24x7 (crypto)
+    day_roll_tz: str = "UTC"  # a 24x7 trading day runs midnight to midnight in this zone
     flatten_lead_seconds: int = Field(default=60, ge=0)  # flatten this long before flat_by
     safety_buffer: Decimal = ZERO  # flatten when live equity is within this of a floor
     profit_target: Decimal | None = None
@@ -62,6 +66,15 @@ class AccountRules(BaseModel):
     point_values: dict[str, Decimal] = Field(default_factory=dict)
     sources: list[str] = Field(default_factory=list)
     unverified: list[str] = Field(default_factory=list)
+
+    @field_validator("day_roll_tz", "flat_by_tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from brokers.base import Broker, BrokerError
-from daemon.calendar import futures_session_date
+from daemon.calendar import SessionCalendar, session_date
 from daemon.domain import Event, Fill, utcnow
 from daemon.events import EventBus
 from daemon.risk import funded
@@ -65,6 +65,11 @@ class RiskMonitor:
 
     def accounts(self) -> list[str]:
         return [a for a in self.book.accounts() if a in self.brokers]
+
+    def calendars(self) -> set[tuple[SessionCalendar, str]]:
+        """The (calendar, zone) of every watched account's trading day, for scheduling its roll."""
+        return {(r.calendar, "America/Chicago" if r.calendar == "cme" else r.day_roll_tz)
+                for r in (self.book.rules[a] for a in self.accounts())}
 
     def start(self) -> None:
         """Re-apply persisted hard locks to the controls (the store control normally already holds them)."""
@@ -126,14 +131,17 @@ class RiskMonitor:
         self._act(account, breaches)
         return breaches
 
-    async def session_roll(self) -> None:
-        """Scheduler job at 17:00 CT: close the futures session of every funded account with the broker's
-        settled balance (the EOD floor moves) and lift soft blocks that end with it."""
+    async def session_roll(self, calendar: SessionCalendar = "cme", zone: str = "UTC") -> None:
+        """Scheduler job at the end of a trading day (17:00 CT for futures, midnight in `zone` for 24x7):
+        close the day of every funded account on that calendar with the broker's settled balance (the EOD
+        floor moves) and lift soft blocks that end with it."""
         at = self.clock()
-        closing = futures_session_date(at - timedelta(minutes=1))
         for account in self.accounts():
-            before = self.book.state(account)
             rules = self.book.rules[account]
+            if rules.calendar != calendar or (calendar == "24x7" and rules.day_roll_tz != zone):
+                continue
+            closing = session_date(at - timedelta(minutes=1), rules.calendar, rules.day_roll_tz)
+            before = self.book.state(account)
             state = before
             breaches: list[funded.Breach] = []
             if before.session is None or before.session <= closing:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from brokers.base import Broker
 from config.settings import Settings
-from daemon.calendar import CME_ROLL
+from daemon.calendar import CME_ROLL, DAY_ROLL
 from daemon.events import EventBus
 from daemon.risk.engine import AccountRisk, RiskEngine
 from daemon.risk.funded_book import FundedBook, rules_from_settings
@@ -50,7 +51,8 @@ def build_monitor(risk: RiskEngine, controls: AccountControls, store: Store, eve
 
 
 def schedule_risk_jobs(scheduler: AsyncIOScheduler, monitor: RiskMonitor, settings: Settings) -> None:
-    """Live-equity marks (which also trigger the flat-by flatten) and the 17:00 CT futures session roll;
+    """Live-equity marks (which also trigger the flat-by flatten) and the trading-day roll (17:00 CT for
+    futures accounts, midnight in the account's zone for 24x7 ones);
     nothing is scheduled when no account has funded rules. Call after the store is open."""
     accounts = monitor.accounts()
     if not accounts:
@@ -59,4 +61,9 @@ def schedule_risk_jobs(scheduler: AsyncIOScheduler, monitor: RiskMonitor, settin
     funded = [acc.funded for name, acc in settings.enabled_accounts().items() if name in accounts and acc.funded]
     interval = min(f.mark_interval_seconds for f in funded)
     every(scheduler, interval, monitor.mark_all, "risk_marks")
-    daily_at(scheduler, CME_ROLL, "America/Chicago", monitor.session_roll, "risk_session_roll_futures")
+    days = monitor.calendars()
+    if ("cme", "America/Chicago") in days:
+        daily_at(scheduler, CME_ROLL, "America/Chicago", monitor.session_roll, "risk_session_roll_futures")
+    for zone in sorted(zone for calendar, zone in days if calendar == "24x7"):
+        daily_at(scheduler, DAY_ROLL, zone, partial(monitor.session_roll, "24x7", zone),
+                 f"risk_session_roll_24x7_{zone}")

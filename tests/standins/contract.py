@@ -129,15 +129,22 @@ class Contract:
                 for idx, p in enumerate(shared):
                     merged[self._param_key(p)] = (
                         self._deref(p),
-                        _pointer("paths", template, "parameters", str(idx)),
+                        self._ref_pointer(p) or _pointer("paths", template, "parameters", str(idx)),
                     )
                 for idx, p in enumerate(item[method].get("parameters", [])):
-                    merged[self._param_key(p)] = (self._deref(p), f"{pointer}/parameters/{idx}")
+                    merged[self._param_key(p)] = (
+                        self._deref(p), self._ref_pointer(p) or f"{pointer}/parameters/{idx}")
                 op.parameters = list(merged.values())
                 ops.append(op)
         # literal paths win over templated ones (e.g. /v2/orders:by_client_order_id vs /v2/orders/{id})
         ops.sort(key=lambda o: o.template.count("{"))
         return ops
+
+    @staticmethod
+    def _ref_pointer(param: dict[str, Any]) -> str | None:
+        """Where a `$ref`'d parameter is defined (`#/components/parameters/symbol`), for its schema's pointer."""
+        ref = param.get("$ref") if isinstance(param, dict) else None
+        return str(ref)[1:] if isinstance(ref, str) and ref.startswith("#/") else None
 
     def _param_key(self, param: dict[str, Any]) -> tuple[str, str]:
         p = self._deref(param)

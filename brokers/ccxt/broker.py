@@ -1,0 +1,373 @@
+"""Crypto exchange adapter over ccxt's async unified API (spot): orders, OCO exits, balances, fills by polling.
+
+One adapter for every exchange ccxt knows (`exchange = "binance" | "bybit" | "kraken" | ...`), tested
+against Binance's spot API. Symbols are TradingView's (`BTCUSDT`), mapped to ccxt's (`BTC/USDT`) by
+`brokers.ccxt.markets`, which also rounds quantities to the lot step and refuses orders below the minimum
+quantity or notional with the numbers. Spot positions are balances (`brokers.ccxt.portfolio`).
+
+Idempotency: the engine's client order id is sent as the exchange's client order id (Binance
+`newClientOrderId`) and journaled (fsynced, with its market) before it is sent. After a lost answer
+(timeout, reset, 5xx, 429/418, Binance -1007) the order is looked up by that id (Binance
+`origClientOrderId`; elsewhere among the market's open and closed orders) before anything is resent
+(`brokers.http.place_once`); a "Duplicate order sent" returns the existing order. An id the journal never
+saw was never sent, so `find_order` answers None without asking.
+
+Brackets: a market entry with take-profit and stop-loss is followed by Binance's OCO
+(`POST /api/v3/orderList/oco`: LIMIT_MAKER + STOP_LOSS) for the filled quantity (net of a fee paid in the
+base currency); one exit alone is a plain limit or stop order, on any exchange. Limit and stop entries
+with exits are refused (no OTOCO yet). Modify is Binance's cancel-replace (ccxt `edit_order`; elsewhere
+the exchange's edit, or cancel then place). Fills and order changes are polled (`brokers.updates.Feed`;
+no websocket stream) and reach the engine once each through a `ReportGate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from brokers.base import BrokerBase, BrokerContext, BrokerUnavailable, OrderNotFound, OrderRejected
+from brokers.ccxt import models as cm
+from brokers.ccxt.calls import Caller
+from brokers.ccxt.exchange import make_exchange
+from brokers.ccxt.markets import Markets
+from brokers.ccxt.portfolio import Portfolio
+from brokers.http import RateLimiter, RetryPolicy, place_once
+from brokers.journal import OrderJournal
+from brokers.updates import Feed, ReportGate
+from config.brokers import CcxtSettings
+from daemon.domain import (
+    ZERO,
+    AccountState,
+    Fill,
+    FlattenReport,
+    Order,
+    OrderRequest,
+    OrderType,
+    Position,
+    Side,
+    TimeInForce,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+class CcxtBroker(BrokerBase):
+    name = "ccxt"
+
+    def __init__(self, account: str, settings: CcxtSettings, state_dir: Path,
+                 clock: Callable[[], datetime] = utcnow, *, exchange: Any = None, session: Any = None,
+                 retry: RetryPolicy | None = None, poll_interval: float | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        super().__init__(account)
+        self.settings, self.clock, self._sleep = settings, clock, sleep
+        self.exchange = exchange if exchange is not None else make_exchange(settings, session)
+        self.id = settings.exchange
+        self.policy = retry or RetryPolicy(retries=settings.max_retries)
+        self.calls = Caller(self.exchange, RateLimiter.per_minute(settings.rate_limit_per_minute), self.policy, sleep)
+        self.portfolio = Portfolio(account, self.exchange, self.calls, settings, clock)
+        self.journal = OrderJournal(state_dir / "ccxt" / f"{account}.orders")
+        self.poll_interval = settings.poll_interval_seconds if poll_interval is None else poll_interval
+        self.updates = Feed(f"ccxt {account}", self.poll_once, lambda: self.poll_interval, lambda: self.poll_interval)
+        self.reports = ReportGate(self.emit)
+        self.markets: Markets | None = None
+        self._symbol_of: dict[str, str] = {}  # order id -> ccxt symbol
+        self._cids: dict[str, str] = {}  # order id -> engine client order id
+        self._parents: dict[str, str] = {}  # exit order id -> entry order id
+        self._watch: set[str] = set()  # open order ids whose end is still to be reported
+        self._fees: dict[str, list[dict[str, Any]]] = {}  # order id -> fees of its placement answer (FULL)
+        self._fills_after: datetime | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Markets (and their filters) once, then the balance, which proves the keys."""
+        try:
+            await self.calls.safe(f"{self.id} markets", lambda: self.exchange.load_markets())
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(f"{self.id} is unreachable: {exc.reason}") from None
+        self.markets = self.portfolio.markets = Markets(self.exchange)
+        for entry in self.journal.entries.values():
+            if entry.get("order_id") and entry.get("symbol") in self.exchange.markets:
+                self._symbol_of[str(entry["order_id"])] = str(entry["symbol"])
+                self._cids[str(entry["order_id"])] = cm.engine_id(str(entry["cid"]))
+        await self.portfolio.balances()
+        self._fills_after = self.clock() - timedelta(seconds=1)
+        self.updates.start()
+
+    async def close(self) -> None:
+        await self.updates.stop()
+        await self.exchange.close()
+
+    def healthy(self) -> bool:
+        return self.calls.healthy() and self.updates.healthy(0)
+
+    def _markets(self) -> Markets:
+        if self.markets is None:
+            raise BrokerUnavailable(f"{self.id}: not connected (markets not loaded)")
+        return self.markets
+
+    def _order(self, data: dict[str, Any]) -> Order:
+        order_id = str(data["id"])
+        self._symbol_of[order_id] = str(data["symbol"])
+        self._cids.setdefault(order_id, cm.engine_id(data.get("clientOrderId")))
+        if data.get("fees"):
+            self._fees[order_id] = list(data["fees"])
+        order = cm.to_order(data, self.account, self._markets(), self.clock(), self._parents.get(order_id))
+        if order.status.is_open:
+            self._watch.add(order_id)
+        return order
+
+    def _traded(self) -> set[str]:
+        """Markets whose fills are read: configured, traded by this daemon (journal), and held."""
+        markets = self._markets()
+        out = {markets.symbol(s) for s in self.settings.symbols}
+        out |= {str(e["symbol"]) for e in self.journal.entries.values() if e.get("symbol") in self.exchange.markets}
+        return out | set(self._symbol_of.values())
+
+    # -- orders ------------------------------------------------------------------------------------------
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        markets = self._markets()
+        symbol = markets.symbol(request.symbol)
+        exits = request.take_profit is not None or request.stop_loss is not None
+        if exits and request.order_type is not OrderType.MARKET:
+            raise OrderRejected(f"{self.id}: take-profit / stop-loss go with market entries only; nothing was sent")
+        if request.take_profit is not None and request.stop_loss is not None and self.id != "binance":
+            raise OrderRejected(f"{self.id}: no OCO for take-profit + stop-loss in this adapter; nothing was sent")
+        price = request.limit_price or request.stop_price or request.reference_price or \
+            await self.portfolio.mark(symbol)
+        amount = markets.size(symbol, request.quantity, price, market_order=request.order_type is OrderType.MARKET)
+        entry = await self._place(cm.placement(request, symbol, amount, markets))
+        if exits and entry.filled_quantity > 0:
+            await self._place_exits(request, symbol, entry)
+        return entry
+
+    async def _place(self, p: cm.Placement) -> Order:
+        cid = str(p.params["clientOrderId"])
+        if self.journal.get(cid) is not None and (existing := await self.find_order(cid)) is not None:
+            return existing
+        self.journal.record(cid, "sending", symbol=p.symbol)
+
+        async def send() -> Order:
+            try:
+                data = await self.calls.once(f"{self.id} place {cid}", lambda: self.exchange.create_order(
+                    p.symbol, p.type, p.side, float(p.amount), None if p.price is None else float(p.price), p.params))
+            except OrderRejected as exc:
+                if "duplicate order" in exc.reason.lower() and (existing := await self.find_order(cid)):
+                    return existing
+                self.journal.record(cid, "refused", reason=exc.reason)
+                raise
+            order = self._order(data)
+            self.journal.record(cid, "placed", order_id=order.broker_order_id)
+            self.reports.remember(order)
+            return order
+
+        return await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)
+
+    async def _place_exits(self, request: OrderRequest, symbol: str, entry: Order) -> None:
+        """Protect a filled market entry; a failure is logged loudly (the position stands unprotected)."""
+        markets = self._markets()
+        base = markets.market(symbol)["base"]
+        fee = sum((Decimal(str(f.get("cost") or 0)) for f in self._fees.get(entry.broker_order_id, [])
+                   if f.get("currency") == base), ZERO) if request.side.value == "buy" else ZERO
+        quantity = markets.round_quantity(symbol, entry.filled_quantity - fee)
+        try:
+            if request.take_profit is not None and request.stop_loss is not None:
+                await self._place_oco(request, symbol, quantity, entry)
+                return
+            exit_request = request.model_copy(update={
+                "client_order_id": request.client_order_id + ("tp" if request.take_profit else "sl"),
+                "side": request.side.opposite(), "quantity": quantity, "take_profit": None, "stop_loss": None,
+                "order_type": OrderType.LIMIT if request.take_profit else OrderType.STOP,
+                "limit_price": request.take_profit, "stop_price": request.stop_loss, "time_in_force": TimeInForce.GTC})
+            leg = await self._place(cm.placement(exit_request, symbol, quantity, markets))
+            self._parents[leg.broker_order_id] = entry.broker_order_id
+        except Exception as exc:
+            log.error("%s %s: entry %s filled but its exits were not placed: %s", self.id, self.account,
+                      entry.broker_order_id, getattr(exc, "reason", exc))
+
+    async def _place_oco(self, request: OrderRequest, symbol: str, quantity: Decimal, entry: Order) -> None:
+        params = cm.oco_params(request, symbol, quantity, self._markets())
+        cid = str(params["aboveClientOrderId"])
+        for leg in (params["aboveClientOrderId"], params["belowClientOrderId"]):
+            self.journal.record(str(leg), "sending", symbol=symbol)
+
+        async def send() -> Order:
+            data = await self.calls.once(f"{self.id} oco {request.client_order_id}",
+                                         lambda: self.exchange.privatePostOrderListOco(params))
+            legs = [self.exchange.parse_order(r, self._markets().market(symbol)) for r in data["orderReports"]]
+            for leg in legs:
+                self._parents[str(leg["id"])] = entry.broker_order_id
+                self.journal.record(str(leg["clientOrderId"]), "placed", order_id=str(leg["id"]))
+            orders = [self._order(leg) for leg in legs]
+            for order in orders:
+                self.reports.remember(order)
+            return orders[0]
+
+        await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)
+
+    async def find_order(self, client_order_id: str) -> Order | None:
+        entry = self.journal.get(client_order_id)
+        if entry is None or entry.get("symbol") not in (self.exchange.markets or {}):
+            return None  # never sent by this daemon
+        symbol = str(entry["symbol"])
+        if self.id == "binance":
+            try:
+                data = await self.calls.safe(f"{self.id} find {client_order_id}", lambda: self.exchange.fetch_order(
+                    "", symbol, {"origClientOrderId": client_order_id}))
+            except OrderNotFound:
+                return None
+            return self._order(data)
+        candidates = await self.calls.safe(f"{self.id} open orders {symbol}",
+                                           lambda: self.exchange.fetch_open_orders(symbol))
+        if self.exchange.has.get("fetchClosedOrders"):
+            candidates += await self.calls.safe(f"{self.id} closed orders {symbol}",
+                                                lambda: self.exchange.fetch_closed_orders(symbol))
+        found = [o for o in candidates if o.get("clientOrderId") == client_order_id]
+        return self._order(found[0]) if found else None
+
+    async def _symbol(self, broker_order_id: str) -> str:
+        if broker_order_id not in self._symbol_of:
+            await self.open_orders()
+        if broker_order_id not in self._symbol_of:
+            raise OrderNotFound(f"{self.id}: order {broker_order_id} is not an open order of this account")
+        return self._symbol_of[broker_order_id]
+
+    async def _fetch(self, broker_order_id: str) -> Order:
+        symbol = await self._symbol(broker_order_id)
+        return self._order(await self.calls.safe(f"{self.id} order {broker_order_id}",
+                                                 lambda: self.exchange.fetch_order(broker_order_id, symbol)))
+
+    async def cancel_order(self, broker_order_id: str) -> Order:
+        symbol = await self._symbol(broker_order_id)
+        try:
+            await self.calls.safe(f"{self.id} cancel {broker_order_id}",
+                                  lambda: self.exchange.cancel_order(broker_order_id, symbol))
+        except (OrderNotFound, OrderRejected):
+            pass  # already filled or cancelled: answer with the order as it is
+        return await self._fetch(broker_order_id)
+
+    async def modify_order(self, broker_order_id: str, *, quantity: Decimal | None = None,
+                           limit_price: Decimal | None = None, stop_price: Decimal | None = None) -> Order:
+        current = await self._fetch(broker_order_id)
+        if not current.status.is_open:
+            raise OrderRejected(f"{self.id}: order {broker_order_id} is {current.status.value}; nothing to modify")
+        symbol, markets = self._symbol_of[broker_order_id], self._markets()
+        new_cid = f"{current.client_order_id[:32]}-{uuid.uuid4().hex[:3]}"
+        request = OrderRequest(
+            client_order_id=new_cid, account=self.account, symbol=current.symbol, side=current.side,
+            quantity=quantity or current.quantity - current.filled_quantity, order_type=current.order_type,
+            limit_price=limit_price or current.limit_price, stop_price=stop_price or current.stop_price,
+            time_in_force=current.time_in_force)
+        price = request.limit_price or request.stop_price
+        p = cm.placement(request, symbol, markets.size(symbol, request.quantity, price, market_order=False), markets)
+        self.journal.record(new_cid, "sending", symbol=symbol, replaces=broker_order_id)
+
+        async def send() -> Order:
+            if self.exchange.has.get("editOrder"):
+                data = await self.calls.once(f"{self.id} modify {broker_order_id}", lambda: self.exchange.edit_order(
+                    broker_order_id, symbol, p.type, p.side, float(p.amount),
+                    None if p.price is None else float(p.price), p.params))
+            else:
+                await self.cancel_order(broker_order_id)
+                data = await self.calls.once(f"{self.id} modify {broker_order_id}", lambda: self.exchange.create_order(
+                    symbol, p.type, p.side, float(p.amount), None if p.price is None else float(p.price), p.params))
+            order = self._order(data)
+            self.journal.record(new_cid, "placed", order_id=order.broker_order_id)
+            self.reports.remember(order)
+            return order
+
+        return await place_once(self.id, new_cid, send, lambda: self.find_order(new_cid), self.policy, self._sleep)
+
+    async def open_orders(self) -> list[Order]:
+        data = await self.calls.safe(f"{self.id} open orders", lambda: self.exchange.fetch_open_orders())
+        return [order for item in data if (order := self._order(item)).status.is_open]
+
+    # -- positions, account, fills -----------------------------------------------------------------------
+
+    async def positions(self) -> list[Position]:
+        return await self.portfolio.positions()
+
+    async def account_state(self) -> AccountState:
+        return await self.portfolio.account_state()
+
+    async def _client_id(self, order_id: str, symbol: str) -> str:
+        if order_id and order_id not in self._cids:
+            self._symbol_of.setdefault(order_id, symbol)
+            try:
+                await self._fetch(order_id)
+            except OrderNotFound:
+                self._cids[order_id] = ""
+        return self._cids.get(order_id, "")
+
+    async def fills(self, since: datetime | None = None) -> list[Fill]:
+        held = set(self.portfolio.held(await self.portfolio.balances()))
+        return await self.portfolio.fills(self._traded() | held, since, self._client_id)
+
+    async def close_position(self, symbol: str) -> Order | None:
+        """Cancel the market's open orders (their locked balance), then sell the holding at market."""
+        markets = self._markets()
+        ccxt_symbol = markets.symbol(symbol)
+        for order in await self.open_orders():
+            if order.symbol == markets.ticker(ccxt_symbol):
+                await self.cancel_order(order.broker_order_id)
+        held = self.portfolio.held(await self.portfolio.balances()).get(ccxt_symbol)
+        if not held:
+            return None
+        cid = f"tdx{uuid.uuid4().hex[:29]}"
+        request = OrderRequest(client_order_id=cid, account=self.account, symbol=markets.ticker(ccxt_symbol),
+                               side=Side.SELL, quantity=held, reduce_only=True)
+        return await self._place(cm.placement(request, ccxt_symbol, held, markets))
+
+    async def flatten(self) -> FlattenReport:
+        cancelled, closing, errors = [], [], []
+        for order in await self.open_orders():
+            try:
+                cancelled.append(await self.cancel_order(order.broker_order_id))
+            except Exception as exc:
+                errors.append(f"{order.symbol} cancel {order.broker_order_id}: {getattr(exc, 'reason', exc)}")
+        for position in await self.positions():
+            try:
+                closed = await self.close_position(position.symbol)
+            except Exception as exc:
+                errors.append(f"{position.symbol}: {getattr(exc, 'reason', exc)}")
+                continue
+            if closed is not None:
+                closing.append(closed)
+        return FlattenReport(account=self.account, cancelled=cancelled, closing=closing, errors=errors)
+
+    # -- polling -----------------------------------------------------------------------------------------
+
+    async def poll_once(self) -> None:
+        """Push new fills, then the changes of the orders this adapter knows open (placed, or seen by
+        `open_orders`), and the end of each one that left the open list."""
+        since = self._fills_after
+        for fill in await self.fills(since - timedelta(seconds=2) if since else None):
+            await self.reports.fill(fill)
+            if self._fills_after is None or fill.filled_at > self._fills_after:
+                self._fills_after = fill.filled_at
+        watched = set(self._watch)
+        open_now = []  # per market: Binance weighs an all-markets openOrders 80, one market 6
+        for symbol in sorted({self._symbol_of[i] for i in watched if i in self._symbol_of}):
+            data = await self.calls.safe(f"{self.id} open orders {symbol}",
+                                         lambda s=symbol: self.exchange.fetch_open_orders(s))  # type: ignore[misc]
+            open_now += [order for item in data if (order := self._order(item)).status.is_open]
+        for order in open_now:
+            await self.reports.order(order)
+        for order_id in watched - {o.broker_order_id for o in open_now}:
+            order = await self._fetch(order_id)
+            await self.reports.order(order)
+            if not order.status.is_open:
+                self._watch.discard(order_id)
+
+
+def build(account: str, settings: CcxtSettings, context: BrokerContext) -> CcxtBroker:
+    """The registry's factory (the exchange's own clock stamps its fills)."""
+    return CcxtBroker(account, settings, context.state_dir)
