@@ -167,7 +167,8 @@ class AlpacaBroker(BrokerBase):
                 self.reports.remember(order)
             return orders[0]
 
-        return await place_once("alpaca", cid, send, lambda: self.find_order(cid), self.http.retry, self._sleep)
+        return await place_once("alpaca", cid, send, lambda: self.find_order(cid), self.http.retry, self._sleep,
+                                deadline=request.expires_at, clock=self.clock)
 
     async def find_order(self, client_order_id: str) -> Order | None:
         try:
