@@ -163,8 +163,9 @@ class AlpacaBroker(BrokerBase):
                         return existing
                 raise
             orders = self._orders(data)
-            for order in orders:
-                self.reports.remember(order)
+            self.reports.remember(orders[0])
+            for leg in orders[1:]:  # the caller is told of the entry only: the legs are news for the engine
+                await self.reports.order(leg)
             return orders[0]
 
         return await place_once("alpaca", cid, send, lambda: self.find_order(cid), self.http.retry, self._sleep,
