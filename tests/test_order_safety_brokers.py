@@ -3,6 +3,7 @@ symbols, and a placement retry that stops at the signal's expiry."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -177,3 +178,37 @@ async def test_retry_stops_at_the_signals_expiry(start_daemon, tmp_path: Path) -
     finally:
         await alpaca.stop()
 
+
+
+async def test_exits_shrink_and_go_with_the_position(start_daemon, venue: Venue, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    daemon = await started(start_daemon, venue, tmp_path)
+    broker = daemon.brokers["acct"]
+    async with client_for(daemon) as client:
+        entry = await send(daemon, client, venue.body(action="buy", quantity="2", id="sh-1",
+                                                      take_profit=venue.above(40), stop_loss=venue.above(-40)))
+        assert entry.status is SignalStatus.EXECUTED, entry.reason
+        await wait_until(lambda: len([o for o in daemon.store.orders("acct", open_only=True) if o.parent_order_id])
+                         == 2, within=5)
+        partial = await send(daemon, client, venue.body(action="exit", quantity="1", id="sh-2"))
+        assert partial.status is SignalStatus.EXECUTED, partial.reason
+
+        async def shrunk() -> bool:
+            return sorted(o.quantity for o in await resting(daemon)) == [1, 1]
+
+        await wait_async(shrunk)
+        assert await held(daemon) == 1
+        # Closed at the broker by other means: its exits are cancelled, they cannot open a short.
+        await broker.close_position(venue.ticker)
+
+        async def gone() -> bool:
+            return await resting(daemon) == []
+
+        await wait_async(gone)
+    assert await held(daemon) == 0
+
+
+async def wait_async(check: Any, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

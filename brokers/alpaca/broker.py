@@ -211,7 +211,7 @@ class AlpacaBroker(BrokerBase):
         data = await self.http.json(
             "PATCH", f"/v2/orders/{broker_order_id}", json=patch, safe=False, what=f"alpaca modify {broker_order_id}"
         )
-        order = self._order(data)
+        order = self._order(data, self._parents.get(broker_order_id))  # a replaced leg stays in its bracket
         self.reports.remember(order)
         return order
 
