@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daemon.domain import Action, Intent, OrderType, TimeInForce
+from daemon.web.order_fields import OrderFields, take_order_fields
 
 # Retries of a body without an `id` within this window are the same signal.
 HASH_DEDUP_WINDOW = timedelta(minutes=5)
@@ -116,13 +117,14 @@ class TradingViewAlert(BaseModel):
     interval: str | None = None
     market_position: str | None = None
     prev_market_position: str | None = None
+    order_fields: OrderFields = Field(default_factory=OrderFields)  # exits, sizing: web/order_fields.py
 
     @model_validator(mode="before")
     @classmethod
     def _aliases(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             raise ValueError("the alert must be a JSON object")
-        data = dict(data)
+        data = take_order_fields(dict(data))
         for alias, name in (("symbol", "ticker"), ("qty", "quantity"), ("contracts", "quantity"),
                             ("position_size", "target_position"), ("type", "order_type"),
                             ("tif", "time_in_force"), ("passphrase", "secret")):
@@ -273,9 +275,8 @@ def to_intent(
         limit_price=alert.limit_price,
         stop_price=alert.stop_price,
         price=alert.price,
-        take_profit=alert.take_profit,
-        stop_loss=alert.stop_loss,
         time_in_force=alert.time_in_force,
+        **alert.order_fields.intent_fields(),
         strategy=alert.strategy,
         comment=alert.comment,
         received_at=received_at,
