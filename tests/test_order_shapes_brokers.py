@@ -10,7 +10,7 @@ from tests.conftest import client_for, wait_until
 from tests.test_order_safety_brokers import Venue, held, send, started, venue  # noqa: F401 (fixture)
 
 
-async def test_relative_exits_and_risk_sizing(start_daemon, venue: Venue, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_relative_exits_and_risk_sizing(start_daemon, venue: Venue, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     daemon = await started(start_daemon, venue, tmp_path)
     futures = venue.ticker.endswith("!")
     # ES: 12 ticks = 3 points above, $100 per contract = 2 points below; AAPL: 5 % above, $2 below.
