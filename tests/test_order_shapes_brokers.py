@@ -6,8 +6,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from daemon.domain import SignalStatus
-from tests.conftest import client_for, wait_until
-from tests.test_order_safety_brokers import Venue, held, send, started, venue  # noqa: F401 (fixture)
+from tests.conftest import client_for, settings_for, settled, wait_until
+from tests.test_order_safety_brokers import URL, Venue, held, send, started, venue, wait_async  # noqa: F401
 
 
 async def test_relative_exits_and_risk_sizing(start_daemon, venue: Venue, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
@@ -30,3 +30,31 @@ async def test_relative_exits_and_risk_sizing(start_daemon, venue: Venue, tmp_pa
     assert prices == expected
     assert await held(daemon) == (2 if futures else 125)
     assert {o.quantity for o in exits} == {2 if futures else 125}
+
+
+async def test_traderspost_and_key_value_bodies(start_daemon, venue: Venue, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    # TradersPost bodies name no account: this one is routed by its ticker.
+    account = venue.account | {"symbols": [venue.ticker]}
+    daemon = await start_daemon(settings_for(tmp_path / "state", accounts={"acct": account}))
+    traderspost = {"ticker": venue.ticker, "action": "buy", "sentiment": "bullish", "quantity": 1,
+                   "orderType": "market", "signalPrice": float(venue.price), "timeInForce": "day",
+                   "takeProfit": {"amount": 5}, "stopLoss": {"type": "stop", "percent": 1},
+                   "extras": {"strategy": "ema", "comment": "tp body"}}
+    pairs = f"ticker={venue.ticker}\naction=exit\nid=kv-1\n"
+    async with client_for(daemon) as client:
+        response = await client.post(URL, json=traderspost)
+        assert response.status_code == 202, response.text
+        entry = await settled(daemon, response.json()["signal_id"])
+        assert entry.status is SignalStatus.EXECUTED, entry.reason
+        exits = await wait_until(lambda: [o for o in daemon.store.orders("acct", open_only=True)
+                                          if o.parent_order_id], within=5)
+        assert sorted(o.limit_price or o.stop_price for o in exits) == [venue.price * Decimal("0.99"),
+                                                                       venue.price + 5]
+        closed = await client.post(URL, content=pairs.encode(), headers={"Content-Type": "text/plain"})
+        assert closed.status_code == 202, closed.text
+        assert (await settled(daemon, closed.json()["signal_id"])).status is SignalStatus.EXECUTED
+
+        async def flat() -> bool:
+            return await held(daemon) == 0 and await daemon.brokers["acct"].open_orders() == []
+
+        await wait_async(flat)

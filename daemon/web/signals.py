@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daemon.domain import Action, Intent, OrderType, TimeInForce
+from daemon.web import keyvalue, traderspost
 from daemon.web.order_fields import OrderFields, take_order_fields
 
 # Retries of a body without an `id` within this window are the same signal.
@@ -190,14 +191,28 @@ class TradingViewAlert(BaseModel):
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
-    """JSON object from an application/json or text/plain body."""
+    """The native payload of an application/json or text/plain body: a JSON object (TradersPost's schema is
+    read as the native fields, `web/traderspost.py`) or key=value pairs (`web/keyvalue.py`)."""
     try:
         data = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SignalError("bad_json", f"the body is not valid JSON: {exc}", 400) from None
+        text = body.decode("utf-8-sig", errors="replace")
+        if not keyvalue.looks_like_pairs(text):
+            raise SignalError("bad_json", f"the body is not valid JSON: {exc}", 400) from None
+        try:
+            data = keyvalue.parse_pairs(text)
+        except keyvalue.PairsError as err:
+            raise SignalError("bad_pairs", str(err), 400) from None
     if not isinstance(data, dict):
         raise SignalError("bad_json", "the body must be a JSON object", 400)
-    return data
+    if not traderspost.is_traderspost(data):
+        return data
+    try:
+        return traderspost.to_native(data)
+    except traderspost.NotSupported as err:
+        raise SignalError("not_supported", str(err), 422) from None
+    except ValueError as err:
+        raise SignalError("invalid_field", f"TradersPost body: {err}", 422) from None
 
 
 def validate_alert(data: dict[str, Any]) -> TradingViewAlert:
