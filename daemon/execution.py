@@ -272,7 +272,10 @@ class Executor:
         reports = self._deferred.pop(intent.account, None) or []
         broker = self.brokers[intent.account]
         fills = [(r.fill, broker.multiplier(r.fill.symbol)) for r in reports if r.fill is not None]
-        self._check_exits.setdefault(intent.account, set()).update(f.symbol for f, _ in fills)
+        # Fills of other orders (a take-profit, a manual close) may have shrunk a position under its exits.
+        own = {client_order_id(intent.account, intent.dedup_key, leg) for leg in ("", EXIT_LEG)}
+        self._check_exits.setdefault(intent.account, set()).update(
+            f.symbol for f, _ in fills if f.client_order_id not in own)
         realized = self.store.finish_signal(intent.signal_id, status, reason, order,
                                             reports=[r.order for r in reports if r.order is not None], fills=fills)
         for (fill, _), pnl in zip(fills, realized, strict=True):
