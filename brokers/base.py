@@ -52,8 +52,12 @@ class OrderRejected(BrokerError):
     """The broker refused the order for a business reason (insufficient funds, market closed, ...)."""
 
 
-class UnknownSymbol(BrokerError):
-    """The ticker does not map to an instrument of this broker; nothing was sent."""
+class UnknownSymbol(OrderRejected):
+    """The ticker does not map to an instrument of this broker; nothing was sent (a refusal, not an outage)."""
+
+
+class DeadlinePassed(BrokerError):
+    """The order's `expires_at` passed before it could be sent (or resent); nothing more was sent."""
 
 
 class OrderNotFound(BrokerError):

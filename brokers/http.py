@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from brokers.base import (
     AuthenticationFailed,
     BrokerError,
     BrokerUnavailable,
+    DeadlinePassed,
     OrderNotFound,
     OrderRejected,
 )
@@ -293,6 +295,9 @@ async def place_once(
     lookup: Callable[[], Awaitable[Order | None]],
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    *,
+    deadline: datetime | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> T | Order:
     """Send an order at most once in effect: when an answer is lost (timeout, reset, 5xx, 429) the order is
     looked up by its client order id before anything is resent, and returned if the broker has it.
@@ -300,13 +305,22 @@ async def place_once(
     `send` places the order and returns whatever the adapter needs from the answer; business refusals
     (`OrderRejected`) pass straight through. `lookup` finds the order by client order id. A lookup that
     itself fails leaves the order's state unknown: nothing is resent, and reconciliation settles it.
+    This is the one retry policy of a placement, and `deadline` (the signal's `expires_at`) bounds it: nothing
+    is sent after it, and a wait that would cross it is not waited (`DeadlinePassed` once the order is known
+    not to be at the broker).
     """
     attempts = policy.retries + 1
     last: BrokerUnavailable | None = None
     for attempt in range(1, attempts + 1):
         if last is not None:  # the previous answer was lost: was the order accepted after all?
             wait = last.retry_after if isinstance(last, Throttled) else policy.backoff(attempt - 1)
-            await sleep(min(wait, policy.max_retry_after))
+            wait = min(wait, policy.max_retry_after)
+            late = deadline is not None and (clock() - deadline).total_seconds() + wait > 0
+            if late and isinstance(last, Throttled):  # refused outright: nothing reached the broker
+                raise DeadlinePassed(f"{broker}: order {client_order_id} not sent again: the signal expires at "
+                                     f"{_iso(deadline)} and the broker asked to wait {wait:g} s ({last.reason})")
+            if not late:
+                await sleep(wait)
             try:
                 existing = await lookup()
             except BrokerUnavailable as exc:
@@ -315,9 +329,19 @@ async def place_once(
             if existing is not None:
                 log.info("%s: order %s was accepted despite a lost answer", broker, client_order_id)
                 return existing
+            if late:
+                raise DeadlinePassed(f"{broker}: order {client_order_id} not sent again: the signal expires at "
+                                     f"{_iso(deadline)} (last answer: {last.reason})")
+        if deadline is not None and clock() > deadline:
+            raise DeadlinePassed(f"{broker}: order {client_order_id} not sent: the signal expired at "
+                                 f"{_iso(deadline)}")
         try:
             return await send()
         except BrokerUnavailable as exc:
             last = exc
     assert last is not None
     raise BrokerUnavailable(f"{broker}: order {client_order_id} not placed after {attempts} attempts: {last.reason}")
+
+
+def _iso(at: datetime | None) -> str:
+    return at.isoformat(timespec="seconds") if at else "?"

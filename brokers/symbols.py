@@ -28,6 +28,17 @@ POINT_VALUES: dict[str, Decimal] = {
     **{k: Decimal(v) for k, v in {"NG": 10000, "ZB": 1000, "ZN": 1000, "6E": 125000}.items()},
     "MYM": Decimal("0.5"),
 }
+# Minimum price increment by futures root (CME contract specifications); stocks and anything else trade in
+# cents (`STOCK_TICK`). Relative exits in ticks and the rounding of exit prices use this table.
+TICK_SIZES: dict[str, Decimal] = {
+    **{k: Decimal("0.25") for k in ("ES", "MES", "NQ", "MNQ")},
+    **{k: Decimal(1) for k in ("YM", "MYM")},
+    **{k: Decimal("0.1") for k in ("RTY", "M2K", "EMD", "GC", "MGC")},
+    **{k: Decimal("0.01") for k in ("CL", "MCL")},
+    "SI": Decimal("0.005"), "NG": Decimal("0.001"), "ZB": Decimal("0.03125"), "ZN": Decimal("0.015625"),
+    "6E": Decimal("0.00005"),
+}
+STOCK_TICK = Decimal("0.01")
 _ROOT_CONTINUOUS = re.compile(r"^(?P<root>[A-Z0-9]+?)\d!$")  # ES1!, M2K2!
 _ROOT_DATED = re.compile(r"^(?P<root>[A-Z0-9]*[A-Z])[FGHJKMNQUVXZ]\d{1,2}$")  # ESZ6, NQH26, M2KZ6
 
@@ -48,6 +59,12 @@ def contract_root(code: str) -> str | None:
 def symbol_root(symbol: str) -> str:
     """The futures root, or the bare symbol itself for anything else (`NASDAQ:AAPL` -> `AAPL`)."""
     return futures_root(symbol) or symbol.rsplit(":", 1)[-1].strip().upper()
+
+def tick_size(symbol: str) -> Decimal:
+    """The minimum price increment of `symbol`: its futures root's, else a cent."""
+    root = futures_root(symbol)
+    return TICK_SIZES.get(root, STOCK_TICK) if root else STOCK_TICK
+
 
 _CONTINUOUS = re.compile(r"^(?P<root>[A-Z][A-Z0-9]*?)(?P<n>[1-9])!$")
 _PLAIN = re.compile(r"^[A-Z0-9][A-Z0-9./_-]*$")

@@ -1,6 +1,7 @@
 """Value types shared by every part of traderd: intents, orders, fills, positions, account state, events.
 
-This module is the ground floor: it imports nothing from the project. Money and quantities are `Decimal`,
+This module is the ground floor: it imports nothing from the project but the order-shape values
+(`daemon.shapes`). Money and quantities are `Decimal`,
 timestamps are timezone-aware UTC. Types are frozen pydantic models so that they validate at construction
 and serialise to JSON for the store, the outbox and the control API without extra code.
 """
@@ -15,6 +16,8 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from daemon.shapes import PriceOffset, QuantityType
 
 ZERO = Decimal(0)
 
@@ -104,8 +107,10 @@ class Intent(_Value):
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     price: Decimal | None = None  # reference price at the signal ({{close}}); the paper broker fills at it
-    take_profit: Decimal | None = None
-    stop_loss: Decimal | None = None
+    take_profit: Decimal | PriceOffset | None = None  # absolute price, or relative to the entry price
+    stop_loss: Decimal | PriceOffset | None = None
+    quantity_type: QuantityType = QuantityType.FIXED_QUANTITY
+    percent_of_position: Decimal | None = None  # an exit of this percent of the position (0 < p <= 100)
     time_in_force: TimeInForce = TimeInForce.DAY
     strategy: str | None = None
     comment: str | None = None
@@ -139,6 +144,7 @@ class OrderRequest(_Value):
     stop_loss: Decimal | None = None  # bracket child: stop exit
     reference_price: Decimal | None = None  # last price the caller saw; used by the paper broker
     reduce_only: bool = False
+    expires_at: AwareDatetime | None = None  # nothing is sent (or resent) after this: the signal's deadline
 
 
 class Order(_Value):

@@ -45,8 +45,6 @@ class Engine:
         events: EventBus,
         metrics: Metrics,
         clock: Callable[[], datetime] = utcnow,
-        place_attempts: int = 3,
-        retry_delay: float = 0.25,
         stall_seconds: float = 30.0,
     ) -> None:
         self.store = store
@@ -59,7 +57,7 @@ class Engine:
         self.locked: set[str] = set()
         self._executor = Executor(store=store, brokers=self.brokers, risk=risk, events=events, metrics=metrics,
                                   clock=clock, paused=self.paused, locked=self.locked,
-                                  place_attempts=place_attempts, retry_delay=retry_delay)
+                                  exclusive=lambda account: self._workers.exclusive(account))
         self._workers = AccountWorkers(self.brokers, self._executor.run, metrics=metrics,
                                        stall_seconds=stall_seconds)
 
@@ -88,6 +86,7 @@ class Engine:
     async def stop(self, grace: float) -> None:
         """Finish what is queued within `grace` seconds; what is left stays durable for the next start."""
         await self._workers.stop(grace)
+        await self._executor.exits.close()
 
     def alive(self) -> bool:
         """False when a worker has died or been stuck on one signal longer than `stall_seconds` (watchdog)."""

@@ -15,7 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from brokers.base import Broker, BrokerError, BrokerReport, BrokerUnavailable, OrderRejected
+from brokers.base import Broker, BrokerError, BrokerReport, DeadlinePassed, OrderRejected, UnknownSymbol
+from brokers.symbols import tick_size
 from daemon.domain import (
     Action,
     Event,
@@ -24,14 +25,17 @@ from daemon.domain import (
     Intent,
     Order,
     OrderRequest,
-    Side,
+    OrderStatus,
     SignalStatus,
     client_order_id,
 )
 from daemon.events import EventBus, fill_event
+from daemon.exit_guard import ExitGuard
 from daemon.metrics import Metrics
+from daemon.planner import EXIT_LEG, Instrument, after_exit_leg, cancel_order_of, plan
 from daemon.risk.context import OrderContext
-from daemon.risk.engine import RiskEngine
+from daemon.risk.engine import AccountView, RiskEngine
+from daemon.shapes import QuantityType
 from daemon.store.repository import Store
 from daemon.store.retry import Backoff, describe, is_transient, until_written
 
@@ -63,8 +67,7 @@ class Executor:
         clock: Callable[[], datetime],
         paused: Set[str],
         locked: Set[str],
-        place_attempts: int,
-        retry_delay: float,
+        exclusive: Callable[[str], asyncio.Lock],
     ) -> None:
         self.store = store
         self.brokers = brokers
@@ -74,10 +77,10 @@ class Executor:
         self.clock = clock
         self.paused = paused
         self.locked = locked
-        self.place_attempts = place_attempts
-        self.retry_delay = retry_delay
+        self.exits = ExitGuard(store=store, brokers=brokers, events=events, exclusive=exclusive)
         self._deferred: dict[str, list[BrokerReport]] = {}
         self._flushes: dict[str, asyncio.Task[None]] = {}  # reports written once the store is back
+        self._check_exits: dict[str, set[str]] = {}  # per account: symbols whose position a signal shrank
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
 
     async def run(self, intent: Intent, recovered: bool) -> None:
@@ -109,6 +112,8 @@ class Executor:
                 recovered = True
         # Reports of a signal that ended without _finish, or that came in while the store was away.
         await until_written(lambda: self._flush_deferred(intent.account), "the broker's reports")
+        for symbol in sorted(self._check_exits.pop(intent.account, ())):
+            await self.exits.protect(intent.account, symbol)
 
     async def wait_for(self, signal_id: str, within: float) -> Outcome:
         """Wait until a queued signal is finished (used by control actions that report their result)."""
@@ -121,11 +126,14 @@ class Executor:
     async def execute(self, intent: Intent, recovered: bool = False) -> Outcome:
         broker = self.brokers[intent.account]
         now = self.clock()
+        sent: Order | None = None  # the exit half of a flip, sent before a restart
         if recovered and intent.action is not Action.FLATTEN:
             # Accepted before the last stop: its order may have left before the crash. Find it first.
             coid = client_order_id(intent.account, intent.dedup_key)
             try:
                 found = await broker.find_order(coid)
+                if found is None and intent.action is not Action.CANCEL:
+                    sent = await broker.find_order(client_order_id(intent.account, intent.dedup_key, EXIT_LEG))
             except BrokerError as exc:
                 return self._finish(intent, SignalStatus.FAILED, f"could not look up order {coid}: {exc.reason}")
             if found is not None:
@@ -134,6 +142,7 @@ class Executor:
         if intent.expires_at is not None and now > intent.expires_at:
             return self._finish(intent, SignalStatus.EXPIRED,
                                 f"not executed before it expired at {intent.expires_at.isoformat()}")
+        placed: list[Order] = [] if sent is None else [sent]
         try:
             if intent.price is not None and intent.symbol:
                 await broker.observe_price(intent.symbol, intent.price, now)
@@ -147,16 +156,64 @@ class Executor:
                                     result=cancelled)
             positions = {p.symbol: p for p in await broker.positions()}
             quantities = {s: p.quantity for s, p in positions.items()}
-            request, why_none = self._order_for(intent, quantities)
-            if request is None:
-                return self._finish(intent, SignalStatus.EXECUTED, why_none)
-            price = intent.limit_price or intent.stop_price or intent.price
-            if price is None and intent.symbol in positions:
-                price = positions[intent.symbol].market_price
-            view = await self.risk.prepare(intent.account, broker, now)  # no I/O unless PDT/cash rules apply
+            market = positions[intent.symbol].market_price if intent.symbol in positions else None
+            needs_equity = intent.quantity_type in (QuantityType.PERCENT_OF_EQUITY, QuantityType.RISK_PERCENT)
+            account = await broker.account_state() if needs_equity and intent.target_position is None else None
+            held, instrument = quantities.get(intent.symbol, Decimal(0)), self._instrument(broker, intent.symbol)
+            if sent is None:
+                todo = plan(intent, position=held, account=account, instrument=instrument, market_price=market)
+            else:
+                todo = after_exit_leg(intent, sent, position=held, account=account, instrument=instrument,
+                                      market_price=market)
+            if todo.refusal is not None:
+                return self._finish(intent, SignalStatus.REJECTED, todo.refusal)
+            if not todo.orders:
+                return self._finish(intent, SignalStatus.EXECUTED, todo.note, order=sent)
+            refused = self._check_risk(intent, broker, todo.orders, quantities, market,
+                                       await self.risk.prepare(intent.account, broker, now), now)
+            if refused is not None:
+                return self._finish(intent, SignalStatus.REJECTED, refused)
+            if todo.cancel_first:
+                # Only once the exit is allowed: stale brackets must not reopen a closed position, and a
+                # refused exit must not leave the position without its stop-loss.
+                await self._cancel_open(intent, broker)
+            if any(r.reduce_only for r in todo.orders):
+                self._check_exits.setdefault(intent.account, set()).add(intent.symbol)
+            for request in todo.orders:
+                if request.expires_at is not None and self.clock() > request.expires_at:
+                    raise DeadlinePassed(f"order {request.client_order_id} not sent: the signal expired at "
+                                         f"{request.expires_at.isoformat(timespec='seconds')}")
+                placed.append(await self._place(broker, request))
+                self._order_placed(intent, placed[-1], now)
+        except UnknownSymbol as exc:
+            return self._finish(intent, SignalStatus.FAILED, f"order rejected: unknown symbol {intent.symbol} "
+                                f"({exc.reason})", order=placed[-1] if placed else None)
+        except OrderRejected as exc:
+            return self._finish(intent, SignalStatus.FAILED, f"broker rejected the order: {exc.reason}",
+                                order=placed[-1] if placed else None)
+        except DeadlinePassed as exc:
+            done = f" after sending {placed[-1].client_order_id}" if placed else "; nothing was sent"
+            return self._finish(intent, SignalStatus.EXPIRED, f"{exc.reason}{done}",
+                                order=placed[-1] if placed else None)
+        except BrokerError as exc:
+            self.events.publish(Event(kind="broker", account=intent.account,
+                                      summary=f"broker problem: {exc.reason}"))
+            return self._finish(intent, SignalStatus.FAILED, f"broker unavailable: {exc.reason}",
+                                order=placed[-1] if placed else None)
+        for order in placed[:-1]:  # the exit half of a flip; the entry is stored with the outcome
+            self.store.upsert_order(order, intent.signal_id)
+        return self._finish(intent, SignalStatus.EXECUTED, None, order=placed[-1])
+
+    def _check_risk(self, intent: Intent, broker: Broker, requests: list[OrderRequest],
+                    quantities: Mapping[str, Decimal], market: Decimal | None, view: AccountView,
+                    now: datetime) -> str | None:
+        """Check every planned order, each against the position the ones before it leave; None if all pass."""
+        price = intent.limit_price or intent.stop_price or intent.price or market
+        positions = dict(quantities)
+        violations = []
+        for request in requests:
             ctx = OrderContext(
-                request=request, signal_id=intent.signal_id,
-                positions=quantities, price=price,
+                request=request, signal_id=intent.signal_id, positions=dict(positions), price=price,
                 multiplier=broker.multiplier(intent.symbol), paused=intent.account in self.paused,
                 locked=intent.account in self.locked, now=now, account_state=view.state, recent_fills=view.fills,
             )
@@ -168,20 +225,11 @@ class Executor:
                     self.metrics.rejections.labels(intent.account, violation.rule).inc()
                 self.events.publish(Event(kind="violation", account=intent.account, summary=violation.detail,
                                           data={**violation.model_dump(mode="json"), "warning": warning}))
-            if result.violations:
-                return self._finish(intent, SignalStatus.REJECTED,
-                                    "; ".join(v.detail for v in result.violations))
-            if intent.action is Action.EXIT and intent.quantity is None:
-                # Only once the exit is allowed: stale brackets must not reopen a closed position, and a
-                # refused exit must not leave the position without its stop-loss.
-                await self._cancel_open(intent, broker)
-            order = await self._place(broker, request)
-        except OrderRejected as exc:
-            return self._finish(intent, SignalStatus.FAILED, f"broker rejected the order: {exc.reason}")
-        except BrokerError as exc:
-            self.events.publish(Event(kind="broker", account=intent.account,
-                                      summary=f"broker problem: {exc.reason}"))
-            return self._finish(intent, SignalStatus.FAILED, f"broker unavailable: {exc.reason}")
+            violations.extend(result.violations)
+            positions[request.symbol] = ctx.after
+        return "; ".join(v.detail for v in violations) if violations else None
+
+    def _order_placed(self, intent: Intent, order: Order, now: datetime) -> None:
         self.risk.record_order(intent.account, now)
         self.metrics.orders.labels(intent.account, order.status.value).inc()
         self.metrics.signal_to_order.observe((self.clock() - intent.received_at).total_seconds())
@@ -191,62 +239,39 @@ class Executor:
                     f" -> {order.status.value}",
             data={"signal_id": intent.signal_id, "order": order.model_dump(mode="json")},
         ))
-        return self._finish(intent, SignalStatus.EXECUTED, None, order=order)
+
     # ---- placement -------------------------------------------------------------------------------
 
-    def _order_for(self, intent: Intent, positions: Mapping[str, Decimal]) -> tuple[OrderRequest | None, str]:
-        """The order this intent needs given the real position, or None and why nothing is needed."""
-        current = positions.get(intent.symbol, Decimal(0))
-        if intent.target_position is not None:
-            delta = intent.target_position - current
-            if delta == 0:
-                return None, f"already at target position {intent.target_position.normalize():f}"
-            side, quantity = (Side.BUY if delta > 0 else Side.SELL), abs(delta)
-        elif intent.action is Action.EXIT:
-            if current == 0:
-                return None, f"no {intent.symbol} position to close"
-            quantity = min(intent.quantity, abs(current)) if intent.quantity else abs(current)
-            side = Side.SELL if current > 0 else Side.BUY
-        else:
-            side = Side.BUY if intent.action is Action.BUY else Side.SELL
-            assert intent.quantity is not None  # signals.py guarantees it
-            quantity = intent.quantity
-        return OrderRequest(
-            client_order_id=client_order_id(intent.account, intent.dedup_key),
-            account=intent.account, symbol=intent.symbol, side=side, quantity=quantity,
-            order_type=intent.order_type, limit_price=intent.limit_price, stop_price=intent.stop_price,
-            time_in_force=intent.time_in_force, take_profit=intent.take_profit, stop_loss=intent.stop_loss,
-            reference_price=intent.price, reduce_only=intent.action is Action.EXIT,
-        ), ""
+    @staticmethod
+    def _instrument(broker: Broker, symbol: str) -> Instrument:
+        return Instrument(symbol=symbol, tick_size=tick_size(symbol), point_value=broker.multiplier(symbol))
 
     async def _place(self, broker: Broker, request: OrderRequest) -> Order:
-        """Place with bounded retries; after any failure of unknown outcome, look the order up first."""
-        last: BrokerUnavailable | None = None
-        for attempt in range(self.place_attempts):
-            try:
-                return await broker.place_order(request)
-            except BrokerUnavailable as exc:
-                last = exc
-                log.warning("placing %s failed (%s), attempt %d", request.client_order_id, exc.reason, attempt + 1)
-            await asyncio.sleep(self.retry_delay * 2**attempt)
-            try:
-                found = await broker.find_order(request.client_order_id)
-            except BrokerUnavailable:
-                continue
-            if found is not None:
-                return found
-        assert last is not None
-        raise last
+        """Send one order. Retries live in the adapter (`brokers.http.place_once`), bounded by the request's
+        `expires_at`; a lost answer is looked up there before anything is resent."""
+        return await broker.place_order(request)
 
     async def _cancel_open(self, intent: Intent, broker: Broker) -> list[Order]:
-        cancelled = []
-        for order in await broker.open_orders():
-            if intent.symbol and order.symbol != intent.symbol:
-                continue
-            result = await broker.cancel_order(order.broker_order_id)
+        """Cancel the symbol's (or the account's) open orders, each group through its root, which the broker
+        cancels with its legs; returns the orders that were really cancelled (not those that filled)."""
+        wanted = [o for o in await broker.open_orders() if not intent.symbol or o.symbol == intent.symbol]
+        final = {o.broker_order_id: await broker.cancel_order(o.broker_order_id) for o in cancel_order_of(wanted)}
+        if len(final) < len(wanted):
+            still = {o.broker_order_id for o in await broker.open_orders()}
+            for order in wanted:
+                if order.broker_order_id in final:
+                    continue
+                if order.broker_order_id in still:  # a leg this broker does not cancel with its group
+                    final[order.broker_order_id] = await broker.cancel_order(order.broker_order_id)
+                    continue
+                root = final.get(order.parent_order_id or "") or next(
+                    (r for r in final.values() if r.oco_group is not None and r.oco_group == order.oco_group), None)
+                if root is not None and root.status is OrderStatus.CANCELLED:  # went with its group
+                    final[order.broker_order_id] = order.model_copy(update={"status": OrderStatus.CANCELLED,
+                                                                            "updated_at": root.updated_at})
+        for result in final.values():
             self.store.upsert_order(result)
-            cancelled.append(result)
-        return cancelled
+        return [o for o in final.values() if o.status is OrderStatus.CANCELLED]
 
     async def _flatten(self, intent: Intent, broker: Broker) -> Outcome:
         report: FlattenReport = await broker.flatten()
@@ -268,6 +293,10 @@ class Executor:
         reports = self._deferred.get(intent.account) or []
         broker = self.brokers[intent.account]
         fills = [(r.fill, broker.multiplier(r.fill.symbol)) for r in reports if r.fill is not None]
+        # Fills of other orders (a take-profit, a manual close) may have shrunk a position under its exits.
+        own = {client_order_id(intent.account, intent.dedup_key, leg) for leg in ("", EXIT_LEG)}
+        self._check_exits.setdefault(intent.account, set()).update(
+            f.symbol for f, _ in fills if f.client_order_id not in own)
         realized = self.store.finish_signal(intent.signal_id, status, reason, order,
                                             reports=[r.order for r in reports if r.order is not None], fills=fills)
         self._deferred.pop(intent.account, None)  # only once written: a refused write keeps them for the retry
@@ -322,6 +351,7 @@ class Executor:
         realized = self.store.record_fill(fill, self.brokers[account].multiplier(fill.symbol))
         if realized is not None:  # None: already recorded (a replayed report, or reconciliation got there first)
             self._fill_recorded(fill, realized)
+            self.exits.soon(account, fill.symbol)
 
     def _fill_recorded(self, fill: Fill, realized: Decimal) -> None:
         self.metrics.fills.labels(fill.account).inc()

@@ -16,10 +16,11 @@ PACKAGES = ("config", "daemon", "brokers", "notifiers", "strategies")
 
 # Lowest first. A module may import modules on its own floor or below, never above.
 FLOORS: list[tuple[str, ...]] = [
-    ("config", "daemon.domain", "daemon.money", "daemon.supervision", "daemon.charts"),
+    ("config", "daemon.domain", "daemon.money", "daemon.shapes", "daemon.supervision", "daemon.charts"),
     ("brokers", "notifiers", "strategies"),
     ("daemon.store", "daemon.risk", "daemon.calendar", "daemon.events", "daemon.metrics", "daemon.scheduler"),
-    ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.reconcile", "daemon.queries", "daemon.history"),
+    ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.planner", "daemon.exit_guard", "daemon.reconcile",
+     "daemon.queries", "daemon.history"),
     ("daemon.web", "daemon.chat", "daemon.strategy"),
     ("daemon.app",),
     ("daemon.cli",),

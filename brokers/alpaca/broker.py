@@ -163,11 +163,13 @@ class AlpacaBroker(BrokerBase):
                         return existing
                 raise
             orders = self._orders(data)
-            for order in orders:
-                self.reports.remember(order)
+            self.reports.remember(orders[0])
+            for leg in orders[1:]:  # the caller is told of the entry only: the legs are news for the engine
+                await self.reports.order(leg)
             return orders[0]
 
-        return await place_once("alpaca", cid, send, lambda: self.find_order(cid), self.http.retry, self._sleep)
+        return await place_once("alpaca", cid, send, lambda: self.find_order(cid), self.http.retry, self._sleep,
+                                deadline=request.expires_at, clock=self.clock)
 
     async def find_order(self, client_order_id: str) -> Order | None:
         try:
@@ -209,7 +211,7 @@ class AlpacaBroker(BrokerBase):
         data = await self.http.json(
             "PATCH", f"/v2/orders/{broker_order_id}", json=patch, safe=False, what=f"alpaca modify {broker_order_id}"
         )
-        order = self._order(data)
+        order = self._order(data, self._parents.get(broker_order_id))  # a replaced leg stays in its bracket
         self.reports.remember(order)
         return order
 

@@ -189,7 +189,7 @@ class ProjectXBroker(ProjectXUpdates, BrokerBase):
                 raise
 
         result = await place_once("projectx", cid, send, lambda: self.find_order(cid, since=started),
-                                  self.http.retry, self._sleep)
+                                  self.http.retry, self._sleep, deadline=request.expires_at, clock=self.clock)
         if isinstance(result, Order):
             return result
         return await self._placed(result.order_id, request, contract, started, body)

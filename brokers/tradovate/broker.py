@@ -218,7 +218,8 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
                 self.journal.record(cid, "refused", reason=exc.reason)
                 raise
 
-        data = await place_once("tradovate", cid, send, lambda: self.find_order(cid), self.http.retry, self._sleep)
+        data = await place_once("tradovate", cid, send, lambda: self.find_order(cid), self.http.retry, self._sleep,
+                                deadline=request.expires_at, clock=self.clock)
         if isinstance(data, Order):
             return data
         failure = failure_of(data)

@@ -145,7 +145,7 @@ class _Replay:
         self.store = Store("sqlite://")
         self.events = EventBus(keep=0)
         self.engine = Engine(store=self.store, brokers={ACCOUNT: self.broker}, risk=self.risk, events=self.events,
-                             metrics=Metrics(), clock=self.clock, place_attempts=1, retry_delay=0)
+                             metrics=Metrics(), clock=self.clock)
         self.violations: list[Violation] = []
         self.warnings: list[Violation] = []
         self.signals: list[SignalLog] = []

@@ -28,6 +28,8 @@ from pydantic import (
 
 from daemon.domain import Action, Intent, OrderType, TimeInForce
 from daemon.money import parse_decimal, plain
+from daemon.web import keyvalue, traderspost
+from daemon.web.order_fields import OrderFields, take_order_fields
 
 # Retries of a body without an `id` within this window are the same signal.
 HASH_DEDUP_WINDOW = timedelta(minutes=5)
@@ -149,13 +151,14 @@ class TradingViewAlert(BaseModel):
     interval: str | None = None
     market_position: str | None = None
     prev_market_position: str | None = None
+    order_fields: OrderFields = Field(default_factory=OrderFields)  # exits, sizing: web/order_fields.py
 
     @model_validator(mode="before")
     @classmethod
     def _aliases(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             raise ValueError("the alert must be a JSON object")
-        data = dict(data)
+        data = take_order_fields(dict(data))
         for alias, name in (("symbol", "ticker"), ("qty", "quantity"), ("contracts", "quantity"),
                             ("position_size", "target_position"), ("type", "order_type"),
                             ("tif", "time_in_force"), ("passphrase", "secret")):
@@ -239,13 +242,20 @@ def _nests_deeper(data: dict[str, Any], limit: int) -> bool:
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
-    """JSON object from an application/json or text/plain body."""
+    """The native payload of an application/json or text/plain body: a JSON object (TradersPost's schema is
+    read as the native fields, `web/traderspost.py`) or key=value pairs (`web/keyvalue.py`)."""
     try:
         data = json.loads(body.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise SignalError("bad_json", "the body is not UTF-8 text", 400) from None
     except json.JSONDecodeError as exc:
-        raise SignalError("bad_json", f"the body is not valid JSON: {exc}", 400) from None
+        text = body.decode("utf-8-sig")
+        if not keyvalue.looks_like_pairs(text):
+            raise SignalError("bad_json", f"the body is not valid JSON: {exc}", 400) from None
+        try:
+            data = keyvalue.parse_pairs(text)
+        except keyvalue.PairsError as err:
+            raise SignalError("bad_pairs", str(err), 400) from None
     except RecursionError:
         raise SignalError("bad_json", "the body nests JSON too deeply", 400) from None
     except ValueError:  # an integer past Python's digit limit for conversion
@@ -258,7 +268,14 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if _LONE_SURROGATE.search(body) and not _encodable(data):
         # "\ud800" is valid JSON but no valid text: it could not be stored or compared.
         raise SignalError("bad_json", "the body holds an unpaired UTF-16 surrogate escape", 400)
-    return data
+    if not traderspost.is_traderspost(data):
+        return data
+    try:
+        return traderspost.to_native(data)
+    except traderspost.NotSupported as err:
+        raise SignalError("not_supported", str(err), 422) from None
+    except ValueError as err:
+        raise SignalError("invalid_field", f"TradersPost body: {err}", 422) from None
 
 
 _LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -352,9 +369,8 @@ def to_intent(
         limit_price=alert.limit_price,
         stop_price=alert.stop_price,
         price=alert.price,
-        take_profit=alert.take_profit,
-        stop_loss=alert.stop_loss,
         time_in_force=alert.time_in_force,
+        **alert.order_fields.intent_fields(),
         strategy=alert.strategy,
         comment=alert.comment,
         received_at=received_at,

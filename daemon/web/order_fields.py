@@ -1,0 +1,100 @@
+"""The alert fields that shape an order: exits (absolute or relative), sizing by `quantity_type`, partial exits.
+
+`take_order_fields(data)` removes these fields from a native alert body and returns them validated, so the
+alert model keeps its own fields and `to_intent` adds these with `OrderFields.intent_fields()`:
+
+- `take_profit` / `stop_loss`: a price (`"110"`), or an object with one distance from the entry price:
+  `{"ticks": 8}`, `{"points": 2}`, `{"percent": 1.5}`, `{"dollars": 100}` (P&L per contract or share),
+  `{"dollars": 500, "per": "position"}` (P&L of the whole entry), or `{"price": 110}`.
+- `quantity_type`: what `quantity` counts (`fixed_quantity`, `dollar_amount`, `percent_of_equity`,
+  `risk_dollar_amount`, `risk_percent`); the risk types need a `stop_loss`.
+- `percent_of_position`: an exit of that percent of the position (0 < p <= 100).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from daemon.money import parse_decimal
+from daemon.shapes import OffsetUnit, PriceOffset, QuantityType
+
+FIELDS = ("take_profit", "stop_loss", "quantity_type", "percent_of_position")
+_UNITS = {u.value for u in OffsetUnit if u is not OffsetUnit.POSITION_DOLLARS}
+_RISK = (QuantityType.RISK_DOLLAR_AMOUNT, QuantityType.RISK_PERCENT)
+_ENTRY_ACTIONS = ("buy", "long", "sell", "short")
+_QUANTITY = ("quantity", "qty", "contracts")
+
+
+class OrderFields(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    take_profit: Decimal | PriceOffset | None = None
+    stop_loss: Decimal | PriceOffset | None = None
+    quantity_type: QuantityType = QuantityType.FIXED_QUANTITY
+    percent_of_position: Decimal | None = None
+
+    def intent_fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+
+def positive(value: Any, field: str) -> Decimal:
+    """A finite number above zero, from a JSON number or the text a TradingView placeholder became."""
+    number = parse_decimal(value, field)  # NotANumber is a ValueError naming the field
+    if number is None or number <= 0:
+        raise ValueError(f"{field} must be greater than zero")
+    return number
+
+
+def exit_level(value: Any, field: str) -> Decimal | PriceOffset | None:
+    """A take-profit or stop-loss as a price or a distance from the entry price."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return positive(value, field)  # an empty string is an unfilled placeholder: refused, not "no exit"
+    given = {k: v for k, v in value.items() if k != "per"}
+    per = value.get("per", "contract")
+    if len(given) != 1:
+        raise ValueError(f"{field} takes one of price, {', '.join(sorted(_UNITS))}; got {sorted(value) or 'nothing'}")
+    [(key, amount)] = given.items()
+    if key == "price":
+        return positive(amount, f"{field}.price")
+    if key not in _UNITS:
+        raise ValueError(f"{field}.{key} is not a unit: use price, {', '.join(sorted(_UNITS))}")
+    if per not in ("contract", "share", "position") or (per != "contract" and key != "dollars"):
+        raise ValueError(f"{field}.per applies to dollars only, and is contract, share or position")
+    unit = OffsetUnit.POSITION_DOLLARS if per == "position" else OffsetUnit(key)
+    return PriceOffset(unit=unit, value=positive(amount, f"{field}.{key}"))
+
+
+def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without the order-shape fields, which are parsed into `data["order_fields"]`."""
+    if "order_fields" in data:
+        raise ValueError("order_fields: unknown field (check the spelling against the README)")
+    rest = {k: v for k, v in data.items() if k not in FIELDS}
+    action = str(data.get("action") or "").strip().lower()
+    kind = str(data.get("quantity_type") or "fixed_quantity").strip().lower()
+    if kind not in {q.value for q in QuantityType}:
+        raise ValueError(f"quantity_type must be one of {', '.join(q.value for q in QuantityType)}; got {kind!r}")
+    fields = OrderFields(
+        take_profit=exit_level(data.get("take_profit"), "take_profit"),
+        stop_loss=exit_level(data.get("stop_loss"), "stop_loss"),
+        quantity_type=QuantityType(kind),
+        percent_of_position=None if data.get("percent_of_position") in (None, "") else
+        positive(data["percent_of_position"], "percent_of_position"),
+    )
+    if fields.percent_of_position is not None:
+        if fields.percent_of_position > 100:
+            raise ValueError("percent_of_position must be at most 100")
+        if action not in ("exit", "close", "flat") or any(data.get(k) not in (None, "") for k in _QUANTITY):
+            raise ValueError("percent_of_position goes with action exit, instead of quantity")
+    if fields.quantity_type is not QuantityType.FIXED_QUANTITY:
+        if action not in _ENTRY_ACTIONS or data.get("target_position") not in (None, ""):
+            raise ValueError(f"quantity_type {kind} sizes the quantity of a buy or sell (not an exit or a "
+                             "target_position)")
+        if fields.quantity_type in _RISK and fields.stop_loss is None:
+            raise ValueError(f"quantity_type {kind} sizes from the distance to the stop: it needs stop_loss")
+    rest["order_fields"] = fields
+    return rest
