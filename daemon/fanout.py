@@ -88,11 +88,11 @@ def child(parent: Intent, leg: Leg, on: date, *, signal_id: str | None = None) -
                              "target_position": None if target is None else str(target)}
     reason = None
     if not leg.enabled:
-        reason = f"{leg.account}: account disabled"
+        reason = "account disabled"
     elif leg.multiplier == 0:
-        reason = f"{leg.account}: multiplier 0"
+        reason = "multiplier 0"
     elif quantity is not None and parent.quantity is not None and quantity == 0:
-        reason = f"{leg.account}: quantity {parent.quantity.normalize():f} x {scale.normalize():f} rounds down to 0"
+        reason = f"quantity {parent.quantity.normalize():f} x {scale.normalize():f} rounds down to 0"
     intent = parent.model_copy(update={
         "signal_id": signal_id or f"{parent.signal_id}-{leg.account}", "account": leg.account,
         "symbol": symbol, "quantity": quantity, "target_position": target,
