@@ -56,7 +56,7 @@ def config_text(tmp: Path, port: int, stands: dict[str, AlpacaStandIn]) -> str:
 
 
 async def start(config: Path, home: Path, port: int, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as sink:  # noqa: ASYNC230 - opened once, before the process starts
+    with log.open("ab") as sink:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "daemon.cli", "run", "--config", str(config), env=clean_env(home),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=sink, cwd=ROOT)
