@@ -20,6 +20,7 @@ Level = Literal["on", "silent", "off"]
 # refusing it, being unreachable, or the signal expiring; `violation` a risk breach not tied to one order.
 ALERT_DEFAULTS: dict[str, Level] = {
     "fill": "on",
+    "fanout": "on",
     "order": "off",
     "order_rejected": "on",
     "order_failed": "on",

@@ -50,6 +50,7 @@ from pydantic_settings import (
 
 from config.brokers import BROKER_SECTIONS, read_sections
 from config.chat import AlertSettings, DiscordSettings, TelegramSettings
+from config.groups import GroupSettings, SymbolMapping, Targets, check_groups, targets
 from config.risk import CashSettings, FundedSettings, PdtSettings
 from config.strategies import StrategySettings
 
@@ -347,6 +348,12 @@ class Settings(BaseSettings):
     strategies: dict[str, StrategySettings] = Field(
         default_factory=dict, description="Scheduled strategies by name; see docs/strategies.md"
     )
+    groups: dict[str, GroupSettings] = Field(
+        default_factory=dict, description="Account groups one alert fans out to; see config/groups.py"
+    )
+    symbol_maps: dict[str, dict[str, SymbolMapping]] = Field(
+        default_factory=dict, description="By account or group name: root -> {to, ratio} traded instead"
+    )
     telegram: TelegramSettings | None = None
     discord: DiscordSettings | None = None
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -387,6 +394,8 @@ class Settings(BaseSettings):
                         f"ticker {symbol} is routed to both {owner[symbol]!r} and {name!r}; list it in one"
                     )
                 owner[symbol] = name
+        check_groups(self.groups, self.symbol_maps, list(self.accounts),
+                     {name: acc.symbols for name, acc in self.accounts.items()})
         return self
 
     @property
@@ -407,6 +416,12 @@ class Settings(BaseSettings):
             return self.default_account if self.accounts[self.default_account].enabled else None
         enabled = list(self.enabled_accounts())
         return enabled[0] if len(enabled) == 1 else None
+
+    def targets(self, ticker: str, account: str | None, accounts: list[str] | None = None) -> Targets | None:
+        """Every account an alert goes to (a group, a list, or the one `route` picks), with sizes and maps."""
+        single = None if accounts or (account in self.groups) else self.route(ticker, account)
+        return targets(self.groups, self.symbol_maps, list(self.enabled_accounts()), ticker=ticker,
+                       account=account, accounts=accounts, single=single)
 
 
 def config_path_from_env(explicit: str | os.PathLike[str] | None) -> Path | None:

@@ -29,6 +29,7 @@ from daemon.chat.runtime import ChatRuntime, alert_destinations
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, log_event
+from daemon.fanout_report import FanoutReports
 from daemon.metrics import Metrics
 from daemon.metrics.live import LiveGauges
 from daemon.queries import Reader
@@ -114,7 +115,11 @@ class Daemon:
         self.risk: RiskEngine = build_risk_engine(settings, self.store, clock)
         self.engine = Engine(store=self.store, brokers=self.brokers, risk=self.risk, events=self.events,
                              metrics=self.metrics, clock=clock,
-                             stall_seconds=settings.daemon.watchdog_stall_seconds)
+                             stall_seconds=settings.daemon.watchdog_stall_seconds,
+                             groups={name: group.members() for name, group in settings.groups.items()})
+        self.fanout_reports = FanoutReports(store=self.store, wait_for=self.engine.wait_for,
+                                            publish=self.events.publish)
+        self.events.subscribe(self.fanout_reports.publish)
         self.reconciler = Reconciler(store=self.store, events=self.events, engine=self.engine, clock=clock)
         self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock)
         self.reader = Reader(store=self.store, brokers=self.brokers, engine=self.engine,
@@ -173,7 +178,8 @@ class Daemon:
         return ChatRuntime(
             telegram=settings.telegram, discord=settings.discord, alerts=settings.alerts,
             timezone=settings.daemon.timezone, outbox=outbox, state=StateStore(self.store), backend=backend,
-            reader=self.reader, subscribe=self.events.subscribe, clock=self.clock, redact=self.redactor.redact,
+            reader=self.reader, subscribe=self.fanout_reports.subscribe, clock=self.clock,
+            redact=self.redactor.redact,
         )
 
     def web_app(self) -> web.Application:
@@ -347,6 +353,7 @@ class Daemon:
         if self._watchdog_task is not None:
             self._watchdog_task.cancel()
         await self.strategies.stop()
+        await self.fanout_reports.close()
         await self.engine.stop(self.settings.daemon.shutdown_grace_seconds)
         for name, broker in self.brokers.items():
             try:

@@ -82,6 +82,8 @@ class SignalStatus(StrEnum):
     REJECTED = "rejected"  # a risk rule refused it
     EXPIRED = "expired"  # too old to act on when the worker reached it
     FAILED = "failed"  # the broker refused it or could not be reached
+    SKIPPED = "skipped"  # a fan-out child not sent (multiplier 0, quantity rounded to 0, account disabled)
+    FANNED_OUT = "fanned_out"  # a fan-out parent: its children carry the outcomes
 
     @property
     def is_final(self) -> bool:
@@ -243,6 +245,7 @@ EventKind = Literal[
     "resumed",
     "daemon",
     "broker",
+    "fanout",
 ]
 
 

@@ -18,9 +18,10 @@ from brokers.base import Broker, BrokerReport
 from daemon.domain import Action, Event, Intent, SignalStatus, utcnow
 from daemon.events import EventBus
 from daemon.execution import Executor, Outcome
+from daemon.fanout import FanoutAcceptance
 from daemon.metrics import Metrics
 from daemon.risk.engine import RiskEngine
-from daemon.store.repository import Store
+from daemon.store.repository import FanoutChild, Store
 from daemon.workers import AccountWorkers
 
 log = logging.getLogger("traderd.engine")
@@ -46,6 +47,7 @@ class Engine:
         metrics: Metrics,
         clock: Callable[[], datetime] = utcnow,
         stall_seconds: float = 30.0,
+        groups: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.store = store
         self.brokers = dict(brokers)
@@ -55,6 +57,7 @@ class Engine:
         self.clock = clock
         self.paused: set[str] = set()
         self.locked: set[str] = set()
+        self.groups = {name: [a for a in members if a in self.brokers] for name, members in (groups or {}).items()}
         self._executor = Executor(store=store, brokers=self.brokers, risk=risk, events=events, metrics=metrics,
                                   clock=clock, paused=self.paused, locked=self.locked,
                                   exclusive=lambda account: self._workers.exclusive(account))
@@ -123,6 +126,25 @@ class Engine:
             self._workers.put(intent)
         return Acceptance(signal_id, is_new)
 
+    def accept_fanout(self, parent: Intent, children: Sequence[FanoutChild], raw: dict[str, Any] | None = None,
+                      *, also_known_as: Sequence[str] = ()) -> FanoutAcceptance:
+        """Commit an alert and its one child per account in one transaction, then queue each child on its
+        account's worker (skipped children are recorded, not queued). A known parent is a duplicate for all."""
+        existing = self.known_signal(parent.account, also_known_as)
+        if existing is not None:
+            return FanoutAcceptance(existing, False)
+        parent_id, is_new, fresh = self.store.record_fanout(parent, raw, children)
+        if not is_new:
+            return FanoutAcceptance(parent_id, False)
+        for child, new in zip(children, fresh, strict=True):
+            if new and child.status is SignalStatus.PENDING:
+                self._workers.put(child.intent)
+        listed = [{"account": c.intent.account, "signal_id": c.intent.signal_id, "new": new,
+                   "dedup_key": c.intent.dedup_key} for c, new in zip(children, fresh, strict=True)]
+        self.events.publish(Event(kind="signal_accepted", account=None, summary=f"fan-out {parent_id} to "
+                                  f"{len(children)} accounts", data={"fanout": parent_id, "children": listed}))
+        return FanoutAcceptance(parent_id, True, list(zip(children, fresh, strict=True)))
+
     def known_signal(self, account: str, dedup_keys: Iterable[str]) -> str | None:
         """The id of a signal already accepted for `account` under one of `dedup_keys` (first match), or None."""
         for key in dedup_keys:
@@ -144,8 +166,11 @@ class Engine:
     def targets(self, target: str) -> list[str]:
         if target == "all":
             return list(self.brokers)
+        if target in self.groups:
+            return list(self.groups[target])
         if target not in self.brokers:
-            raise KeyError(f"unknown account {target!r}; accounts: {', '.join(self.brokers)}")
+            groups = f"; groups: {', '.join(self.groups)}" if self.groups else ""
+            raise KeyError(f"unknown account {target!r}; accounts: {', '.join(self.brokers)}{groups}")
         return [target]
 
     def pause(self, target: str, actor: str, paused: bool = True) -> list[str]:

@@ -20,7 +20,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("brokers", "notifiers", "strategies"),
     ("daemon.store", "daemon.risk", "daemon.calendar", "daemon.events", "daemon.metrics", "daemon.scheduler"),
     ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.planner", "daemon.exit_guard", "daemon.reconcile",
-     "daemon.queries", "daemon.history"),
+     "daemon.queries", "daemon.history", "daemon.fanout", "daemon.fanout_report"),
     ("daemon.web", "daemon.chat", "daemon.strategy"),
     ("daemon.app",),
     ("daemon.cli",),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -54,6 +55,31 @@ def rejection_text(event: Event) -> str:
     return f"Order REJECTED{_where(event)}{symbol} by {rule}: {detail}" + (f" ({shown})" if shown else "")
 
 
+_FANOUT_ORDER = ("filled", "placed", "done", "refused", "skipped", "pending")
+
+
+def fanout_text(event: Event) -> str:
+    """One message for one alert fanned out to many accounts: counts with the reasons, then who got what."""
+    children: list[dict[str, Any]] = event.data.get("children") or []
+    parts = []
+    for outcome in _FANOUT_ORDER:
+        lines = [c for c in children if c.get("outcome") == outcome]
+        if not lines:
+            continue
+        why = "; ".join(f"{c['account']}: {c.get('reason') or c.get('status')}" for c in lines)
+        parts.append(f"{len(lines)} {outcome}" + (f" ({why})" if outcome in ("refused", "skipped", "pending") else ""))
+    text = f"{event.data.get('alert', event.summary)} [{event.data.get('group', '')}] -> {', '.join(parts)}"
+    for c in children:
+        if c.get("outcome") not in ("filled", "placed"):
+            continue
+        contract = f" ({c['contract']})" if c.get("contract") else ""
+        ratio = f" (from {c.get('ticker')} x{c['ratio']})" if c.get("ratio") not in (None, "1") else ""
+        price = f" @ {r.price(Decimal(c['price']))}" if c.get("price") else ""
+        text += f"\n{c['account']}: {c.get('side', '')} {c.get('quantity')} {c['symbol']}{contract}{ratio}{price}"
+        text += f" {c['outcome']}" if c["outcome"] != "filled" else ""
+    return text
+
+
 def alert_for(event: Event) -> Alert | None:
     """The alert for one engine event, or None when it is not worth a message."""
     kind = event.kind
@@ -63,6 +89,8 @@ def alert_for(event: Event) -> Alert | None:
         realized = decimal_or_none(event.data.get("realized_pnl"))
         text = fill_text(fill, realized) if fill else f"Filled{_where(event)}: {event.summary}"
         return Alert(kind="fill", text=text, account=event.account, at=event.at)
+    if kind == "fanout":
+        return Alert(kind="fanout", text=r.clip(fanout_text(event)), at=event.at)
     if kind == "order":
         return Alert(kind="order", text=f"Order{_where(event)}: {event.summary}", account=event.account, at=event.at)
     if kind == "violation":

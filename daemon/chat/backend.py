@@ -105,6 +105,9 @@ class DaemonChatBackend:
             for view in await self.reader.accounts()
         ]
 
+    async def groups(self) -> dict[str, list[str]]:
+        return {name: self.engine.targets(name) for name in self.engine.groups}
+
     async def positions(self, account: str | None) -> list[Position]:
         return [view.position for view in await self.reader.positions(account)]
 

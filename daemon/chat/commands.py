@@ -182,10 +182,16 @@ class ChatOps:
         if allow_all and value.lower() == ALL:
             return ALL
         names = [a.name for a in await self.backend.accounts()]
-        for name in names:
+        groups = list(await self.backend.groups())
+        for name in names + groups:
             if name.lower() == value.lower():
                 return name
-        raise BadInput(f"Unknown account {value!r}. Accounts: {', '.join(names) or 'none'}.")
+        known = f" Groups: {', '.join(groups)}." if groups else ""
+        raise BadInput(f"Unknown account {value!r}. Accounts: {', '.join(names) or 'none'}.{known}")
+
+    async def _many(self, target: str | None) -> bool:
+        """Whether a target covers several accounts: every account (None, "all") or a group."""
+        return target in (None, ALL) or target in await self.backend.groups()
 
     def _no_extra(self, request: ChatRequest, allowed: int) -> None:
         if len(request.args) > allowed:
@@ -282,7 +288,8 @@ class ChatOps:
         where = f" on {account}" if account else ""
         if not positions:
             return ChatReply(text=f"No open positions{where}.")
-        return ChatReply(text=r.clip(f"Positions{where}\n" + r.positions_table(positions, with_account=not account)))
+        table = r.positions_table(positions, with_account=await self._many(account))
+        return ChatReply(text=r.clip(f"Positions{where}\n" + table))
 
     async def _orders(self, request: ChatRequest) -> ChatReply:
         self._no_extra(request, 1)
@@ -343,8 +350,8 @@ class ChatOps:
 
     async def _pause(self, request: ChatRequest) -> ChatReply:
         target = await self._target(request)
-        if target == ALL:
-            question = "Pause ALL accounts? No new entries; exits still allowed."
+        if await self._many(target):
+            question = f"Pause {'ALL accounts' if target == ALL else target}? No new entries; exits still allowed."
             return self._ask(request, "pause", target, question)
         results = await self.backend.pause(target, request.actor)
         await self._audit(request, "pause", target, True, "executed")
@@ -375,7 +382,7 @@ class ChatOps:
             f"FLATTEN {target}: cancel {len(orders)} open order(s) and close {len(positions)} position(s) at market?"
         )
         if positions:
-            question += "\n" + r.positions_table(positions, with_account=account is None)
+            question += "\n" + r.positions_table(positions, with_account=await self._many(account))
         await self._audit(request, "flatten", target, True, "asked to confirm")
         return self._ask(request, "flatten", target, r.clip(question, 1500))
 

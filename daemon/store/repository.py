@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -38,6 +39,16 @@ def _order(row: OrderRow) -> Order:
 
 def _fill(row: FillRow) -> Fill:
     return Fill.model_validate(row, from_attributes=True)
+
+
+@dataclass(frozen=True)
+class FanoutChild:
+    """One account's signal of a fan-out: PENDING to run on its worker, or SKIPPED with the reason."""
+
+    intent: Intent
+    status: SignalStatus
+    reason: str | None
+    route: dict[str, Any]
 
 
 class Store(AccountRecords):
@@ -86,6 +97,39 @@ class Store(AccountRecords):
             raise ValueError(f"signal_id {intent.signal_id!r} is already used by another signal")
         return existing, False
 
+    def record_fanout(self, parent: Intent, raw: dict[str, Any] | None, children: Sequence[FanoutChild]
+                      ) -> tuple[str, bool, list[bool]]:
+        """Commit a fan-out parent and all its children in one transaction, or nothing when the parent is
+        known: (parent id, True, which children are new) or (existing parent id, False, []). A child whose
+        (account, dedup_key) is already taken (the same alert sent to that account alone) is not new."""
+        table = SignalRow.__table__.c  # type: ignore[attr-defined]
+        insert = self._insert(SignalRow).on_conflict_do_nothing(index_elements=["account", "dedup_key"])
+        now = utcnow()
+
+        def row(intent: Intent, status: SignalStatus, reason: str | None, **extra: Any) -> dict[str, Any]:
+            return {"signal_id": intent.signal_id, "account": intent.account, "dedup_key": intent.dedup_key,
+                    "source": intent.source, "status": status.value, "reason": reason,
+                    "intent_json": intent.model_dump_json(), "received_at": intent.received_at,
+                    "updated_at": now, "raw_json": None, "parent_id": None, "route_json": None, **extra}
+
+        summary = f"fanned out to {len(children)} accounts"
+        raw_json = None if raw is None else json.dumps(raw, default=str, ensure_ascii=False)
+        with self._writer_engine.begin() as conn:
+            inserted = conn.execute(insert.returning(table.seq),
+                                    row(parent, SignalStatus.FANNED_OUT, summary, raw_json=raw_json)).first()
+            if inserted is None:
+                where = (table.account == parent.account, table.dedup_key == parent.dedup_key)
+                existing = conn.execute(select(table.signal_id).where(*where)).scalar()
+                if existing is None:
+                    raise ValueError(f"signal_id {parent.signal_id!r} is already used by another signal")
+                return existing, False, []
+            new = []
+            for child in children:
+                values = row(child.intent, child.status, child.reason, parent_id=parent.signal_id,
+                             route_json=json.dumps(child.route, default=str))
+                new.append(conn.execute(insert.returning(table.seq), values).first() is not None)
+        return parent.signal_id, True, new
+
     def signal_exists(self, account: str, dedup_key: str) -> str | None:
         with self._read() as session:
             where = (SignalRow.account == account, SignalRow.dedup_key == dedup_key)
@@ -107,33 +151,41 @@ class Store(AccountRecords):
                 raise KeyError(f"unknown signal {signal_id!r}")
 
     def get_signal(self, signal_id: str) -> SignalRecord | None:
+        """A signal with its orders and fills; a fan-out parent also with each child's."""
         with self._read() as session:
             row = session.exec(select(SignalRow).where(SignalRow.signal_id == signal_id)).first()
             if row is None:
                 return None
-            match = [col(OrderRow.signal_id) == signal_id]
-            if row.client_order_id:
-                match.append(
-                    and_(
-                        col(OrderRow.account) == row.account,
-                        col(OrderRow.client_order_id).startswith(row.client_order_id, autoescape=True),
-                    )
-                )
-            orders = session.exec(
-                select(OrderRow).where(or_(*match)).order_by(col(OrderRow.created_at), col(OrderRow.id))
+            children = session.exec(
+                select(SignalRow).where(SignalRow.parent_id == signal_id).order_by(col(SignalRow.seq))
             ).all()
-            fills: list[FillRow] = []
-            if orders:
-                fills = list(
-                    session.exec(
-                        select(FillRow)
-                        .where(
-                            FillRow.account == row.account,
-                            col(FillRow.broker_order_id).in_([o.broker_order_id for o in orders]),
-                        )
-                        .order_by(col(FillRow.filled_at), col(FillRow.id))
-                    ).all()
+            return self._record(session, row, [self._record(session, child, []) for child in children])
+
+    @staticmethod
+    def _record(session: Any, row: SignalRow, children: list[SignalRecord]) -> SignalRecord:
+        match = [col(OrderRow.signal_id) == row.signal_id]
+        if row.client_order_id:
+            match.append(
+                and_(
+                    col(OrderRow.account) == row.account,
+                    col(OrderRow.client_order_id).startswith(row.client_order_id, autoescape=True),
                 )
+            )
+        orders = session.exec(
+            select(OrderRow).where(or_(*match)).order_by(col(OrderRow.created_at), col(OrderRow.id))
+        ).all()
+        fills: list[FillRow] = []
+        if orders:
+            fills = list(
+                session.exec(
+                    select(FillRow)
+                    .where(
+                        FillRow.account == row.account,
+                        col(FillRow.broker_order_id).in_([o.broker_order_id for o in orders]),
+                    )
+                    .order_by(col(FillRow.filled_at), col(FillRow.id))
+                ).all()
+            )
         return SignalRecord(
             signal_id=row.signal_id,
             account=row.account,
@@ -145,6 +197,9 @@ class Store(AccountRecords):
             client_order_id=row.client_order_id,
             orders=[_order(o) for o in orders],
             fills=[_fill(f) for f in fills],
+            parent_id=row.parent_id,
+            route=None if row.route_json is None else json.loads(row.route_json),
+            children=children,
         )
 
     def unfinished_signals(self) -> list[tuple[Intent, SignalStatus]]:

@@ -78,6 +78,7 @@ class SignalRow(SQLModel, table=True):
         UniqueConstraint("signal_id", name="uq_signals_signal_id"),
         UniqueConstraint("account", "dedup_key", name="uq_signals_account_dedup"),
         Index("ix_signals_status", "status"),
+        Index("ix_signals_parent_id", "parent_id"),
     )
 
     seq: int | None = Field(default=None, primary_key=True)  # arrival order
@@ -92,6 +93,8 @@ class SignalRow(SQLModel, table=True):
     received_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
     client_order_id: str | None = None
+    parent_id: str | None = None  # a fan-out child: the signal the alert was accepted as
+    route_json: str | None = None  # a fan-out child: multiplier, symbol map and quantity it was given
 
 
 class OrderRow(SQLModel, table=True):
@@ -267,6 +270,9 @@ class SignalRecord(_Model):
     client_order_id: str | None
     orders: list[Order] = []
     fills: list[Fill] = []
+    parent_id: str | None = None  # set on a fan-out child
+    route: dict[str, Any] | None = None  # a child's route: ticker, symbol, multiplier, ratio, quantity
+    children: list[SignalRecord] = []  # a fan-out parent's children, one per account
 
 
 class AuditEntry(_Model):

@@ -143,6 +143,7 @@ class TradingViewAlert(BaseModel):
     stop_loss: Decimal | None = None
     time_in_force: TimeInForce = TimeInForce.DAY
     account: str | None = Field(None, max_length=40)
+    accounts: list[str] | None = Field(None, min_length=1, max_length=50)  # fan out to these accounts
     strategy: str | None = Field(None, max_length=80)
     id: str | None = Field(None, max_length=128)
     time: datetime | None = None
@@ -213,6 +214,8 @@ class TradingViewAlert(BaseModel):
         action = self.resolved_action()
         if action in (Action.BUY, Action.SELL) and self.target_position is None and self.quantity is None:
             raise ValueError(f"a {action.value} alert needs quantity (or target_position)")
+        if self.account and self.accounts:
+            raise ValueError("name either account (an account or a group) or accounts (a list), not both")
         if not _TICKER.fullmatch(self.ticker.strip()):
             raise ValueError(f"ticker {self.ticker[:40]!r} is not a valid symbol")
         return self

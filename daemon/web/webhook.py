@@ -23,8 +23,11 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
+from daemon.domain import Intent
 from daemon.engine import Engine
+from daemon.fanout import child, plan
 from daemon.metrics import CONTENT_TYPE_LATEST, Metrics
+from daemon.store.repository import FanoutChild
 from daemon.store.retry import describe
 from daemon.web.errors import error
 from daemon.web.signals import (
@@ -107,9 +110,10 @@ class TradingViewWebhook:
                     presented.encode("utf-8", "replace"), self.secret.encode()):
                 raise SignalError("bad_secret", "missing or wrong secret", 401)
             alert = validate_alert(data, self.limits)
-            account = self.settings.route(normalize_ticker(alert.ticker), alert.account)
-            if account is None:
-                raise SignalError("unknown_account", self._routing_problem(alert.account), 422)
+            targets = self.settings.targets(normalize_ticker(alert.ticker), alert.account, alert.accounts)
+            if targets is None:
+                raise SignalError("unknown_account", self._routing_problem(alert.account or alert.accounts), 422)
+            account = targets.label or targets.legs[0].account
             received = self.clock()
             keys = dedup_keys(alert, data, received)
             late = timing_problem(alert, received_at=received,
@@ -129,6 +133,12 @@ class TradingViewWebhook:
                 return self._late(account, keys, late)
             assert intent is not None
             raw = {k: v for k, v in data.items() if k not in ("secret", "passphrase")}
+            if targets.is_fanout:
+                return self._fanout(intent, plan(intent, targets, received.date()), raw, keys)
+            one = child(intent, targets.legs[0], received.date(), signal_id=intent.signal_id)
+            if one.reason is not None:
+                return self._refuse(422, "zero_quantity", one.reason)
+            intent = one.intent
             # keys[1:]: the previous time bucket's body-hash key (an alert without `id`), only looked up.
             answer = self.engine.accept(intent, raw, also_known_as=keys[1:])
         except SQLAlchemyError as exc:
@@ -164,6 +174,21 @@ class TradingViewWebhook:
             raise SignalError("bad_body", f"the body could not be read: {exc}", 400) from None
         return decode_body(b"".join(chunks), request.headers.get("Content-Encoding", ""), limit)
 
+    def _fanout(self, parent: Intent, children: list[FanoutChild], raw: dict[str, Any],
+                keys: list[str]) -> web.Response:
+        """202 with the parent id and every account's child, once all of them are committed together."""
+        answer = self.engine.accept_fanout(parent, children, raw, also_known_as=keys[1:])
+        if not answer.is_new:
+            return self._duplicate(answer.parent_id)
+        listed = [{"account": c.intent.account, "signal_id": c.intent.signal_id,
+                   "status": c.status.value if new else "duplicate", "symbol": c.intent.symbol,
+                   "quantity": None if c.intent.quantity is None else f"{c.intent.quantity.normalize():f}",
+                   **({"reason": c.reason} if c.reason else {})} for c, new in answer.children]
+        log.info("accepted %s: %s %s on %d accounts", answer.parent_id, parent.action.value, parent.symbol,
+                 len(listed))
+        return web.json_response({"status": "accepted", "signal_id": answer.parent_id,
+                                  "accounts": [c["account"] for c in listed], "children": listed}, status=202)
+
     def _late(self, account: str, keys: list[str], late: SignalError) -> web.Response:
         """A late resend of a signal we already accepted is a duplicate, not a stale alert."""
         existing = self.engine.known_signal(account, [*keys[1:], keys[0]])
@@ -171,8 +196,10 @@ class TradingViewWebhook:
             return self._duplicate(existing)
         return self._refuse(late.status, late.code, late.detail)
 
-    def _routing_problem(self, named: str | None) -> str:
-        accounts = ", ".join(self.settings.enabled_accounts())
+    def _routing_problem(self, named: str | list[str] | None) -> str:
+        accounts = ", ".join([*self.settings.enabled_accounts(), *self.settings.groups])
+        if isinstance(named, list):
+            return f"accounts {', '.join(named)}: each must be a configured, enabled account (accounts: {accounts})"
         if named:
             return f"account {named!r} is not configured or not enabled (accounts: {accounts})"
         return f"no account lists this ticker and no default_account is set (accounts: {accounts})"

@@ -54,7 +54,9 @@ def _s(value: Any) -> str | None:
 
 @dataclass
 class Fault:
-    kind: str  # "status" | "delay" | "drop"
+    kind: str  # "status" | "delay" | "drop" | "hold" | "hang"
+    # hold: wait up to `delay` s before handling (never handled if the caller left); hang: handle, then answer
+    # only after up to `delay` s (while the caller is still there)
     count: int
     method: str | None = None
     path: str | None = None  # prefix
@@ -166,6 +168,8 @@ class AlpacaStandIn:
         fault = next((f for f in self.faults if f.count > 0 and f.applies(request)), None)
         if fault is not None:
             fault.count -= 1
+            if fault.kind == "hold" and not await self._held(request, fault.delay):
+                return web.Response(status=503)  # the caller went away first: the request is never handled
             if fault.kind == "status":
                 headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
                 message = f"injected {fault.status}"
@@ -182,11 +186,23 @@ class AlpacaStandIn:
         ):
             return web.json_response({"code": 40110000, "message": "request is not authorized"}, status=401)
         response = await handler(request)
+        if fault is not None and fault.kind == "hang":
+            await self._held(request, fault.delay)  # handled; the answer waits until the caller leaves
         if fault is not None and fault.kind == "delay":
             await asyncio.sleep(fault.delay)
         if fault is not None and fault.kind == "drop" and request.transport is not None:
             request.transport.abort()  # the order is accepted, the client never hears back
         return response
+
+    @staticmethod
+    async def _held(request: web.Request, seconds: float) -> bool:
+        """Hold a request before handling it; False when its connection closed meanwhile (the caller died)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            if request.transport is None or request.transport.is_closing():
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     @staticmethod
     def _error(status: int, message: str, code: int | None = None) -> web.Response:

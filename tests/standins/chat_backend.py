@@ -55,6 +55,7 @@ class FakeBackend:
         self.started_at = T0
         self.broker = {"topstep1": "projectx", "paper": "paper"}
         self.paused: set[str] = set()
+        self.groups_: dict[str, list[str]] = {}
         self.positions_: dict[str, list[Position]] = {
             "topstep1": [
                 Position(
@@ -119,6 +120,9 @@ class FakeBackend:
             pending_signals=0,
             outbox_pending=3,
         )
+
+    async def groups(self) -> dict[str, list[str]]:
+        return dict(self.groups_)
 
     async def accounts(self) -> list[AccountInfo]:
         return [
