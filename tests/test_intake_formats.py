@@ -63,6 +63,9 @@ REFUSALS = (
     # A body with no TradersPost-only field is read as a native alert, which never guesses a quantity
     # (TradersPost would default it to 1); the README says so.
     "needs quantity",
+    # The boundary's documented bounds on every number (README, bad-input answers): a schema-valid 2e-179 or
+    # 1e300 is no price or size anyone trades.
+    "is out of range", "significant digits", "max_quantity", "max_price",
 )
 
 
