@@ -288,12 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     unlock.set_defaults(func=cmd_unlock)
     sub.add_parser("version", parents=[common], help="print the version").set_defaults(func=cmd_version)
     from daemon.cli import bars as bars_cli
+    from daemon.cli import export as export_cli
     from daemon.cli import replay as replay_cli
     from daemon.cli import risk as tools
 
     tools.add_parser(sub)
     replay_cli.add_parser(sub)
     bars_cli.add_parser(sub)
+    export_cli.add_parser(sub)
     return parser
 
 
