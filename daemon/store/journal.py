@@ -87,7 +87,7 @@ def _cents(value: Decimal) -> Decimal:
 
 
 def _price(value: Decimal) -> str:
-    return str(value.quantize(Decimal("1e-6")).normalize())
+    return format(value.quantize(Decimal("1e-6")).normalize(), "f")
 
 
 def replay(fills: Iterable[tuple[Fill, Decimal, Decimal]]) -> tuple[list[Execution], list[RoundTrip]]:
