@@ -14,6 +14,7 @@ import pytest
 
 from config.settings import Settings
 from daemon.app import Daemon
+from tests.openapi_check import validating_hook
 
 SECRET = "test-secret-0123456789abcdef"
 POSTGRES_URL = os.environ.get("TRADERD_TEST_POSTGRES_URL")
@@ -77,7 +78,8 @@ async def start_daemon(make_settings: Callable[..., Settings]) -> AsyncIterator[
 
 def client_for(daemon: Daemon, token: str | None = None) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.port}", timeout=10, headers=headers)
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.port}", timeout=10, headers=headers,
+                             event_hooks={"response": [validating_hook()]})
 
 
 def alert(**fields: Any) -> dict[str, Any]:

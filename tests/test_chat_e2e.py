@@ -152,9 +152,9 @@ async def test_flatten_confirm_and_double_press(tg: TelegramStandin, start_daemo
     assert not question.buttons
     assert not [p for p in await daemon.brokers["paper"].positions() if p.quantity]
     assert not await daemon.brokers["paper"].open_orders()
-    await tg.press(OPERATOR, question, yes)  # double press: harmless
-    await tg.wait_for(lambda: len(tg.edits) == 2)
-    assert "expired or was already used" in question.text
+    await tg.press(OPERATOR, question, yes)  # double press: harmless, a pop-up, the result stays
+    await tg.wait_for(lambda: any("expired or was already used" in a.get("text", "") for a in tg.answers))
+    assert question.text.startswith("Flatten paper: done.") and len(tg.edits) == 1
     flattens = [s for s in (daemon.store.get_signal(f"flat_{k}_paper") for k in _flatten_keys(daemon)) if s]
     assert len(flattens) == 1
     await tg.wait_for(lambda: "FLATTEN paper" in alerts_text(tg))
@@ -171,12 +171,13 @@ async def test_cancel_confirm_and_expiry(tg: TelegramStandin, start_daemon: Daem
     late = await ask(tg, "/cancel paper")
     await asyncio.sleep(1.2)
     await tg.press(OPERATOR, late, late.buttons[0][1])
-    await tg.wait_for(lambda: tg.edits)
-    assert "expired" in late.text and len(await daemon.brokers["paper"].open_orders()) == 1
+    await tg.wait_for(lambda: tg.answers)
+    assert "expired" in tg.answers[0]["text"] and not tg.edits and late.text.startswith("Cancel 1 open order")
+    assert len(await daemon.brokers["paper"].open_orders()) == 1
     question = await ask(tg, "/cancel paper")
     assert "Cancel 1 open order(s) on paper?" in question.text
     await tg.press(OPERATOR, question, question.buttons[0][1])
-    await tg.wait_for(lambda: len(tg.edits) == 2, within=10)
+    await tg.wait_for(lambda: len(tg.edits) == 1, within=10)
     assert question.text.startswith("Cancel paper: done.") and "cancelled buy 3 AAPL LMT 80.00" in question.text
     assert not await daemon.brokers["paper"].open_orders()
 

@@ -91,11 +91,12 @@ async def test_button_confirm_flow(api: DiscordStandin, bot: DiscordTransport, b
     shown = copy.deepcopy(question)  # the message as the phone shows it, buttons still there
     await api.click(yes, question)
     await api.click(yes, shown)  # double press before the first edit lands
-    await api.wait_for(lambda: len(api.edits) == 2)
+    await api.wait_for(lambda: len(api.edits) == 1 and len(api.followups) == 1)
     assert {c["type"] for c in api.callbacks[-2:]} == {6}  # deferred updates
-    results = sorted(e["content"].splitlines()[0] for e in api.edits)
-    assert results == ["Flatten all: done.", "This confirmation has expired or was already used. Nothing was done."]
-    done = next(e for e in api.edits if e["content"].startswith("Flatten"))
+    [late] = api.followups  # the second press: only its presser sees it, the message is not touched
+    assert late["content"] == "This confirmation has expired or was already used. Nothing was done."
+    assert int(late.get("flags", 0)) & 64  # ephemeral
+    [done] = api.edits
     assert "closed: sell 2 ESH5 @ 5,012.50" in done["content"] and done["components"] == []
     assert backend.flatten_calls == 1 and not backend.positions_["topstep1"]
 
@@ -112,8 +113,9 @@ async def test_button_after_expiry(api: DiscordStandin, backend: FakeBackend) ->
         assert question is not None
         clock[0] += timedelta(seconds=31)
         await api.click(question["components"][0]["components"][0]["custom_id"], question)
-        await api.wait_for(lambda: api.edits)
-        assert "expired" in question["content"] and backend.orders_["topstep1"]
+        await api.wait_for(lambda: api.followups)
+        assert "expired" in api.followups[0]["content"] and int(api.followups[0].get("flags", 0)) & 64
+        assert not api.edits and "Cancel" in question["content"] and backend.orders_["topstep1"]
     finally:
         await asyncio.wait_for(transport.stop(), 15)
 

@@ -69,9 +69,10 @@ async def test_flatten_confirm_flow(api: TelegramStandin, bot: TelegramTransport
     assert "closed: sell 2 ESH5 @ 5,012.50" in question.text and "cancelled sell 2 ESH5 LMT 5,030.00" in question.text
     assert not question.buttons and len(api.answers) == 1
     assert backend.flatten_calls == 1 and not backend.positions_["topstep1"]
-    await api.press(OPERATOR, question, yes)  # double press
-    await api.wait_for(lambda: len(api.edits) == 2)
-    assert "expired or was already used" in question.text and backend.flatten_calls == 1
+    await api.press(OPERATOR, question, yes)  # double press: a pop-up, the message keeps the result
+    await api.wait_for(lambda: len(api.answers) == 2)
+    assert "expired or was already used" in api.answers[1]["text"] and api.answers[1]["show_alert"] in (True, "true")
+    assert question.text.startswith("Flatten all: done.") and len(api.edits) == 1 and backend.flatten_calls == 1
 
 
 async def test_not_the_requester_gets_an_alert_only(

@@ -140,7 +140,9 @@ class ChatOps:
         self._drop_expired(self.clock())
         pending = self._pending.get(key)
         if pending is None or decision not in ("ok", "no"):
-            return ChatReply(text="This confirmation has expired or was already used. Nothing was done.")
+            # A pop-up for the presser only: the message keeps what the first press did (e.g. "done").
+            return ChatReply(text="This confirmation has expired or was already used. Nothing was done.",
+                             ephemeral=True)
         if pending.who.transport != who.transport or pending.who.user_id != who.user_id:
             await self._audit(who, f"confirm {pending.action}", pending.target, False, "not the requester")
             return ChatReply(text="Only the person who asked can confirm this.", ephemeral=True)

@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("version", parents=[common], help="print the version").set_defaults(func=cmd_version)
     from daemon.cli import auth as auth_cli
     from daemon.cli import bars as bars_cli
+    from daemon.cli import export as export_cli
     from daemon.cli import replay as replay_cli
     from daemon.cli import risk as tools
 
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay_cli.add_parser(sub)
     bars_cli.add_parser(sub)
     auth_cli.add_parser(sub, common, load)
+    export_cli.add_parser(sub)
     return parser
 
 

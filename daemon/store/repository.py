@@ -25,8 +25,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 
 from daemon.domain import ZERO, Fill, Intent, Order, OrderStatus, Position, SignalStatus, utcnow
+from daemon.store import paging
+from daemon.store.paging import Page
 from daemon.store.records import AccountRecords
-from daemon.store.tables import DailyPnl, FillRow, OrderRow, PositionRow, SignalRecord, SignalRow
+from daemon.store.tables import (
+    DailyPnl,
+    FillRow,
+    OrderRow,
+    PositionRow,
+    SignalRecord,
+    SignalRow,
+    SignalSummary,
+    order_root,
+)
 from daemon.store.writes import DuplicateFill, HotWrites
 
 _OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]
@@ -49,6 +60,13 @@ class FanoutChild:
     status: SignalStatus
     reason: str | None
     route: dict[str, Any]
+
+
+def _summary(row: SignalRow) -> SignalSummary:
+    return SignalSummary(seq=row.seq or 0, signal_id=row.signal_id, account=row.account, source=row.source,
+                         status=SignalStatus(row.status), reason=row.reason,
+                         intent=Intent.model_validate_json(row.intent_json), received_at=row.received_at,
+                         updated_at=row.updated_at, client_order_id=row.client_order_id)
 
 
 class Store(AccountRecords):
@@ -164,43 +182,39 @@ class Store(AccountRecords):
     @staticmethod
     def _record(session: Any, row: SignalRow, children: list[SignalRecord]) -> SignalRecord:
         match = [col(OrderRow.signal_id) == row.signal_id]
-        if row.client_order_id:
-            match.append(
-                and_(
-                    col(OrderRow.account) == row.account,
-                    col(OrderRow.client_order_id).startswith(row.client_order_id, autoescape=True),
-                )
-            )
+        if row.client_order_id:  # its legs carry no signal id; they extend its order's id (indexed)
+            root = order_root(row.client_order_id)
+            match.append(and_(col(OrderRow.account) == row.account, col(OrderRow.client_order_root) == root))
         orders = session.exec(
             select(OrderRow).where(or_(*match)).order_by(col(OrderRow.created_at), col(OrderRow.id))
         ).all()
         fills: list[FillRow] = []
-        if orders:
-            fills = list(
-                session.exec(
-                    select(FillRow)
-                    .where(
-                        FillRow.account == row.account,
-                        col(FillRow.broker_order_id).in_([o.broker_order_id for o in orders]),
-                    )
-                    .order_by(col(FillRow.filled_at), col(FillRow.id))
-                ).all()
-            )
-        return SignalRecord(
-            signal_id=row.signal_id,
-            account=row.account,
-            status=SignalStatus(row.status),
-            reason=row.reason,
-            intent=Intent.model_validate_json(row.intent_json),
-            received_at=row.received_at,
-            updated_at=row.updated_at,
-            client_order_id=row.client_order_id,
-            orders=[_order(o) for o in orders],
-            fills=[_fill(f) for f in fills],
-            parent_id=row.parent_id,
-            route=None if row.route_json is None else json.loads(row.route_json),
-            children=children,
-        )
+        if orders:  # by the broker_order_id index; the account is checked after (it would pick its own)
+            found = session.exec(
+                select(FillRow)
+                .where(col(FillRow.broker_order_id).in_([o.broker_order_id for o in orders]))
+                .order_by(col(FillRow.filled_at), col(FillRow.id))
+            ).all()
+            fills = [f for f in found if f.account == row.account]
+        return SignalRecord(**_summary(row).model_dump(), orders=[_order(o) for o in orders],
+                            fills=[_fill(f) for f in fills], parent_id=row.parent_id,
+                            route=None if row.route_json is None else json.loads(row.route_json), children=children)
+
+    def signals_page(self, account: str | None = None, after: str | None = None, limit: int = 100
+                     ) -> Page[SignalSummary]:
+        """Newest first (by arrival), `limit` at a time; `after` is the `next` of the previous page."""
+        stmt = select(SignalRow)
+        if account is not None:
+            stmt = stmt.where(SignalRow.account == account)
+        if after is not None:
+            at, seq = paging.decode(after)
+            if at is not None:
+                raise paging.BadCursor("this cursor belongs to another list")
+            stmt = stmt.where(col(SignalRow.seq) < seq)
+        with self._read() as session:
+            rows = list(session.exec(stmt.order_by(col(SignalRow.seq).desc()).limit(limit + 1)).all())
+        rows, cursor = paging.page(rows, limit, lambda r: paging.encode(None, r.seq))
+        return Page([_summary(r) for r in rows], cursor)
 
     def unfinished_signals(self) -> list[tuple[Intent, SignalStatus]]:
         """PENDING and SUBMITTING signals in arrival order, for the workers to resume after a restart."""
@@ -252,6 +266,22 @@ class Store(AccountRecords):
         with self._read() as session:
             return [_order(r) for r in session.exec(stmt).all()]
 
+    def orders_page(self, account: str | None = None, open_only: bool = False, after: str | None = None,
+                    limit: int = 100) -> Page[Order]:
+        """Newest first, `limit` at a time; `after` is the `next` of the previous page."""
+        stmt = select(OrderRow)
+        if account is not None:
+            stmt = stmt.where(OrderRow.account == account)
+        if open_only:
+            stmt = stmt.where(col(OrderRow.status).in_(_OPEN_STATUSES))
+        if after is not None:
+            stmt = stmt.where(paging.before(col(OrderRow.created_at), col(OrderRow.id), after))
+        stmt = stmt.order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc()).limit(limit + 1)
+        with self._read() as session:
+            rows = list(session.exec(stmt).all())
+        rows, cursor = paging.page(rows, limit, lambda r: paging.encode(r.created_at, r.id))
+        return Page([_order(r) for r in rows], cursor)
+
     def order_by_client_id(self, account: str, client_order_id: str) -> Order | None:
         stmt = (
             select(OrderRow)
@@ -293,6 +323,22 @@ class Store(AccountRecords):
         """Newest first."""
         return [_fill(r) for r in self._fill_rows(account, since, True, limit)]
 
+    def fills_page(self, account: str | None = None, since: datetime | None = None, after: str | None = None,
+                   limit: int = 100) -> Page[Fill]:
+        """Newest first, `limit` at a time; `after` is the `next` of the previous page."""
+        stmt = select(FillRow)
+        if account is not None:
+            stmt = stmt.where(FillRow.account == account)
+        if since is not None:
+            stmt = stmt.where(col(FillRow.filled_at) >= since)
+        if after is not None:
+            stmt = stmt.where(paging.before(col(FillRow.filled_at), col(FillRow.id), after))
+        stmt = stmt.order_by(col(FillRow.filled_at).desc(), col(FillRow.id).desc()).limit(limit + 1)
+        with self._read() as session:
+            rows = list(session.exec(stmt).all())
+        rows, cursor = paging.page(rows, limit, lambda r: paging.encode(r.filled_at, r.id))
+        return Page([_fill(r) for r in rows], cursor)
+
     def fill_ids(self, account: str, since: datetime | None) -> set[str]:
         """Ids of the fills recorded for `account` since a time: one query, for reconciliation."""
         stmt = select(FillRow.fill_id).where(FillRow.account == account)
@@ -304,6 +350,10 @@ class Store(AccountRecords):
     def fills_with_pnl(self, account: str | None, since: datetime) -> list[tuple[Fill, Decimal]]:
         """Oldest first, each with the P&L it realized on the ledger."""
         return [(_fill(r), r.realized_pnl) for r in self._fill_rows(account, since, False, None)]
+
+    def journal_fills(self, account: str | None) -> list[tuple[Fill, Decimal, Decimal]]:
+        """Every fill oldest first with its realized P&L and multiplier, for the trade journal."""
+        return [(_fill(r), r.realized_pnl, r.multiplier) for r in self._fill_rows(account, None, False, None)]
 
     # -- positions -----------------------------------------------------------------------------------------
 

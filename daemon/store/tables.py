@@ -14,6 +14,7 @@ Column types are chosen so both SQLite and PostgreSQL give back exactly what was
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, localcontext
 from typing import Any
@@ -104,6 +105,7 @@ class OrderRow(SQLModel, table=True):
         Index("ix_orders_client_order_id", "client_order_id"),
         Index("ix_orders_signal_id", "signal_id"),
         Index("ix_orders_account_created", "account", "created_at"),
+        Index("ix_orders_account_root", "account", "client_order_root"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -111,6 +113,7 @@ class OrderRow(SQLModel, table=True):
     broker_order_id: str
     client_order_id: str
     signal_id: str | None = None
+    client_order_root: str | None = None  # see order_root(): finds a signal's bracket legs by exact match
     symbol: str
     side: str
     quantity: Decimal = Field(sa_type=DecimalText)
@@ -161,6 +164,16 @@ class PositionRow(SQLModel, table=True):
     cost_basis: Decimal = Field(sa_type=DecimalText)  # |quantity| * average price: what the ledger math uses
     realized_pnl: Decimal = Field(sa_type=DecimalText)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+_ROOT = re.compile(r"^td[0-9a-f]{30}")
+
+
+def order_root(client_order_id: str) -> str:
+    """The id the engine derived for a signal (`daemon.domain.client_order_id`) that a broker's leg ids
+    extend ("<id>-tp", "<id>-sl"); any other id is its own root."""
+    found = _ROOT.match(client_order_id)
+    return found.group(0) if found else client_order_id
 
 
 class SnapshotRow(SQLModel, table=True):
@@ -257,17 +270,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class SignalRecord(_Model):
-    """A stored signal with what became of it: the orders it produced and their fills."""
+class SignalSummary(_Model):
+    """A stored signal and its outcome, as listed newest first."""
 
+    seq: int  # arrival order
     signal_id: str
     account: str
+    source: str
     status: SignalStatus
     reason: str | None
     intent: Intent
     received_at: AwareDatetime
     updated_at: AwareDatetime
     client_order_id: str | None
+
+
+class SignalRecord(SignalSummary):
+    """A stored signal with what became of it: the orders it produced and their fills."""
+
     orders: list[Order] = []
     fills: list[Fill] = []
     parent_id: str | None = None  # set on a fan-out child

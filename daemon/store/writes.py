@@ -15,7 +15,7 @@ from sqlalchemy import Connection, and_, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from daemon.domain import ZERO, Fill, Order, OrderStatus, SignalStatus, utcnow
-from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow, apply_fill, average_of
+from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow, apply_fill, average_of, order_root
 
 _FINAL = [s.value for s in OrderStatus if not s.is_open]
 _OPEN = [s.value for s in OrderStatus if s.is_open]
@@ -67,7 +67,8 @@ class HotWrites:
     def upsert_order(self, conn: Connection, order: Order, signal_id: str | None) -> None:
         values = order.model_dump(mode="python")
         values.update(side=order.side.value, order_type=order.order_type.value, status=order.status.value,
-                      time_in_force=order.time_in_force.value, signal_id=signal_id)
+                      time_in_force=order.time_in_force.value, signal_id=signal_id,
+                      client_order_root=order_root(order.client_order_id))
         if order.reject_reason:
             values["reject_reason"] = self.redact(order.reject_reason)
         conn.execute(self.order_upsert, values)

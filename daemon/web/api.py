@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -21,10 +21,14 @@ from daemon.engine import Engine
 from daemon.queries import AccountView, PnlReport, PositionView, Reader
 from daemon.risk.engine import RiskEngine
 from daemon.risk.monitor import RiskMonitor
+from daemon.store import journal
+from daemon.store.paging import BadCursor, Page
 from daemon.store.repository import Store
+from daemon.web import openapi
 from daemon.web.errors import error, http_error
 from daemon.web.signals import parse_time
 
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FLATTEN_WAIT_SECONDS = 15.0
 
@@ -84,6 +88,30 @@ def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
     return int(raw)
 
 
+def _paged(request: web.Request, maximum: int, read: Callable[[str | None, int], Page[T]]) -> Page[T]:
+    """One page of a list: `limit` (1..maximum, default 100) rows after the cursor `after`."""
+    try:
+        return read(request.query.get("after"), _int(request, "limit", 100, maximum))
+    except BadCursor as exc:
+        raise http_error(web.HTTPBadRequest, "bad_query", str(exc)) from None
+
+
+def _next_link(request: web.Request, page: Page[Any]) -> str | None:
+    """The same request (path and query) continued after this page, or None after the last one."""
+    if page.next is None:
+        return None
+    return str(request.rel_url.update_query(after=page.next))
+
+
+def _since(request: web.Request) -> datetime | None:
+    if "since" not in request.query:
+        return None
+    try:
+        return parse_time(request.query["since"])
+    except ValueError as exc:
+        raise http_error(web.HTTPBadRequest, "bad_query", str(exc)) from None
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
@@ -138,8 +166,9 @@ class ControlApi:
         return [
             web.get("/api/status", self.status), web.get("/api/accounts", self.accounts),
             web.get("/api/positions", self.positions), web.get("/api/orders", self.orders),
-            web.get("/api/fills", self.fills), web.get("/api/pnl", self.pnl),
-            web.get("/api/signals/{signal_id}", self.signal), web.get("/api/violations", self.violations),
+            web.get("/api/fills", self.fills), web.get("/api/fills.csv", self.fills_csv), web.get("/api/pnl", self.pnl),
+            web.get("/api/signals", self.signals), web.get("/api/signals/{signal_id}", self.signal),
+            web.get("/api/openapi.json", self.openapi), web.get("/api/violations", self.violations),
             web.get("/api/audit", self.audit),
             web.post("/api/pause", self.pause), web.post("/api/resume", self.resume),
             web.post("/api/flatten", self.flatten),
@@ -173,19 +202,33 @@ class ControlApi:
 
     async def orders(self, request: web.Request) -> web.Response:
         open_only = request.query.get("open", "false").lower() in ("1", "true", "yes")
-        orders = self.store.orders(self._account(request), open_only=open_only,
-                                   limit=_int(request, "limit", 100, 1000))
-        return web.json_response({"orders": [o.model_dump(mode="json") for o in orders]})
+        found = _paged(request, 1000, lambda after, limit: self.store.orders_page(
+            self._account(request), open_only=open_only, after=after, limit=limit))
+        return web.json_response({"orders": [o.model_dump(mode="json") for o in found.items],
+                                  "next": _next_link(request, found)})
 
     async def fills(self, request: web.Request) -> web.Response:
-        since: datetime | None = None
-        if "since" in request.query:
-            try:
-                since = parse_time(request.query["since"])
-            except ValueError as exc:
-                return error(400, "bad_query", str(exc))
-        fills = self.store.fills(self._account(request), since=since, limit=_int(request, "limit", 100, 5000))
-        return web.json_response({"fills": [f.model_dump(mode="json") for f in fills]})
+        since = _since(request)
+        found = _paged(request, 5000, lambda after, limit: self.store.fills_page(
+            self._account(request), since=since, after=after, limit=limit))
+        return web.json_response({"fills": [f.model_dump(mode="json") for f in found.items],
+                                  "next": _next_link(request, found)})
+
+    async def fills_csv(self, request: web.Request) -> web.Response:
+        """Every fill since `since` in TradeNote's generic CSV layout (see daemon.store.journal)."""
+        text = journal.export(self.store, "fills", "csv", _since(request), self._account(request),
+                              self.reader.timezone)
+        return web.Response(text=text, content_type="text/csv",
+                            headers={"Content-Disposition": 'attachment; filename="traderd-fills.csv"'})
+
+    async def signals(self, request: web.Request) -> web.Response:
+        found = _paged(request, 1000, lambda after, limit: self.store.signals_page(
+            self._account(request), after=after, limit=limit))
+        return web.json_response({"signals": [s.model_dump(mode="json") for s in found.items],
+                                  "next": _next_link(request, found)})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi.document(str(self.status_info().get("version", "0"))))
 
     async def pnl(self, request: web.Request) -> web.Response:
         asked = request.query.get("period", "today")
