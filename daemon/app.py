@@ -1,8 +1,12 @@
 """Builds the daemon from Settings and runs its lifecycle: start-up, READY, SIGTERM drain, clean stop.
 
-Start-up order matters: the store opens, brokers connect, the store is reconciled with each broker, the
-engine re-queues signals accepted before the last stop, and only then does the webhook listen and systemd
-hear READY=1. Stop is the reverse: no new webhooks, drain the workers, close brokers, close the store.
+Start-up order matters: the state directory is locked (one daemon per state directory), the store opens,
+and this daemon takes ownership of its accounts: on SQLite all of them, on PostgreSQL those whose leases it
+gets (`daemon.ownership`). For each account it owns, the broker connects, the store is reconciled with it and
+the signals accepted before the last stop are queued again (`daemon.handover`); only then does the webhook
+listen and systemd hear READY=1. The chat transports, the alert outbox and the daily summary run where the
+singleton lease is held. Stop is the reverse: no new webhooks, drain and hand over each account, close
+brokers, close the store, unlock.
 """
 
 from __future__ import annotations
@@ -23,18 +27,24 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
 from config.settings import Settings
+from daemon import cluster
 from daemon.chat.backend import DaemonChatBackend
 from daemon.chat.outbox import Outbox
-from daemon.chat.runtime import ChatRuntime, alert_destinations
+from daemon.chat.runtime import DAILY_JOB, ChatRuntime, alert_destinations
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, log_event
+from daemon.execution import Outcome
+from daemon.handover import AccountHandover, takeover_text
 from daemon.metrics import Metrics
+from daemon.ownership.fence import SINGLETON, NotOwner, account_lease, account_of
+from daemon.ownership.lockfile import LockFile
 from daemon.queries import Reader
 from daemon.reconcile import Reconciler
 from daemon.risk.engine import RiskEngine
 from daemon.risk.wiring import build_monitor, build_risk_engine, schedule_risk_jobs
 from daemon.scheduler import build_scheduler, every
+from daemon.store.leases import Grant
 from daemon.store.repository import Store
 from daemon.store.state import StateStore
 from daemon.strategy.broker_bars import RoutedBarSource
@@ -78,24 +88,38 @@ class Daemon:
         self.notifier = notifier or SystemdNotifier()
         state_dir = settings.daemon.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.lock = LockFile.for_state_dir(state_dir)
         self.secret = webhook_secret(settings)
         self.metrics = Metrics()
         self.events = EventBus()
         self.events.subscribe(log_event)
         self.store = Store(settings.database_url)
+        self.shared = settings.shared_store
+        self.node = cluster.node_name(settings)
         self.brokers: dict[str, Broker] = {
             name: build_broker(name, account, state_dir, clock)
             for name, account in settings.enabled_accounts().items()
         }
+        self.eligible = cluster.eligible(settings, self.brokers)
+        self.ownership, self._keeper = cluster.build_ownership(settings, self.store, self.brokers, self.node,
+                                                               on_gain=self._gained, on_loss=self._lost)
         self.risk: RiskEngine = build_risk_engine(settings, self.store, clock)
         self.engine = Engine(store=self.store, brokers=self.brokers, risk=self.risk, events=self.events,
                              metrics=self.metrics, clock=clock,
-                             stall_seconds=settings.daemon.watchdog_stall_seconds)
+                             stall_seconds=settings.daemon.watchdog_stall_seconds,
+                             shared=self.shared, fence=self.ownership.fence, fenced=self._fenced)
+        self.news = cluster.StoreNews(self.engine, self.brokers, self._keeper)
         self.reconciler = Reconciler(store=self.store, events=self.events, engine=self.engine, clock=clock)
-        self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock)
+        self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock,
+                                          owns=self.owns)
         self.reader = Reader(store=self.store, brokers=self.brokers, engine=self.engine,
                              timezone=settings.daemon.timezone, clock=clock)
         self.connected: set[str] = set()
+        self.handover = AccountHandover(
+            engine=self.engine, brokers=self.brokers, reconciler=self.reconciler,
+            connect=lambda name: self._connect(name, self.brokers[name]), connected=self.connected,
+            forget=self.risk.funded.forget, publish=self.events.publish, name=self.node,
+            timezone=settings.daemon.timezone, grace=settings.daemon.shutdown_grace_seconds)
         self.started_at: datetime | None = None
         self.ready = False
         self.port: int | None = None
@@ -105,9 +129,14 @@ class Daemon:
             submit=self.engine.accept, publish=self.events.publish, brokers=self.brokers,
             scheduler=self._scheduler, state=StateStore(self.store),
             bars=RoutedBarSource.for_strategies(settings.strategies, self.brokers), strategies=settings.strategies,
-            clock=clock,
+            clock=clock, owns=self.owns if self.shared else None,
         )
-        self.chat = self._chat_runtime()  # subscribes the alert outbox now; transports connect after READY
+        # Every daemon queues its alerts in the (shared) outbox; the singleton's holder delivers them.
+        self.outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord), settings.alerts,
+                             self.clock)
+        self.chat = self._chat_runtime(subscribe=self.events.subscribe)
+        self._chat_running = False
+        self._listener: Any = None  # daemon.ownership.listener.Listener on a shared store
         self._watchdog_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -118,19 +147,20 @@ class Daemon:
 
     # ---- wiring ----------------------------------------------------------------------------------
 
-    def _chat_runtime(self) -> ChatRuntime:
+    def owns(self, account: str) -> bool:
+        return self.ownership.holds(account_lease(account))
+
+    def _chat_runtime(self, subscribe: Callable[[Callable[[Event], None]], object]) -> ChatRuntime:
         settings = self.settings
-        outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord), settings.alerts,
-                        self.clock)
         backend = DaemonChatBackend(
             reader=self.reader, engine=self.engine, risk=self.risk, store=self.store, readiness=self.readiness,
-            version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=outbox.pending_count,
+            version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=self.outbox.pending_count,
             extra_health=lambda: self.chat.health(), clock=self.clock, strategies=self.strategies,
         )
         return ChatRuntime(
             telegram=settings.telegram, discord=settings.discord, alerts=settings.alerts,
-            timezone=settings.daemon.timezone, outbox=outbox, state=StateStore(self.store), backend=backend,
-            reader=self.reader, subscribe=self.events.subscribe, clock=self.clock,
+            timezone=settings.daemon.timezone, outbox=self.outbox, state=StateStore(self.store), backend=backend,
+            reader=self.reader, subscribe=subscribe, clock=self.clock,
         )
 
     def web_app(self) -> web.Application:
@@ -140,7 +170,8 @@ class Daemon:
                                   metrics=self.metrics, secret=self.secret, clock=self.clock)
         api = ControlApi(reader=self.reader, engine=self.engine, store=self.store, status=self.status,
                          risk=self.risk, monitor=self.risk_monitor, strategies=self.strategies)
-        app.add_routes(webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics)
+        app.add_routes(webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics,
+                                                            describe=self.role)
                        + api.routes())
         return app
 
@@ -151,8 +182,13 @@ class Daemon:
     def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"started": self.ready, "store": self.store.ping(), "engine": self.engine.alive()}
         for name, broker in self.brokers.items():
-            checks[f"broker:{name}"] = name in self.connected and broker.healthy()
+            if self.owns(name):  # a standby does not need the brokers of accounts it does not execute
+                checks[f"broker:{name}"] = name in self.connected and broker.healthy()
         return checks
+
+    def role(self) -> dict[str, Any]:
+        """active (executes every account it may), standby (none) or partial, with the accounts held."""
+        return cluster.role(self.ownership, self.eligible)
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
@@ -162,6 +198,7 @@ class Daemon:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "uptime_seconds": round((now - self.started_at).total_seconds()) if self.started_at else 0,
             "webhook_url": self.webhook_url(masked=True),
+            "cluster": cluster.view(self.ownership, self.brokers, self.eligible, self.shared),
         }
 
     def webhook_url(self, masked: bool = False) -> str:
@@ -173,19 +210,58 @@ class Daemon:
         token = "<secret>" if masked else self.secret
         return f"{base.rstrip('/')}/webhook/tradingview/{token}"
 
+    # ---- ownership -------------------------------------------------------------------------------
+
+    async def _gained(self, lease: str, grant: Grant) -> None:
+        account = account_of(lease)
+        if account is not None:
+            await self.handover.gained(account, grant)
+            return
+        text = takeover_text("chat and alerts", grant, self.node, self.settings.daemon.timezone)
+        if text is not None:
+            self.events.publish(Event(kind="daemon", summary=text, data={"ownership": "taken_over",
+                                                                         "by": self.node, "lease": SINGLETON}))
+        if self.ready:  # at start-up chat connects after READY (see start)
+            await self._chat_up()
+
+    async def _lost(self, lease: str, why: str, graceful: bool) -> None:
+        account = account_of(lease)
+        if account is not None:
+            await self.handover.lost(account, why, graceful)
+            return
+        if not self._chat_running:
+            return
+        self._chat_running = False
+        if self._scheduler.get_job(DAILY_JOB) is not None:
+            self._scheduler.remove_job(DAILY_JOB)
+        await self.chat.stop()  # bounded by alerts.drain_seconds; undelivered alerts stay queued
+        if not self._stopped.is_set():  # a runtime does not restart: the next holder term gets a fresh one
+            self.chat = self._chat_runtime(subscribe=lambda handler: None)  # the outbox is subscribed already
+
+    async def _chat_up(self) -> None:
+        if self._chat_running or self._stopped.is_set():
+            return
+        self._chat_running = True
+        self.chat.schedule(self._scheduler)  # the daily summary
+        await self.chat.start()  # never raises: a chat outage must not keep the daemon down
+
+    def _fenced(self, account: str, why: str) -> None:
+        """A send was refused: end this term of the account (a new one resumes its signals in order)."""
+        self.ownership.drop(account_lease(account), why)
+
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.started_at = self.clock()
+        self.lock.acquire()  # AlreadyRunning, naming the other daemon's pid
         self.store.open()
-        for name, broker in self.brokers.items():
-            await self._connect(name, broker)
-        for name in sorted(self.connected):
-            try:
-                await self.reconciler.account(name, self.brokers[name])
-            except BrokerError as exc:
-                log.error("start-up reconciliation of %s failed: %s", name, exc.reason)
-        await self.engine.start()
+        await self.engine.start(accounts=())  # workers start as accounts are owned
+        if self.shared:
+            from daemon.ownership.listener import Listener  # psycopg: only with the postgres extra
+
+            self._listener = Listener(self.store.url, on_batch=self.news.on_batch, on_reconnect=self.news.resync)
+            await self._listener.start()
+        await self.ownership.start()  # connect, reconcile and resume each account it gets
         await self.strategies.start()
         self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False,
                                      shutdown_timeout=5)
@@ -195,20 +271,24 @@ class Daemon:
         await site.start()
         self.port = self._runner.addresses[0][1]
         every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.reconcile_all, "reconcile")
+        if self.shared:
+            every(self._scheduler, self.settings.cluster.renew_every, self.news.sweep, "signal-sweep")
         schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)
-        self.chat.schedule(self._scheduler)  # the daily summary
         self._scheduler.start()
         interval = watchdog_interval()
         if interval:
             watchdog = Watchdog(self.notifier, interval, self.settings.daemon.watchdog_stall_seconds)
             self._watchdog_task = asyncio.create_task(self._pet(watchdog), name="watchdog")
         self.ready = True
+        role = self.role()
         self.notifier.ready(f"listening on {self.settings.webhook.host}:{self.port}, "
-                            f"{len(self.brokers)} accounts")
-        self.events.publish(Event(kind="daemon", summary=f"traderd {traderd_version()} started"))
+                            f"{len(role['accounts'])} of {len(self.brokers)} accounts ({role['role']})")
+        self.events.publish(Event(kind="daemon", summary=f"traderd {traderd_version()} started"
+                                  + (f" on {self.node} ({role['role']})" if self.shared else "")))
         log.info("traderd %s ready: webhook on %s:%s, accounts %s", traderd_version(),
-                 self.settings.webhook.host, self.port, ", ".join(self.brokers))
-        await self.chat.start()  # never raises: a chat outage must not keep the daemon down
+                 self.settings.webhook.host, self.port, ", ".join(role["accounts"]) or "none (standby)")
+        if self.ownership.holds(SINGLETON):
+            await self._chat_up()
 
     async def _pet(self, watchdog: Watchdog) -> None:
         """Beat only while the engine's workers make progress, so a stalled engine gets restarted."""
@@ -233,6 +313,8 @@ class Daemon:
 
     async def reconcile_all(self) -> None:
         for name, broker in self.brokers.items():
+            if not self.owns(name):
+                continue
             if name not in self.connected:
                 await self._connect(name, broker)
                 if name not in self.connected:
@@ -248,7 +330,8 @@ class Daemon:
         self._stopped.set()
         self.ready = False
         self.notifier.stopping()
-        await self.chat.stop()  # bounded by alerts.drain_seconds; undelivered alerts stay queued
+        if self._chat_running:
+            await self.chat.stop()  # bounded by alerts.drain_seconds; undelivered alerts stay queued
         log.info("stopping: no new webhooks, draining queued signals")
         if self._runner is not None:
             await self._runner.cleanup()
@@ -257,6 +340,9 @@ class Daemon:
         if self._watchdog_task is not None:
             self._watchdog_task.cancel()
         await self.strategies.stop()
+        if self._listener is not None:
+            await self._listener.stop()
+        await self.ownership.stop()  # each account drains (shutdown_grace_seconds) and is handed over
         await self.engine.stop(self.settings.daemon.shutdown_grace_seconds)
         for name, broker in self.brokers.items():
             try:
@@ -265,7 +351,34 @@ class Daemon:
                 log.warning("closing broker of %s: %s", name, exc.reason)
         self.events.publish(Event(kind="daemon", summary="traderd stopped"))
         self.store.close()
+        self.lock.release()
         log.info("stopped cleanly")
+
+    async def flatten_offline(self, target: str, request_id: str, within: float = 30) -> list[Outcome]:
+        """The daemon is not running: own the accounts (lock file, or their free leases), flatten each
+        through its worker, hand everything back. KeyError for an unknown account; NotOwner when another
+        daemon executes one of them."""
+        self.lock.acquire()
+        self.store.open()
+        try:
+            await self.engine.start(accounts=())
+            await self.ownership.start()
+            accounts = self.engine.targets(target)
+            others = [name for name in accounts if not self.engine.serving(name)]
+            if others:
+                raise NotOwner(f"{', '.join(others)} executed by another daemon: flatten through it "
+                               "(traderd status shows who owns what)")
+            ids = self.engine.request_flatten(target, "cli", request_id, source="cli")
+            self.engine.feed(accounts)
+            return [await self.engine.wait_for(signal_id, within) for signal_id in ids]
+        finally:
+            self._stopped.set()
+            await self.ownership.stop()
+            await self.engine.stop(5)
+            for broker in self.brokers.values():
+                await broker.close()
+            self.store.close()
+            self.lock.release()
 
     async def run_forever(self, on_ready: Callable[[Daemon], None] | None = None) -> None:
         """Start, wait for SIGTERM/SIGINT, then stop."""

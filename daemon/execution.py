@@ -30,6 +30,7 @@ from daemon.domain import (
 )
 from daemon.events import EventBus, fill_event
 from daemon.metrics import Metrics
+from daemon.ownership.fence import NotOwner, no_fence
 from daemon.risk.context import OrderContext
 from daemon.risk.engine import RiskEngine
 from daemon.store.repository import Store
@@ -69,7 +70,9 @@ class Executor:
         locked: Set[str],
         place_attempts: int,
         retry_delay: float,
+        fence: Callable[[str], None] = no_fence,
     ) -> None:
+        self.fence = fence  # raises NotOwner unless this process can prove it owns the account right now
         self.store = store
         self.brokers = brokers
         self.risk = risk
@@ -88,6 +91,8 @@ class Executor:
         self._deferred[intent.account] = []
         try:
             await self.execute(intent, recovered)
+        except NotOwner:
+            raise  # nothing was finished: the signal stays unfinished for the account's owner
         except Exception as exc:  # a bug must not kill the account's worker
             log.exception("signal %s failed unexpectedly", intent.signal_id)
             self._finish(intent, SignalStatus.FAILED, f"internal error: {type(exc).__name__}")
@@ -206,6 +211,7 @@ class Executor:
         last: BrokerUnavailable | None = None
         for attempt in range(self.place_attempts):
             try:
+                self.fence(request.account)  # ownership is proven right before every send
                 return await broker.place_order(request)
             except BrokerUnavailable as exc:
                 last = exc
@@ -225,12 +231,14 @@ class Executor:
         for order in await broker.open_orders():
             if intent.symbol and order.symbol != intent.symbol:
                 continue
+            self.fence(intent.account)
             result = await broker.cancel_order(order.broker_order_id)
             self.store.upsert_order(result)
             cancelled.append(result)
         return cancelled
 
     async def _flatten(self, intent: Intent, broker: Broker) -> Outcome:
+        self.fence(intent.account)
         report: FlattenReport = await broker.flatten()
         for order in (*report.cancelled, *report.closing):
             self.store.upsert_order(order, intent.signal_id)

@@ -18,8 +18,10 @@ PACKAGES = ("config", "daemon", "brokers", "notifiers", "strategies")
 FLOORS: list[tuple[str, ...]] = [
     ("config", "daemon.domain", "daemon.supervision"),
     ("brokers", "notifiers", "strategies"),
-    ("daemon.store", "daemon.risk", "daemon.calendar", "daemon.events", "daemon.metrics", "daemon.scheduler"),
-    ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.reconcile", "daemon.queries"),
+    ("daemon.store", "daemon.risk", "daemon.calendar", "daemon.events", "daemon.metrics", "daemon.scheduler",
+     "daemon.ownership"),
+    ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.reconcile", "daemon.queries",
+     "daemon.handover", "daemon.cluster"),
     ("daemon.web", "daemon.chat", "daemon.strategy"),
     ("daemon.app",),
     ("daemon.cli",),

@@ -1,4 +1,4 @@
-"""The `traderd` command: run | check | init | status | flatten | url | version (and `risk` tools).
+"""The `traderd` command: run | check | init | status | release | flatten | url | version (and `risk` tools).
 
 Every subcommand takes `--config PATH` (or `$TRADERD_CONFIG`). Exit codes: 0 success, 1 the operation
 failed, 2 the configuration or the command line is wrong.
@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from daemon.app import Daemon, traderd_version, webhook_secret
+    from daemon.ownership.lockfile import AlreadyRunning
     from daemon.supervision.logs import configure_logging
     from daemon.supervision.redaction import collect_secrets
     from daemon.supervision.sentry import init_sentry
@@ -115,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(daemon.run_forever(on_ready=announce))
-    except OSError as exc:
+    except (OSError, AlreadyRunning) as exc:
         print(f"traderd: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return 0
@@ -166,13 +168,60 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
+    cluster = status.get("cluster") or {}
+    owners = cluster.get("owners") or {}
     print(f"traderd {status['version']} {'ready' if status['ready'] else 'NOT READY'}, "
-          f"up {status['uptime_seconds']} s")
+          f"up {status['uptime_seconds']} s"
+          + (f"; {cluster['node']} is {cluster['role']}" if cluster.get("store") == "postgresql" else ""))
     for acc in status["accounts"]:
-        flags = [f for f in ("paused", "locked") if acc.get(f)] + ([] if acc.get("connected") else ["DISCONNECTED"])
+        owner = owners.get(acc["account"])
+        mine = owner == cluster.get("node")
+        flags = [f for f in ("paused", "locked") if acc.get(f)]
+        flags += [] if acc.get("connected") or not mine else ["DISCONNECTED"]
+        flags += [] if cluster.get("store") != "postgresql" else [f"owner {owner or 'NONE'}"]
         print(f"  {acc['account']:<16} {acc['broker']:<10} equity {acc.get('equity', '?'):>14}  "
               f"open P&L {acc.get('unrealized_pnl', '?'):>12}  {' '.join(flags)}")
     return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Ask the daemon executing an account to hand it over (explicit rebalancing on a shared store)."""
+    from daemon.ownership.fence import account_lease
+    from daemon.store.database import Database
+    from daemon.store.leases import Leases
+
+    settings = _load(args)
+    if settings is None:
+        return EXIT_USAGE
+    if args.account not in settings.accounts:
+        print(f"traderd: unknown account {args.account!r}; accounts: {', '.join(settings.accounts)}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if not settings.shared_store:
+        print("traderd: nothing to release: on SQLite one daemon executes every account", file=sys.stderr)
+        return EXIT_FAILED
+    database = Database(settings.database_url)
+    database.open()
+    try:
+        leases = Leases(database)
+        lease = account_lease(args.account)
+        holder = leases.request_release(lease)
+        if holder is None:
+            print(f"{args.account} is not held by any daemon; the next one with room takes it")
+            return 0
+        print(f"asked {holder} to hand {args.account} over", flush=True)
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            row = next((v for v in leases.all() if v.name == lease), None)
+            if row is not None and not row.release_requested and (row.holder != holder or not row.held):
+                now = row.holder if row.held and row.holder != holder else "nobody yet"
+                print(f"{args.account}: released by {holder}, now executed by {now}")
+                return 0
+            time.sleep(0.2)
+        print(f"traderd: {holder} has not handed {args.account} over within {args.wait:g} s", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        database.close()
 
 
 def cmd_flatten(args: argparse.Namespace) -> int:
@@ -207,29 +256,22 @@ def cmd_flatten(args: argparse.Namespace) -> int:
 async def _flatten_offline(settings: Settings, target: str, request_id: str) -> int:
     """The daemon is down: run the same engine path in-process, without the webhook."""
     from daemon.app import Daemon
+    from daemon.ownership.fence import NotOwner
+    from daemon.ownership.lockfile import AlreadyRunning
 
-    daemon = Daemon(settings)
-    daemon.store.open()
     try:
-        for name, broker in daemon.brokers.items():
-            await daemon._connect(name, broker)
-        await daemon.engine.start()
-        try:
-            ids = daemon.engine.request_flatten(target, "cli", request_id, source="cli")
-        except KeyError as exc:
-            print(f"traderd: {exc.args[0]}", file=sys.stderr)
-            return EXIT_USAGE
-        failed = False
-        for signal_id in ids:
-            outcome = await daemon.engine.wait_for(signal_id, 30)
-            print(f"{signal_id}: {outcome.status.value} - {outcome.reason}")
-            failed |= outcome.status.value != "executed"
-        return EXIT_FAILED if failed else 0
-    finally:
-        await daemon.engine.stop(5)
-        for broker in daemon.brokers.values():
-            await broker.close()
-        daemon.store.close()
+        outcomes = await Daemon(settings).flatten_offline(target, request_id)
+    except KeyError as exc:
+        print(f"traderd: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    except (AlreadyRunning, NotOwner) as exc:
+        print(f"traderd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    failed = False
+    for outcome in outcomes:
+        print(f"{outcome.signal_id}: {outcome.status.value} - {outcome.reason}")
+        failed |= outcome.status.value != "executed"
+    return EXIT_FAILED if failed else 0
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
@@ -276,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="ask the running daemon how things stand")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+    release = sub.add_parser("release", parents=[common],
+                             help="hand an account over to another daemon (several daemons on PostgreSQL)")
+    release.add_argument("account")
+    release.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the handover (default 30)")
+    release.set_defaults(func=cmd_release)
     flatten = sub.add_parser("flatten", parents=[common], help="cancel all orders and close all positions")
     flatten.add_argument("account", nargs="?", default="all", help="account name or 'all' (default)")
     flatten.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")

@@ -54,7 +54,9 @@ class AccountControls(Protocol):
 
 class RiskMonitor:
     def __init__(self, *, book: FundedBook, controls: AccountControls, store: Store, events: EventBus,
-                 brokers: Mapping[str, Broker], clock: Callable[[], datetime] = utcnow) -> None:
+                 brokers: Mapping[str, Broker], clock: Callable[[], datetime] = utcnow,
+                 owns: Callable[[str], bool] = lambda account: True) -> None:
+        self.owns = owns  # several daemons on one store: each watches only the accounts it executes
         self.book = book
         self.controls = controls
         self.store = store
@@ -62,8 +64,13 @@ class RiskMonitor:
         self.brokers = dict(brokers)
         self.clock = clock
 
-    def accounts(self) -> list[str]:
+    def configured(self) -> list[str]:
+        """Accounts with funded rules, whichever daemon executes them."""
         return [a for a in self.book.accounts() if a in self.brokers]
+
+    def accounts(self) -> list[str]:
+        """The funded accounts this daemon watches now."""
+        return [a for a in self.configured() if self.owns(a)]
 
     def start(self) -> None:
         """Re-apply persisted hard locks to the controls (the store control normally already holds them)."""
