@@ -386,6 +386,7 @@ class Daemon:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        self.lock.acquire()  # refused before anything starts (or needs stopping)
         try:
             await self.start()
             if on_ready is not None:

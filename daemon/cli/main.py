@@ -211,13 +211,19 @@ def cmd_release(args: argparse.Namespace) -> int:
             return 0
         print(f"asked {holder} to hand {args.account} over", flush=True)
         deadline = time.monotonic() + args.wait
+        released = False
         while time.monotonic() < deadline:
             row = next((v for v in leases.all() if v.name == lease), None)
-            if row is not None and not row.release_requested and (row.holder != holder or not row.held):
-                now = row.holder if row.held and row.holder != holder else "nobody yet"
-                print(f"{args.account}: released by {holder}, now executed by {now}")
-                return 0
+            if row is not None and not row.release_requested:
+                released = released or row.holder != holder or not row.held
+                if released and row.held:
+                    print(f"{args.account}: released by {holder}, now executed by {row.holder}")
+                    return 0
             time.sleep(0.2)
+        if released:
+            print(f"{args.account}: released by {holder}; no other daemon has taken it yet "
+                  "(they may be at cluster.capacity)")
+            return 0
         print(f"traderd: {holder} has not handed {args.account} over within {args.wait:g} s", file=sys.stderr)
         return EXIT_FAILED
     finally:
