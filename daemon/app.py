@@ -331,6 +331,7 @@ class Daemon:
         self.ready = False
         self.notifier.stopping()
         if self._chat_running:
+            self._chat_running = False
             await self.chat.stop()  # bounded by alerts.drain_seconds; undelivered alerts stay queued
         log.info("stopping: no new webhooks, draining queued signals")
         if self._runner is not None:

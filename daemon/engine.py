@@ -79,15 +79,17 @@ class Engine:
 
     async def start(self, accounts: Iterable[str] | None = None) -> None:
         """Load controls, queue unfinished signals in arrival order, start one worker per account of
-        `accounts` (default: all; `()` starts none, for accounts to be adopted as they are owned)."""
+        `accounts` (default: all; `()` starts none, for accounts to be adopted as they are owned). On a
+        shared store nothing is recovered here: each account's signals resume when it is adopted, and those
+        of accounts this daemon does not know are another daemon's."""
         self.reload_controls()
         for account, broker in self.brokers.items():
             broker.set_report_handler(self.report_handler(account))
         recovered = []
-        for intent, _status in self.store.unfinished_signals():
+        for intent, _status in [] if self.shared else self.store.unfinished_signals():
             if intent.account in self.brokers:
                 recovered.append(intent)
-            elif not self.shared:  # on a shared store another daemon may be configured with it
+            else:
                 self.store.set_signal_status(intent.signal_id, SignalStatus.FAILED,
                                              f"account {intent.account} is no longer configured")
         chosen = list(self.brokers) if accounts is None else list(accounts)
