@@ -64,6 +64,8 @@ class AccountHandover:
         if account not in self.connected:
             await self.connect(account)
         self.forget(account)
+        if grant.previous_holder is not None and grant.previous_holder != self.name:
+            self.reconciler.continue_from_store(account)  # the last owner kept the store current
         if account in self.connected:
             try:
                 await self.reconciler.account(account, self.brokers[account])

@@ -132,7 +132,7 @@ class AccountWorkers:
         return queue.qsize() if queue else 0
 
     async def _work(self, account: str) -> None:
-        queue = self._queues[account]
+        queue, queued = self._queues[account], self._queued[account]  # this term's, whatever comes after
         while True:
             item = await queue.get()
             if item is None:
@@ -155,7 +155,7 @@ class AccountWorkers:
                 finally:
                     self._busy_since[account] = None
                     # Its outcome is committed: a later announcement finds it finished in the store.
-                    self._queued.get(account, set()).discard(intent.signal_id)
+                    queued.discard(intent.signal_id)
                 self._metrics.queue_depth.labels(account).set(queue.qsize())
             # With a backlog, queue.get() returns without yielding: give the webhook (acknowledgements)
             # and the other accounts' workers a turn between signals.

@@ -23,6 +23,8 @@ from aiohttp import web
 from sqlalchemy import create_engine, text
 
 from daemon.domain import SignalStatus, client_order_id
+from daemon.ownership.fence import NotOwner
+from daemon.ownership.keeper import LeaseKeeper
 from daemon.store.database import Database, normalize_url
 from daemon.store.leases import Leases
 from tests.cluster_nodes import PG_URL, Load, Node, RecordingAlpaca, alpaca_account, body, fresh_database, held, until
@@ -154,6 +156,53 @@ def test_one_of_many_racing_takers_gets_a_free_lease(database: str) -> None:
         again = leases.acquire("account:x", "third", "node-third", 30)
         assert again is not None and again.token == 3 and again.previous_released
     finally:
+        db.close()
+
+
+async def test_the_fence_refuses_once_the_term_is_over(database: str) -> None:
+    """The monotonic deadline ends a term before the database would let the lease go; a new token fences
+    the old owner off even if its own clock says it still may send."""
+    db = Database(database)
+    db.open()
+    now = [1000.0]
+    gained: list[str] = []
+    lost: list[str] = []
+
+    async def gain(lease: str, grant: Any) -> None:
+        gained.append(lease)
+
+    async def lose(lease: str, why: str, graceful: bool) -> None:
+        lost.append(lease)
+
+    keeper = LeaseKeeper(Leases(db), name="k", accounts=["x"], capacity=None, singleton=False,
+                         lease_seconds=30, renew_seconds=10, margin_seconds=6, on_gain=gain, on_loss=lose,
+                         monotonic=lambda: now[0])
+    try:
+        await keeper.start()
+        assert gained == ["account:x"]
+        keeper.fence("x")  # held, current token, term running
+        now[0] += 24.5  # past sent + 30 - 6 on our clock; the database still has 5 s left
+        assert Leases(db).holds("account:x", keeper.owner, 1)
+        with pytest.raises(NotOwner, match="does not hold"):
+            keeper.fence("x")
+        keeper.tick()  # renewed while nobody else could have it: a new term under the same token
+        keeper.fence("x")
+        # The database lets the lease go (our clock did not see the time pass) and another daemon takes it:
+        # the token it shows is no longer current, so nothing goes out.
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE leases SET expires_at = clock_timestamp() - interval '1 second'"))
+        grant = Leases(db).acquire("account:x", "other", "node-other", 30)
+        assert grant is not None and grant.token == 2
+        with pytest.raises(NotOwner, match="moved on"):
+            keeper.fence("x")
+        now[0] += 10
+        keeper.tick()  # the next renewal finds the lease gone: what the term covered is stopped
+        await asyncio.sleep(0.1)
+        assert lost == ["account:x"] and keeper.held() == []
+        with pytest.raises(NotOwner):
+            keeper.fence("y")  # never ours
+    finally:
+        await keeper.stop()
         db.close()
 
 

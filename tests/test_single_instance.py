@@ -72,3 +72,22 @@ async def test_traderd_run_twice_on_one_state_dir(tmp_path: Path) -> None:
         assert health is not None and health["ready"] and health["role"] == "active"
     finally:
         first.stop()
+
+
+def test_release_and_check_on_sqlite(tmp_path: Path) -> None:
+    """`traderd release` has nothing to hand over on SQLite, and `check` says cluster options do nothing there."""
+    config = tmp_path / "traderd.toml"
+    config.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n[cluster]\ncapacity = 3\n[accounts.paper]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADERD_")}
+
+    def traderd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daemon.cli", *args, "--config", str(config)], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+
+    released = traderd("release", "paper")
+    assert released.returncode == 1 and "nothing to release: on SQLite" in released.stderr
+    unknown = traderd("release", "nope")
+    assert unknown.returncode == 2 and "unknown account 'nope'" in unknown.stderr
+    checked = traderd("check")
+    assert checked.returncode == 0
+    assert "cluster.accounts and cluster.capacity have no effect on SQLite" in checked.stdout

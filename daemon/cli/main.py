@@ -59,6 +59,12 @@ def warnings_for(settings: Settings) -> list[str]:
         found.append("the control API (/api/) is reachable beyond localhost without api.token")
     if settings.webhook.trust_forwarded_for and not settings.webhook.allowed_ips:
         found.append("webhook.trust_forwarded_for has no effect without webhook.allowed_ips")
+    if not settings.shared_store and (settings.cluster.accounts or settings.cluster.capacity):
+        found.append("cluster.accounts and cluster.capacity have no effect on SQLite: one daemon executes "
+                     "every account (set store.url to PostgreSQL to run several)")
+    if settings.shared_store and settings.webhook.secret is None:
+        found.append("on a shared store set webhook.secret: the generated one differs per state directory, "
+                     "so each daemon would expect another webhook URL")
     return found
 
 
