@@ -177,13 +177,21 @@ async def until(predicate: Any, within: float, every: float = 0.2) -> Any:
         await asyncio.sleep(every)
 
 
+class _Unchecked:
+    def check_request(self, *args: Any) -> None: ...
+
+    def check_response(self, *args: Any) -> None: ...
+
+
 class RecordingAlpaca(AlpacaStandIn):
     """The Alpaca stand-in, noting when each order POST arrived, its client order id and the port it came in
     on: `listen_again()` opens one more port on the same stand-in, so each daemon can get its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, checked: bool = True) -> None:
         super().__init__(cash=Decimal("1000000000"))
         self.posts: list[tuple[float, str, int]] = []  # (monotonic time, client order id, stand-in port)
+        if not checked:  # a benchmark times the daemons, not the stand-in's contract validation
+            self.contract = _Unchecked()  # type: ignore[assignment]
 
     async def listen_again(self) -> str:
         assert self._runner is not None
