@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -125,6 +126,7 @@ async def bench(kills: int, lease: float, rate: float, url: str) -> dict[str, An
         for node in nodes:
             node.stop()
         await alpaca.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
