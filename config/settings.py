@@ -179,6 +179,38 @@ class StoreSettings(_Section):
         return value
 
 
+class ClusterSettings(_Section):
+    """Several daemons on one PostgreSQL store: each account is executed by whichever holds its lease."""
+
+    name: str | None = Field(None, description="This daemon in leases, alerts and status; default the host name")
+    lease_seconds: float = Field(10.0, ge=2, le=300, description="An owner that stops renewing loses its "
+                                 "accounts after this long")
+    renew_seconds: float | None = Field(None, gt=0, description="How often leases are renewed; default 1/3 of "
+                                        "lease_seconds")
+    margin_seconds: float | None = Field(None, gt=0, description="An owner stops sending orders this long "
+                                         "before its lease could pass on (own monotonic clock); default 1/5 "
+                                         "of lease_seconds")
+    accounts: list[str] = Field(default_factory=list, description="Accounts this daemon may own; empty: any")
+    capacity: int | None = Field(None, gt=0, description="Most accounts this daemon owns at once; unset: all")
+    singleton: bool = Field(True, description="May run chat polling, the alert outbox and the daily summary")
+
+    @property
+    def renew_every(self) -> float:
+        return self.renew_seconds or self.lease_seconds / 3
+
+    @property
+    def margin(self) -> float:
+        return self.margin_seconds or self.lease_seconds / 5
+
+    @model_validator(mode="after")
+    def _timings(self) -> ClusterSettings:
+        if self.renew_every + self.margin >= self.lease_seconds:
+            raise ValueError(f"renew_seconds ({self.renew_every:g}) + margin_seconds ({self.margin:g}) must stay "
+                             f"below lease_seconds ({self.lease_seconds:g}), or a healthy owner would lose its "
+                             "leases between two renewals")
+        return self
+
+
 class TradingHours(_Section):
     start: time = time(9, 30)
     end: time = time(16, 0)
@@ -341,6 +373,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     accounts: dict[str, AccountSettings] = Field(default_factory=lambda: {"paper": AccountSettings()})
     default_account: str | None = Field(
         None, description="Account for alerts that name none and whose ticker no account lists"
@@ -386,6 +419,9 @@ class Settings(BaseSettings):
         for name, strategy in self.strategies.items():
             if strategy.account not in self.accounts:
                 raise ValueError(f"strategy {name!r} trades account {strategy.account!r}, which is not configured")
+        unknown = [name for name in self.cluster.accounts if name not in self.accounts]
+        if unknown:
+            raise ValueError(f"cluster.accounts names unconfigured account(s): {', '.join(unknown)}")
         owner: dict[str, str] = {}
         for name, account in self.accounts.items():
             for symbol in account.symbols:
@@ -401,6 +437,11 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.store.url or f"sqlite:///{self.daemon.state_dir / 'traderd.db'}"
+
+    @property
+    def shared_store(self) -> bool:
+        """True when several daemons may share the store (PostgreSQL): accounts are owned through leases."""
+        return self.database_url.startswith("postgres")
 
     def enabled_accounts(self) -> dict[str, AccountSettings]:
         return {name: acc for name, acc in self.accounts.items() if acc.enabled}

@@ -1,20 +1,21 @@
 """Builds the daemon from Settings and runs its lifecycle: start-up, READY, SIGTERM drain, clean stop.
 
-Start-up order matters: the store opens, brokers connect, the store is reconciled with each broker, the
-engine re-queues signals accepted before the last stop, and only then does the webhook listen and systemd
-hear READY=1. Stop is the reverse: no new webhooks, drain the workers, close brokers, close the store.
+Start-up order matters: the state directory is locked (one daemon per state directory), the store opens,
+and this daemon takes ownership of its accounts: on SQLite all of them, on PostgreSQL those whose leases it
+gets (`daemon.ownership`). For each account it owns, the broker connects, the store is reconciled with it and
+the signals accepted before the last stop are queued again (`daemon.handover`); only then does the webhook
+listen and systemd hear READY=1. The chat transports, the alert outbox and the daily summary run where the
+singleton lease is held. Stop is the reverse: no new webhooks, drain and hand over each account, close
+brokers, close the store, unlock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import signal
 from collections.abc import Callable
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from aiohttp import web
@@ -22,21 +23,31 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from brokers.base import Broker, BrokerError
 from brokers.registry import build_broker
-from config.settings import WEBHOOK_SECRET_FILE, Settings, read_secret_file
+from config.settings import Settings
+from daemon import cluster
 from daemon.chat.backend import DaemonChatBackend
 from daemon.chat.outbox import Outbox
 from daemon.chat.runtime import ChatRuntime, alert_destinations
+from daemon.chat.terms import ChatTerms
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, log_event
+from daemon.execution import Outcome
 from daemon.fanout_report import FanoutReports
+from daemon.handover import AccountHandover, takeover_text
+from daemon.identity import known_webhook_secret, public_webhook_url, traderd_version, webhook_secret
+from daemon.links import BrokerLinks
 from daemon.metrics import Metrics
 from daemon.metrics.live import LiveGauges
+from daemon.ownership.fence import SINGLETON, NotOwner, account_lease, account_of
+from daemon.ownership.lockfile import LockFile
 from daemon.queries import Reader
 from daemon.reconcile import Reconciler
 from daemon.risk.engine import RiskEngine
 from daemon.risk.wiring import build_monitor, build_risk_engine, schedule_risk_jobs
 from daemon.scheduler import build_scheduler, every
+from daemon.site import site, status_page
+from daemon.store.leases import Grant
 from daemon.store.repository import Store
 from daemon.store.state import StateStore
 from daemon.strategy.broker_bars import RoutedBarSource
@@ -44,53 +55,11 @@ from daemon.strategy.runner import StrategyRunner
 from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
 from daemon.supervision.redaction import Redactor, collect_secrets
 from daemon.web.admin import AdminSocket, url_route
-from daemon.web.api import ControlApi, bearer_middleware, redacting_middleware
-from daemon.web.page import StatusPage
-from daemon.web.page_view import Link, PageView
+from daemon.web.api import ControlApi
+from daemon.web.page_view import Link
 from daemon.web.webhook import TradingViewWebhook, health_routes, webhook_routes
 
 log = logging.getLogger("traderd")
-
-
-def traderd_version() -> str:
-    try:
-        return version("traderd")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-def webhook_secret(settings: Settings) -> str:
-    """The configured secret, or one generated once and kept in the state directory (0600).
-
-    Only the daemon itself may generate it: CLI commands read it (`known_webhook_secret`) or ask the daemon.
-    """
-    known = known_webhook_secret(settings)
-    if known is not None:
-        return known
-    path = settings.daemon.state_dir / WEBHOOK_SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    generated = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(generated + "\n")
-    return generated
-
-
-def known_webhook_secret(settings: Settings) -> str | None:
-    """The configured secret, or the one the daemon generated earlier; None when there is neither."""
-    if settings.webhook.secret is not None:
-        return settings.webhook.secret.get_secret_value()
-    return read_secret_file(settings.daemon.state_dir / WEBHOOK_SECRET_FILE)
-
-
-def public_webhook_url(settings: Settings, token: str, port: int | None = None) -> str:
-    """The TradingView webhook URL: `webhook.public_url`, else the listening address, with the path token."""
-    base = settings.webhook.public_url
-    if not base:
-        host = settings.webhook.host
-        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        base = f"http://{host}:{port or settings.webhook.port}"
-    return f"{base.rstrip('/')}/webhook/tradingview/{token}"
 
 
 class Daemon:
@@ -102,30 +71,48 @@ class Daemon:
         state_dir = settings.daemon.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._secret: str | None = None
+        self._stopped = asyncio.Event()
         # The log redaction, for every text that leaves the daemon: API answers, chat, alerts, stored reasons.
         self.redactor = Redactor([*collect_secrets(settings), known_webhook_secret(settings) or ""])
+        self.lock = LockFile.for_state_dir(state_dir)
         self.metrics = Metrics()
         self.events = EventBus()
         self.events.subscribe(log_event)
         self.store = Store(settings.database_url, redact=self.redactor.redact)
+        self.shared = settings.shared_store
+        self.node = cluster.node_name(settings)
         self.brokers: dict[str, Broker] = {
             name: build_broker(name, account, state_dir, clock, self._announcer(name))
             for name, account in settings.enabled_accounts().items()
         }
+        self.eligible = cluster.eligible(settings, self.brokers)
+        self.ownership, self._keeper = cluster.build_ownership(settings, self.store, self.brokers, self.node,
+                                                               on_gain=self._gained, on_loss=self._lost)
         self.risk: RiskEngine = build_risk_engine(settings, self.store, clock)
         self.engine = Engine(store=self.store, brokers=self.brokers, risk=self.risk, events=self.events,
                              metrics=self.metrics, clock=clock,
                              stall_seconds=settings.daemon.watchdog_stall_seconds,
-                             groups={name: group.members() for name, group in settings.groups.items()})
+                             groups={name: group.members() for name, group in settings.groups.items()},
+                             shared=self.shared, fence=self.ownership.fence, fenced=self._fenced)
         self.fanout_reports = FanoutReports(store=self.store, wait_for=self.engine.wait_for,
                                             publish=self.events.publish)
         self.events.subscribe(self.fanout_reports.publish)
+        self.news = cluster.StoreNews(self.engine, self.brokers, self._keeper)
         self.reconciler = Reconciler(store=self.store, events=self.events, engine=self.engine, clock=clock)
-        self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock)
+        self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock,
+                                          owns=self.owns)
         self.reader = Reader(store=self.store, brokers=self.brokers, engine=self.engine,
                              timezone=settings.daemon.timezone, clock=clock,
                              futures=[name for name, account in settings.accounts.items() if account.is_futures])
-        self.connected: set[str] = set()
+        self.links = BrokerLinks(brokers=self.brokers, reconciler=self.reconciler, events=self.events,
+                                 metrics=self.metrics, clock=clock, owns=self.owns,
+                                 announce=lambda: self.started_at is not None and self.ready)
+        self.connected = self.links.connected
+        self.handover = AccountHandover(
+            engine=self.engine, brokers=self.brokers, reconciler=self.reconciler,
+            connect=self.links.connect, connected=self.connected,
+            forget=self.risk.funded.forget, publish=self.events.publish, name=self.node,
+            timezone=settings.daemon.timezone, grace=settings.daemon.shutdown_grace_seconds)
         self.started_at: datetime | None = None
         self.ready = False
         self.port: int | None = None
@@ -136,16 +123,19 @@ class Daemon:
             submit=self.engine.accept, publish=self.events.publish, brokers=self.brokers,
             scheduler=self._scheduler, state=StateStore(self.store),
             bars=RoutedBarSource.for_strategies(settings.strategies, self.brokers), strategies=settings.strategies,
-            clock=clock,
+            clock=clock, owns=self.owns if self.shared else None,
         )
-        self.chat = self._chat_runtime()  # subscribes the alert outbox now; transports connect after READY
+        # The first runtime subscribes the alert outbox now; transports connect after READY, where the
+        # singleton lease is held. A later term's runtime reuses the outbox, already subscribed.
+        self.chat_terms = ChatTerms(self._chat_runtime(), lambda: self._chat_runtime(subscribe=lambda handler: None),
+                                    self._scheduler, self._stopped.is_set)
         self.metrics.before_render(LiveGauges(
             self.metrics, brokers=self.brokers, connected=lambda name: name in self.connected, queues=self.engine,
             outbox=self.outbox, funded=self.risk_monitor, clock=clock,
             daily_loss_limits={name: rules.daily_loss_limit for name, rules in self.risk.funded.rules.items()},
         ).refresh)
+        self._listener: Any = None  # daemon.ownership.listener.Listener on a shared store
         self._watchdog_task: asyncio.Task[None] | None = None
-        self._stopped = asyncio.Event()
 
     @property
     def secret(self) -> str:
@@ -154,6 +144,11 @@ class Daemon:
             self._secret = webhook_secret(self.settings)
             self.redactor.learn(self._secret)
         return self._secret
+
+    @property
+    def chat(self) -> ChatRuntime:
+        """This term's chat runtime (see ChatTerms)."""
+        return self.chat_terms.runtime
 
     @property
     def scheduler(self) -> AsyncIOScheduler:
@@ -166,43 +161,39 @@ class Daemon:
         """What an account's broker adapter says about its link (a login about to expire) as a broker event."""
         return lambda text: self.events.publish(Event(kind="broker", account=account, summary=text))
 
-    def _chat_runtime(self) -> ChatRuntime:
+    def owns(self, account: str) -> bool:
+        return self.ownership.holds(account_lease(account))
+
+    def _chat_runtime(self, subscribe: Callable[[Callable[[Event], None]], object] | None = None) -> ChatRuntime:
+        """The chat runtime; a later term (after the singleton lease came back) reuses the one outbox, which is
+        subscribed to the events once (`subscribe` does nothing then)."""
         settings = self.settings
-        outbox = self.outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord),
-                                      settings.alerts, self.clock, redact=self.redactor.redact)
+        if getattr(self, "outbox", None) is None:
+            self.outbox = Outbox(self.store, alert_destinations(settings.telegram, settings.discord),
+                                 settings.alerts, self.clock, redact=self.redactor.redact)
+        outbox = self.outbox
         backend = DaemonChatBackend(
             reader=self.reader, engine=self.engine, risk=self.risk, store=self.store, readiness=self.readiness,
-            version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=outbox.pending_count,
+            version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=self.outbox.pending_count,
             extra_health=lambda: self.chat.health(), clock=self.clock, strategies=self.strategies,
         )
         return ChatRuntime(
             telegram=settings.telegram, discord=settings.discord, alerts=settings.alerts,
             timezone=settings.daemon.timezone, outbox=outbox, state=StateStore(self.store), backend=backend,
-            reader=self.reader, subscribe=self.fanout_reports.subscribe, clock=self.clock,
+            reader=self.reader, subscribe=subscribe or self.fanout_reports.subscribe, clock=self.clock,
             redact=self.redactor.redact,
         )
 
     def web_app(self) -> web.Application:
-        app = web.Application(middlewares=[bearer_middleware(self._api_token()),
-                                           redacting_middleware(self.redactor.redact_strings)],
-                              client_max_size=self.settings.webhook.max_body_bytes * 4)
+        api = self._control_api()
+        page = status_page(reader=self.reader, store=self.store, risk=self.risk, monitor=self.risk_monitor,
+                           strategies=self.strategies, events=self.events, links=self._links, status=self.status,
+                           flatten=api.flatten, settings=self.settings, clock=self.clock)
         hook = TradingViewWebhook(settings=self.settings, engine=self.engine,
                                   metrics=self.metrics, secret=self.secret, clock=self.clock)
-        api = self._control_api()
-        app.add_routes(webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics)
-                       + api.routes())
-        self._status_page(api).install(app)
-        return app
-
-    def _status_page(self, api: ControlApi) -> StatusPage:
-        view = PageView(reader=self.reader, store=self.store, risk=self.risk, monitor=self.risk_monitor,
-                        strategies=self.strategies.status, recent_events=lambda: self.events.recent,
-                        links=self._links, status=self.status, timezone=self.settings.daemon.timezone,
-                        clock=self.clock)
-        page = StatusPage(view=view, flatten=api.flatten, token=self._api_token(), host=self.settings.webhook.host,
-                          timezone=self.settings.daemon.timezone)
-        self.events.subscribe(page.streams.notify)
-        return page
+        routes = (webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics,
+                                                       describe=self.role) + api.routes())
+        return site(self.settings, routes, page, redact=self.redactor.redact_strings)
 
     def _links(self) -> list[Link]:
         brokers = [Link(f"broker {name}", name in self.connected and broker.healthy())
@@ -225,15 +216,16 @@ class Daemon:
             return
         self.admin = admin
 
-    def _api_token(self) -> str | None:
-        token = self.settings.api.token
-        return token.get_secret_value() if token else None
-
     def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"started": self.ready, "store": self.store.ping(), "engine": self.engine.alive()}
         for name, broker in self.brokers.items():
-            checks[f"broker:{name}"] = name in self.connected and broker.healthy()
+            if self.owns(name):  # a standby does not need the brokers of accounts it does not execute
+                checks[f"broker:{name}"] = name in self.connected and broker.healthy()
         return checks
+
+    def role(self) -> dict[str, Any]:
+        """active (executes every account it may), standby (none) or partial, with the accounts held."""
+        return cluster.role(self.ownership, self.eligible)
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
@@ -243,26 +235,50 @@ class Daemon:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "uptime_seconds": round((now - self.started_at).total_seconds()) if self.started_at else 0,
             "webhook_url": self.webhook_url(masked=True),
+            "cluster": cluster.view(self.ownership, self.brokers, self.eligible, self.shared),
         }
 
     def webhook_url(self, masked: bool = False) -> str:
         return public_webhook_url(self.settings, "<secret>" if masked else self.secret, self.port)
 
+    # ---- ownership -------------------------------------------------------------------------------
+
+    async def _gained(self, lease: str, grant: Grant) -> None:
+        account = account_of(lease)
+        if account is not None:
+            await self.handover.gained(account, grant)
+            return
+        text = takeover_text("chat and alerts", grant, self.node, self.settings.daemon.timezone)
+        if text is not None:
+            self.events.publish(Event(kind="daemon", summary=text, data={"ownership": "taken_over",
+                                                                         "by": self.node, "lease": SINGLETON}))
+        if self.ready:  # at start-up chat connects after READY (see start)
+            await self.chat_terms.up()
+
+    async def _lost(self, lease: str, why: str, graceful: bool) -> None:
+        account = account_of(lease)
+        if account is not None:
+            await self.handover.lost(account, why, graceful)
+            return
+        await self.chat_terms.down()
+
+    def _fenced(self, account: str, why: str) -> None:
+        """A send was refused: end this term of the account (a new one resumes its signals in order)."""
+        self.ownership.drop(account_lease(account), why)
+
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.started_at = self.clock()
+        self.lock.acquire()  # AlreadyRunning, naming the other daemon's pid
         self.store.open()
-        for name, broker in self.brokers.items():
-            await self._connect(name, broker)
-        for name in sorted(self.connected):
-            try:
-                await self.reconciler.account(name, self.brokers[name])
-            except BrokerError as exc:
-                log.error("start-up reconciliation of %s failed: %s", name, exc.reason)
-            else:
-                self.metrics.last_reconcile.labels(name).set(self.clock().timestamp())
-        await self.engine.start()
+        await self.engine.start(accounts=())  # workers start as accounts are owned
+        if self.shared:
+            from daemon.ownership.listener import Listener  # psycopg: only with the postgres extra
+
+            self._listener = Listener(self.store.url, on_batch=self.news.on_batch, on_reconnect=self.news.resync)
+            await self._listener.start()
+        await self.ownership.start()  # connect, reconcile and resume each account it gets
         await self.strategies.start()
         # auto_decompress=False: the webhook inflates bodies itself, bounded, and refuses unknown encodings.
         self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False,
@@ -275,58 +291,31 @@ class Daemon:
         await self._start_admin_socket()
         every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.reconcile_all, "reconcile")
         every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.read_accounts, "metrics")
+        if self.shared:
+            every(self._scheduler, self.settings.cluster.renew_every, self.news.sweep, "signal-sweep")
         schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)
-        self.chat.schedule(self._scheduler)  # the daily summary
         self._scheduler.start()
         interval = watchdog_interval()
         if interval:
             watchdog = Watchdog(self.notifier, interval, self.settings.daemon.watchdog_stall_seconds)
-            self._watchdog_task = asyncio.create_task(self._pet(watchdog), name="watchdog")
+            self._watchdog_task = asyncio.create_task(watchdog.pet_while(self.engine.alive), name="watchdog")
         try:
             await self.read_accounts()
         except Exception:  # the gauges wait for the next periodic read; start-up goes on
             log.exception("first account read for /metrics failed")
         self.ready = True
+        role = self.role()
         self.notifier.ready(f"listening on {self.settings.webhook.host}:{self.port}, "
-                            f"{len(self.brokers)} accounts")
-        self.events.publish(Event(kind="daemon", summary=f"traderd {traderd_version()} started"))
+                            f"{len(role['accounts'])} of {len(self.brokers)} accounts ({role['role']})")
+        self.events.publish(Event(kind="daemon", summary=f"traderd {traderd_version()} started"
+                                  + (f" on {self.node} ({role['role']})" if self.shared else "")))
         log.info("traderd %s ready: webhook on %s:%s, accounts %s", traderd_version(),
-                 self.settings.webhook.host, self.port, ", ".join(self.brokers))
-        await self.chat.start()  # never raises: a chat outage must not keep the daemon down
-
-    async def _pet(self, watchdog: Watchdog) -> None:
-        """Beat only while the engine's workers make progress, so a stalled engine gets restarted."""
-        async def beat_while_alive() -> None:
-            while True:
-                if self.engine.alive():
-                    watchdog.beat()
-                await asyncio.sleep(min(1.0, watchdog.interval / 4))
-
-        await asyncio.gather(beat_while_alive(), watchdog.run())
-
-    async def _connect(self, name: str, broker: Broker) -> None:
-        try:
-            await broker.connect()
-        except BrokerError as exc:
-            log.error("broker of account %s is unavailable: %s", name, exc.reason)
-            self.events.publish(Event(kind="broker", account=name, summary=f"broker unavailable: {exc.reason}"))
-            return
-        if name not in self.connected and self.started_at and self.ready:
-            self.events.publish(Event(kind="broker", account=name, summary="broker reconnected"))
-        self.connected.add(name)
+                 self.settings.webhook.host, self.port, ", ".join(role["accounts"]) or "none (standby)")
+        if self.ownership.holds(SINGLETON):
+            await self.chat_terms.up()
 
     async def reconcile_all(self) -> None:
-        for name, broker in self.brokers.items():
-            if name not in self.connected:
-                await self._connect(name, broker)
-                if name not in self.connected:
-                    continue
-            try:
-                await self.reconciler.account(name, broker)
-            except BrokerError as exc:
-                log.warning("reconciliation of %s failed: %s", name, exc.reason)
-            else:
-                self.metrics.last_reconcile.labels(name).set(self.clock().timestamp())
+        await self.links.reconcile_all()
 
     async def read_accounts(self) -> None:
         """Equity and day P&L for /metrics (broker calls, so periodic rather than at every scrape)."""
@@ -342,7 +331,7 @@ class Daemon:
         self._stopped.set()
         self.ready = False
         self.notifier.stopping()
-        await self.chat.stop()  # bounded by alerts.drain_seconds; undelivered alerts stay queued
+        await self.chat_terms.down()
         log.info("stopping: no new webhooks, draining queued signals")
         if self._runner is not None:
             await self._runner.cleanup()
@@ -354,6 +343,9 @@ class Daemon:
             self._watchdog_task.cancel()
         await self.strategies.stop()
         await self.fanout_reports.close()
+        if self._listener is not None:
+            await self._listener.stop()
+        await self.ownership.stop()  # each account drains (shutdown_grace_seconds) and is handed over
         await self.engine.stop(self.settings.daemon.shutdown_grace_seconds)
         for name, broker in self.brokers.items():
             try:
@@ -362,7 +354,34 @@ class Daemon:
                 log.warning("closing broker of %s: %s", name, exc.reason)
         self.events.publish(Event(kind="daemon", summary="traderd stopped"))
         self.store.close()
+        self.lock.release()
         log.info("stopped cleanly")
+
+    async def flatten_offline(self, target: str, request_id: str, within: float = 30) -> list[Outcome]:
+        """The daemon is not running: own the accounts (lock file, or their free leases), flatten each
+        through its worker, hand everything back. KeyError for an unknown account; NotOwner when another
+        daemon executes one of them."""
+        self.lock.acquire()
+        self.store.open()
+        try:
+            await self.engine.start(accounts=())
+            await self.ownership.start()
+            accounts = self.engine.targets(target)
+            others = [name for name in accounts if not self.engine.serving(name)]
+            if others:
+                raise NotOwner(f"{', '.join(others)} executed by another daemon: flatten through it "
+                               "(traderd status shows who owns what)")
+            ids = self.engine.request_flatten(target, "cli", request_id, source="cli")
+            self.engine.feed(accounts)
+            return [await self.engine.wait_for(signal_id, within) for signal_id in ids]
+        finally:
+            self._stopped.set()
+            await self.ownership.stop()
+            await self.engine.stop(5)
+            for broker in self.brokers.values():
+                await broker.close()
+            self.store.close()
+            self.lock.release()
 
     async def run_forever(self, on_ready: Callable[[Daemon], None] | None = None) -> None:
         """Start, wait for SIGTERM/SIGINT, then stop."""
@@ -370,6 +389,7 @@ class Daemon:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        self.lock.acquire()  # refused before anything starts (or needs stopping)
         try:
             await self.start()
             if on_ready is not None:

@@ -4,6 +4,11 @@ Intake goes one way: the webhook, strategies, chat, the API and the risk monitor
 `Engine.accept`, the only writer of an accepted signal; it returns once the store has committed it, and the
 account's worker (`daemon.workers`) executes it afterwards (`daemon.execution`). At start, the signals
 accepted before the last stop are queued again first, in arrival order.
+
+On a shared store (`shared=True`: several daemons on one PostgreSQL database) a daemon runs workers only for
+the accounts it owns (`adopt` when it gains one, `relinquish` when it loses it), and `accept` only commits:
+the account's owner, whichever daemon that is, hears of the signal (`feed`) and queues it in store order.
+Every send is fenced (`fence(account)` raises `NotOwner` unless this process proves it owns the account).
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from daemon.events import EventBus
 from daemon.execution import Executor, Outcome
 from daemon.fanout import FanoutAcceptance
 from daemon.metrics import Metrics
+from daemon.ownership.fence import no_fence
 from daemon.risk.engine import RiskEngine
+from daemon.store.feed import SignalFeed
 from daemon.store.repository import FanoutChild, Store
-from daemon.workers import AccountWorkers
+from daemon.workers import AccountWorkers, Fenced
 
 log = logging.getLogger("traderd.engine")
 
@@ -48,8 +55,13 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         stall_seconds: float = 30.0,
         groups: Mapping[str, Sequence[str]] | None = None,
+        shared: bool = False,
+        fence: Callable[[str], None] = no_fence,
+        fenced: Fenced | None = None,
     ) -> None:
         self.store = store
+        self.shared = shared
+        self._feed = SignalFeed(store)
         self.brokers = dict(brokers)
         self.risk = risk
         self.events = events
@@ -60,31 +72,67 @@ class Engine:
         self.groups = {name: [a for a in members if a in self.brokers] for name, members in (groups or {}).items()}
         self._executor = Executor(store=store, brokers=self.brokers, risk=risk, events=events, metrics=metrics,
                                   clock=clock, paused=self.paused, locked=self.locked,
-                                  exclusive=lambda account: self._workers.exclusive(account))
+                                  exclusive=lambda account: self._workers.exclusive(account), fence=fence)
         self._workers = AccountWorkers(self.brokers, self._executor.run, metrics=metrics,
-                                       stall_seconds=stall_seconds)
+                                       stall_seconds=stall_seconds, fenced=fenced)
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Load controls, queue unfinished signals in arrival order, start one worker per account."""
-        for name, control in self.store.controls().items():
-            if control.paused:
-                self.paused.add(name)
-            if control.locked:
-                self.locked.add(name)
+    async def start(self, accounts: Iterable[str] | None = None) -> None:
+        """Load controls, queue unfinished signals in arrival order, start one worker per account of
+        `accounts` (default: all; `()` starts none, for accounts to be adopted as they are owned). On a
+        shared store nothing is recovered here: each account's signals resume when it is adopted, and those
+        of accounts this daemon does not know are another daemon's."""
+        self.reload_controls()
         for account, broker in self.brokers.items():
             broker.set_report_handler(self.report_handler(account))
         recovered = []
-        for intent, _status in self.store.unfinished_signals():
+        for intent, _status in [] if self.shared else self.store.unfinished_signals():
             if intent.account in self.brokers:
                 recovered.append(intent)
             else:
                 self.store.set_signal_status(intent.signal_id, SignalStatus.FAILED,
                                              f"account {intent.account} is no longer configured")
+        chosen = list(self.brokers) if accounts is None else list(accounts)
+        recovered = [intent for intent in recovered if intent.account in chosen]
         if recovered:
             log.info("re-queued %d signals accepted before the last stop", len(recovered))
-        self._workers.start(recovered)
+        self._workers.start(recovered, chosen)
+
+    def adopt(self, account: str) -> int:
+        """Start executing an account this process now owns: its controls as stored, then its unfinished
+        signals (each looked up at the broker first: the last owner may have sent it). Returns how many."""
+        self.reload_controls(account)
+        recovered = self._feed.intents([sid for _, sid in self._feed.unfinished_ids([account])])
+        self._workers.start_account(account, recovered)
+        if recovered:
+            log.info("%s: resuming %d unfinished signals", account, len(recovered))
+        return len(recovered)
+
+    async def relinquish(self, account: str, grace: float) -> None:
+        """Stop executing an account: the signal in hand may finish within `grace`, the rest stays stored."""
+        await self._workers.stop_account(account, grace)
+
+    def serving(self, account: str) -> bool:
+        return self._workers.serving(account)
+
+    def feed(self, accounts: Iterable[str]) -> int:
+        """Queue the unfinished signals of those `accounts` this process executes, in store order."""
+        mine = [account for account in accounts if self._workers.serving(account)]
+        fresh = [sid for account, sid in self._feed.unfinished_ids(mine)
+                 if sid not in self._workers.queued(account)]
+        queued = 0
+        for intent in self._feed.intents(fresh):
+            queued += self._workers.put(intent)
+        return queued
+
+    def reload_controls(self, account: str | None = None) -> None:
+        """Pause and lock as the store holds them (another daemon may have changed them)."""
+        controls = self.store.controls()
+        for name in [account] if account is not None else list(self.brokers):
+            control = controls.get(name)
+            (self.paused.add if control is not None and control.paused else self.paused.discard)(name)
+            (self.locked.add if control is not None and control.locked else self.locked.discard)(name)
 
     async def stop(self, grace: float) -> None:
         """Finish what is queued within `grace` seconds; what is left stays durable for the next start."""
@@ -103,8 +151,17 @@ class Engine:
         return self._workers.depth(account)
 
     def report_handler(self, account: str) -> Callable[[BrokerReport], Any]:
-        """What the account's broker calls with each order update and fill it reports."""
-        return self._executor.report_handler(account)
+        """What the account's broker calls with each order update and fill it reports. On a shared store only
+        the account's owner records them: two recorders would race on the rule state a fill moves."""
+        record = self._executor.report_handler(account)
+        if not self.shared:
+            return record
+
+        async def owned(report: BrokerReport) -> None:
+            if self._workers.serving(account):
+                await record(report)
+
+        return owned
 
     # ---- intake ----------------------------------------------------------------------------------
 
@@ -122,7 +179,7 @@ class Engine:
         if existing is not None:
             return Acceptance(existing, False)
         signal_id, is_new = self.store.record_signal(intent, raw)
-        if is_new:
+        if is_new and not self.shared:  # shared: the store announces it to the account's owner
             self._workers.put(intent)
         return Acceptance(signal_id, is_new)
 
@@ -155,7 +212,17 @@ class Engine:
 
     async def wait_for(self, signal_id: str, within: float) -> Outcome:
         """Wait until a queued signal is finished (used by control actions that report their result)."""
-        return await self._executor.wait_for(signal_id, within)
+        record = self.store.get_signal(signal_id) if self.shared else None
+        if not self.shared or (record is not None and self._workers.serving(record.account)):
+            return await self._executor.wait_for(signal_id, within)
+        deadline = asyncio.get_running_loop().time() + within  # another daemon may be the one executing it
+        while True:
+            record = self.store.get_signal(signal_id)
+            if record is not None and record.status.is_final:
+                return Outcome(signal_id, record.status, record.reason)
+            if asyncio.get_running_loop().time() >= deadline:
+                raise TimeoutError(f"signal {signal_id} not finished within {within:g} s")
+            await asyncio.sleep(0.1)
 
     async def execute(self, intent: Intent, recovered: bool = False) -> Outcome:
         """Execute an already recorded intent now, outside the workers (the replay runs bars this way)."""

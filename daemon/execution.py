@@ -32,6 +32,7 @@ from daemon.domain import (
 from daemon.events import EventBus, fill_event
 from daemon.exit_guard import ExitGuard
 from daemon.metrics import Metrics
+from daemon.ownership.fence import NotOwner, no_fence
 from daemon.planner import EXIT_LEG, Instrument, after_exit_leg, cancel_order_of, plan
 from daemon.risk.context import OrderContext
 from daemon.risk.engine import AccountView, RiskEngine
@@ -68,7 +69,9 @@ class Executor:
         paused: Set[str],
         locked: Set[str],
         exclusive: Callable[[str], asyncio.Lock],
+        fence: Callable[[str], None] = no_fence,
     ) -> None:
+        self.fence = fence  # raises NotOwner unless this process can prove it owns the account right now
         self.store = store
         self.brokers = brokers
         self.risk = risk
@@ -77,7 +80,7 @@ class Executor:
         self.clock = clock
         self.paused = paused
         self.locked = locked
-        self.exits = ExitGuard(store=store, brokers=brokers, events=events, exclusive=exclusive)
+        self.exits = ExitGuard(store=store, brokers=brokers, events=events, exclusive=exclusive, fence=fence)
         self._deferred: dict[str, list[BrokerReport]] = {}
         self._flushes: dict[str, asyncio.Task[None]] = {}  # reports written once the store is back
         self._check_exits: dict[str, set[str]] = {}  # per account: symbols whose position a signal shrank
@@ -96,6 +99,8 @@ class Executor:
             try:
                 try:
                     await self.execute(intent, recovered)
+                except NotOwner:
+                    raise  # nothing was finished: the signal stays unfinished for the account's owner
                 except Exception as exc:
                     if is_transient(exc):
                         raise
@@ -249,12 +254,14 @@ class Executor:
     async def _place(self, broker: Broker, request: OrderRequest) -> Order:
         """Send one order. Retries live in the adapter (`brokers.http.place_once`), bounded by the request's
         `expires_at`; a lost answer is looked up there before anything is resent."""
+        self.fence(request.account)  # ownership is proven right before every send
         return await broker.place_order(request)
 
     async def _cancel_open(self, intent: Intent, broker: Broker) -> list[Order]:
         """Cancel the symbol's (or the account's) open orders, each group through its root, which the broker
         cancels with its legs; returns the orders that were really cancelled (not those that filled)."""
         wanted = [o for o in await broker.open_orders() if not intent.symbol or o.symbol == intent.symbol]
+        self.fence(intent.account)
         final = {o.broker_order_id: await broker.cancel_order(o.broker_order_id) for o in cancel_order_of(wanted)}
         if len(final) < len(wanted):
             still = {o.broker_order_id for o in await broker.open_orders()}
@@ -262,6 +269,7 @@ class Executor:
                 if order.broker_order_id in final:
                     continue
                 if order.broker_order_id in still:  # a leg this broker does not cancel with its group
+                    self.fence(intent.account)
                     final[order.broker_order_id] = await broker.cancel_order(order.broker_order_id)
                     continue
                 root = final.get(order.parent_order_id or "") or next(
@@ -274,6 +282,7 @@ class Executor:
         return [o for o in final.values() if o.status is OrderStatus.CANCELLED]
 
     async def _flatten(self, intent: Intent, broker: Broker) -> Outcome:
+        self.fence(intent.account)
         report: FlattenReport = await broker.flatten()
         for order in (*report.cancelled, *report.closing):
             self.store.upsert_order(order, intent.signal_id)

@@ -17,6 +17,7 @@ from decimal import Decimal
 from brokers.base import Broker, BrokerError, OrderRejected
 from daemon.domain import ZERO, Event
 from daemon.events import EventBus
+from daemon.ownership.fence import NotOwner, no_fence
 from daemon.planner import protect_exits
 from daemon.store.repository import Store
 
@@ -27,7 +28,8 @@ class ExitGuard:
     """`exclusive(account)` is the account's worker lock: fixes run between signals, never inside one."""
 
     def __init__(self, *, store: Store, brokers: Mapping[str, Broker], events: EventBus,
-                 exclusive: Callable[[str], asyncio.Lock]) -> None:
+                 exclusive: Callable[[str], asyncio.Lock], fence: Callable[[str], None] = no_fence) -> None:
+        self.fence = fence  # raises NotOwner unless this process owns the account right now
         self.store = store
         self.brokers = brokers
         self.events = events
@@ -66,6 +68,7 @@ class ExitGuard:
             position = held if abs(held) >= abs(stored) else stored
             for fix in protect_exits(position, await broker.open_orders(), symbol):
                 order = fix.order
+                self.fence(account)
                 if fix.quantity is not None:
                     try:
                         result = await broker.modify_order(order.broker_order_id, quantity=fix.quantity)
@@ -82,6 +85,8 @@ class ExitGuard:
                 log.info("%s: %s", account, summary)
                 self.events.publish(Event(kind="order", account=account, summary=summary,
                                           data={"order": result.model_dump(mode="json")}))
+        except NotOwner:
+            log.info("%s %s: no longer this daemon's account; its owner checks the exits", account, symbol)
         except BrokerError as exc:
             log.warning("%s: could not check the exits of %s: %s", account, symbol, exc.reason)
 

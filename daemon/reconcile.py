@@ -34,6 +34,13 @@ class Reconciler:
         self.clock = clock
         self._fills_since: dict[str, datetime | None] = {}
 
+    def continue_from_store(self, account: str) -> None:
+        """Another daemon kept the account's fills current in the shared store until it stopped: the first
+        pass here looks back `FILL_OVERLAP` from the newest stored fill, not `FILL_LOOKBACK`."""
+        newest = self.store.fills(account, limit=1)
+        if newest:
+            self._fills_since[account] = newest[0].filled_at - FILL_OVERLAP
+
     async def account(self, account: str, broker: Broker) -> list[str]:
         """Heal the store from the broker; returns the differences found, in plain words."""
         async with self.engine.exclusive(account):

@@ -20,7 +20,7 @@ from daemon.cli.service import ServiceClient, ServiceError, ServiceUnreachable, 
 
 
 def cmd_url(args: argparse.Namespace) -> int:
-    from daemon.app import known_webhook_secret, public_webhook_url
+    from daemon.identity import known_webhook_secret, public_webhook_url
 
     settings = load(args)
     if settings is None:
@@ -42,10 +42,17 @@ def cmd_url(args: argparse.Namespace) -> int:
 
 def status_lines(status: dict[str, Any]) -> list[str]:
     """The human form of /api/status: a headline, then one line per account."""
+    cluster = status.get("cluster") or {}
+    owners = cluster.get("owners") or {}
+    shared = cluster.get("store") == "postgresql"
     lines = [f"traderd {status['version']} {'ready' if status['ready'] else 'NOT READY'}, "
-             f"up {status['uptime_seconds']} s"]
+             f"up {status['uptime_seconds']} s" + (f"; {cluster['node']} is {cluster['role']}" if shared else "")]
     for acc in status["accounts"]:
-        flags = [f for f in ("paused", "locked") if acc.get(f)] + ([] if acc.get("connected") else ["DISCONNECTED"])
+        owner = owners.get(acc["account"])
+        mine = not shared or owner == cluster.get("node")
+        flags = [f for f in ("paused", "locked") if acc.get(f)]
+        flags += [] if acc.get("connected") or not mine else ["DISCONNECTED"]
+        flags += [f"owner {owner or 'NONE'}"] if shared else []
         lines.append(f"  {acc['account']:<16} {acc['broker']:<10} equity {acc.get('equity', '?'):>14}  "
                      f"open P&L {acc.get('unrealized_pnl', '?'):>12}  {' '.join(flags)}")
     return lines
@@ -101,31 +108,25 @@ def cmd_flatten(args: argparse.Namespace) -> int:
 
 
 async def _flatten_offline(settings: Settings, target: str, request_id: str) -> int:
-    """The daemon is down: run the same engine path in-process, without the webhook."""
+    """The daemon is down: own the accounts (lock file or free leases) and run the same engine path
+    in-process, without the webhook."""
     from daemon.app import Daemon
+    from daemon.ownership.fence import NotOwner
+    from daemon.ownership.lockfile import AlreadyRunning
 
-    daemon = Daemon(settings)
-    daemon.store.open()
     try:
-        for name, broker in daemon.brokers.items():
-            await daemon._connect(name, broker)
-        await daemon.engine.start()
-        try:
-            ids = daemon.engine.request_flatten(target, "cli", request_id, source="cli")
-        except KeyError as exc:
-            print(f"traderd: {exc.args[0]}", file=sys.stderr)
-            return EXIT_USAGE
-        failed = False
-        for signal_id in ids:
-            outcome = await daemon.engine.wait_for(signal_id, 30)
-            print(f"{signal_id}: {outcome.status.value} - {outcome.reason}")
-            failed |= outcome.status.value != "executed"
-        return EXIT_FAILED if failed else 0
-    finally:
-        await daemon.engine.stop(5)
-        for broker in daemon.brokers.values():
-            await broker.close()
-        daemon.store.close()
+        outcomes = await Daemon(settings).flatten_offline(target, request_id)
+    except KeyError as exc:
+        print(f"traderd: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    except (AlreadyRunning, NotOwner) as exc:
+        print(f"traderd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    failed = False
+    for outcome in outcomes:
+        print(f"{outcome.signal_id}: {outcome.status.value} - {outcome.reason}")
+        failed |= outcome.status.value != "executed"
+    return EXIT_FAILED if failed else 0
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The `traderd` command: run | check | init | status | flatten | url | auth | version, `risk`, `replay`, `bars`.
+"""The `traderd` command: run | check | init | status | release | flatten | url | auth | version, `risk`,
+`replay`, `bars`, `export`.
 
 Every subcommand takes `--config PATH`; without it the file is `$TRADERD_CONFIG`, ./traderd.toml,
 $XDG_CONFIG_HOME/traderd/traderd.toml or /etc/traderd/traderd.toml, the first that exists, and each command
@@ -16,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from config.settings import Settings
+from daemon.cli.cluster import cmd_release
 from daemon.cli.control import cmd_flatten, cmd_status, cmd_unlock, cmd_url
 from daemon.cli.loading import EXIT_FAILED, EXIT_USAGE, load
 
@@ -30,6 +32,12 @@ def warnings_for(settings: Settings) -> list[str]:
         found.append("the control API (/api/) is reachable beyond localhost without api.token")
     if settings.webhook.trust_forwarded_for and not settings.webhook.allowed_ips:
         found.append("webhook.trust_forwarded_for has no effect without webhook.allowed_ips")
+    if not settings.shared_store and (settings.cluster.accounts or settings.cluster.capacity):
+        found.append("cluster.accounts and cluster.capacity have no effect on SQLite: one daemon executes "
+                     "every account (set store.url to PostgreSQL to run several)")
+    if settings.shared_store and settings.webhook.secret is None:
+        found.append("on a shared store set webhook.secret: the generated one differs per state directory, "
+                     "so each daemon would expect another webhook URL")
     return found
 
 
@@ -68,7 +76,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.app import Daemon, traderd_version, webhook_secret
+    from daemon.app import Daemon
+    from daemon.identity import traderd_version, webhook_secret
+    from daemon.ownership.lockfile import AlreadyRunning
     from daemon.supervision.logs import configure_logging
     from daemon.supervision.redaction import collect_secrets
     from daemon.supervision.sentry import init_sentry
@@ -100,14 +110,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve())
-    except OSError as exc:
+    except (OSError, AlreadyRunning) as exc:
         print(f"traderd: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    from daemon.app import traderd_version
+    from daemon.identity import traderd_version
 
     print(f"traderd {traderd_version()}")
     return 0
@@ -134,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="ask the running daemon how things stand")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+    release = sub.add_parser("release", parents=[common],
+                             help="hand an account over to another daemon (several daemons on PostgreSQL)")
+    release.add_argument("account")
+    release.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the handover (default 30)")
+    release.set_defaults(func=cmd_release)
     flatten = sub.add_parser("flatten", parents=[common], help="cancel all orders and close all positions")
     flatten.add_argument("account", nargs="?", default="all", help="account name or 'all' (default)")
     flatten.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")

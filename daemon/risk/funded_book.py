@@ -70,6 +70,10 @@ class FundedBook:
             self.save(account, state)
         return state
 
+    def forget(self, account: str) -> None:
+        """Drop the cached state: the next read takes the stored one (another daemon may have moved it on)."""
+        self._cache.pop(account, None)
+
     def save(self, account: str, state: FundedState) -> None:
         self._cache[account] = state
         if self._states is not None:

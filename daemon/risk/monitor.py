@@ -55,7 +55,9 @@ class AccountControls(Protocol):
 
 class RiskMonitor:
     def __init__(self, *, book: FundedBook, controls: AccountControls, store: Store, events: EventBus,
-                 brokers: Mapping[str, Broker], clock: Callable[[], datetime] = utcnow) -> None:
+                 brokers: Mapping[str, Broker], clock: Callable[[], datetime] = utcnow,
+                 owns: Callable[[str], bool] = lambda account: True) -> None:
+        self.owns = owns  # several daemons on one store: each watches only the accounts it executes
         self.book = book
         self.controls = controls
         self.store = store
@@ -63,13 +65,18 @@ class RiskMonitor:
         self.brokers = dict(brokers)
         self.clock = clock
 
-    def accounts(self) -> list[str]:
+    def configured(self) -> list[str]:
+        """Accounts with funded rules, whichever daemon executes them."""
         return [a for a in self.book.accounts() if a in self.brokers]
 
+    def accounts(self) -> list[str]:
+        """The funded accounts this daemon watches now."""
+        return [a for a in self.configured() if self.owns(a)]
+
     def calendars(self) -> set[tuple[SessionCalendar, str]]:
-        """The (calendar, zone) of every watched account's trading day, for scheduling its roll."""
+        """The (calendar, zone) of every configured account's trading day, for scheduling its roll."""
         return {(r.calendar, "America/Chicago" if r.calendar == "cme" else r.day_roll_tz)
-                for r in (self.book.rules[a] for a in self.accounts())}
+                for r in (self.book.rules[a] for a in self.configured())}
 
     def start(self) -> None:
         """Re-apply persisted hard locks to the controls (the store control normally already holds them)."""

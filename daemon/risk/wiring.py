@@ -41,10 +41,12 @@ def build_risk_engine(settings: Settings, store: Store, clock: Callable[[], date
 
 
 def build_monitor(risk: RiskEngine, controls: AccountControls, store: Store, events: EventBus,
-                  brokers: Mapping[str, Broker], clock: Callable[[], datetime]) -> RiskMonitor:
-    """`controls` is what the monitor locks, unlocks and flattens accounts through: the daemon's `Engine`."""
+                  brokers: Mapping[str, Broker], clock: Callable[[], datetime],
+                  owns: Callable[[str], bool] = lambda account: True) -> RiskMonitor:
+    """`controls` is what the monitor locks, unlocks and flattens accounts through: the daemon's `Engine`;
+    `owns` says which accounts this daemon executes (the monitor watches only those)."""
     monitor = RiskMonitor(book=risk.funded, controls=controls, store=store, events=events, brokers=brokers,
-                          clock=clock)
+                          clock=clock, owns=owns)
     events.subscribe(monitor.on_event)
     risk.watch_prices(monitor.observe_price)
     return monitor
@@ -54,7 +56,7 @@ def schedule_risk_jobs(scheduler: AsyncIOScheduler, monitor: RiskMonitor, settin
     """Live-equity marks (which also trigger the flat-by flatten) and the trading-day roll (17:00 CT for
     futures accounts, midnight in the account's zone for 24x7 ones);
     nothing is scheduled when no account has funded rules. Call after the store is open."""
-    accounts = monitor.accounts()
+    accounts = monitor.configured()
     if not accounts:
         return
     monitor.start()

@@ -20,7 +20,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
-from sqlalchemy import DateTime, Dialect, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Dialect, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -250,6 +250,22 @@ class ControlRow(SQLModel, table=True):
     reason: str | None = None
     updated_at: datetime = Field(sa_type=UTCDateTime)
     updated_by: str = ""
+
+
+class LeaseRow(SQLModel, table=True):
+    """Who executes an account (or the singleton jobs) on a shared store; `token` grows with every new owner."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True)  # "account:<name>" or "singleton"
+    owner: str | None = None  # the holding process (unique per run)
+    holder: str | None = None  # its name as people read it (cluster.name)
+    token: int = Field(default=0, sa_type=BigInteger)
+    acquired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    renewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    released: bool = False
+    release_requested: bool = False
 
 
 # -- what the store returns besides domain types ----------------------------------------------------------

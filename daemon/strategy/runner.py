@@ -115,7 +115,10 @@ class StrategyRunner:
 
     def __init__(self, *, submit: Submit, publish: Publish, brokers: Mapping[str, Broker],
                  scheduler: AsyncIOScheduler, state: StateStore, bars: BarSource,
-                 strategies: Mapping[str, StrategySettings], clock: Callable[[], datetime] = utcnow) -> None:
+                 strategies: Mapping[str, StrategySettings], clock: Callable[[], datetime] = utcnow,
+                 owns: Callable[[str], bool] | None = None) -> None:
+        # Several daemons on one store: a strategy runs where its account is executed, from its stored record.
+        self.owns = owns
         self.submit = submit
         self.publish = publish
         self.brokers = dict(brokers)
@@ -158,6 +161,15 @@ class StrategyRunner:
 
         return run
 
+    def _reload(self, name: str, slot: _Slot) -> None:
+        """Take up the record as stored: the account's last owner may have run (or paused) it since."""
+        stored = self.state.get(NAMESPACE, name)
+        slot.record = StrategyRecord.model_validate(stored) if stored else StrategyRecord()
+        if slot.record.disabled_reason is None and slot.instance is None:
+            self._load(name, slot)
+        if slot.instance is not None:
+            slot.instance.state = dict(slot.record.state)
+
     def _load(self, name: str, slot: _Slot) -> None:
         s = slot.settings
         try:
@@ -188,6 +200,10 @@ class StrategyRunner:
     async def run_once(self, name: str) -> list[str]:
         """Act on the latest closed bar if it is new and fresh; returns the ids of the signals submitted."""
         slot = self._slots[name]
+        if self.owns is not None:
+            if not self.owns(slot.settings.account):
+                return []
+            self._reload(name, slot)
         s, record = slot.settings, slot.record
         if slot.instance is None or record.paused or record.disabled_reason:
             return []

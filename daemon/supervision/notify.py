@@ -157,4 +157,13 @@ class Watchdog:
             self.check()
             await asyncio.sleep(self.interval)
 
+    async def pet_while(self, alive: Callable[[], bool]) -> None:
+        """Beat only while `alive()` says the engine's workers make progress, so a stalled engine is
+        restarted; runs until cancelled."""
+        async def beat_while_alive() -> None:
+            while True:
+                if alive():
+                    self.beat()
+                await asyncio.sleep(min(1.0, self.interval / 4))
 
+        await asyncio.gather(beat_while_alive(), self.run())

@@ -246,12 +246,15 @@ def _inflate(body: bytes, coding: str, limit: int) -> bytes:
     raise SignalError("bad_encoding", f"the body is not valid {coding} data", 400)
 
 
-def health_routes(*, readiness: Callable[[], dict[str, Any]], metrics: Metrics) -> list[web.RouteDef]:
+def health_routes(*, readiness: Callable[[], dict[str, Any]], metrics: Metrics,
+                  describe: Callable[[], dict[str, Any]] | None = None) -> list[web.RouteDef]:
+    """`describe` adds facts beside the checks (the daemon's role among others: active, standby, partial)."""
     async def healthz(request: web.Request) -> web.Response:
         checks = readiness()
         ready = all(bool(v) for v in checks.values())
+        extra = describe() if describe is not None else {}
         return web.json_response({"status": "ok" if ready else "not_ready", "live": True, "ready": ready,
-                                  "checks": checks}, status=200 if ready else 503)
+                                  "checks": checks} | extra, status=200 if ready else 503)
 
     async def live(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "live": True})

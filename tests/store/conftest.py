@@ -40,6 +40,7 @@ STORE_TABLES = {
     "audit_log",
     "account_controls",
     "outbox",
+    "leases",
 }
 
 

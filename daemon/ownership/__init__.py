@@ -1,0 +1,1 @@
+"""Exclusive ownership of accounts: a lock file per state directory, leases with fencing tokens on PostgreSQL."""
