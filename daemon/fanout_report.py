@@ -18,7 +18,7 @@ from typing import Any
 
 from daemon.domain import Event, OrderStatus, OrderType, SignalStatus, client_order_id
 from daemon.store.repository import Store
-from daemon.store.tables import SignalRecord
+from daemon.store.views import SignalRecord
 
 log = logging.getLogger("traderd.fanout")
 

@@ -20,7 +20,7 @@ from brokers.base import Broker, BrokerError
 from daemon.calendar import futures_session_date, futures_session_start
 from daemon.domain import PERIODS, ZERO, AccountState, Order, Period, Position, utcnow
 from daemon.store.repository import Store
-from daemon.store.tables import DailyPnl
+from daemon.store.views import DailyPnl
 
 CENT = Decimal("0.01")
 

@@ -10,7 +10,8 @@ from sqlmodel import col, select
 
 from daemon.domain import AccountState, Violation, utcnow
 from daemon.store.database import Database
-from daemon.store.tables import AccountControl, AuditEntry, AuditRow, ControlRow, SnapshotRow, ViolationRow
+from daemon.store.tables import AuditRow, ControlRow, SnapshotRow, ViolationRow
+from daemon.store.views import AccountControl, AuditEntry
 
 
 class AccountRecords(Database):

@@ -28,16 +28,8 @@ from daemon.domain import ZERO, Fill, Intent, Order, OrderStatus, Position, Sign
 from daemon.store import paging
 from daemon.store.paging import Page
 from daemon.store.records import AccountRecords
-from daemon.store.tables import (
-    DailyPnl,
-    FillRow,
-    OrderRow,
-    PositionRow,
-    SignalRecord,
-    SignalRow,
-    SignalSummary,
-    order_root,
-)
+from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow, order_root
+from daemon.store.views import DailyPnl, SignalRecord, SignalSummary
 from daemon.store.writes import DuplicateFill, HotWrites
 
 _OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]

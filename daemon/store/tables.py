@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import BigInteger, DateTime, Dialect, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from daemon.domain import ZERO, AccountState, Fill, Intent, Order, SignalStatus, Violation
+from daemon.domain import ZERO, AccountState, Violation
 
 
 class DecimalText(TypeDecorator[Decimal]):
@@ -268,9 +267,6 @@ class LeaseRow(SQLModel, table=True):
     release_requested: bool = False
 
 
-# -- what the store returns besides domain types ----------------------------------------------------------
-
-
 class KvRow(SQLModel, table=True):
     """JSON documents by (namespace, key); see `daemon.store.state`."""
 
@@ -280,66 +276,6 @@ class KvRow(SQLModel, table=True):
     key: str = Field(primary_key=True)
     value_json: str
     updated_at: datetime = Field(sa_type=UTCDateTime)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SignalSummary(_Model):
-    """A stored signal and its outcome, as listed newest first."""
-
-    seq: int  # arrival order
-    signal_id: str
-    account: str
-    source: str
-    status: SignalStatus
-    reason: str | None
-    intent: Intent
-    received_at: AwareDatetime
-    updated_at: AwareDatetime
-    client_order_id: str | None
-
-
-class SignalRecord(SignalSummary):
-    """A stored signal with what became of it: the orders it produced and their fills."""
-
-    orders: list[Order] = []
-    fills: list[Fill] = []
-    parent_id: str | None = None  # set on a fan-out child
-    route: dict[str, Any] | None = None  # a child's route: ticker, symbol, multiplier, ratio, quantity
-    children: list[SignalRecord] = []  # a fan-out parent's children, one per account
-
-
-class AuditEntry(_Model):
-    id: int
-    at: AwareDatetime
-    actor: str
-    action: str
-    target: str | None
-    detail: str | None
-    ok: bool
-
-
-class AccountControl(_Model):
-    account: str
-    paused: bool
-    locked: bool
-    reason: str | None
-    updated_at: AwareDatetime
-    updated_by: str
-
-
-class DailyPnl(_Model):
-    day: date  # calendar day in the requested time zone
-    account: str
-    realized: Decimal  # gross of fees
-    fees: Decimal
-    fills: int
-
-    @property
-    def net(self) -> Decimal:
-        return self.realized - self.fees
 
 
 _SCALE = Decimal("1e-10")  # average prices and the cost of partial closes are kept to 10 decimal places

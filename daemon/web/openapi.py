@@ -15,7 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from daemon.domain import AccountState, Fill, Order, Position, StrategyStatus, Violation
 from daemon.queries import AccountPnl, PnlTotal
-from daemon.store.tables import AuditEntry, DailyPnl, SignalRecord, SignalSummary
+from daemon.store.views import AuditEntry, DailyPnl, SignalRecord, SignalSummary
 
 MODELS = (AccountState, Fill, Order, Position, StrategyStatus, Violation, AccountPnl, PnlTotal, AuditEntry,
           DailyPnl, SignalRecord, SignalSummary)
