@@ -110,7 +110,7 @@ class Daemon:
         self.connected = self.links.connected
         self.handover = AccountHandover(
             engine=self.engine, brokers=self.brokers, reconciler=self.reconciler,
-            connect=self.links.connect, connected=self.connected,
+            connect=self.links.connect, reconcile=self.links.reconcile, connected=self.connected,
             forget=self.risk.funded.forget, publish=self.events.publish, name=self.node,
             timezone=settings.daemon.timezone, grace=settings.daemon.shutdown_grace_seconds)
         self.started_at: datetime | None = None

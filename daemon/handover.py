@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from brokers.base import Broker, BrokerError
+from brokers.base import Broker
 from daemon.domain import Event
 from daemon.engine import Engine
 from daemon.reconcile import Reconciler
@@ -39,17 +39,20 @@ def _clock_time(at: datetime | None, timezone: str) -> str:
 
 
 class AccountHandover:
-    """`connect(account)` connects the account's broker (adding it to `connected`); `forget(account)` drops
-    the funded-rule state cached in memory, so the store's is read again."""
+    """`connect(account)` connects the account's broker (adding it to `connected`); `reconcile(account)`
+    brings the store in line with the broker's reports; `forget(account)` drops the funded-rule state cached
+    in memory, so the store's is read again."""
 
     def __init__(self, *, engine: Engine, brokers: Mapping[str, Broker], reconciler: Reconciler,
-                 connect: Callable[[str], Awaitable[None]], connected: Collection[str],
+                 connect: Callable[[str], Awaitable[None]], reconcile: Callable[[str], Awaitable[None]],
+                 connected: Collection[str],
                  forget: Callable[[str], None], publish: Callable[[Event], None], name: str, timezone: str,
                  grace: float) -> None:
         self.engine = engine
         self.brokers = brokers
         self.reconciler = reconciler
         self.connect = connect
+        self.reconcile = reconcile
         self.connected = connected
         self.forget = forget
         self.publish = publish
@@ -67,10 +70,7 @@ class AccountHandover:
         if grant.previous_holder is not None and grant.previous_holder != self.name:
             self.reconciler.continue_from_store(account)  # the last owner kept the store current
         if account in self.connected:
-            try:
-                await self.reconciler.account(account, self.brokers[account])
-            except BrokerError as exc:
-                log.error("reconciliation of %s on taking it over failed: %s", account, exc.reason)
+            await self.reconcile(account)
         resumed = self.engine.adopt(account)
         text = takeover_text(account, grant, self.name, self.timezone)
         if text is not None:

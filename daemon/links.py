@@ -38,16 +38,20 @@ class BrokerLinks:
 
     async def reconcile_all(self) -> None:
         """Reconnect what dropped, then reconcile each owned account with its broker's own reports."""
-        for name, broker in self.brokers.items():
+        for name in self.brokers:
             if not self.owns(name):
                 continue
             if name not in self.connected:
                 await self.connect(name)
                 if name not in self.connected:
                     continue
-            try:
-                await self.reconciler.account(name, broker)
-            except BrokerError as exc:
-                log.warning("reconciliation of %s failed: %s", name, exc.reason)
-            else:
-                self.metrics.last_reconcile.labels(name).set(self.clock().timestamp())
+            await self.reconcile(name)
+
+    async def reconcile(self, name: str) -> None:
+        """One account against its broker's own reports; a failure is logged and retried at the next round."""
+        try:
+            await self.reconciler.account(name, self.brokers[name])
+        except BrokerError as exc:
+            log.warning("reconciliation of %s failed: %s", name, exc.reason)
+        else:
+            self.metrics.last_reconcile.labels(name).set(self.clock().timestamp())

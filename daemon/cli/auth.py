@@ -16,10 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from authlib.common.errors import AuthlibBaseError
-from authlib.integrations.httpx_client import OAuth2Client
 
-from brokers.schwab.tokens import SchwabTokens, TokenFile, token_path
 from config.brokers import SchwabSettings
 from config.settings import Settings
 
@@ -39,6 +36,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, load: Loader) -> None:
 
 
 def cmd_auth_schwab(args: argparse.Namespace, load: Loader) -> int:
+    # Imported here: the OAuth library is only needed by this command, not by every `traderd` invocation.
+    from authlib.common.errors import AuthlibBaseError
+    from authlib.integrations.httpx_client import OAuth2Client
+
+    from brokers.schwab.tokens import SchwabTokens, TokenFile, token_path
+
     settings = load(args)
     if settings is None:
         return EXIT_USAGE
