@@ -24,6 +24,7 @@ ADAPTERS: dict[str, str] = {
     "projectx": "brokers.projectx.broker:build",
     "tradovate": "brokers.tradovate.broker:build",
     "schwab": "brokers.schwab.broker:build",
+    "tastytrade": "brokers.tastytrade.broker:build",
 }
 
 
