@@ -254,7 +254,13 @@ def to_position(row: dict[str, Any], account: str, symbol: str) -> Position:
     multiplier = dec(row.get("multiplier")) or Decimal(1)
     return Position(account=account, symbol=symbol, quantity=quantity, average_price=average, market_price=mark,
                     unrealized_pnl=(mark - average) * quantity * multiplier if mark is not None else Decimal(0),
-                    realized_pnl=dec(row.get("realized-today")) or Decimal(0))
+                    realized_pnl=signed(row, "realized-today"))
+
+
+def signed(row: dict[str, Any], key: str) -> Decimal:
+    """An amount tastytrade sends unsigned with a `<key>-effect` of Debit (negative) or Credit."""
+    value = abs(dec(row.get(key)) or Decimal(0))
+    return -value if str(row.get(f"{key}-effect")) == "Debit" else value
 
 
 def to_account_state(balance: dict[str, Any], positions: list[Position], account: str, broker: str,
