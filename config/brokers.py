@@ -9,6 +9,7 @@ input (paper) defaults when left out; the others are required for an account on 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -192,7 +193,8 @@ def read_sections(account: Mapping[str, Any]) -> tuple[dict[str, BaseModel], lis
             if raw is not None:
                 sections[name] = model.model_validate(raw)
             elif not any(field.is_required() for field in model.model_fields.values()):
-                sections[name] = model()
+                with contextlib.suppress(ValidationError):  # a rule across its fields may still need input
+                    sections[name] = model()
         except ValidationError as exc:
             errors += [{**error, "loc": (name, *error["loc"])} for error in exc.errors()]
     return sections, errors
