@@ -126,8 +126,13 @@ def broker_message(response: httpx.Response) -> str:
         return response.text.strip()[:200] or response.reason_phrase
     if isinstance(data, dict):
         for key in ("message", "errorMessage", "errorText", "failureText", "error", "detail"):
-            if data.get(key):
-                return str(data[key])[:300]
+            value = data.get(key)
+            if isinstance(value, dict) and value.get("message"):  # {error: {code, message, errors: [...]}}
+                inner = [str(e["message"]) for e in value.get("errors") or []
+                         if isinstance(e, dict) and e.get("message")]
+                return "; ".join([str(value["message"]), *inner])[:300]
+            if value:
+                return str(value)[:300]
     return str(data)[:200]
 
 

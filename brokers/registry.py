@@ -25,6 +25,7 @@ ADAPTERS: dict[str, str] = {
     "tradovate": "brokers.tradovate.broker:build",
     "schwab": "brokers.schwab.broker:build",
     "ccxt": "brokers.ccxt.broker:build",
+    "tastytrade": "brokers.tastytrade.broker:build",
 }
 
 

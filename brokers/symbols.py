@@ -8,6 +8,7 @@ before expiry. Unknown futures roots raise `UnknownSymbol` before anything is se
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -140,3 +141,13 @@ def front_alias(code: str, on: date, rule: RollRule = RollRule()) -> str | None:
         return None
     front = f"{root}1!"
     return front if normalize(front, on=on, rule=rule) == code.strip().upper() else None
+
+
+def engine_symbol(code: str, alias: str | None, on: date, rule: RollRule = RollRule()) -> str:
+    """How a dated contract (`ESZ6`) is reported to the engine: under the ticker it was last traded by while
+    that ticker still means it (`ES1!`), else as `ES1!` while it is the front contract, else as itself."""
+    if alias is not None and alias != code:
+        with contextlib.suppress(UnknownSymbol):
+            if normalize(alias, on=on, rule=rule) == code:
+                return alias
+    return front_alias(code, on, rule) or code

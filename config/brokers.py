@@ -9,11 +9,12 @@ input (paper) defaults when left out; the others are required for an account on 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 
 class PaperSettings(BaseModel):
@@ -189,6 +190,33 @@ class CcxtSettings(_BrokerSection):
         return {key: url.rstrip("/") for key, url in value.items()}
 
 
+class TastytradeSettings(_BrokerSection):
+    base_url: str = Field(
+        "https://api.cert.tastyworks.com", description="api.cert.tastyworks.com (sandbox) or api.tastyworks.com"
+    )
+    client_secret: SecretStr | None = Field(None, description="OAuth app's client secret (with refresh_token)")
+    refresh_token: SecretStr | None = Field(None, description="OAuth refresh token of the user's grant")
+    username: str | None = Field(None, description="Legacy session login (POST /sessions), with password")
+    password: SecretStr | None = None
+    account_number: str | None = Field(None, description="The account to trade; the only one if unset")
+    user_agent: str | None = Field(None, description="User-Agent sent on every request; traderd/<version> if unset")
+    rate_limit_per_minute: int = Field(120, ge=1, description="Client-side budget (tastytrade publishes none)")
+    poll_interval_seconds: float = Field(2.0, gt=0, le=300, description="Order/fill polling interval")
+    order_lookback_days: int = Field(3, ge=1, le=60, description="Orders read by received time for fills")
+    lookup_skew_seconds: float = Field(
+        300, ge=0, le=3600, description="Clock tolerance when a lost placement is looked up by received time"
+    )
+    check_symbol: str = Field("SPY", description="`traderd check --online` dry-runs buying 1 of this")
+
+    @model_validator(mode="after")
+    def _one_login(self) -> TastytradeSettings:
+        oauth = self.client_secret is not None and self.refresh_token is not None
+        legacy = self.username is not None and self.password is not None
+        if not (oauth or legacy):
+            raise ValueError("set client_secret + refresh_token (OAuth) or username + password (session login)")
+        return self
+
+
 BROKER_SECTIONS: dict[str, type[BaseModel]] = {
     "paper": PaperSettings,
     "alpaca": AlpacaSettings,
@@ -196,6 +224,7 @@ BROKER_SECTIONS: dict[str, type[BaseModel]] = {
     "tradovate": TradovateSettings,
     "schwab": SchwabSettings,
     "ccxt": CcxtSettings,
+    "tastytrade": TastytradeSettings,
 }
 
 
@@ -210,7 +239,8 @@ def read_sections(account: Mapping[str, Any]) -> tuple[dict[str, BaseModel], lis
             if raw is not None:
                 sections[name] = model.model_validate(raw)
             elif not any(field.is_required() for field in model.model_fields.values()):
-                sections[name] = model()
+                with contextlib.suppress(ValidationError):  # a rule across its fields may still need input
+                    sections[name] = model()
         except ValidationError as exc:
             errors += [{**error, "loc": (name, *error["loc"])} for error in exc.errors()]
     return sections, errors

@@ -37,6 +37,7 @@ from brokers.base import (
     OrderRejected,
     UnknownSymbol,
 )
+from brokers.flatten import cancel_then_close
 from brokers.http import RetryPolicy, place_once
 from brokers.schwab import models as sm
 from brokers.schwab.claims import LEG_SUFFIXES, Claims, intent_of, split_cid
@@ -345,24 +346,7 @@ class SchwabBroker(BrokerBase):
 
     async def flatten(self) -> FlattenReport:
         """Cancel every working order (entries first: their exits go with them), then close every position."""
-        cancelled, closing, errors = [], [], []
-        for order in sorted(await self.open_orders(), key=lambda o: o.parent_order_id is not None):
-            try:
-                result = await self.cancel_order(order.broker_order_id)
-            except BrokerError as exc:
-                errors.append(f"cancel {order.symbol} order {order.broker_order_id}: {exc.reason}")
-                continue
-            if result.status is OrderStatus.CANCELLED:
-                cancelled.append(result)
-        for position in await self.positions():
-            try:
-                closed = await self.close_position(position.symbol)
-            except BrokerError as exc:
-                errors.append(f"{position.symbol}: {exc.reason}")
-                continue
-            if closed is not None:
-                closing.append(closed)
-        return FlattenReport(account=self.account, cancelled=cancelled, closing=closing, errors=errors)
+        return await cancel_then_close(self)
 
     # -- polling -----------------------------------------------------------------------------------------
 

@@ -7,12 +7,11 @@ engine last traded it by (`aliases`, kept in the order journal) while that ticke
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
 from brokers.base import UnknownSymbol
-from brokers.symbols import RollRule, front_alias, normalize, split_exchange
+from brokers.symbols import RollRule, engine_symbol, normalize, split_exchange
 from brokers.tradovate.models import TvContract, parse
 from brokers.tradovate.session import TradovateSession
 
@@ -54,12 +53,7 @@ class Contracts:
 
     def display(self, name: str) -> str:
         """`ESZ6` as `ES1!` while it is the front contract (or the ticker last used for it), else `ESZ6`."""
-        today, alias = self.clock().date(), self.aliases.get(name)
-        if alias is not None and alias != name:
-            with contextlib.suppress(UnknownSymbol):
-                if normalize(alias, on=today, rule=self.roll) == name:
-                    return alias
-        return front_alias(name, today, self.roll) or name
+        return engine_symbol(name, self.aliases.get(name), self.clock().date(), self.roll)
 
     async def symbol_of(self, contract_id: int) -> str:
         """The ticker a contract is reported under (see `display`)."""

@@ -1,7 +1,8 @@
 """`traderd check --online`: log in everywhere the configuration points, read only, one line per check.
 
-Each enabled account's broker is connected and asked for its account state (no order is placed, nothing is
-cancelled; the simulated paper broker has nothing to log in to); Telegram answers `getMe`; Discord logs the
+Each enabled account's broker is connected and asked for its account state, and a broker that offers a dry
+run (tastytrade) runs the preflight checks of a small order (no order is placed, nothing is cancelled; the
+simulated paper broker has nothing to log in to); Telegram answers `getMe`; Discord logs the
 bot in (or, push-only, reads its webhook); the database is reached with `SELECT 1` (an SQLite file that
 does not exist yet is reported as to be created, not created). Every check is bounded in time. A failure
 line says what failed and how to fix it.
@@ -15,18 +16,26 @@ import functools
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from brokers.base import AuthenticationFailed, BrokerError
+from brokers.base import AuthenticationFailed, BrokerError, OrderRejected
 from brokers.registry import build_broker
 from config.chat import DiscordSettings, TelegramSettings
 from config.settings import AccountSettings, Settings
 
 CHECK_SECONDS = 20.0
+
+
+@runtime_checkable
+class DryRunner(Protocol):
+    """A broker that can run an order's preflight checks without placing it (tastytrade's dry run)."""
+
+    async def dry_run(self) -> str: ...
 
 
 class CheckResult(BaseModel):
@@ -52,9 +61,15 @@ async def check_broker(name: str, account: AccountSettings, state_dir: Path) -> 
         broker = build_broker(name, account, state_dir)
     except ValueError as exc:
         return CheckResult(name=label, ok=False, detail=str(exc), fix=f"correct accounts.{name}.broker")
+    verdict = ""
     try:
         await broker.connect()
         state = await broker.account_state()
+        if isinstance(broker, DryRunner):  # a broker with preflight checks proves the account can trade
+            verdict = "; " + await broker.dry_run()
+    except OrderRejected as exc:
+        return CheckResult(name=label, ok=False, detail=f"logged in, but the dry run was refused: {exc.reason}",
+                           fix=f"check the account's trading permissions and funds, or check_symbol in {section}")
     except AuthenticationFailed as exc:
         return CheckResult(name=label, ok=False, detail=f"login refused: {exc.reason}",
                            fix=f"check the credentials in {section} (or their credential files)")
@@ -67,7 +82,7 @@ async def check_broker(name: str, account: AccountSettings, state_dir: Path) -> 
     finally:
         with contextlib.suppress(Exception):
             await broker.close()
-    return CheckResult(name=label, ok=True, detail=f"logged in, equity {state.equity} {state.currency}")
+    return CheckResult(name=label, ok=True, detail=f"logged in, equity {state.equity} {state.currency}{verdict}")
 
 
 async def check_telegram(tg: TelegramSettings) -> CheckResult:

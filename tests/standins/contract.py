@@ -91,7 +91,11 @@ class _Operation:
 class Contract:
     """A loaded API description that can check requests and responses."""
 
-    def __init__(self, spec: dict[str, Any], base_path: str = "") -> None:
+    def __init__(self, spec: dict[str, Any], base_path: str = "",
+                 payload: Callable[[Any], Any] | None = None) -> None:
+        # `payload`: what of a response body the spec describes, for APIs whose live answers wrap it in an
+        # envelope the spec leaves out (tastytrade's `{data: ...}`); it raises ContractViolation if absent.
+        self.payload = payload
         self.swagger2 = str(spec.get("swagger", "")).startswith("2")
         self.spec = _with_nullable(spec) if self.swagger2 else spec
         self.base_path = base_path.rstrip("/") or self._spec_base_path()
@@ -319,6 +323,8 @@ class Contract:
             instance = json.loads(body)
         except ValueError as exc:
             raise ContractViolation(f"{where}: body is not JSON ({exc}): {body[:120]!r}") from None
+        if self.payload is not None:
+            instance = self.payload(instance)
         errors = self._schema_errors(schema_ptr, instance, f"{where} body")
         if errors:
             raise ContractViolation(errors)

@@ -198,6 +198,41 @@ BINANCE: tuple[Deviation, ...] = (
     ),
 )
 
+TASTYTRADE: tuple[Deviation, ...] = (
+    Deviation(
+        broker="tastytrade",
+        reason="The harvested spec documents only the success status of each operation; the live API answers "
+        "401 (token, User-Agent), 403, 404, 422 (preflight checks), 429 (no rate-limit headers) and 5xx with "
+        "`{error: {code, message}}`.",
+        message=r"status (400|401|403|404|422|429|500|502|503|504) not documented",
+        direction="response",
+    ),
+    Deviation(
+        broker="tastytrade",
+        reason="Spec defect: `account_number` (and `customer_id`) path parameters are typed int32, but account "
+        "numbers are alphanumeric (`5WT00001`) and the customer is addressed as `me`.",
+        message=r"path parameter '(account_number|customer_id)': \$: '[^']+' is not of type 'integer'",
+        direction="request",
+    ),
+    Deviation(
+        broker="tastytrade",
+        reason="Spec defect: every order body requires `stop-trigger`, `price-effect` and `value-effect`, which "
+        "apply only to stop, priced and notional orders (a market order has none; the SDK omits them), and "
+        "complex bodies require the PAIRS-only `ratio-price-comparator` / `ratio-price-threshold`.",
+        message=r"'(stop-trigger|price-effect|value-effect|ratio-price-comparator|ratio-price-threshold)' is a "
+        r"required property",
+        direction="request",
+    ),
+    Deviation(
+        broker="tastytrade",
+        reason="Spec defect: `buying-power-effect` and `fee-calculation` are typed string, but the live API (and "
+        "the SDK's `BuyingPowerEffect` / `FeeCalculation`) has objects there; positions' `quantity` is typed "
+        "object where the live API sends a number (the SDK's Decimal).",
+        message=r"\$(\.buying-power-effect|\.fee-calculation|\[\d+\]\.quantity): .* is not of type '(string|object)'",
+        direction="response",
+    ),
+)
+
 BY_BROKER: dict[str, tuple[Deviation, ...]] = {
     "alpaca": ALPACA,
     "alpaca-sdk": ALPACA + ALPACA_SDK,
@@ -205,4 +240,5 @@ BY_BROKER: dict[str, tuple[Deviation, ...]] = {
     "tradovate": TRADOVATE,
     "schwab": SCHWAB,
     "binance": BINANCE,
+    "tastytrade": TASTYTRADE,
 }

@@ -1,0 +1,32 @@
+"""Flatten for adapters whose broker has no flatten of its own: cancel every working order, then close every position.
+
+Entries are cancelled before bracket exits (cancelling an entry takes its exits with it at the brokers that
+link them), every failure is collected rather than stopping the rest, and the report says exactly what
+was cancelled, what closing orders were sent and what failed. Used by the Schwab and tastytrade adapters.
+"""
+
+from __future__ import annotations
+
+from brokers.base import Broker, BrokerError
+from daemon.domain import FlattenReport, OrderStatus
+
+
+async def cancel_then_close(broker: Broker) -> FlattenReport:
+    cancelled, closing, errors = [], [], []
+    for order in sorted(await broker.open_orders(), key=lambda o: o.parent_order_id is not None):
+        try:
+            result = await broker.cancel_order(order.broker_order_id)
+        except BrokerError as exc:
+            errors.append(f"cancel {order.symbol} order {order.broker_order_id}: {exc.reason}")
+            continue
+        if result.status is OrderStatus.CANCELLED:
+            cancelled.append(result)
+    for position in await broker.positions():
+        try:
+            closed = await broker.close_position(position.symbol)
+        except BrokerError as exc:
+            errors.append(f"{position.symbol}: {exc.reason}")
+            continue
+        if closed is not None:
+            closing.append(closed)
+    return FlattenReport(account=broker.account, cancelled=cancelled, closing=closing, errors=errors)

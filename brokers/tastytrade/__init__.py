@@ -1,0 +1,1 @@
+"""tastytrade adapter: stocks and futures through the tastytrade Open API (see broker.py)."""
