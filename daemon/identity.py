@@ -6,7 +6,8 @@ import os
 import secrets
 from importlib.metadata import PackageNotFoundError, version
 
-from config.settings import WEBHOOK_SECRET_FILE, Settings, read_secret_file
+from config.service import WEBHOOK_SECRET_FILE
+from config.settings import Settings, read_secret_file
 
 
 def traderd_version() -> str:

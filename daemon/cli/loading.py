@@ -7,15 +7,8 @@ import sys
 
 from pydantic import ValidationError
 
-from config.settings import (
-    ConfigChoice,
-    ConfigFileError,
-    Settings,
-    discover_config,
-    is_service_config,
-    load_settings,
-    with_service_dirs,
-)
+from config.discovery import ConfigChoice, discover_config, is_service_config, with_service_dirs
+from config.settings import ConfigFileError, Settings, load_settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from config.settings import SERVICE_CREDENTIALS_DIR, Settings, read_secret_file
+from config.service import SERVICE_CREDENTIALS_DIR
+from config.settings import Settings, read_secret_file
 
 TIMEOUT = 20.0
 
