@@ -2,17 +2,20 @@
 
 Entries are cancelled before bracket exits (cancelling an entry takes its exits with it at the brokers that
 link them), every failure is collected rather than stopping the rest, and the report says exactly what
-was cancelled, what closing orders were sent and what failed. Used by the Schwab and tastytrade adapters.
+was cancelled, what closing orders were sent and what failed. Used by the Schwab and tastytrade adapters;
+Tradovate shares the cancelling half and liquidates its own way.
 """
 
 from __future__ import annotations
 
 from brokers.base import Broker, BrokerError
-from daemon.domain import FlattenReport, OrderStatus
+from daemon.domain import FlattenReport, Order, OrderStatus
 
 
-async def cancel_then_close(broker: Broker) -> FlattenReport:
-    cancelled, closing, errors = [], [], []
+async def cancel_working(broker: Broker) -> tuple[list[Order], list[str]]:
+    """Cancel every working order, entries before their bracket legs: (the orders cancelled, the failures)."""
+    cancelled: list[Order] = []
+    errors: list[str] = []
     for order in sorted(await broker.open_orders(), key=lambda o: o.parent_order_id is not None):
         try:
             result = await broker.cancel_order(order.broker_order_id)
@@ -21,6 +24,12 @@ async def cancel_then_close(broker: Broker) -> FlattenReport:
             continue
         if result.status is OrderStatus.CANCELLED:
             cancelled.append(result)
+    return cancelled, errors
+
+
+async def cancel_then_close(broker: Broker) -> FlattenReport:
+    cancelled, errors = await cancel_working(broker)
+    closing: list[Order] = []
     for position in await broker.positions():
         try:
             closed = await broker.close_position(position.symbol)

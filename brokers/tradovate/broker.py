@@ -37,6 +37,7 @@ from brokers.base import (
     OrderNotFound,
     OrderRejected,
 )
+from brokers.flatten import cancel_working
 from brokers.http import RetryPolicy, place_once
 from brokers.journal import OrderJournal
 from brokers.stream import Backoff, StreamClient
@@ -352,15 +353,8 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
 
     async def flatten(self) -> FlattenReport:
         """Cancel every working order (entries before their bracket legs), then liquidate every position."""
-        cancelled, closing, errors = [], [], []
-        for order in sorted(await self.open_orders(), key=lambda o: o.parent_order_id is not None):
-            try:
-                result = await self.cancel_order(order.broker_order_id)
-            except BrokerError as exc:
-                errors.append(f"cancel {order.symbol} order {order.broker_order_id}: {exc.reason}")
-                continue
-            if result.status is OrderStatus.CANCELLED:
-                cancelled.append(result)
+        cancelled, errors = await cancel_working(self)
+        closing: list[Order] = []
         for position in await self._raw_positions():
             name = await self.contracts.symbol_of(position.contractId)
             try:
