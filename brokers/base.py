@@ -23,6 +23,7 @@ Adapters subclass `BrokerBase`, which implements the optional methods with the d
 | observe_price             | no       | a price seen in a signal, which the paper broker trades on (ignored) |
 | healthy                   | no       | connectivity for `/status` and `/healthz` (True)                     |
 | multiplier                | no       | point value of a symbol, for P&L and notional (1)                    |
+| native_trailing           | no       | trailing stops it trails itself: "order", "bracket" (none: daemon)   |
 | bars                      | no       | OHLCV bars from the broker's market data (`NotImplementedError`)     |
 """
 
@@ -93,6 +94,7 @@ ReportHandler = Callable[[BrokerReport], Awaitable[None]]
 class Broker(Protocol):
     name: str
     account: str
+    native_trailing: frozenset[str]
 
     def set_report_handler(self, handler: ReportHandler) -> None: ...
     async def connect(self) -> None: ...
@@ -145,6 +147,9 @@ class BrokerBase:
     """Shared plumbing for adapters: the report handler and defaults for the optional methods."""
 
     name = "base"
+    # "order": takes `OrderType.TRAILING_STOP` orders; "bracket": a trailing bracket stop (`OrderRequest.trail`).
+    # Trailing stops it does not take are plain stops the daemon moves.
+    native_trailing: frozenset[str] = frozenset()
 
     def __init__(self, account: str) -> None:
         self.account = account

@@ -1,9 +1,7 @@
 """Value types shared by every part of traderd: intents, orders, fills, positions, account state, events.
 
-This module is the ground floor: it imports nothing from the project but the order-shape values
-(`daemon.shapes`). Money and quantities are `Decimal`,
-timestamps are timezone-aware UTC. Types are frozen pydantic models so that they validate at construction
-and serialise to JSON for the store, the outbox and the control API without extra code.
+The ground floor: it imports only the order-shape values (`daemon.shapes`) from the project. Money and quantities
+are `Decimal`, timestamps aware UTC; frozen pydantic models validate at construction and serialise to JSON as is.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from daemon.shapes import PriceOffset, QuantityType
+from daemon.shapes import PriceOffset, QuantityType, Trail
 
 ZERO = Decimal(0)
 
@@ -53,6 +51,7 @@ class OrderType(StrEnum):
     LIMIT = "limit"
     STOP = "stop"
     STOP_LIMIT = "stop_limit"
+    TRAILING_STOP = "trailing_stop"  # a stop that follows the price (`OrderRequest.trail`); only closes
 
 
 class TimeInForce(StrEnum):
@@ -111,6 +110,7 @@ class Intent(_Value):
     price: Decimal | None = None  # reference price at the signal ({{close}}); the paper broker fills at it
     take_profit: Decimal | PriceOffset | None = None  # absolute price, or relative to the entry price
     stop_loss: Decimal | PriceOffset | None = None
+    trailing_stop: PriceOffset | None = None  # the stop trails the best price by this (an entry's exit, or the order)
     quantity_type: QuantityType = QuantityType.FIXED_QUANTITY
     percent_of_position: Decimal | None = None  # an exit of this percent of the position (0 < p <= 100)
     time_in_force: TimeInForce = TimeInForce.DAY
@@ -144,6 +144,7 @@ class OrderRequest(_Value):
     time_in_force: TimeInForce = TimeInForce.DAY
     take_profit: Decimal | None = None  # bracket child: limit exit
     stop_loss: Decimal | None = None  # bracket child: stop exit
+    trail: Trail | None = None  # a trailing_stop order's trail, or a trailing bracket stop (where native)
     reference_price: Decimal | None = None  # last price the caller saw; used by the paper broker
     reduce_only: bool = False
     expires_at: AwareDatetime | None = None  # nothing is sent (or resent) after this: the signal's deadline
@@ -263,9 +264,8 @@ Period = Literal["today", "week", "month"]  # a P&L period: since local midnight
 PERIODS: tuple[Period, ...] = ("today", "week", "month")
 
 
-# --------------------------------------------------------------------------- chat-ops value types
-# The chat transports (`notifiers/*`) and the command core (`daemon.chat.commands`) speak these; they live here so
-# the transports import only the ground floor.
+# ---- chat-ops value types: the transports (`notifiers/*`) and the command core (`daemon.chat.commands`) speak
+# these; they live here so the transports import only the ground floor.
 
 ChatTransport = Literal["telegram", "discord"]
 ChatRole = Literal["viewer", "operator"]

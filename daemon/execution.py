@@ -31,12 +31,14 @@ from daemon.domain import (
 )
 from daemon.events import EventBus, fill_event
 from daemon.exit_guard import ExitGuard
+from daemon.managed_exits import trailing
+from daemon.managed_exits.runner import ManagedExits
 from daemon.metrics import Metrics
 from daemon.ownership.fence import NotOwner, no_fence
 from daemon.planner import EXIT_LEG, Instrument, after_exit_leg, cancel_order_of, plan
 from daemon.risk.context import OrderContext
 from daemon.risk.engine import AccountView, RiskEngine
-from daemon.shapes import QuantityType
+from daemon.shapes import QuantityType, Trail
 from daemon.store.repository import Store
 from daemon.store.retry import Backoff, describe, is_transient, until_written
 
@@ -80,7 +82,9 @@ class Executor:
         self.clock = clock
         self.paused = paused
         self.locked = locked
-        self.exits = ExitGuard(store=store, brokers=brokers, events=events, exclusive=exclusive, fence=fence)
+        self.managed = ManagedExits(store=store, brokers=brokers, events=events, exclusive=exclusive, fence=fence)
+        self.exits = ExitGuard(store=store, brokers=brokers, events=events, exclusive=exclusive, fence=fence,
+                               managed=self.managed.stop_ids)
         self._deferred: dict[str, list[BrokerReport]] = {}
         self._flushes: dict[str, asyncio.Task[None]] = {}  # reports written once the store is back
         self._check_exits: dict[str, set[str]] = {}  # per account: symbols whose position a signal shrank
@@ -153,6 +157,7 @@ class Executor:
                 await broker.observe_price(intent.symbol, intent.price, now)
                 # A price that breaches a loss floor acts now, before this alert's own order is checked.
                 self.risk.observe_price(intent.account, intent.symbol, intent.price, now)
+                await self.managed.mark(intent.account, intent.symbol, intent.price)  # stops trail first
             if intent.action is Action.FLATTEN:
                 return await self._flatten(intent, broker)
             if intent.action is Action.CANCEL:
@@ -170,6 +175,7 @@ class Executor:
             else:
                 todo = after_exit_leg(intent, sent, position=held, account=account, instrument=instrument,
                                       market_price=market)
+            todo = trailing.shape(todo, intent, instrument, market)
             if todo.refusal is not None:
                 return self._finish(intent, SignalStatus.REJECTED, todo.refusal)
             if not todo.orders:
@@ -188,8 +194,11 @@ class Executor:
                 if request.expires_at is not None and self.clock() > request.expires_at:
                     raise DeadlinePassed(f"order {request.client_order_id} not sent: the signal expired at "
                                          f"{request.expires_at.isoformat(timespec='seconds')}")
-                placed.append(await self._place(broker, request))
+                outgoing, managed = trailing.for_broker(request, broker.native_trailing)
+                placed.append(await self._place(broker, outgoing))
                 self._order_placed(intent, placed[-1], now)
+                if managed and request.trail is not None:
+                    self._manage(intent, outgoing, request.trail, placed[-1], instrument, market)
         except UnknownSymbol as exc:
             return self._finish(intent, SignalStatus.FAILED, f"order rejected: unknown symbol {intent.symbol} "
                                 f"({exc.reason})", order=placed[-1] if placed else None)
@@ -244,6 +253,13 @@ class Executor:
                     f" -> {order.status.value}",
             data={"signal_id": intent.signal_id, "order": order.model_dump(mode="json")},
         ))
+
+    def _manage(self, intent: Intent, sent: OrderRequest, trail: Trail, order: Order, instrument: Instrument,
+                market: Decimal | None) -> None:
+        """The daemon trails this stop (or the entry's bracket stop): a rule, saved before the signal ends."""
+        start = trailing.reference(intent, market)
+        if start is not None and (sent.stop_loss is not None or order.status.is_open):
+            self.managed.add(trailing.rule_for(sent, trail, order, instrument, start))
 
     # ---- placement -------------------------------------------------------------------------------
 

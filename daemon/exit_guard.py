@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 from brokers.base import Broker, BrokerError, OrderRejected
-from daemon.domain import ZERO, Event
+from daemon.domain import ZERO, Event, OrderType
 from daemon.events import EventBus
 from daemon.ownership.fence import NotOwner, no_fence
 from daemon.planner import protect_exits
@@ -28,7 +28,9 @@ class ExitGuard:
     """`exclusive(account)` is the account's worker lock: fixes run between signals, never inside one."""
 
     def __init__(self, *, store: Store, brokers: Mapping[str, Broker], events: EventBus,
-                 exclusive: Callable[[str], asyncio.Lock], fence: Callable[[str], None] = no_fence) -> None:
+                 exclusive: Callable[[str], asyncio.Lock], fence: Callable[[str], None] = no_fence,
+                 managed: Callable[[str], set[str]] = lambda account: set()) -> None:
+        self.managed = managed  # broker ids of the plain stops the daemon trails: exits, though not bracket legs
         self.fence = fence  # raises NotOwner unless this process owns the account right now
         self.store = store
         self.brokers = brokers
@@ -37,7 +39,9 @@ class ExitGuard:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def has_exits(self, account: str, symbol: str) -> bool:
-        return any(o.symbol == symbol and o.parent_order_id is not None
+        managed = self.managed(account)
+        return any(o.symbol == symbol and (o.parent_order_id is not None or o.order_type is OrderType.TRAILING_STOP
+                                           or o.broker_order_id in managed)
                    for o in self.store.orders(account, open_only=True))
 
     def soon(self, account: str, symbol: str) -> None:
@@ -66,7 +70,7 @@ class ExitGuard:
                          account, symbol, held, stored)
                 return
             position = held if abs(held) >= abs(stored) else stored
-            for fix in protect_exits(position, await broker.open_orders(), symbol):
+            for fix in protect_exits(position, await broker.open_orders(), symbol, self.managed(account)):
                 order = fix.order
                 self.fence(account)
                 if fix.quantity is not None:

@@ -18,7 +18,7 @@ instrument, and carries out the `Plan`. The rules that keep money safe live here
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
@@ -248,20 +248,23 @@ class ExitFix:
     why: str
 
 
-def resting_exits(orders: Sequence[Order], symbol: str) -> list[Order]:
-    """The open exits of `symbol` that are live: bracket legs whose entry is no longer open."""
+def resting_exits(orders: Sequence[Order], symbol: str, managed: Set[str] = frozenset()) -> list[Order]:
+    """The open exits of `symbol` that are live: bracket legs whose entry is no longer open, trailing stop
+    orders, and the stops the daemon manages (`managed`, broker order ids)."""
     open_ids = {o.broker_order_id for o in orders if o.status.is_open}
-    return [o for o in orders if o.symbol == symbol and o.status.is_open and o.parent_order_id is not None
-            and o.parent_order_id not in open_ids]
+    return [o for o in orders if o.symbol == symbol and o.status.is_open and (
+        (o.parent_order_id is not None and o.parent_order_id not in open_ids)
+        or o.order_type is OrderType.TRAILING_STOP or o.broker_order_id in managed)]
 
 
-def protect_exits(position: Decimal, orders: Sequence[Order], symbol: str) -> list[ExitFix]:
+def protect_exits(position: Decimal, orders: Sequence[Order], symbol: str,
+                  managed: Set[str] = frozenset()) -> list[ExitFix]:
     """Fixes that keep `symbol`'s resting exits from covering more than `position` or opening a new one.
 
     Legs of one OCO group protect the same quantity (one of them fills); each group counts once, at its
     largest leg. When the groups together exceed the position, the newest groups shrink first.
     """
-    exits = resting_exits(orders, symbol)
+    exits = resting_exits(orders, symbol, managed)
     fixes: list[ExitFix] = []
     closing_side = Side.SELL if position > 0 else Side.BUY
     groups: dict[str, list[Order]] = {}

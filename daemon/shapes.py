@@ -1,4 +1,4 @@
-"""Value types of order shapes: exit prices relative to the entry, and what an entry's quantity counts.
+"""Value types of order shapes: exit prices relative to the entry, trails, and what an entry's quantity counts.
 
 Ground floor beside `daemon.domain` (whose `Intent` carries them); imports nothing from the project.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class OffsetUnit(StrEnum):
@@ -38,3 +38,19 @@ class PriceOffset(BaseModel):
 
     unit: OffsetUnit
     value: Decimal = Field(gt=0)
+
+
+class Trail(BaseModel):
+    """How far a trailing stop follows the best price since it was placed: a price `distance`, or a `percent`
+    of that best price (exactly one). The stop only ever moves in the position's favour."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    distance: Decimal | None = Field(None, gt=0)
+    percent: Decimal | None = Field(None, gt=0, lt=100)
+
+    @model_validator(mode="after")
+    def _one(self) -> Trail:
+        if (self.distance is None) == (self.percent is None):
+            raise ValueError("a trail is a distance or a percent (exactly one)")
+        return self

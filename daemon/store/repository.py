@@ -26,6 +26,7 @@ from sqlmodel import col, select, update
 
 from daemon.domain import ZERO, Fill, Intent, Order, OrderStatus, Position, SignalStatus, utcnow
 from daemon.store import paging
+from daemon.store.exit_rules import ExitRuleRecords
 from daemon.store.paging import Page
 from daemon.store.records import AccountRecords
 from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow, order_root
@@ -61,7 +62,7 @@ def _summary(row: SignalRow) -> SignalSummary:
                          updated_at=row.updated_at, client_order_id=row.client_order_id)
 
 
-class Store(AccountRecords):
+class Store(AccountRecords, ExitRuleRecords):
     """The repository. Call `open()` before use and `close()` at shutdown."""
 
     def __init__(self, url: str, *, redact: Callable[[str], str] = str) -> None:

@@ -31,6 +31,7 @@ PG_URL = os.environ.get("TRADERD_TEST_POSTGRES_URL", "")
 T0 = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)
 STORE_TABLES = {
     "kv_state",
+    "managed_exits",
     "signals",
     "orders",
     "fills",
