@@ -62,6 +62,9 @@ class DaemonSettings(_Section):
         30.0, gt=0, description="A worker stuck on one signal this long stops petting the systemd watchdog"
     )
     reconcile_interval_seconds: float = Field(60.0, ge=5, description="Periodic reconciliation with brokers")
+    exit_mark_seconds: float = Field(
+        5.0, ge=0.2, le=300, description="How often the stops the daemon trails are marked at the broker's price"
+    )
     timezone: str = Field("America/New_York", description="Time zone of trading days for P&L and reports")
 
     @field_validator("timezone")

@@ -291,6 +291,7 @@ class Daemon:
         await self._start_admin_socket()
         every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.reconcile_all, "reconcile")
         every(self._scheduler, self.settings.daemon.reconcile_interval_seconds, self.read_accounts, "metrics")
+        every(self._scheduler, self.settings.daemon.exit_mark_seconds, self.engine.mark_exits, "exit-marks")
         if self.shared:
             every(self._scheduler, self.settings.cluster.renew_every, self.news.sweep, "signal-sweep")
         schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)

@@ -139,6 +139,10 @@ class Engine:
         await self._workers.stop(grace)
         await self._executor.exits.close()
 
+    async def mark_exits(self) -> None:
+        """Move the stops the daemon trails to their brokers' current prices (a periodic job)."""
+        await self._executor.managed.poll([account for account in self.brokers if self._workers.serving(account)])
+
     def alive(self) -> bool:
         """False when a worker has died or been stuck on one signal longer than `stall_seconds` (watchdog)."""
         return self._workers.alive()

@@ -1,4 +1,4 @@
-"""The alert fields that shape an order: exits (absolute or relative), sizing by `quantity_type`, partial exits.
+"""The alert fields that shape an order: exits (fixed, relative, trailing), sizing by `quantity_type`, partial exits.
 
 `take_order_fields(data)` removes these fields from a native alert body and returns them validated, so the
 alert model keeps its own fields and `to_intent` adds these with `OrderFields.intent_fields()`:
@@ -9,6 +9,10 @@ alert model keeps its own fields and `to_intent` adds these with `OrderFields.in
 - `quantity_type`: what `quantity` counts (`fixed_quantity`, `dollar_amount`, `percent_of_equity`,
   `risk_dollar_amount`, `risk_percent`); the risk types need a `stop_loss`.
 - `percent_of_position`: an exit of that percent of the position (0 < p <= 100).
+- `trailing_stop`: a stop that follows the best price by `{"amount": 2}` (= `points`, a price distance),
+  `{"ticks": 8}`, `{"percent": 1.5}` or `{"dollars": 50}` (per contract). On a buy or sell it is the entry's
+  stop-loss (instead of `stop_loss`); with `order_type: trailing_stop` the order itself is a trailing stop,
+  which only closes a position.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from pydantic import BaseModel, ConfigDict
 from daemon.money import parse_decimal
 from daemon.shapes import OffsetUnit, PriceOffset, QuantityType
 
-FIELDS = ("take_profit", "stop_loss", "quantity_type", "percent_of_position")
+FIELDS = ("take_profit", "stop_loss", "trailing_stop", "quantity_type", "percent_of_position")
+_TRAIL_UNITS = {"amount": OffsetUnit.POINTS, "points": OffsetUnit.POINTS, "ticks": OffsetUnit.TICKS,
+                "percent": OffsetUnit.PERCENT, "dollars": OffsetUnit.DOLLARS}
 _UNITS = {u.value for u in OffsetUnit if u is not OffsetUnit.POSITION_DOLLARS}
 _RISK = (QuantityType.RISK_DOLLAR_AMOUNT, QuantityType.RISK_PERCENT)
 _ENTRY_ACTIONS = ("buy", "long", "sell", "short")
@@ -33,6 +39,7 @@ class OrderFields(BaseModel):
 
     take_profit: Decimal | PriceOffset | None = None
     stop_loss: Decimal | PriceOffset | None = None
+    trailing_stop: PriceOffset | None = None
     quantity_type: QuantityType = QuantityType.FIXED_QUANTITY
     percent_of_position: Decimal | None = None
 
@@ -69,6 +76,34 @@ def exit_level(value: Any, field: str) -> Decimal | PriceOffset | None:
     return PriceOffset(unit=unit, value=positive(amount, f"{field}.{key}"))
 
 
+def trail_level(value: Any) -> PriceOffset | None:
+    """A trailing stop's distance from the best price: one of amount, points, ticks, percent, dollars."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError(f"trailing_stop takes one of {', '.join(_TRAIL_UNITS)}, e.g. {{\"percent\": 1.5}}")
+    [(key, amount)] = value.items()
+    if key not in _TRAIL_UNITS:
+        raise ValueError(f"trailing_stop.{key} is not a unit: use {', '.join(_TRAIL_UNITS)}")
+    number = positive(amount, f"trailing_stop.{key}")
+    if key == "percent" and number >= 100:
+        raise ValueError("trailing_stop.percent must be below 100")
+    return PriceOffset(unit=_TRAIL_UNITS[key], value=number)
+
+
+def _check_trailing(fields: OrderFields, data: dict[str, Any], action: str) -> None:
+    order_type = str(data.get("order_type") or data.get("type") or "").strip().lower()
+    if order_type == "trailing_stop" and fields.trailing_stop is None:
+        raise ValueError('order_type trailing_stop needs trailing_stop, e.g. {"amount": 2} or {"percent": 1}')
+    if fields.trailing_stop is None:
+        return
+    if fields.stop_loss is not None:
+        raise ValueError("trailing_stop is the stop-loss that trails: send stop_loss or trailing_stop, not both")
+    if action in ("exit", "close", "flat", "cancel") and order_type != "trailing_stop":
+        raise ValueError("trailing_stop on an exit needs order_type trailing_stop (the exit is then a trailing "
+                         "stop order)")
+
+
 def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
     """`data` without the order-shape fields, which are parsed into `data["order_fields"]`."""
     if "order_fields" in data:
@@ -81,10 +116,12 @@ def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
     fields = OrderFields(
         take_profit=exit_level(data.get("take_profit"), "take_profit"),
         stop_loss=exit_level(data.get("stop_loss"), "stop_loss"),
+        trailing_stop=trail_level(data.get("trailing_stop")),
         quantity_type=QuantityType(kind),
         percent_of_position=None if data.get("percent_of_position") in (None, "") else
         positive(data["percent_of_position"], "percent_of_position"),
     )
+    _check_trailing(fields, data, action)
     if fields.percent_of_position is not None:
         if fields.percent_of_position > 100:
             raise ValueError("percent_of_position must be at most 100")

@@ -51,7 +51,7 @@ _ACTIONS = {
 }
 _ORDER_TYPES = {"market": OrderType.MARKET, "limit": OrderType.LIMIT, "stop": OrderType.STOP,
                 "stop_limit": OrderType.STOP_LIMIT, "stoplimit": OrderType.STOP_LIMIT,
-                "stop-limit": OrderType.STOP_LIMIT}
+                "stop-limit": OrderType.STOP_LIMIT, "trailing_stop": OrderType.TRAILING_STOP}
 # An optional exchange prefix, then a symbol starting with a letter or digit; one "/" only between two
 # parts (BTC/USD). No spaces, no "..": a ticker becomes part of order ids and broker URLs.
 _TICKER = re.compile(
@@ -203,7 +203,8 @@ class TradingViewAlert(BaseModel):
         if self.sentiment is not None and self.sentiment not in ("long", "short", "flat"):
             raise ValueError(f"sentiment must be long, short or flat; got {self.sentiment!r}")
         if self.order_type not in _ORDER_TYPES:
-            raise ValueError(f"order_type must be market, limit, stop or stop_limit; got {self.order_type!r}")
+            raise ValueError(f"order_type must be market, limit, stop, stop_limit or trailing_stop; got "
+                             f"{self.order_type!r}")
         order_type = _ORDER_TYPES[self.order_type]
         if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and self.limit_price is None:
             raise ValueError(f"a {order_type.value} order needs limit_price")

@@ -10,11 +10,14 @@ A body is read as TradersPost's when it carries a field or value only TradersPos
 - `quantity` (default 1) with `quantityType`; `percent_of_position` exits that percent of the position.
 - `takeProfit` `limitPrice` / `percent` / `amount` (a price distance) and `stopLoss` `stopPrice` / `percent` /
   `amount` -> `take_profit` / `stop_loss`; `extras.strategy` / `extras.comment` -> `strategy` / `comment`.
+- `orderType: trailing_stop` with `trailAmount` / `trailPercent` -> `order_type: trailing_stop` with
+  `trailing_stop` `amount` / `percent` (it only closes a position); `stopLoss` `type: trailing_stop` with
+  `trailAmount` / `trailPercent` (or `amount` / `percent`) -> the entry's `trailing_stop`.
 - `cancel: true` is refused with an exit or cancel action (they cancel already); `ignoreTradingWindows` is
   accepted (there are no trading windows here).
 
 Refused with `NotSupported`: option fields and option tickers (never traded as the underlying), `add`,
-trailing stops, stop-limit stop losses, `opg` / `cls`, `extendedHours: true`, `test: true`, and
+stop-limit stop losses, `opg` / `cls`, `extendedHours: true`, `test: true`, and
 `percent_of_position` with buy or sell (send exit).
 """
 
@@ -59,8 +62,6 @@ def to_native(data: dict[str, Any]) -> dict[str, Any]:
     action = data.get("action")
     if action == "add":
         raise NotSupported("action add is not supported: send buy or sell with the quantity to add")
-    if data.get("orderType") == "trailing_stop" or "trailAmount" in data or "trailPercent" in data:
-        raise NotSupported("trailing stop orders are not supported yet")
     if data.get("timeInForce") in ("opg", "cls"):
         raise NotSupported(f"timeInForce {data['timeInForce']} (at the open / close) is not supported")
     if data.get("extendedHours") is True:
@@ -74,6 +75,10 @@ def to_native(data: dict[str, Any]) -> dict[str, Any]:
     _put(native, "price", price)
     order_type = data.get("orderType", "market")
     native["order_type"] = order_type
+    trail = _one(data, "a trailing_stop order", {"trailAmount": "amount", "trailPercent": "percent"})
+    if (trail is None) != (order_type != "trailing_stop"):
+        raise ValueError("trailAmount or trailPercent goes with orderType trailing_stop, and it needs one of them")
+    _put(native, "trailing_stop", trail)
     for ours, theirs, needed in (("limit_price", "limitPrice", ("limit", "stop_limit")),
                                  ("stop_price", "stopPrice", ("stop", "stop_limit"))):
         value = data.get(theirs)
@@ -101,7 +106,16 @@ def to_native(data: dict[str, Any]) -> dict[str, Any]:
                            "action cancel alert first")
     if native["action"] not in _EXIT_ACTIONS:
         _put(native, "take_profit", _take_profit(data.get("takeProfit")))
-        _put(native, "stop_loss", _stop_loss(data.get("stopLoss")))
+        stop_loss = data.get("stopLoss")
+        if isinstance(stop_loss, dict) and _trails(stop_loss):
+            if "trailing_stop" in native:
+                raise ValueError("a trailing_stop order takes no trailing stopLoss")
+            native["trailing_stop"] = _one(stop_loss, "a trailing stopLoss", {
+                "trailAmount": "amount", "trailPercent": "percent", "amount": "amount", "percent": "percent"})
+            if native["trailing_stop"] is None or stop_loss.get("stopPrice") is not None:
+                raise ValueError("a trailing_stop stopLoss takes one of trailAmount, trailPercent, amount, percent")
+        else:
+            _put(native, "stop_loss", _stop_loss(stop_loss))
     extras = data.get("extras") or {}
     if not isinstance(extras, dict):
         raise ValueError("extras must be an object")
@@ -126,6 +140,11 @@ def _one(spec: dict[str, Any], what: str, fields: dict[str, str]) -> Any:
     return spec[key] if fields[key] == "price" else {fields[key]: spec[key]}
 
 
+def _trails(spec: dict[str, Any]) -> bool:
+    return spec.get("type") == "trailing_stop" or spec.get("trailAmount") is not None or \
+        spec.get("trailPercent") is not None
+
+
 def _take_profit(spec: Any) -> Any:
     if spec is None:
         return None
@@ -140,8 +159,6 @@ def _stop_loss(spec: Any) -> Any:
     if not isinstance(spec, dict):
         raise ValueError("stopLoss must be an object")
     kind = spec.get("type", "stop")
-    if kind == "trailing_stop" or spec.get("trailAmount") is not None or spec.get("trailPercent") is not None:
-        raise NotSupported("trailing stop losses are not supported yet")
     if kind == "stop_limit" or spec.get("limitPrice") is not None:
         raise NotSupported("stop-limit stop losses are not supported: the stop loss is a stop (market) order")
     return _one(spec, "stopLoss", {"stopPrice": "price", "percent": "percent", "amount": "points"})
