@@ -99,3 +99,89 @@ async def _flat(daemon: Daemon) -> bool:
 
 async def _no_rules(daemon: Daemon) -> bool:
     return daemon.store.active_exit_rules("paper") == []
+
+
+async def test_a_trailing_stop_survives_a_daemon_restart(make_settings, start_daemon) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(**FAST)
+    first = await start_daemon(settings)
+    await post(first, {"ticker": "AAPL", "action": "buy", "quantity": "5", "price": "100",
+                       "trailing_stop": {"percent": "2"}})
+    assert await stops(first) == [("sell", Decimal(5), Decimal(98))]
+    await mark(first, "110")
+    await stop_at(first, "107.8")  # 2 % below 110
+    await first.stop()
+
+    second = await start_daemon(settings)  # a new process's daemon: the same state directory and store
+    assert await stops(second) == [("sell", Decimal(5), Decimal("107.8"))]
+    await mark(second, "109")  # below the best seen before the restart: the stop stays
+    await asyncio.sleep(0.5)
+    assert [s for _, _, s in await stops(second)] == [Decimal("107.8")]
+    await mark(second, "120")
+    await stop_at(second, "117.6")
+    await mark(second, "117")
+    assert await eventually(lambda: _flat(second))
+
+
+async def test_a_trailing_stop_order_closes_the_position_emulated_on_paper(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = await start_daemon(**FAST)
+    await post(daemon, {"ticker": "AAPL", "action": "buy", "quantity": "4", "price": "50"})
+    done = await post(daemon, {"ticker": "AAPL", "action": "exit", "order_type": "trailing_stop",
+                               "trailing_stop": {"ticks": "100"}, "price": "51"})
+    assert done.status is SignalStatus.EXECUTED, done.reason
+    assert await stops(daemon) == [("sell", Decimal(4), Decimal(50))]  # 100 ticks of 0.01 below 51
+    await mark(daemon, "53.5")
+    await stop_at(daemon, "52.5")
+    # A partial exit at the market shrinks the trailing stop with the position; it never covers more.
+    await post(daemon, {"ticker": "AAPL", "action": "exit", "quantity": "3", "price": "53"})
+    assert await eventually(lambda: _stops_are(daemon, [("sell", Decimal(1), Decimal("52.5"))]))
+    await mark(daemon, "54")
+    await stop_at(daemon, "53")
+    await mark(daemon, "52.9")
+    assert await eventually(lambda: _flat(daemon))
+    assert await stops(daemon) == []
+
+
+async def _stops_are(daemon: Daemon, expected: list[Any]) -> bool:
+    return await stops(daemon) == expected
+
+
+async def test_a_traderspost_trailing_stop_body_trails(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = await start_daemon(**FAST)
+    await post(daemon, {"ticker": "AAPL", "action": "buy", "quantity": 2, "signalPrice": 100,
+                        "stopLoss": {"type": "trailing_stop", "trailAmount": 1.5}})
+    assert await stops(daemon) == [("sell", Decimal(2), Decimal("98.5"))]
+    await mark(daemon, "101")
+    await stop_at(daemon, "99.5")
+    await mark(daemon, "99.4")
+    assert await eventually(lambda: _flat(daemon))
+    await post(daemon, {"ticker": "AAPL", "action": "sell", "quantity": 2, "signalPrice": 100})
+    short = await post(daemon, {"ticker": "AAPL", "action": "exit", "orderType": "trailing_stop",
+                                "trailPercent": 1, "signalPrice": 100})
+    assert short.status is SignalStatus.EXECUTED, short.reason
+    assert await stops(daemon) == [("buy", Decimal(2), Decimal(101))]  # a short's stop is above, and trails down
+    await mark(daemon, "90")
+    await stop_at(daemon, "90.9")
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ({"trailing_stop": {"amount": "2"}, "stop_loss": "95"}, "not both"),
+    ({"trailing_stop": {"furlongs": "2"}}, "not a unit"),
+    ({"trailing_stop": {"percent": "100"}}, "below 100"),
+    ({"trailing_stop": {"amount": "0"}}, "greater than zero"),
+    ({"order_type": "trailing_stop"}, "needs trailing_stop"),
+    ({"action": "exit", "trailing_stop": {"amount": "1"}}, "needs order_type trailing_stop"),
+])
+async def test_bad_trailing_stops_are_refused_at_the_door(start_daemon, body, problem) -> None:  # type: ignore[no-untyped-def]
+    daemon = await start_daemon()
+    assert problem in await refused(daemon, {"ticker": "AAPL", "action": "buy", "quantity": "1", "price": "100",
+                                             **body})
+    assert await daemon.brokers["paper"].open_orders() == []
+
+
+async def test_a_trailing_stop_order_that_would_open_a_position_is_refused(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = await start_daemon()
+    done = await post(daemon, {"ticker": "AAPL", "action": "sell", "quantity": "1", "price": "100",
+                               "order_type": "trailing_stop", "trailing_stop": {"amount": "1"}})
+    assert done.status is SignalStatus.REJECTED and "only closes a position" in done.reason
+    assert await daemon.brokers["paper"].open_orders() == []
+    assert await held(daemon) == 0
