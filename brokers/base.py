@@ -23,7 +23,7 @@ Adapters subclass `BrokerBase`, which implements the optional methods with the d
 | observe_price             | no       | a price seen in a signal, which the paper broker trades on (ignored) |
 | healthy                   | no       | connectivity for `/status` and `/healthz` (True)                     |
 | multiplier                | no       | point value of a symbol, for P&L and notional (1)                    |
-| native_trailing           | no       | trailing stops it trails itself: "order", "bracket" (none: daemon)   |
+| native_trailing           | no       | trailing stops it trails itself (none: the daemon moves a stop)      |
 | bars                      | no       | OHLCV bars from the broker's market data (`NotImplementedError`)     |
 """
 
@@ -147,8 +147,9 @@ class BrokerBase:
     """Shared plumbing for adapters: the report handler and defaults for the optional methods."""
 
     name = "base"
-    # "order": takes `OrderType.TRAILING_STOP` orders; "bracket": a trailing bracket stop (`OrderRequest.trail`).
-    # Trailing stops it does not take are plain stops the daemon moves.
+    # "order": takes `OrderType.TRAILING_STOP` orders; "bracket": a trailing bracket stop (`OrderRequest.trail`),
+    # each by a price distance ("order_percent", "bracket_percent": by a percent). Trailing stops it does not
+    # take are sent as plain stops, which the daemon moves.
     native_trailing: frozenset[str] = frozenset()
 
     def __init__(self, account: str) -> None:

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 class AlpacaBroker(BrokerBase):
     name = "alpaca"
+    native_trailing = frozenset({"order", "order_percent"})  # a bracket's stop leg can only be a plain stop
     STREAM_GRACE = 120.0  # seconds a stream may be down (reconnecting) before healthy() says so
 
     def __init__(

@@ -23,7 +23,8 @@ STATUS = {
     "rejected": OrderStatus.REJECTED,
     "suspended": OrderStatus.REJECTED,
 }  # everything else (new, accepted, pending_*, held, done_for_day, ...) is a resting order
-TYPES = {"limit": OrderType.LIMIT, "stop": OrderType.STOP, "stop_limit": OrderType.STOP_LIMIT}
+TYPES = {"limit": OrderType.LIMIT, "stop": OrderType.STOP, "stop_limit": OrderType.STOP_LIMIT,
+         "trailing_stop": OrderType.TRAILING_STOP}
 TIF = {t.value: t for t in TimeInForce}
 _REPLACE_SUFFIX = re.compile(r"-r[0-9a-f]{8}$")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -65,9 +66,7 @@ def to_order(data: dict[str, Any], account: str, parent: str | None, now: dateti
         symbol=str(data.get("symbol") or ""),
         side=Side(data.get("side", "buy")),
         quantity=dec(data.get("qty")) or Decimal(0),
-        order_type=TYPES.get(str(data.get("type")), OrderType.MARKET)
-        if data.get("type") != "trailing_stop"
-        else OrderType.STOP,
+        order_type=TYPES.get(str(data.get("type")), OrderType.MARKET),
         status=STATUS.get(str(data.get("status")), OrderStatus.NEW),
         filled_quantity=dec(data.get("filled_qty")) or Decimal(0),
         average_fill_price=dec(data.get("filled_avg_price")),
@@ -93,7 +92,13 @@ def order_body(request: OrderRequest, symbol: str) -> dict[str, Any]:
     }
     if request.limit_price is not None:
         body["limit_price"] = str(request.limit_price)
-    if request.stop_price is not None:
+    if request.order_type is OrderType.TRAILING_STOP:  # Alpaca keeps the stop itself (`stop_price`, `hwm`)
+        trail = request.trail
+        if trail is None:
+            raise ValueError("a trailing_stop order needs its trail")
+        body.update({"trail_price": str(trail.distance)} if trail.distance is not None
+                    else {"trail_percent": str(trail.percent)})
+    elif request.stop_price is not None:
         body["stop_price"] = str(request.stop_price)
     if request.take_profit is not None or request.stop_loss is not None:
         both = request.take_profit is not None and request.stop_loss is not None

@@ -62,6 +62,7 @@ _TAG_TAKEN = re.compile(r"custom\s*tag", re.IGNORECASE)
 
 class ProjectXBroker(ProjectXUpdates, BrokerBase):
     name = "projectx"
+    native_trailing = frozenset({"order", "bracket"})  # by a price distance (a percent trail: the daemon's)
 
     def __init__(
         self, account: str, settings: ProjectXSettings, http: httpx.AsyncClient | None = None,

@@ -213,11 +213,12 @@ TYPES_OUT = {
     OrderType.MARKET: PxOrderType.MARKET,
     OrderType.STOP: PxOrderType.STOP,
     OrderType.STOP_LIMIT: PxOrderType.STOP_LIMIT,
+    OrderType.TRAILING_STOP: PxOrderType.TRAILING_STOP,
 }
 TYPES_IN: dict[int, OrderType] = {
     PxOrderType.MARKET: OrderType.MARKET,
     PxOrderType.STOP: OrderType.STOP,
-    PxOrderType.TRAILING_STOP: OrderType.STOP,
+    PxOrderType.TRAILING_STOP: OrderType.TRAILING_STOP,
     PxOrderType.STOP_LIMIT: OrderType.STOP_LIMIT,
 }  # limit, join bid/ask: limit
 STATUS: dict[int, OrderStatus] = {
@@ -261,8 +262,13 @@ def order_body(request: OrderRequest, contract: PxContract, account_id: int) -> 
         "side": int(PxSide.BID if request.side is Side.BUY else PxSide.ASK), "size": int(size),
         "customTag": request.client_order_id,
     }
+    trail = request.trail.distance if request.trail is not None else None
+    if request.order_type is OrderType.TRAILING_STOP:  # the gateway trails by a price distance and keeps the stop
+        if trail is None or trail % contract.tick_size:
+            raise OrderRejected(f"a trailing stop trails by a multiple of the tick {contract.tick_size}")
+        body["trailPrice"] = num(trail)
     for key, price in (("limitPrice", request.limit_price), ("stopPrice", request.stop_price)):
-        if price is not None:
+        if price is not None and not (key == "stopPrice" and request.order_type is OrderType.TRAILING_STOP):
             if price <= 0 or price % contract.tick_size:
                 raise OrderRejected(f"{key} {price} is not a multiple of the tick {contract.tick_size}")
             body[key] = num(price)
@@ -275,7 +281,8 @@ def order_body(request: OrderRequest, contract: PxContract, account_id: int) -> 
         raise OrderRejected("a bracket on a market order needs the signal's price to place its exits in ticks")
     for key, target, kind, direction in (
         ("takeProfitBracket", request.take_profit, PxOrderType.LIMIT, request.side.sign),
-        ("stopLossBracket", request.stop_loss, PxOrderType.STOP, -request.side.sign),
+        ("stopLossBracket", request.stop_loss, PxOrderType.STOP if trail is None else PxOrderType.TRAILING_STOP,
+         -request.side.sign),
     ):
         if target is None:
             continue

@@ -8,8 +8,9 @@ Two shapes reach here from the planner's `Plan`:
   position; its first stop is the trail away from the signal's price (else the market).
 
 `for_broker` decides who trails: a broker that has the shape natively (`Broker.native_trailing`: "order" for
-a trailing stop order, "bracket" for a trailing bracket leg) gets the trail; anywhere else the broker gets a
-plain stop and the daemon moves it (`daemon.managed_exits.runner`).
+a trailing stop order, "bracket" for a trailing bracket leg, each by a price distance; "order_percent" and
+"bracket_percent" by a percent) gets the trail; anywhere else the broker gets a plain stop and the daemon
+moves it (`daemon.managed_exits.runner`).
 """
 
 from __future__ import annotations
@@ -103,14 +104,14 @@ def _first_stop(reference: Decimal, trail: Trail, request: OrderRequest, instrum
 
 def for_broker(request: OrderRequest, native: Set[str]) -> tuple[OrderRequest, bool]:
     """(what to send, whether the daemon must move the stop): the broker trails natively where it can."""
-    if request.trail is None:
+    trail = request.trail
+    if trail is None:
         return request, False
-    if request.order_type is OrderType.TRAILING_STOP:
-        if "order" in native:
-            return request, False
+    order = request.order_type is OrderType.TRAILING_STOP
+    if ("order" if order else "bracket") + ("" if trail.distance is not None else "_percent") in native:
+        return request, False
+    if order:
         return request.model_copy(update={"order_type": OrderType.STOP, "trail": None}), True
-    if "bracket" in native:
-        return request, False
     return request.model_copy(update={"trail": None}), True
 
 

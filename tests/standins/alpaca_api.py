@@ -149,7 +149,23 @@ class AlpacaStandIn:
         return fault
 
     def set_price(self, symbol: str, price: Decimal) -> None:
+        """The market trades at `price`: trailing stops follow it (their `hwm`) and fill when it reaches them."""
         self.prices[symbol] = price
+        for order in list(self.orders.values()):
+            if order["symbol"] == symbol and order["type"] == "trailing_stop" and order["status"] in OPEN_STATUSES:
+                self._trail(order, price)
+
+    def _trail(self, order: dict[str, Any], price: Decimal) -> None:
+        sell = order["side"] == "sell"
+        hwm = Decimal(order["hwm"])
+        if (price > hwm) if sell else (price < hwm):
+            hwm = price
+        distance = (Decimal(order["trail_price"]) if order["trail_price"] is not None
+                    else hwm * Decimal(order["trail_percent"]) / 100)
+        stop = hwm - distance if sell else hwm + distance
+        order.update(hwm=str(hwm), stop_price=str(stop), updated_at=_now())
+        if (price <= stop) if sell else (price >= stop):
+            self._apply_fill(order, Decimal(order["qty"]) - Decimal(order["filled_qty"]), price)
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for m, p in self.requests if m == method and p == path)
@@ -347,11 +363,20 @@ class AlpacaStandIn:
         qty = _num(body["qty"])
         if qty <= 0:
             return self._error(422, "qty must be > 0", 40010000)
+        trails = [body.get("trail_price"), body.get("trail_percent")]
+        if body["type"] == "trailing_stop" and sum(t is not None for t in trails) != 1:
+            return self._error(422, "trailing_stop orders need one of trail_price or trail_percent", 40010000)
+        if body["type"] != "trailing_stop" and any(t is not None for t in trails):
+            return self._error(422, "trail_price and trail_percent are for trailing_stop orders", 40010000)
         ref = Decimal(str(body.get("limit_price") or self.prices[body["symbol"]]))
         if body["side"] == "buy" and qty * ref > self.cash * 2:
             return self._error(403, "insufficient buying power", 40310000)
         order_class = body.get("order_class") or "simple"
         order = self._new_order(body, order_class, cid)
+        if body["type"] == "trailing_stop":
+            order.update(trail_price=_s(body.get("trail_price")), trail_percent=_s(body.get("trail_percent")),
+                         hwm=str(self.prices[body["symbol"]]))
+            self._trail(order, self.prices[body["symbol"]])
         if order_class == "bracket":
             if not body.get("take_profit") or not body.get("stop_loss"):
                 return self._error(422, "bracket orders require take_profit and stop_loss", 40010000)
@@ -452,6 +477,11 @@ class AlpacaStandIn:
         }
         new = self._new_order(body, old["order_class"], cid)
         new["replaces"] = old["id"]
+        if old["type"] == "trailing_stop":  # `trail` changes the trail (a price, or a percent as it was)
+            kind = "trail_price" if old["trail_price"] is not None else "trail_percent"
+            new.update({kind: _s(patch.get("trail", old[kind])), "hwm": old["hwm"]})
+            new["trail_price" if kind == "trail_percent" else "trail_percent"] = None
+            self._trail(new, self.prices[new["symbol"]])
         old.update(status="replaced", replaced_by=new["id"], replaced_at=_now(), updated_at=_now())
         if self._marketable(new):
             self._apply_fill(new, Decimal(new["qty"]), self.prices[new["symbol"]])
