@@ -10,15 +10,19 @@ from typing import Any
 
 import pytest
 
+from brokers.symbols import normalize
 from daemon.app import Daemon
 from daemon.domain import OrderType, SignalStatus
 from tests.conftest import settings_for
 from tests.standins.alpaca_api import AlpacaStandIn
 from tests.standins.contract import assert_no_violations
 from tests.standins.projectx_api import ProjectXStandin
+from tests.standins.tradovate_api import TradovateStandin
 from tests.test_alpaca_e2e import alpaca_account
 from tests.test_projectx_adapter import contract_id, ensure_front_contracts
 from tests.test_projectx_e2e import px_account
+from tests.test_tradovate_adapter import ensure_front_contracts as tradovate_fronts
+from tests.test_tradovate_e2e import tradovate_account
 from tests.test_trailing_e2e import eventually, post
 
 FAST = {"exit_mark_seconds": 0.2}
@@ -121,3 +125,48 @@ async def test_projectx_trails_an_entrys_bracket_stop_and_a_trailing_order_nativ
 
 async def _is(probe: Awaitable[Any], expected: Any) -> bool:
     return await probe == expected
+
+
+@pytest.fixture
+async def tv() -> AsyncIterator[TradovateStandin]:
+    standin = await TradovateStandin().start()
+    tradovate_fronts(standin)
+    try:
+        yield standin
+    finally:
+        await standin.stop()
+    standin.assert_no_violations()
+
+
+async def test_tradovate_trails_an_entrys_bracket_stop_and_a_trailing_order_natively(  # type: ignore[no-untyped-def]
+        start_daemon, tv: TradovateStandin, tmp_path: Path) -> None:
+    tv.set_price(normalize("ES1!"), "6000")
+    account = tradovate_account(tv) | {"risk": {}}
+    daemon = await start_daemon(settings_for(tmp_path / "state", daemon=FAST, accounts={"tv": account}))
+    entry = await post(daemon, {"ticker": "ES1!", "account": "tv", "action": "buy", "quantity": "1",
+                                "price": "6000", "trailing_stop": {"points": "2"}, "take_profit": "6020"})
+    assert entry.status is SignalStatus.EXECUTED, entry.reason
+    [oso] = [body for _, path, body in tv.calls if path == "/v1/order/placeoso"]
+    assert (oso["bracket2"]["orderType"], oso["bracket2"]["pegDifference"], oso["bracket2"]["stopPrice"]) == (
+        "TrailingStop", -2, 5998)
+    assert daemon.store.active_exit_rules("tv") == []
+    assert await working(daemon, "tv", OrderType.TRAILING_STOP) == [("sell", Decimal(1), Decimal(5998))]
+    # Tradovate keeps the trailing stop's level to itself (the order version keeps its first stopPrice):
+    # that it trails shows in when it fills. Up to 6010 the stop follows to 6008; 6008.25 is above it.
+    tv.set_price(normalize("ES1!"), "6010")
+    tv.set_price(normalize("ES1!"), "6008.25")
+    assert await working(daemon, "tv", OrderType.TRAILING_STOP) == [("sell", Decimal(1), Decimal(5998))]
+    tv.set_price(normalize("ES1!"), "6007")  # far above the first stop, below the trailed one
+    assert await eventually(lambda: flat(daemon, "tv"))
+
+    await post(daemon, {"ticker": "ES1!", "account": "tv", "action": "sell", "quantity": "1", "price": "6007"})
+    done = await post(daemon, {"ticker": "ES1!", "account": "tv", "action": "exit", "price": "6007",
+                               "order_type": "trailing_stop", "trailing_stop": {"ticks": "12"}})
+    assert done.status is SignalStatus.EXECUTED, done.reason
+    placed = [body for _, path, body in tv.calls if path == "/v1/order/placeorder"][-1]
+    assert (placed["orderType"], placed["pegDifference"], placed["action"]) == ("TrailingStop", 3, "Buy")
+    tv.set_price(normalize("ES1!"), "5990")  # the buy stop follows down to 5993
+    tv.set_price(normalize("ES1!"), "5992.75")
+    assert [q for _, q, _ in await working(daemon, "tv", OrderType.TRAILING_STOP)] == [Decimal(1)]
+    tv.set_price(normalize("ES1!"), "5993.25")
+    assert await eventually(lambda: flat(daemon, "tv"))

@@ -78,6 +78,7 @@ DEFAULT_ROLL = RollRule()
 
 class TradovateBroker(BrokerBase, TradovateStreaming):
     name = "tradovate"
+    native_trailing = frozenset({"order", "bracket"})  # by a price distance (a percent trail: the daemon's)
     STREAM_GRACE = 120.0  # seconds a stream may be down (reconnecting) before healthy() says so
 
     def __init__(

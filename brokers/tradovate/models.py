@@ -26,8 +26,9 @@ STATUS = {
 }  # Working, Suspended (bracket legs waiting for their entry), Pending*, Unknown: still open
 ORDER_TYPE_OUT = {
     OrderType.MARKET: "Market", OrderType.LIMIT: "Limit", OrderType.STOP: "Stop", OrderType.STOP_LIMIT: "StopLimit",
+    OrderType.TRAILING_STOP: "TrailingStop",
 }
-ORDER_TYPE_IN = {v: k for k, v in ORDER_TYPE_OUT.items()} | {"MIT": OrderType.LIMIT, "TrailingStop": OrderType.STOP}
+ORDER_TYPE_IN = {v: k for k, v in ORDER_TYPE_OUT.items()} | {"MIT": OrderType.LIMIT}
 TIF_OUT = {TimeInForce.DAY: "Day", TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 TIF_IN = {v: k for k, v in TIF_OUT.items()}
 
@@ -85,6 +86,7 @@ class TvOrderVersion(_Wire):
     orderType: str
     price: Decimal | None = None
     stopPrice: Decimal | None = None
+    pegDifference: Decimal | None = None  # a trailing stop's signed distance from the best price
     timeInForce: str | None = None
 
 
@@ -234,7 +236,10 @@ def order_body(
         raise OrderRejected(f"order {cid}: Tradovate trades whole contracts, not {qty.normalize():f}")
     kind = request.order_type
     needs_limit = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-    needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
+    needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
+    peg = None if request.trail is None or request.trail.distance is None else request.trail.distance
+    if kind is OrderType.TRAILING_STOP and peg is None:
+        raise OrderRejected(f"order {cid}: a trailing stop trails by a price distance here; nothing was sent")
     if (needs_limit and request.limit_price is None) or (needs_stop and request.stop_price is None):
         raise OrderRejected(f"order {cid}: a {kind.value} order needs its price; nothing was sent")
     body: dict[str, Any] = {
@@ -246,14 +251,19 @@ def order_body(
         body["price"] = wire_number(request.limit_price)
     if needs_stop and request.stop_price is not None:
         body["stopPrice"] = wire_number(request.stop_price)
+    if kind is OrderType.TRAILING_STOP and peg is not None:  # below the price for a sell, above for a buy
+        body["pegDifference"] = wire_number(peg * request.side.sign)
     exit_side = "Sell" if request.side is Side.BUY else "Buy"
     legs = []
     if request.take_profit is not None:
         legs.append({"action": exit_side, "orderType": "Limit", "price": wire_number(request.take_profit),
                      "clOrdId": f"{cid}-tp"})
     if request.stop_loss is not None:
-        legs.append({"action": exit_side, "orderType": "Stop", "stopPrice": wire_number(request.stop_loss),
-                     "clOrdId": f"{cid}-sl"})
+        stop_leg = {"action": exit_side, "orderType": "Stop", "stopPrice": wire_number(request.stop_loss),
+                    "clOrdId": f"{cid}-sl"}
+        if peg is not None:  # the bracket's stop trails at the exchange
+            stop_leg.update(orderType="TrailingStop", pegDifference=wire_number(peg * -request.side.sign))
+        legs.append(stop_leg)
     body = {k: v for k, v in body.items() if v is not None}
     if not legs:
         return "/order/placeorder", body
@@ -276,4 +286,6 @@ def modify_body(version: TvOrderVersion, quantity: Decimal | None, limit_price: 
         body["price"] = wire_number(price)
     if stop is not None:
         body["stopPrice"] = wire_number(stop)
+    if version.pegDifference is not None:
+        body["pegDifference"] = wire_number(version.pegDifference)
     return body
