@@ -23,7 +23,7 @@ FLOORS: list[tuple[str, ...]] = [
      "daemon.ownership"),
     ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.planner", "daemon.exit_guard", "daemon.reconcile",
      "daemon.queries", "daemon.history", "daemon.fanout", "daemon.fanout_report", "daemon.handover", "daemon.cluster",
-     "daemon.links"),
+     "daemon.links", "daemon.managed_exits"),
     ("daemon.web", "daemon.chat", "daemon.strategy"),
     ("daemon.app", "daemon.site"),
     ("daemon.cli",),

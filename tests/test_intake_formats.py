@@ -66,6 +66,8 @@ REFUSALS = (
     # The boundary's documented bounds on every number (README, bad-input answers): a schema-valid 2e-179 or
     # 1e300 is no price or size anyone trades.
     "is out of range", "significant digits", "max_quantity", "max_price",
+    # A trail is a distance or a percent below 100, on a trailing stop order or a trailing stop loss.
+    "below 100", "go with orderType trailing_stop",
 )
 
 
@@ -110,11 +112,22 @@ def test_every_schema_valid_body_is_read_with_its_meaning_or_refused_clearly(bod
         if tp.get("limitPrice") is not None:
             assert intent.take_profit == number(tp["limitPrice"])
         sl = body.get("stopLoss") or {}
+        if sl.get("type") == "trailing_stop" or sl.get("trailAmount") is not None or \
+                sl.get("trailPercent") is not None:
+            assert intent.stop_loss is None  # the stop loss trails instead
+            key = next(k for k in ("trailAmount", "trailPercent", "amount", "percent") if sl.get(k) is not None)
+            unit = OffsetUnit.PERCENT if key.lower().endswith("percent") else OffsetUnit.POINTS
+            assert intent.trailing_stop == PriceOffset(unit=unit, value=number(sl[key]))
+            sl = {}
         if sl.get("stopPrice") is not None:
             assert intent.stop_loss == number(sl["stopPrice"])
         if sl.get("percent") is not None:
             assert intent.stop_loss == PriceOffset(unit=OffsetUnit.PERCENT, value=number(sl["percent"]))
     assert intent.order_type is OrderType(body.get("orderType", "market"))
+    if intent.order_type is OrderType.TRAILING_STOP:
+        kind = "trailAmount" if body.get("trailAmount") is not None else "trailPercent"
+        unit = OffsetUnit.POINTS if kind == "trailAmount" else OffsetUnit.PERCENT
+        assert intent.trailing_stop == PriceOffset(unit=unit, value=number(body[kind]))
     if body.get("limitPrice") is not None and intent.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         assert intent.limit_price == number(body["limitPrice"])
     price = body.get("price", body.get("signalPrice"))

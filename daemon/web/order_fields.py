@@ -97,9 +97,11 @@ def _check_trailing(fields: OrderFields, data: dict[str, Any], action: str) -> N
         raise ValueError('order_type trailing_stop needs trailing_stop, e.g. {"amount": 2} or {"percent": 1}')
     if fields.trailing_stop is None:
         return
+    if action == "cancel":
+        raise ValueError("trailing_stop is not supported with action cancel")
     if fields.stop_loss is not None:
         raise ValueError("trailing_stop is the stop-loss that trails: send stop_loss or trailing_stop, not both")
-    if action in ("exit", "close", "flat", "cancel") and order_type != "trailing_stop":
+    if action in ("exit", "close", "flat") and order_type != "trailing_stop":
         raise ValueError("trailing_stop on an exit needs order_type trailing_stop (the exit is then a trailing "
                          "stop order)")
 

@@ -75,9 +75,14 @@ def to_native(data: dict[str, Any]) -> dict[str, Any]:
     _put(native, "price", price)
     order_type = data.get("orderType", "market")
     native["order_type"] = order_type
-    trail = _one(data, "a trailing_stop order", {"trailAmount": "amount", "trailPercent": "percent"})
-    if (trail is None) != (order_type != "trailing_stop"):
-        raise ValueError("trailAmount or trailPercent goes with orderType trailing_stop, and it needs one of them")
+    trail = _one(data, "orderType trailing_stop", {"trailAmount": "amount", "trailPercent": "percent"})
+    if trail is None and order_type == "trailing_stop":
+        raise ValueError("orderType trailing_stop takes one of trailAmount, trailPercent")
+    if trail is not None and order_type != "trailing_stop":
+        raise ValueError("trailAmount and trailPercent go with orderType trailing_stop")
+    if trail is not None and (data.get("takeProfit") or data.get("stopLoss")):
+        raise NotSupported("orderType trailing_stop with takeProfit or stopLoss is not supported: the trailing stop "
+                           "order is the exit")
     _put(native, "trailing_stop", trail)
     for ours, theirs, needed in (("limit_price", "limitPrice", ("limit", "stop_limit")),
                                  ("stop_price", "stopPrice", ("stop", "stop_limit"))):
@@ -108,8 +113,6 @@ def to_native(data: dict[str, Any]) -> dict[str, Any]:
         _put(native, "take_profit", _take_profit(data.get("takeProfit")))
         stop_loss = data.get("stopLoss")
         if isinstance(stop_loss, dict) and _trails(stop_loss):
-            if "trailing_stop" in native:
-                raise ValueError("a trailing_stop order takes no trailing stopLoss")
             native["trailing_stop"] = _one(stop_loss, "a trailing stopLoss", {
                 "trailAmount": "amount", "trailPercent": "percent", "amount": "amount", "percent": "percent"})
             if native["trailing_stop"] is None or stop_loss.get("stopPrice") is not None:
