@@ -5,6 +5,8 @@ a periodic read of each account's positions (`poll`, which takes the account's w
 stop is moved between signals, never while one executes. Every move is proven by the account's fence
 before it is sent and saved to the store after it, so a restart resumes from the stop the broker holds.
 A rule ends when its stop is no longer working (filled, cancelled, or shrunk away with its position).
+The active rules are also kept in memory (read from the store once per account, and again at each poll, when
+another daemon may have handed the account over), so a signal or a fill without rules costs no disk read.
 """
 
 from __future__ import annotations
@@ -35,9 +37,16 @@ class ManagedExits:
         self.events = events
         self.exclusive = exclusive
         self.fence = fence
+        self._active: dict[str, dict[str, ExitRule]] = {}  # account -> rule id -> active rule
 
     def rules(self, account: str, symbol: str | None = None) -> list[ExitRule]:
-        return [ExitRule.model_validate_json(doc) for doc in self.store.active_exit_rules(account, symbol)]
+        if account not in self._active:
+            self._reload(account)
+        return [r for r in self._active[account].values() if symbol is None or r.symbol == symbol]
+
+    def _reload(self, account: str) -> None:
+        rules = [ExitRule.model_validate_json(doc) for doc in self.store.active_exit_rules(account)]
+        self._active[account] = {r.id: r for r in rules}
 
     def add(self, rule: ExitRule) -> None:
         self._save(rule, ACTIVE)
@@ -51,7 +60,8 @@ class ManagedExits:
     async def poll(self, accounts: list[str]) -> None:
         """Mark every symbol with a rule at its broker's current price, one account at a time."""
         for account in accounts:
-            if not self.store.active_exit_rules(account):
+            self._reload(account)
+            if not self._active[account]:
                 continue
             async with self.exclusive(account):
                 try:
@@ -116,6 +126,14 @@ class ManagedExits:
     def _save(self, rule: ExitRule, status: str) -> None:
         self.store.save_exit_rule(rule.id, account=rule.account, symbol=rule.symbol, kind=rule.kind,
                                   status=status, rule_json=rule.model_dump_json())
+        if rule.account not in self._active:
+            self._reload(rule.account)  # the store has the rule as just saved
+            return
+        active = self._active[rule.account]
+        if status == ACTIVE:
+            active[rule.id] = rule
+        else:
+            active.pop(rule.id, None)
 
 
 def _stop_leg(working: Mapping[str, Order], entry_order_id: str | None) -> Order | None:
