@@ -45,7 +45,7 @@ async def test_webhook_to_binance_fill_and_position(start_daemon, standin: Binan
         assert [(o.symbol, o.status) for o in record.orders] == [("BTCUSDT", OrderStatus.FILLED)]
         assert standin.book.by_client("BTCUSDT", record.orders[0].client_order_id) is not None
 
-        fills = await wait_until(lambda: daemon.store.fills("crypto"), within=5)  # polled from myTrades
+        fills = await wait_until(lambda: daemon.store.fills("crypto"), within=15)  # polled from myTrades
         assert [(f.symbol, f.quantity, f.price, f.commission) for f in fills] == [
             ("BTCUSDT", Decimal("0.01"), 60000, Decimal("0.6"))]
         positions = (await client.get("/api/positions", params={"account": "crypto"})).json()["positions"]

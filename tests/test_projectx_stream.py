@@ -50,7 +50,7 @@ async def connected(broker: ProjectXBroker, standin: ProjectXStandin, connects: 
     assert broker._hub is not None
     hub = broker._hub
     await wait_until(lambda: hub.connected and hub.connects >= connects and standin.hub.subscribed(1001),
-                     within=5.0)
+                     within=15)
 
 
 def test_signalr_framing_round_trips() -> None:

@@ -188,7 +188,7 @@ async def test_a_trader_signs_in_sees_fills_live_checks_risk_and_flattens(page_d
         await asyncio.to_thread(click, '#account-topstep button[data-flatten="topstep"]')
         await asyncio.to_thread(driver.execute_script,  # a double click on "Yes" is still one flatten
                                 "const b = document.getElementById('confirm-ok'); b.click(); b.click();")
-        await wait_until(lambda: flatten_signals(daemon), within=5)
+        await wait_until(lambda: flatten_signals(daemon), within=15)
         assert await asyncio.to_thread(wait_for, driver, lambda d: "executed" in text(d, "#confirm-result"), 10)
         assert await es_position(daemon) == Decimal(0)
         await asyncio.to_thread(wait_for, driver, lambda d: d.find_elements(
