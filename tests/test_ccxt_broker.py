@@ -199,7 +199,7 @@ async def test_bracket_is_entry_then_binance_oco(broker: CcxtBroker, standin: Bi
 
 
 async def test_brackets_on_a_stop_entry_are_refused(broker: CcxtBroker, standin: BinanceStandIn) -> None:
-    with pytest.raises(OrderRejected, match="a stop entry cannot carry these exits.*nothing was sent"):
+    with pytest.raises(OrderRejected, match=r"a stop entry cannot carry these exits.*nothing was sent"):
         await broker.place_order(req(order_type=OrderType.STOP, stop_price=Decimal("61000"),
                                      take_profit=Decimal("63000"), stop_loss=Decimal("60000")))
     with pytest.raises(OrderRejected, match="a limit entry cannot carry these exits"):  # one exit: no OTO here

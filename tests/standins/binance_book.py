@@ -248,12 +248,12 @@ class Book:
         list_id = self._id()
         self.lists[list_id] = []
         at = now_ms()
-        pending = [{"symbol": symbol, "orderId": self._id(), "orderListId": list_id, "clientOrderId": leg["clientOrderId"],
-                    "price": leg.get("price") or Decimal(0), "origQty": qty, "executedQty": Decimal(0),
-                    "cummulativeQuoteQty": Decimal(0), "status": PENDING, "timeInForce": leg.get("timeInForce") or "GTC",
-                    "type": leg["type"], "side": side, "stopPrice": leg.get("stopPrice") or Decimal(0), "time": at,
-                    "updateTime": at, "workingTime": -1, "fills": [], "_lock": (m.base, Decimal(0))}
-                   for leg in (above, below)]
+        pending = [{"symbol": symbol, "orderId": self._id(), "orderListId": list_id,
+                    "clientOrderId": leg["clientOrderId"], "price": leg.get("price") or Decimal(0), "origQty": qty,
+                    "executedQty": Decimal(0), "cummulativeQuoteQty": Decimal(0), "status": PENDING,
+                    "timeInForce": leg.get("timeInForce") or "GTC", "type": leg["type"], "side": side,
+                    "stopPrice": leg.get("stopPrice") or Decimal(0), "time": at, "updateTime": at,
+                    "workingTime": -1, "fills": [], "_lock": (m.base, Decimal(0))} for leg in (above, below)]
         entry = self.new_order(symbol, working["side"], working["type"], working["quantity"], working["price"], None,
                                working.get("timeInForce"), working["clientOrderId"], list_id)
         self.working[list_id] = entry["orderId"]
