@@ -17,7 +17,8 @@ Brackets: a market entry with take-profit and stop-loss is followed by Binance's
 base currency); one exit alone is a plain limit or stop order, on any exchange. Limit and stop entries
 with exits are refused (no OTOCO yet). Modify is Binance's cancel-replace (ccxt `edit_order`; elsewhere
 the exchange's edit, or cancel then place). Fills and order changes are polled (`brokers.updates.Feed`;
-no websocket stream) and reach the engine once each through a `ReportGate`.
+no websocket stream) and reach the engine once each through a `ReportGate`. Market data: `bars()` reads
+the exchange's candles (`fetch_ohlcv`, Binance `/api/v3/klines`) through `brokers.ccxt.history`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from brokers.base import BrokerBase, BrokerContext, BrokerUnavailable, OrderNotFound, OrderRejected
+from brokers.ccxt import history
 from brokers.ccxt import models as cm
 from brokers.ccxt.calls import Caller
 from brokers.ccxt.exchange import make_exchange
@@ -44,6 +46,7 @@ from config.brokers import CcxtSettings
 from daemon.domain import (
     ZERO,
     AccountState,
+    Bar,
     Fill,
     FlattenReport,
     Order,
@@ -342,6 +345,22 @@ class CcxtBroker(BrokerBase):
             if closed is not None:
                 closing.append(closed)
         return FlattenReport(account=self.account, cancelled=cancelled, closing=closing, errors=errors)
+
+    # -- market data -------------------------------------------------------------------------------------
+
+    async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]:
+        """Closed bars of `timeframe_seconds` starting in [start, end), oldest first, from `fetch_ohlcv`."""
+        if not self.exchange.has.get("fetchOHLCV"):
+            raise NotImplementedError(f"{self.id} serves no candles through ccxt")
+        market = self._markets().symbol(symbol)
+        interval, base = history.interval_for(self.exchange.timeframes or {}, timeframe_seconds,
+                                              self.exchange.parse_timeframe)
+
+        async def fetch(iv: str, since: int, limit: int) -> list[list[Any]]:
+            return await self.calls.safe(f"{self.id} candles {market} {iv}",
+                                         lambda: self.exchange.fetch_ohlcv(market, iv, since, limit))
+
+        return await history.fetch_bars(fetch, interval, base, symbol, timeframe_seconds, start, end, self.clock())
 
     # -- polling -----------------------------------------------------------------------------------------
 
