@@ -123,7 +123,7 @@ class Daemon:
             submit=self.engine.accept, publish=self.events.publish, brokers=self.brokers,
             scheduler=self._scheduler, state=StateStore(self.store),
             bars=RoutedBarSource.for_strategies(settings.strategies, self.brokers), strategies=settings.strategies,
-            clock=clock, owns=self.owns if self.shared else None,
+            clock=clock, owns=self.owns if self.shared else None, symbol_maps=settings.symbol_maps,
         )
         # The first runtime subscribes the alert outbox now; transports connect after READY, where the
         # singleton lease is held. A later term's runtime reuses the outbox, already subscribed.
