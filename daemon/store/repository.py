@@ -340,6 +340,10 @@ class Store(AccountRecords):
 
     # -- positions -----------------------------------------------------------------------------------------
 
+    def held(self, account: str, symbol: str) -> Decimal:
+        """The signed quantity `account` holds in `symbol` by the store's ledger (0 when flat)."""
+        return sum((p.quantity for p in self.positions(account) if p.symbol == symbol), ZERO)
+
     def positions(self, account: str | None = None) -> list[Position]:
         """Non-zero ledger positions, by account and symbol."""
         stmt = select(PositionRow).order_by(col(PositionRow.account), col(PositionRow.symbol))
