@@ -29,6 +29,7 @@ from daemon.chat.backend import DaemonChatBackend
 from daemon.chat.outbox import Outbox
 from daemon.chat.runtime import ChatRuntime, alert_destinations
 from daemon.chat.terms import ChatTerms
+from daemon.copier import Copier
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, log_event
@@ -97,6 +98,8 @@ class Daemon:
         self.fanout_reports = FanoutReports(store=self.store, wait_for=self.engine.wait_for,
                                             publish=self.events.publish)
         self.events.subscribe(self.fanout_reports.publish)
+        self.events.subscribe(Copier(groups=settings.groups, targets=settings.targets, position=self.store.held,
+                                     accept=self.engine.accept_fanout, clock=clock).on_event)  # copy trading
         self.news = cluster.StoreNews(self.engine, self.brokers, self._keeper)
         self.reconciler = Reconciler(store=self.store, events=self.events, engine=self.engine, clock=clock)
         self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock,
@@ -123,8 +126,7 @@ class Daemon:
             submit=self.engine.accept, publish=self.events.publish, brokers=self.brokers,
             scheduler=self._scheduler, state=StateStore(self.store),
             bars=RoutedBarSource.for_strategies(settings.strategies, self.brokers), strategies=settings.strategies,
-            clock=clock, owns=self.owns if self.shared else None,
-        )
+            clock=clock, owns=self.owns if self.shared else None, symbol_maps=settings.symbol_maps)
         # The first runtime subscribes the alert outbox now; transports connect after READY, where the
         # singleton lease is held. A later term's runtime reuses the outbox, already subscribed.
         self.chat_terms = ChatTerms(self._chat_runtime(), lambda: self._chat_runtime(subscribe=lambda handler: None),
@@ -175,14 +177,12 @@ class Daemon:
         backend = DaemonChatBackend(
             reader=self.reader, engine=self.engine, risk=self.risk, store=self.store, readiness=self.readiness,
             version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=self.outbox.pending_count,
-            extra_health=lambda: self.chat.health(), clock=self.clock, strategies=self.strategies,
-        )
+            extra_health=lambda: self.chat.health(), clock=self.clock, strategies=self.strategies)
         return ChatRuntime(
             telegram=settings.telegram, discord=settings.discord, alerts=settings.alerts,
             timezone=settings.daemon.timezone, outbox=outbox, state=StateStore(self.store), backend=backend,
             reader=self.reader, subscribe=subscribe or self.fanout_reports.subscribe, clock=self.clock,
-            redact=self.redactor.redact,
-        )
+            redact=self.redactor.redact)
 
     def web_app(self) -> web.Application:
         api = self._control_api()

@@ -99,7 +99,7 @@ class Intent(_Value):
     signal_id: str
     dedup_key: str
     account: str
-    source: Literal["tradingview", "strategy", "chat", "api", "cli", "risk"] = "tradingview"
+    source: Literal["tradingview", "strategy", "chat", "api", "cli", "risk", "copy"] = "tradingview"
     action: Action
     symbol: str = ""  # empty only for account-wide actions (flatten, cancel all)
     quantity: Decimal | None = None

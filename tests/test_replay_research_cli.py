@@ -94,6 +94,7 @@ def test_single_replay_with_monte_carlo_preset_odds_and_histogram(tmp_path: Path
     assert png.read_bytes()[:8] == PNG
     assert out["trades"]
     assert all(t["commission"] == "1.48" for t in out["trades"])  # topstep's MES fee 0.37 x 2 contracts x 2 sides
+    assert "fee table topstep: example numbers, not confirmed" in done.stderr
 
 
 def test_progress_bar_on_a_terminal(data: Path) -> None:

@@ -33,7 +33,7 @@ from daemon.money import NotANumber, parse_decimal
 from daemon.risk.funded import AccountRules
 from daemon.risk.presets import PRESETS
 from daemon.strategy.bars import TIMEFRAMES, BarDataError
-from daemon.strategy.costs import CostError, Costs, fee_table_for, load_fee_table
+from daemon.strategy.costs import CostError, Costs, fee_table_for, load_fee_table, unverified_note
 from daemon.strategy.montecarlo import MonteCarloError, MonteCarloReport, simulate
 from daemon.strategy.optimize import METRICS, OptimizeError, ReplaySetup, candidates, optimize, parse_range
 from daemon.strategy.plot import PlotError, plot
@@ -140,6 +140,8 @@ def _costs(args: argparse.Namespace, paper: PaperSettings, rules: AccountRules |
     ticks, tick = _money(args.slippage_ticks, "--slippage-ticks"), _money(args.tick_size, "--tick-size")
     try:
         fees = load_fee_table(table) if table and table != "none" else {}
+        if (note := unverified_note(table)) is not None:
+            print(f"traderd replay: {note}", file=sys.stderr)
         return Costs.of_paper(paper).model_copy(update={"slippage_ticks": ticks or Decimal(0),
                                                         "tick_size": tick or None, "fees": fees})
     except CostError as exc:

@@ -29,6 +29,7 @@ from daemon.store.exit_rules import ExitRuleRecords
 from daemon.store.intake import FanoutChild, SignalIntake, raw_json, signal_row
 from daemon.store.paging import Page
 from daemon.store.records import AccountRecords
+from daemon.store.scope import Accounts, only
 from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow, order_root
 from daemon.store.views import DailyPnl, SignalRecord, SignalSummary
 from daemon.store.writes import DuplicateFill, HotWrites
@@ -155,12 +156,10 @@ class Store(AccountRecords, ExitRuleRecords):
                             fills=[_fill(f) for f in fills], parent_id=row.parent_id,
                             route=None if row.route_json is None else json.loads(row.route_json), children=children)
 
-    def signals_page(self, account: str | None = None, after: str | None = None, limit: int = 100
+    def signals_page(self, account: Accounts = None, after: str | None = None, limit: int = 100
                      ) -> Page[SignalSummary]:
         """Newest first (by arrival), `limit` at a time; `after` is the `next` of the previous page."""
-        stmt = select(SignalRow)
-        if account is not None:
-            stmt = stmt.where(SignalRow.account == account)
+        stmt = only(select(SignalRow), SignalRow.account, account)
         if after is not None:
             at, seq = paging.decode(after)
             if at is not None:
@@ -210,23 +209,19 @@ class Store(AccountRecords, ExitRuleRecords):
             self._hot.finish_signal(conn, signal_id, status, reason, order.client_order_id if order else None)
         return realized
 
-    def orders(self, account: str | None = None, open_only: bool = False, limit: int = 200) -> list[Order]:
+    def orders(self, account: Accounts = None, open_only: bool = False, limit: int = 200) -> list[Order]:
         """Newest first."""
-        stmt = select(OrderRow)
-        if account is not None:
-            stmt = stmt.where(OrderRow.account == account)
+        stmt = only(select(OrderRow), OrderRow.account, account)
         if open_only:
             stmt = stmt.where(col(OrderRow.status).in_(_OPEN_STATUSES))
         stmt = stmt.order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc()).limit(limit)
         with self._read() as session:
             return [_order(r) for r in session.exec(stmt).all()]
 
-    def orders_page(self, account: str | None = None, open_only: bool = False, after: str | None = None,
+    def orders_page(self, account: Accounts = None, open_only: bool = False, after: str | None = None,
                     limit: int = 100) -> Page[Order]:
         """Newest first, `limit` at a time; `after` is the `next` of the previous page."""
-        stmt = select(OrderRow)
-        if account is not None:
-            stmt = stmt.where(OrderRow.account == account)
+        stmt = only(select(OrderRow), OrderRow.account, account)
         if open_only:
             stmt = stmt.where(col(OrderRow.status).in_(_OPEN_STATUSES))
         if after is not None:
@@ -256,11 +251,9 @@ class Store(AccountRecords, ExitRuleRecords):
             return None  # the transaction rolled back, including a ledger row it may have created
 
     def _fill_rows(
-        self, account: str | None, since: datetime | None, newest_first: bool, limit: int | None
+        self, account: Accounts, since: datetime | None, newest_first: bool, limit: int | None
     ) -> list[FillRow]:
-        stmt = select(FillRow)
-        if account is not None:
-            stmt = stmt.where(FillRow.account == account)
+        stmt = only(select(FillRow), FillRow.account, account)
         if since is not None:
             stmt = stmt.where(col(FillRow.filled_at) >= since)
         if newest_first:
@@ -278,12 +271,10 @@ class Store(AccountRecords, ExitRuleRecords):
         """Newest first."""
         return [_fill(r) for r in self._fill_rows(account, since, True, limit)]
 
-    def fills_page(self, account: str | None = None, since: datetime | None = None, after: str | None = None,
+    def fills_page(self, account: Accounts = None, since: datetime | None = None, after: str | None = None,
                    limit: int = 100) -> Page[Fill]:
         """Newest first, `limit` at a time; `after` is the `next` of the previous page."""
-        stmt = select(FillRow)
-        if account is not None:
-            stmt = stmt.where(FillRow.account == account)
+        stmt = only(select(FillRow), FillRow.account, account)
         if since is not None:
             stmt = stmt.where(col(FillRow.filled_at) >= since)
         if after is not None:
@@ -306,11 +297,15 @@ class Store(AccountRecords, ExitRuleRecords):
         """Oldest first, each with the P&L it realized on the ledger."""
         return [(_fill(r), r.realized_pnl) for r in self._fill_rows(account, since, False, None)]
 
-    def journal_fills(self, account: str | None) -> list[tuple[Fill, Decimal, Decimal]]:
+    def journal_fills(self, account: Accounts) -> list[tuple[Fill, Decimal, Decimal]]:
         """Every fill oldest first with its realized P&L and multiplier, for the trade journal."""
         return [(_fill(r), r.realized_pnl, r.multiplier) for r in self._fill_rows(account, None, False, None)]
 
     # -- positions -----------------------------------------------------------------------------------------
+
+    def held(self, account: str, symbol: str) -> Decimal:
+        """The signed quantity `account` holds in `symbol` by the store's ledger (0 when flat)."""
+        return sum((p.quantity for p in self.positions(account) if p.symbol == symbol), ZERO)
 
     def positions(self, account: str | None = None) -> list[Position]:
         """Non-zero ledger positions, by account and symbol."""

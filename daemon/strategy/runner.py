@@ -6,11 +6,12 @@ sessions, NYSE holidays and early closes). A run acts on the latest closed bar o
 pause or a sleep are coalesced (APScheduler's `coalesce`, and a run never replays skipped bars), and a bar
 that closed more than `max_lag_seconds` ago is marked done without trading.
 
-Signals become `Intent`s (source "strategy") whose dedup key is `strategy:NAME:BAR_CLOSE:INDEX`, handed to
-`submit` (the engine's `accept`: record durably, then queue), so a run repeated after a crash or restart is a
-no-op at the store. What a strategy remembers (`Strategy.state`), the last bar acted on, the last signal
-and pause/disable flags are kept in `StateStore` namespace "strategy" under the instance name, written after
-every run.
+Signals become `Intent`s (source "strategy") whose dedup key is `strategy:NAME:BAR_CLOSE:INDEX`, named and
+sized for the account by the webhook's own normaliser (`daemon.intake.for_account`: exchange prefix, symbol
+map and ratio, one engine symbol per contract), then handed to `submit` (the engine's `accept`: record
+durably, then queue), so a run repeated after a crash or restart is a no-op at the store. What a strategy
+remembers (`Strategy.state`), the last bar acted on, the last signal and pause/disable flags are kept in
+`StateStore` namespace "strategy" under the instance name, written after every run.
 
 A strategy that cannot be loaded or whose `on_bar` raises is disabled (persisted, until `resume`) and
 reported as an `Event` of kind "daemon" with `data={"strategy": NAME, "status": "disabled", "error": ...}`;
@@ -32,8 +33,10 @@ from apscheduler.triggers.base import BaseTrigger
 from pydantic import AwareDatetime, BaseModel
 
 from brokers.base import Broker, BrokerError
+from config.groups import Leg, SymbolMapping
 from config.strategies import StrategySettings
 from daemon.domain import Action, Event, Intent, StrategyStatus, utcnow
+from daemon.intake import for_account, symbol_for
 from daemon.store.state import StateStore
 from daemon.strategy.bars import BarDataError, BarSource, CalendarName, last_bar_close, next_bar_close, session_close_at
 from strategies.base import Context, Position, Signal, Strategy, StrategyLoadError, load_strategy, parse_params
@@ -116,7 +119,8 @@ class StrategyRunner:
     def __init__(self, *, submit: Submit, publish: Publish, brokers: Mapping[str, Broker],
                  scheduler: AsyncIOScheduler, state: StateStore, bars: BarSource,
                  strategies: Mapping[str, StrategySettings], clock: Callable[[], datetime] = utcnow,
-                 owns: Callable[[str], bool] | None = None) -> None:
+                 owns: Callable[[str], bool] | None = None,
+                 symbol_maps: Mapping[str, Mapping[str, SymbolMapping]] | None = None) -> None:
         # Several daemons on one store: a strategy runs where its account is executed, from its stored record.
         self.owns = owns
         self.submit = submit
@@ -126,6 +130,7 @@ class StrategyRunner:
         self.state = state
         self.bars = bars
         self.clock = clock
+        self.symbol_maps = dict(symbol_maps or {})  # by account: what it trades instead of a root or symbol
         self._slots = {name: _Slot(settings, StrategyRecord()) for name, settings in strategies.items()
                        if settings.enabled}
 
@@ -218,17 +223,20 @@ class StrategyRunner:
             return []
         instance = slot.instance
         count = s.history_bars or max(instance.warmup, 1)
+        leg = Leg(s.account, symbol_map=self.symbol_maps.get(s.account, {}))
+        traded, ratio = symbol_for(s.symbol, leg.symbol_map, now.date())
         try:
             history: Sequence[Any] = await self.bars.bars(s.symbol, s.timeframe, s.calendar, bar_end, count)
             broker = self.brokers[s.account]
-            held = next((p for p in await broker.positions() if p.symbol == s.symbol), None)
+            held = next((p for p in await broker.positions() if p.symbol == traded), None)
         except (BarDataError, BrokerError) as exc:
             log.warning("strategy %s: no run for the bar closing %s: %s", name, bar_end.isoformat(), exc)
             return []
         if not history or history[-1].end != bar_end:
             log.warning("strategy %s: no bar closing at %s in the data yet", name, bar_end.isoformat())
             return []
-        position = Position(held.quantity, held.average_price) if held else Position()
+        # the strategy thinks in the units of its own symbol: a mapped account's position is shown divided back
+        position = Position(held.quantity / ratio, held.average_price) if held else Position()
         before = dict(instance.state)
         try:
             signals = list(instance.on_bar(history[-1], history, position))
@@ -242,7 +250,11 @@ class StrategyRunner:
             return []
         ids = []
         for signal, intent in zip(signals, intents, strict=True):
-            signal_id, is_new = self.submit(intent)
+            one = for_account(intent, leg, now.date(), signal_id=intent.signal_id)  # the webhook's normaliser
+            if one.reason is not None:
+                log.warning("strategy %s: %s on %s not sent: %s", name, describe(signal), s.account, one.reason)
+                continue
+            signal_id, is_new = self.submit(one.intent)
             ids.append(signal_id)
             if is_new:
                 record.last_signal, record.last_signal_at = describe(signal), bar_end

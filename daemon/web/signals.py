@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from daemon.domain import Action, Intent, OrderType, TimeInForce
+from daemon.intake import normalize_ticker
 from daemon.money import parse_decimal, plain
 from daemon.web import keyvalue, traderspost
 from daemon.web.order_fields import OrderFields, take_order_fields
@@ -87,11 +88,6 @@ class AlertLimits:
 
 
 _DEFAULT_LIMITS = AlertLimits()
-
-
-def normalize_ticker(ticker: str) -> str:
-    """`NASDAQ:AAPL` -> `AAPL`, `CME_MINI:ES1!` -> `ES1!`; upper case."""
-    return ticker.strip().split(":")[-1].upper()
 
 
 def parse_time(value: Any) -> datetime | None:
