@@ -85,7 +85,8 @@ def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, Accou
         configured, limits = acc.section("paper"), acc.risk
         paper = configured if isinstance(configured, PaperSettings) else paper
         where = f"--config {args.config}" if args.config else "the configuration"
-        source = (f"from [accounts.{name}.paper] of {where}" if isinstance(configured, PaperSettings)
+        written = isinstance(configured, PaperSettings) and configured.model_fields_set  # not just defaults
+        source = (f"from [accounts.{name}.paper] of {where}" if written
                   else f"{where} has no [accounts.{name}.paper] section: none")
         if acc.funded is not None:
             rules = AccountRules.model_validate({"preset": acc.funded.preset, **acc.funded.overrides})
@@ -218,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
             plot(report, bars, Path(args.plot), args.calendar)
         if args.html:
             write_page(report, bars, Path(args.html), args.calendar,
-                       render(report, bars, args.calendar, costs_source=costs_source))
+                       render(report, bars, args.calendar, costs_source=costs_source, hint=False))
         mc = _monte_carlo(args, report.trades, rules, seed) if args.monte_carlo and report.trades else None
     except (InputError, StrategyLoadError, BarDataError, ReplayError, OptimizeError, MonteCarloError,
             research.PlotError, PlotError, PageError) as exc:

@@ -57,8 +57,9 @@ def trade_table(trades: Sequence[Trade], times: Times) -> list[str]:
 
 
 def render(report: ReplayReport, bars: Sequence[Bar], calendar: CalendarName, *, trades: bool = False,
-           costs_source: str = "") -> str:
-    """The report as text; `costs_source` says where the costs came from (configuration, flags)."""
+           costs_source: str = "", hint: bool = True) -> str:
+    """The report as text; `costs_source` says where the costs came from (configuration, flags); `hint`
+    mentions `--trades` when the trades are not listed."""
     times = Times(bars, report.timeframe, calendar)
     s = report.stats
     start = float(report.starting_equity)
@@ -88,7 +89,7 @@ def render(report: ReplayReport, bars: Sequence[Bar], calendar: CalendarName, *,
         lines.append(f"open position at the end: {report.open_position.normalize():f}")
     if report.trades and trades:
         lines += ["", *trade_table(report.trades, times)]
-    elif report.trades:
+    elif report.trades and hint:
         lines.append(f"(--trades lists the {len(report.trades)} trades)")
     lines += ["", f"rule violations: {len(report.violations)}"]
     lines += [f"  {v.at.astimezone(times.zone):%Y-%m-%d %H:%M} {v.rule}: {v.detail}" for v in report.violations]

@@ -49,7 +49,7 @@ def page_data(report: ReplayReport, bars: Sequence[Bar], calendar: CalendarName)
                        "entry_price": float(t.entry_price), "exit_price": float(t.exit_price),
                        "net": float(t.net_pnl), "ret": t.return_pct})
     return {
-        "title": f"{report.strategy} on {report.symbol} {report.timeframe}", "zone": zone.key, "daily": daily,
+        "symbol": report.symbol, "zone": zone.key, "daily": daily,
         "labels": [label(i) for i in range(len(bars))],
         "ohlc": [[float(b.open), float(b.high), float(b.low), float(b.close)] for b in bars],
         "equity": equity, "drawdown": drawdown(equity), "hold_quantity": quantity,

@@ -7,7 +7,7 @@
   const rangeText = document.getElementById("range");
   const NS = "http://www.w3.org/2000/svg";
   const W = 1200, L = 84, R = 12;
-  const PANELS = [{ top: 8, bottom: 372 }, { top: 392, bottom: 592 }, { top: 606, bottom: 690 }];
+  const PANELS = [{ top: 22, bottom: 360 }, { top: 396, bottom: 580 }, { top: 612, bottom: 690 }];
   const n = data.ohlc.length;
   let lo = 0, hi = n - 1, drag = null, cross = null, sel = null;
 
@@ -108,6 +108,9 @@
     let path = `M${xOf(lo)},${s.y(0)}`;
     dd.forEach((v, k) => { path += ` L${xOf(lo + k).toFixed(1)},${s.y(v).toFixed(1)}`; });
     el("path", { class: "dd", d: path + ` L${xOf(hi)},${s.y(0)} Z` });
+    const names = [`${data.symbol} price   \u25b2 long entry   \u25bc short entry   \u00d7 exit`,
+      `equity: strategy (solid), buy and hold ${data.hold_quantity} (dashed)`, "drawdown"];
+    PANELS.forEach((panel, k) => { el("text", { x: L, y: panel.top - 8, class: "name" }).textContent = names[k]; });
     cross = el("line", { class: "cross", x1: -10, x2: -10, y1: PANELS[0].top, y2: PANELS[2].bottom });
     sel = el("rect", { class: "sel", x: 0, y: PANELS[0].top, width: 0, height: PANELS[2].bottom - PANELS[0].top });
     rangeText.textContent = `bars ${lo + 1}-${hi + 1} of ${n}: ${data.labels[lo]} .. ${data.labels[hi]} ` +
