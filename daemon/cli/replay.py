@@ -39,7 +39,7 @@ from daemon.strategy.montecarlo import MonteCarloError, MonteCarloReport, simula
 from daemon.strategy.optimize import METRICS, OptimizeError, ReplaySetup, candidates, optimize, parse_range
 from daemon.strategy.page import PageError, write_page
 from daemon.strategy.plot import PlotError, plot
-from daemon.strategy.replay import ReplayError, ReplayReport, Trade, load_bars
+from daemon.strategy.replay import ReplayError, Trade, load_bars
 from daemon.strategy.walkforward import folds, parse_spec, walk_forward
 from strategies.base import Bar, Strategy, StrategyLoadError, load_strategy, parse_params
 
@@ -206,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--jobs must be at least 1")
         if args.heatmap and (args.walk_forward or not args.optimize):
             raise InputError("--heatmap draws a search: use it with --optimize and without --walk-forward")
+        if args.html and args.optimize:
+            raise InputError("--html draws one replay: use it without --optimize")
         if args.walk_forward and not args.optimize:
             raise InputError("--walk-forward needs --optimize NAME=RANGE ... (the sets tried in each window)")
         if args.optimize:

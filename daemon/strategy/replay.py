@@ -21,7 +21,8 @@ walk-forward test window's warm-up).
 The report: closed round-trip trades (net of commission), P&L, win rate, profit factor, maximum drawdown of
 the bar-close equity curve, annualised Sharpe ratio of daily equity returns (sqrt(252), risk-free 0), the
 summary figures of `daemon.strategy.stats` (returns, average trade, expectancy, bars held, exposure), the
-costs the fills paid, and every rule violation. Everything runs in memory (an in-memory SQLite store, a temporary paper state file).
+costs the fills paid, and every rule violation. Everything runs in memory (an in-memory SQLite store, a
+temporary paper state file).
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ from daemon.risk.funded_book import FundedBook
 from daemon.store.repository import Store
 from daemon.strategy.bars import CalendarName, aggregate, calendar_zone, load_csv, session_close_at
 from daemon.strategy.costs import CostedPaperBroker, Costs
+from daemon.strategy.runner import intent_for
 from daemon.strategy.stats import ReplayStats, compute
 from daemon.strategy.trades import Trade, round_trips
-from daemon.strategy.runner import intent_for
 from strategies.base import Bar, Context, Position, Signal, Strategy
 
 ACCOUNT = "replay"
@@ -234,7 +235,8 @@ class _Replay:
                 curve.append((bar.end, (await self.broker.account_state()).equity))
                 held = next((p for p in await self.broker.positions() if p.symbol == self.symbol), None)
                 position = Position(held.quantity, held.average_price) if held else Position()
-                if (held is not None and held.quantity != 0) or len(self.fill_bar) > fills_before:  # a fill means a position at that moment
+                # a fill in the bar means a position at that moment, even if the bar ends flat
+                if (held is not None and held.quantity != 0) or len(self.fill_bar) > fills_before:
                     self.exposed += 1
                 if self.progress is not None and (i + 1) % PROGRESS_EVERY == 0:
                     self.progress(PROGRESS_EVERY)
