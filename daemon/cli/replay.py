@@ -6,8 +6,11 @@
 
 Risk limits, commission and slippage come from `--config FILE --account NAME` (that account's `risk`,
 `paper` and `funded` sections) and can be overridden with `--commission`, `--commission-minimum`,
-`--slippage-bps`, `--cash`; `--account-rules PRESET` applies a funded-account preset. `--plot FILE` draws
-price, equity and drawdown (`daemon.strategy.plot`). Exit codes: 0 done, 2 bad input (one line on stderr).
+`--slippage-bps`, `--cash`; `--account-rules PRESET` applies a funded-account preset; the summary names the
+costs used and where they came from. `--plot FILE` draws price, equity and drawdown (`daemon.strategy.plot`),
+`--html FILE` writes the same as an interactive offline page (`daemon.strategy.page`), `--trades` lists the
+trades in the text (`daemon.cli.replay_text`). A progress bar counts bars (or runs) on stderr when it is a
+terminal. Exit codes: 0 done, 2 bad input (one line on stderr).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from daemon.strategy.replay import ReplayError, Trade, load_bars
 from daemon.strategy.walkforward import folds, parse_spec, walk_forward
 from strategies.base import Bar, Strategy, StrategyLoadError, load_strategy, parse_params
 
+COST_FLAGS = ("--commission", "--commission-minimum", "--slippage-bps", "--slippage-ticks", "--tick-size", "--fees")
+
 
 class InputError(Exception):
     """Bad command line or input file."""
@@ -72,7 +77,7 @@ def _money(text: str | None, flag: str) -> Decimal | None:
 
 def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, AccountRules | None, str]:
     """The paper settings, risk limits and funded rules to replay with, and where the costs came from."""
-    paper, limits, rules, source = PaperSettings(), RiskLimits(), None, "defaults: none configured"
+    paper, limits, rules, source = PaperSettings(), RiskLimits(), None, ""
     if args.config or args.account:
         try:
             settings = load_settings(args.config)
@@ -95,14 +100,11 @@ def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, Accou
             raise InputError(f"--account-rules {args.account_rules!r}: known presets: {', '.join(sorted(PRESETS))}")
         rules = AccountRules.model_validate({"preset": args.account_rules})
     updates: dict[str, Any] = {}
-    overridden: list[str] = []
     for field, flag in (("commission_per_unit", "commission"), ("commission_minimum", "commission_minimum"),
                         ("slippage_bps", "slippage_bps"), ("starting_cash", "cash")):
         value = _money(getattr(args, flag), "--" + flag.replace("_", "-"))
         if value is not None:
             updates[field] = value
-            if flag != "cash":
-                overridden.append("--" + flag.replace("_", "-"))
     if args.multiplier is not None:
         updates["multipliers"] = {**paper.multipliers, args.symbol or Path(args.data).stem.upper():
                                   _money(args.multiplier, "--multiplier")}
@@ -110,8 +112,6 @@ def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, Accou
         paper = PaperSettings.model_validate({**paper.model_dump(), **updates})
     except ValidationError as exc:
         raise InputError(str(exc.errors()[0]["msg"])) from exc
-    if overridden:
-        source += ", overridden by " + " ".join(overridden)
     return paper, limits, rules, source
 
 
@@ -124,6 +124,15 @@ def _costs(args: argparse.Namespace, paper: PaperSettings, rules: AccountRules |
                                                         "tick_size": tick or None, "fees": fees})
     except CostError as exc:
         raise InputError(str(exc)) from exc
+
+
+def _sources(args: argparse.Namespace, configured: str, rules: AccountRules | None) -> str:
+    """Where the replay's costs came from: the configuration, the command line, a funded preset's fee table."""
+    flags = [flag for flag in COST_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    parts = [configured, " ".join(flags)]
+    if not args.fees and rules and fee_table_for(rules.preset):
+        parts.append(f"fees: the {fee_table_for(rules.preset)} table of {rules.preset}")
+    return "; ".join(p for p in parts if p) or "defaults: nothing configured or given"
 
 
 def _progress(total: int, unit: str = "run", desc: str = "replays") -> Any:
@@ -195,11 +204,7 @@ def run(args: argparse.Namespace) -> int:
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
         setup = ReplaySetup(strategy=args.strategy, name=name, timeframe=args.timeframe, calendar=args.calendar,
                             paper=paper, limits=limits, rules=rules, costs=_costs(args, paper, rules), fixed=fixed)
-        if args.slippage_ticks or args.fees:
-            costs_source += ", ticks and fees from " + " ".join(
-                f for f, v in (("--slippage-ticks", args.slippage_ticks), ("--fees", args.fees)) if v)
-        elif rules and fee_table_for(rules.preset):
-            costs_source += f", fees from the {fee_table_for(rules.preset)} table of {rules.preset}"
+        costs_source = _sources(args, costs_source, rules)
         if args.monte_carlo is not None and args.monte_carlo <= 0:
             raise InputError("--monte-carlo needs a positive number of runs")
         if args.jobs < 1:

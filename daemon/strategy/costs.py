@@ -101,7 +101,8 @@ class Costs(BaseModel):
             parts.append(f"fees {num(self.fee(symbol))} per contract per side ({symbol_root(symbol)})")
         slips = [f"{num(self.slippage_bps)} bps"] if self.slippage_bps else []
         if self.slippage_ticks:
-            slips.append(f"{num(self.slippage_ticks)} ticks of {num(self.tick(symbol))}")
+            slips.append(f"{num(self.slippage_ticks)} tick{'' if self.slippage_ticks == 1 else 's'} of "
+                         f"{num(self.tick(symbol))}")
         parts.append("slippage " + " + ".join(slips) + " per fill" if slips else "no slippage")
         return ", ".join(parts)
 
