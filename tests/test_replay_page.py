@@ -18,6 +18,7 @@ from tests.docs_images import images_dir
 pytestmark = pytest.mark.skipif(not browser.available(), reason="needs Debian's chromium and chromium-driver")
 
 DATA = Path(__file__).resolve().parent.parent / "strategies" / "data"
+DOCS = images_dir()  # read at import: the tests' environment drops TRADERD_* variables
 INTRADAY = ["--strategy", "opening_range", "--data", str(DATA / "sample_5m.csv"), "--timeframe", "5m",
             "--symbol", "ES", "--calendar", "cme", "--multiplier", "50", "--param", "quantity=2"]
 
@@ -36,7 +37,7 @@ def test_page_draws_zooms_reads_out_and_fetches_nothing(tmp_path: Path, capsys: 
     html = page.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # no external script, style or image
     assert "default-src 'none'" in html
-    with browser.chromium(1280, 1000) as driver:
+    with browser.chromium(1280, 1120) as driver:
         driver.get(page.as_uri())
         assert "opening_range on ES 5m" in driver.find_element(By.ID, "summary").text
         assert driver.find_element(By.ID, "range").text.startswith("bars 1-744 of 744: 2024-11-22 08:30")
@@ -58,13 +59,14 @@ def test_page_draws_zooms_reads_out_and_fetches_nothing(tmp_path: Path, capsys: 
         driver.find_element(By.CSS_SELECTOR, "#trades tbody tr:nth-child(3)").click()
         zoomed = driver.find_element(By.ID, "range").text
         assert "2024-11-29" in zoomed and zoomed != shown
+        ActionChains(driver).move_to_element_with_offset(chart, 0, -50).perform()
+        shot = driver.get_screenshot_as_png()  # zoomed to a trade, a bar read out: what the README shows
         driver.find_element(By.ID, "reset").click()
         assert driver.find_element(By.ID, "range").text.startswith("bars 1-744 of 744")
         logs = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
         assert logs == []
-        shot = driver.get_screenshot_as_png()
-    (images_dir() / "replay-page.png").write_bytes(shot)
-    assert browser.png_size(shot) == (1280, 1000)
+    (DOCS / "replay-page.png").write_bytes(shot)
+    assert browser.png_size(shot) == (1280, 1120)
     assert browser.distinct_colours(shot) > 50
 
 
