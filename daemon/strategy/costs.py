@@ -109,6 +109,26 @@ class Costs(BaseModel):
         """Price units a market-style fill of `symbol` moves against the trader on top of the bps slippage."""
         return self.slippage_ticks * self.tick(symbol)
 
+    def describe(self, symbol: str) -> str:
+        """One line a trader reads: what each fill of `symbol` paid beyond its price."""
+        def num(x: Decimal) -> str:
+            return f"{x.normalize():f}"
+
+        parts = []
+        if self.commission_per_unit or self.commission_minimum:
+            parts.append(f"commission {num(self.commission_per_unit)} per share/contract"
+                         + (f", minimum {num(self.commission_minimum)} per fill" if self.commission_minimum else ""))
+        else:
+            parts.append("no commission")
+        if self.fee(symbol):
+            parts.append(f"fees {num(self.fee(symbol))} per contract per side ({symbol_root(symbol)})")
+        slips = [f"{num(self.slippage_bps)} bps"] if self.slippage_bps else []
+        if self.slippage_ticks:
+            slips.append(f"{num(self.slippage_ticks)} tick{'' if self.slippage_ticks == 1 else 's'} of "
+                         f"{num(self.tick(symbol))}")
+        parts.append("slippage " + " + ".join(slips) + " per fill" if slips else "no slippage")
+        return ", ".join(parts)
+
     def paper_settings(self, paper: PaperSettings, symbol: str) -> PaperSettings:
         """`paper` (cash, multipliers) with this commission (plus the symbol's fee) and bps slippage."""
         return paper.model_copy(update={
