@@ -51,7 +51,9 @@ from daemon.store.leases import Grant
 from daemon.store.repository import Store
 from daemon.store.state import StateStore
 from daemon.strategy.broker_bars import RoutedBarSource
+from daemon.strategy.exit_shapes import entry_exits
 from daemon.strategy.runner import StrategyRunner
+from daemon.strategy.time_exits import TimeExitRunner
 from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
 from daemon.supervision.redaction import Redactor, collect_secrets
 from daemon.web.admin import AdminSocket, url_route
@@ -93,7 +95,8 @@ class Daemon:
                              metrics=self.metrics, clock=clock,
                              stall_seconds=settings.daemon.watchdog_stall_seconds,
                              groups={name: group.members() for name, group in settings.groups.items()},
-                             shared=self.shared, fence=self.ownership.fence, fenced=self._fenced)
+                             shared=self.shared, fence=self.ownership.fence, fenced=self._fenced,
+                             shapes=entry_exits(settings, self.store, self.brokers))
         self.fanout_reports = FanoutReports(store=self.store, wait_for=self.engine.wait_for,
                                             publish=self.events.publish)
         self.events.subscribe(self.fanout_reports.publish)
@@ -189,8 +192,8 @@ class Daemon:
         page = status_page(reader=self.reader, store=self.store, risk=self.risk, monitor=self.risk_monitor,
                            strategies=self.strategies, events=self.events, links=self._links, status=self.status,
                            flatten=api.flatten, settings=self.settings, clock=self.clock)
-        hook = TradingViewWebhook(settings=self.settings, engine=self.engine,
-                                  metrics=self.metrics, secret=self.secret, clock=self.clock)
+        hook = TradingViewWebhook(settings=self.settings, engine=self.engine, metrics=self.metrics, secret=self.secret,
+                                  clock=self.clock)
         routes = (webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics,
                                                        describe=self.role) + api.routes())
         return site(self.settings, routes, page, redact=self.redactor.redact_strings)
@@ -229,14 +232,11 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
-        return {
-            "version": traderd_version(),
-            "ready": self.ready,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "uptime_seconds": round((now - self.started_at).total_seconds()) if self.started_at else 0,
-            "webhook_url": self.webhook_url(masked=True),
-            "cluster": cluster.view(self.ownership, self.brokers, self.eligible, self.shared),
-        }
+        return {"version": traderd_version(), "ready": self.ready,
+                "started_at": self.started_at.isoformat() if self.started_at else None,
+                "uptime_seconds": round((now - self.started_at).total_seconds()) if self.started_at else 0,
+                "webhook_url": self.webhook_url(masked=True),
+                "cluster": cluster.view(self.ownership, self.brokers, self.eligible, self.shared)}
 
     def webhook_url(self, masked: bool = False) -> str:
         return public_webhook_url(self.settings, "<secret>" if masked else self.secret, self.port)
@@ -284,8 +284,7 @@ class Daemon:
         self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False,
                                      shutdown_timeout=5, auto_decompress=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.webhook.host, self.settings.webhook.port,
-                           reuse_address=True)
+        site = web.TCPSite(self._runner, self.settings.webhook.host, self.settings.webhook.port, reuse_address=True)
         await site.start()
         self.port = self._runner.addresses[0][1]
         await self._start_admin_socket()
@@ -294,6 +293,8 @@ class Daemon:
         if self.shared:
             every(self._scheduler, self.settings.cluster.renew_every, self.news.sweep, "signal-sweep")
         schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)
+        every(self._scheduler, 1.0, TimeExitRunner(store=self.store, accept=self.engine.accept, clock=self.clock,
+                                                   publish=self.events.publish, owns=self.owns).tick, "time-exits")
         self._scheduler.start()
         interval = watchdog_interval()
         if interval:

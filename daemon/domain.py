@@ -1,9 +1,9 @@
 """Value types shared by every part of traderd: intents, orders, fills, positions, account state, events.
 
 This module is the ground floor: it imports nothing from the project but the order-shape values
-(`daemon.shapes`). Money and quantities are `Decimal`,
-timestamps are timezone-aware UTC. Types are frozen pydantic models so that they validate at construction
-and serialise to JSON for the store, the outbox and the control API without extra code.
+(`daemon.shapes`). Money and quantities are `Decimal`, timestamps are timezone-aware UTC. Types are frozen
+pydantic models so that they validate at construction and serialise to JSON for the store, the outbox and
+the control API without extra code.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from daemon.shapes import PriceOffset, QuantityType
+from daemon.shapes import AtrOffset, PriceOffset, QuantityType, TimeExit
 
 ZERO = Decimal(0)
 
@@ -100,7 +100,7 @@ class Intent(_Value):
     signal_id: str
     dedup_key: str
     account: str
-    source: Literal["tradingview", "strategy", "chat", "api", "cli", "risk"] = "tradingview"
+    source: Literal["tradingview", "strategy", "chat", "api", "cli", "risk", "timer"] = "tradingview"
     action: Action
     symbol: str = ""  # empty only for account-wide actions (flatten, cancel all)
     quantity: Decimal | None = None
@@ -109,8 +109,10 @@ class Intent(_Value):
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     price: Decimal | None = None  # reference price at the signal ({{close}}); the paper broker fills at it
-    take_profit: Decimal | PriceOffset | None = None  # absolute price, or relative to the entry price
-    stop_loss: Decimal | PriceOffset | None = None
+    take_profit: Decimal | PriceOffset | AtrOffset | None = None  # absolute price, or relative to the entry
+    stop_loss: Decimal | PriceOffset | AtrOffset | None = None
+    time_exit: TimeExit | None = None  # an entry's position is closed at market then (daemon.strategy.time_exits)
+    closes: Side | None = None  # an exit only of a position on this side (a time exit must not close a new one)
     quantity_type: QuantityType = QuantityType.FIXED_QUANTITY
     percent_of_position: Decimal | None = None  # an exit of this percent of the position (0 < p <= 100)
     time_in_force: TimeInForce = TimeInForce.DAY
@@ -233,19 +235,8 @@ class FlattenReport(_Value):
 
 
 EventKind = Literal[
-    "signal_accepted",
-    "signal_rejected",
-    "signal_expired",
-    "signal_failed",
-    "order",
-    "fill",
-    "violation",
-    "flatten",
-    "paused",
-    "resumed",
-    "daemon",
-    "broker",
-    "fanout",
+    "signal_accepted", "signal_rejected", "signal_expired", "signal_failed", "order", "fill", "violation",
+    "flatten", "paused", "resumed", "daemon", "broker", "fanout",
 ]
 
 

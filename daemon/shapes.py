@@ -1,14 +1,18 @@
-"""Value types of order shapes: exit prices relative to the entry, and what an entry's quantity counts.
+"""Value types of order shapes: exits relative to the entry (ticks ... ATR), time exits, what a quantity counts.
 
 Ground floor beside `daemon.domain` (whose `Intent` carries them); imports nothing from the project.
 """
 
 from __future__ import annotations
 
+from datetime import time, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+Timeframe = Literal["1m", "2m", "3m", "5m", "10m", "15m", "30m", "1h", "2h", "4h", "1d"]  # bar lengths
 
 
 class OffsetUnit(StrEnum):
@@ -38,3 +42,33 @@ class PriceOffset(BaseModel):
 
     unit: OffsetUnit
     value: Decimal = Field(gt=0)
+
+
+class AtrOffset(BaseModel):
+    """An exit `atr` times the Average True Range of the last `period` bars of `timeframe` from the entry:
+    `{"atr": 2, "period": 14, "timeframe": "5m"}`; the executor turns it into points before planning."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    atr: Decimal = Field(gt=0)
+    period: int = Field(14, ge=1, le=500)
+    timeframe: Timeframe = "5m"
+
+
+class TimeExit(BaseModel):
+    """When an entry's position is closed at market: `after` a duration, after `bars` closed bars of
+    `timeframe`, or `at` a time of day in the exchange's time zone (the next one after the entry)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    after: timedelta | None = Field(None, gt=timedelta(0))
+    bars: int | None = Field(None, ge=1, le=10_000)
+    timeframe: Timeframe | None = None
+    at: time | None = None
+
+    def describe(self) -> str:
+        if self.after is not None:
+            return f"after {int(self.after.total_seconds() // 60)}m"
+        if self.bars is not None:
+            return f"after {self.bars} bars of {self.timeframe}"
+        return f"at {self.at:%H:%M}" if self.at is not None else "never"

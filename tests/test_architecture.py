@@ -17,13 +17,13 @@ PACKAGES = ("config", "daemon", "brokers", "notifiers", "strategies")
 # Lowest first. A module may import modules on its own floor or below, never above.
 FLOORS: list[tuple[str, ...]] = [
     ("config", "daemon.domain", "daemon.money", "daemon.shapes", "daemon.supervision", "daemon.charts",
-     "daemon.identity"),
+     "daemon.identity", "daemon.atr"),
     ("brokers", "notifiers", "strategies"),
     ("daemon.store", "daemon.risk", "daemon.calendar", "daemon.events", "daemon.metrics", "daemon.scheduler",
      "daemon.ownership"),
     ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.planner", "daemon.exit_guard", "daemon.reconcile",
      "daemon.queries", "daemon.history", "daemon.fanout", "daemon.fanout_report", "daemon.handover", "daemon.cluster",
-     "daemon.links"),
+     "daemon.links", "daemon.entry_hooks"),
     ("daemon.web", "daemon.chat", "daemon.strategy"),
     ("daemon.app", "daemon.site"),
     ("daemon.cli",),

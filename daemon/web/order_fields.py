@@ -9,19 +9,28 @@ alert model keeps its own fields and `to_intent` adds these with `OrderFields.in
 - `quantity_type`: what `quantity` counts (`fixed_quantity`, `dollar_amount`, `percent_of_equity`,
   `risk_dollar_amount`, `risk_percent`); the risk types need a `stop_loss`.
 - `percent_of_position`: an exit of that percent of the position (0 < p <= 100).
+- `take_profit` / `stop_loss` `{"atr": 2, "period": 14, "timeframe": "5m"}`: that multiple of the Average
+  True Range of the account's recent bars (`period` default 14, `timeframe` default 5m).
+- `exit_after` (`"45m"`, `"2h"`, `"90s"`, `"3 bars"`, `"3 bars of 15m"`) or `exit_at` (`"15:55"`, exchange
+  time): an entry's position is closed at market then; `"N bars"` counts bars of the ATR exit's timeframe.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from daemon.money import parse_decimal
-from daemon.shapes import OffsetUnit, PriceOffset, QuantityType
+from daemon.shapes import AtrOffset, OffsetUnit, PriceOffset, QuantityType, TimeExit, Timeframe
 
-FIELDS = ("take_profit", "stop_loss", "quantity_type", "percent_of_position")
+FIELDS = ("take_profit", "stop_loss", "quantity_type", "percent_of_position", "exit_after", "exit_at")
+_DURATION = re.compile(r"^(\d+)\s*(s|m|h)$")
+_BARS = re.compile(r"^(\d+)\s*bars?(?:\s+(?:of\s+)?(\w+))?$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
 _UNITS = {u.value for u in OffsetUnit if u is not OffsetUnit.POSITION_DOLLARS}
 _RISK = (QuantityType.RISK_DOLLAR_AMOUNT, QuantityType.RISK_PERCENT)
 _ENTRY_ACTIONS = ("buy", "long", "sell", "short")
@@ -31,13 +40,14 @@ _QUANTITY = ("quantity", "qty", "contracts")
 class OrderFields(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    take_profit: Decimal | PriceOffset | None = None
-    stop_loss: Decimal | PriceOffset | None = None
+    take_profit: Decimal | PriceOffset | AtrOffset | None = None
+    stop_loss: Decimal | PriceOffset | AtrOffset | None = None
     quantity_type: QuantityType = QuantityType.FIXED_QUANTITY
     percent_of_position: Decimal | None = None
+    time_exit: TimeExit | None = None
 
     def intent_fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in FIELDS}
+        return {name: getattr(self, name) for name in (*FIELDS[:4], "time_exit")}
 
 
 def positive(value: Any, field: str) -> Decimal:
@@ -48,12 +58,14 @@ def positive(value: Any, field: str) -> Decimal:
     return number
 
 
-def exit_level(value: Any, field: str) -> Decimal | PriceOffset | None:
+def exit_level(value: Any, field: str) -> Decimal | PriceOffset | AtrOffset | None:
     """A take-profit or stop-loss as a price or a distance from the entry price."""
     if value is None:
         return None
     if not isinstance(value, dict):
         return positive(value, field)  # an empty string is an unfilled placeholder: refused, not "no exit"
+    if "atr" in value:
+        return atr_level(value, field)
     given = {k: v for k, v in value.items() if k != "per"}
     per = value.get("per", "contract")
     if len(given) != 1:
@@ -69,6 +81,49 @@ def exit_level(value: Any, field: str) -> Decimal | PriceOffset | None:
     return PriceOffset(unit=unit, value=positive(amount, f"{field}.{key}"))
 
 
+def atr_level(value: dict[str, Any], field: str) -> AtrOffset:
+    """`{"atr": k, "period": n, "timeframe": "5m"}`."""
+    extra = sorted(set(value) - {"atr", "period", "timeframe"})
+    if extra:
+        raise ValueError(f"{field} with atr takes atr, period and timeframe; got {', '.join(extra)}")
+    period = value.get("period", 14)
+    if isinstance(period, bool) or not isinstance(period, int | str) or not str(period).strip().isdigit():
+        raise ValueError(f"{field}.period must be a whole number of bars")
+    timeframe = str(value.get("timeframe", "5m")).strip().lower()
+    if timeframe not in get_args(Timeframe):
+        raise ValueError(f"{field}.timeframe must be one of {', '.join(get_args(Timeframe))}; got {timeframe!r}")
+    try:
+        return AtrOffset(atr=positive(value["atr"], f"{field}.atr"), period=int(period), timeframe=timeframe)
+    except ValidationError as exc:
+        raise ValueError(f"{field}.period must be between 1 and 500 bars") from exc
+
+
+def time_exit(after: Any, at: Any, atr_timeframe: str | None) -> TimeExit | None:
+    """`exit_after` / `exit_at` as a `TimeExit` (one of them at most)."""
+    if after in (None, "") and at in (None, ""):
+        return None
+    if after not in (None, "") and at not in (None, ""):
+        raise ValueError("send exit_after or exit_at, not both")
+    if at not in (None, ""):
+        try:
+            return TimeExit(at=time.fromisoformat(str(at).strip()))
+        except ValueError:
+            raise ValueError(f"exit_at must be a time of day like 15:55 (exchange time); got {at!r}") from None
+    text = str(after).strip().lower()
+    duration, bars = _DURATION.match(text), _BARS.match(text)
+    if duration is not None and int(duration[1]) > 0:
+        return TimeExit(after=timedelta(seconds=int(duration[1]) * _SECONDS[duration[2]]))
+    if bars is None or not 1 <= int(bars[1]) <= 10_000:
+        raise ValueError(f"exit_after must be a duration (45m, 2h, 90s) or a bar count (3 bars, 3 bars of 15m); "
+                         f"got {after!r}")
+    timeframe = bars[2] or atr_timeframe
+    if timeframe is None:
+        raise ValueError(f"exit_after {after!r} counts bars of which timeframe? write e.g. \"{bars[1]} bars of 5m\"")
+    if timeframe not in get_args(Timeframe):
+        raise ValueError(f"exit_after's timeframe must be one of {', '.join(get_args(Timeframe))}; got {timeframe!r}")
+    return TimeExit(bars=int(bars[1]), timeframe=timeframe)
+
+
 def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
     """`data` without the order-shape fields, which are parsed into `data["order_fields"]`."""
     if "order_fields" in data:
@@ -78,9 +133,12 @@ def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
     kind = str(data.get("quantity_type") or "fixed_quantity").strip().lower()
     if kind not in {q.value for q in QuantityType}:
         raise ValueError(f"quantity_type must be one of {', '.join(q.value for q in QuantityType)}; got {kind!r}")
+    take_profit, stop_loss = exit_level(data.get("take_profit"), "take_profit"), exit_level(data.get("stop_loss"),
+                                                                                          "stop_loss")
+    atr_frame = next((x.timeframe for x in (stop_loss, take_profit) if isinstance(x, AtrOffset)), None)
     fields = OrderFields(
-        take_profit=exit_level(data.get("take_profit"), "take_profit"),
-        stop_loss=exit_level(data.get("stop_loss"), "stop_loss"),
+        take_profit=take_profit, stop_loss=stop_loss, time_exit=time_exit(data.get("exit_after"),
+                                                                        data.get("exit_at"), atr_frame),
         quantity_type=QuantityType(kind),
         percent_of_position=None if data.get("percent_of_position") in (None, "") else
         positive(data["percent_of_position"], "percent_of_position"),
@@ -96,5 +154,8 @@ def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
                              "target_position)")
         if fields.quantity_type in _RISK and fields.stop_loss is None:
             raise ValueError(f"quantity_type {kind} sizes from the distance to the stop: it needs stop_loss")
+    if fields.time_exit is not None and (action not in _ENTRY_ACTIONS or data.get("target_position") not in
+                                         (None, "")):
+        raise ValueError("exit_after / exit_at go with an entry (buy or sell), not an exit or a target_position")
     rest["order_fields"] = fields
     return rest

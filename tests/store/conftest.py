@@ -41,6 +41,7 @@ STORE_TABLES = {
     "account_controls",
     "outbox",
     "leases",
+    "time_exits",
 }
 
 
