@@ -29,7 +29,7 @@ from daemon.chat.replies import (
 from daemon.domain import Fill, FlattenReport, Order, Period, Position, StrategyControls, StrategyStatus
 from daemon.engine import Engine, Outcome
 from daemon.history import chart_png, period_curves
-from daemon.queries import Reader
+from daemon.queries import Reader, TimeExitCountdown
 from daemon.store.repository import Store
 
 WAIT_SECONDS = 20.0  # under the transports' 30 s handler bound
@@ -110,6 +110,9 @@ class DaemonChatBackend:
 
     async def positions(self, account: str | None) -> list[Position]:
         return [view.position for view in await self.reader.positions(account)]
+
+    def time_exits(self, position: Position) -> list[TimeExitCountdown]:
+        return self.reader.countdowns(position)
 
     async def open_orders(self, account: str | None) -> list[Order]:
         return await self.reader.open_orders(account)

@@ -291,7 +291,9 @@ class ChatOps:
         if not positions:
             return ChatReply(text=f"No open positions{where}.")
         table = r.positions_table(positions, with_account=await self._many(account))
-        return ChatReply(text=r.clip(f"Positions{where}\n" + table))
+        timed = r.time_exit_lines([(p, t) for p in positions for t in self.backend.time_exits(p)],
+                                  with_account=await self._many(account))
+        return ChatReply(text=r.clip(f"Positions{where}\n" + table + (f"\n\n{timed}" if timed else "")))
 
     async def _orders(self, request: ChatRequest) -> ChatReply:
         self._no_extra(request, 1)

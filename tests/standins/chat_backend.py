@@ -30,6 +30,7 @@ from daemon.domain import (
     Position,
     Side,
 )
+from daemon.queries import TimeExitCountdown
 
 T0 = datetime(2025, 3, 3, 14, 30, tzinfo=UTC)
 
@@ -143,6 +144,9 @@ class FakeBackend:
 
     async def positions(self, account: str | None) -> list[Position]:
         return [p for name in self._names(account) for p in self.positions_[name]]
+
+    def time_exits(self, position: Position) -> list[TimeExitCountdown]:
+        return []
 
     async def open_orders(self, account: str | None) -> list[Order]:
         return [o for name in self._names(account) for o in self.orders_[name]]
