@@ -1,15 +1,16 @@
 """An entry's extra shapes, carried out: ATR exits measured from the account's bars, time exits armed.
 
 Bars come from the account's broker where it serves market data (`Broker.bars`), else from the CSV file the
-account configures for the symbol (`[accounts.<name>] bar_files = { ES = "es_5m.csv" }`). An ATR exit is
-`atr` x the ATR (`daemon.atr`) of the last `period` closed bars of its timeframe, rounded to the tick (at
-least one tick); without enough bars the entry is refused, never sent without its stop. A time exit's due
+account configures for the symbol or its futures root (`[accounts.<name>] bar_files = { ES = "es_5m.csv" }`).
+An ATR exit is `atr` x the ATR (`daemon.atr`) of the last `period` closed bars of its timeframe, rounded to
+the tick (at least one tick); without enough bars the entry is refused, never sent without its stop. A time exit's due
 time is computed once, when it is armed: `after` a duration, at the `bars`-th bar close after the entry on
 the account's session calendar, or at the next `at` time of day in the exchange's zone on a trading day.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -31,6 +32,8 @@ from daemon.strategy.bars import (
     session_for_day,
 )
 from daemon.strategy.broker_bars import BrokerBarSource
+
+_CONTINUOUS = re.compile(r"\d+!$")  # ES1! -> ES: a bar file may be named by the futures root
 
 
 class AccountBars:
@@ -54,10 +57,12 @@ class AccountBars:
             except BarDataError as exc:
                 problem = str(exc)
         csv = self.files.get(account)
-        if csv is None or symbol.upper() not in csv.files:
+        named = next((key for key in (symbol.upper(), _CONTINUOUS.sub("", symbol.upper()))
+                      if csv is not None and key in csv.files), None)
+        if csv is None or named is None:
             raise NoBars(f"{problem}, and no bar_files CSV is configured for {symbol} on {account}")
         try:
-            return await csv.bars(symbol, timeframe, calendar, until, count)
+            return await csv.bars(named, timeframe, calendar, until, count)
         except BarDataError as exc:
             raise NoBars(f"{problem}; the bar file failed: {exc}") from None
 
