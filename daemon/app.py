@@ -51,9 +51,8 @@ from daemon.store.leases import Grant
 from daemon.store.repository import Store
 from daemon.store.state import StateStore
 from daemon.strategy.broker_bars import RoutedBarSource
-from daemon.strategy.exit_shapes import entry_exits
+from daemon.strategy.exit_controls import ExitControls, entry_exits
 from daemon.strategy.runner import StrategyRunner
-from daemon.strategy.time_exits import TimeExitRunner
 from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
 from daemon.supervision.redaction import Redactor, collect_secrets
 from daemon.web.admin import AdminSocket, url_route
@@ -97,6 +96,8 @@ class Daemon:
                              groups={name: group.members() for name, group in settings.groups.items()},
                              shared=self.shared, fence=self.ownership.fence, fenced=self._fenced,
                              shapes=entry_exits(settings, self.store, self.brokers))
+        self.exits = ExitControls(settings=settings, store=self.store, brokers=self.brokers, engine=self.engine,
+                                  events=self.events, clock=clock, fence=self.ownership.fence, owns=self.owns)
         self.fanout_reports = FanoutReports(store=self.store, wait_for=self.engine.wait_for,
                                             publish=self.events.publish)
         self.events.subscribe(self.fanout_reports.publish)
@@ -178,7 +179,7 @@ class Daemon:
         backend = DaemonChatBackend(
             reader=self.reader, engine=self.engine, risk=self.risk, store=self.store, readiness=self.readiness,
             version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=self.outbox.pending_count,
-            extra_health=lambda: self.chat.health(), clock=self.clock, strategies=self.strategies,
+            extra_health=lambda: self.chat.health(), clock=self.clock, strategies=self.strategies, exits=self.exits,
         )
         return ChatRuntime(
             telegram=settings.telegram, discord=settings.discord, alerts=settings.alerts,
@@ -293,8 +294,7 @@ class Daemon:
         if self.shared:
             every(self._scheduler, self.settings.cluster.renew_every, self.news.sweep, "signal-sweep")
         schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)
-        every(self._scheduler, 1.0, TimeExitRunner(store=self.store, accept=self.engine.accept, clock=self.clock,
-                                                   publish=self.events.publish, owns=self.owns).tick, "time-exits")
+        every(self._scheduler, 1.0, self.exits.tick, "time-exits")
         self._scheduler.start()
         interval = watchdog_interval()
         if interval:

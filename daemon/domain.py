@@ -365,6 +365,8 @@ COMMANDS: tuple[CommandSpec, ...] = tuple(
         ("cancel", "/cancel [account|all]", "cancel open orders (asks to confirm)", "operator"),
         ("flatten", "/flatten [account|all]", "cancel orders, close all (asks to confirm)", "operator"),
         ("strategy", "/strategy pause|resume NAME", "pause a strategy, or resume (re-enable) it", "operator"),
+        ("stop", "/stop SYMBOL atr K [account]", "move the position's stop to K x ATR from its entry", "operator"),
+        ("exit_after", "/exit-after SYMBOL 30m [account]", "close the position at market after a time", "operator"),
         ("whoami", "/whoami", "your user and chat id", "viewer"),
         ("help", "/help", "this list", "viewer"),
     )

@@ -19,7 +19,7 @@ from daemon.domain import Bar, SignalStatus
 from daemon.strategy.time_exits import TimeExitRunner
 from tests.conftest import SECRET, client_for, settings_for, settled, wait_until
 from tests.standins.telegram_api import TelegramStandin
-from tests.test_chat_e2e import ask, tg_settings
+from tests.test_chat_e2e import VIEWER, ask, tg_settings
 
 URL = f"/webhook/tradingview/{SECRET}"
 T0 = datetime(2024, 3, 4, 17, 22, tzinfo=UTC)  # Monday 11:22 CT / 12:22 NY, inside both sessions
@@ -332,5 +332,43 @@ async def test_chat_positions_and_the_status_page_show_the_countdown(tmp_path: P
             page = await client.get("/")
         assert page.status_code == 200
         assert 'data-deadline="2024-03-04T18:52:00+00:00">1h04m30s</b> (after 90m, 1)' in page.text
+    finally:
+        await daemon.stop()
+
+
+async def test_stop_atr_and_exit_after_from_chat(tmp_path: Path, tg: TelegramStandin) -> None:
+    rows = seeded_rows()
+    clock = Clock(T0)
+    account = futures_settings(tmp_path / "s", write_csv(tmp_path / "es.csv", rows)).accounts["paper"]
+    settings = settings_for(tmp_path / "s", accounts={"paper": account.model_dump(exclude_none=True)},
+                            **tg_settings(tg))
+    daemon = await start(settings, clock)
+    try:
+        await tg.wait_for(lambda: tg.commands, within=10)
+        assert {"stop", "exit_after"} <= {c["command"] for c in tg.commands}
+        no_stop = " ".join((await ask(tg, "/stop ES1! atr 2")).text.split())
+        assert no_stop == "No ES1! position on any account."
+        await post(daemon, {"ticker": "ES1!", "action": "buy", "quantity": "2", "price": "5100",
+                            "take_profit": {"points": "30"}, "stop_loss": {"points": "10"}})
+        assert await open_orders(daemon) == {"limit": Decimal("5130"), "stop": Decimal("5090")}
+        denied = (await ask(tg, "/stop ES1! atr 2", user=VIEWER)).text
+        assert "needs the operator role" in denied
+        assert await open_orders(daemon) == {"limit": Decimal("5130"), "stop": Decimal("5090")}
+        moved = " ".join((await ask(tg, "/stop ES1! atr 2")).text.split())
+        stop = Decimal(5100) - on_tick(2 * reference_atr(rows, 14))
+        assert moved.startswith(f"paper: ES1! stop moved to {stop.normalize():f} (2 x ATR 14 5m")
+        assert await open_orders(daemon) == {"limit": Decimal("5130"), "stop": stop}
+        bad = (await ask(tg, "/exit-after ES1! soon")).text
+        assert "exit_after must be a duration" in bad and daemon.store.time_exits() == []
+        armed = " ".join((await ask(tg, "/exit-after ES1! 30m")).text.split())
+        assert armed == "ES1! 2 on paper closes after 30m, at 2024-03-04 17:52 UTC"
+        [position] = await api_positions(daemon)
+        assert [t["seconds_left"] for t in position["time_exits"]] == [1800]
+        clock.now = T0 + timedelta(minutes=30)
+        await wait_until(lambda: daemon.store.time_exits() == [], within=15)
+        await wait_until(lambda: daemon.store.orders(open_only=True) == [], within=15)
+        assert await held(daemon) == 0 and await open_orders(daemon) == {}
+        actions = [e.action for e in daemon.store.audit_log()]
+        assert "stop" in actions and "exit_after" in actions
     finally:
         await daemon.stop()

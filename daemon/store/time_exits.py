@@ -1,8 +1,9 @@
 """Durable time exits: an entry's position is closed at `due_at`; armed before the entry is sent, fired once.
 
 A row is armed (durably) before the entry's order leaves, so a crash between the send and the signal's outcome
-cannot lose it; the runner (`daemon.strategy.time_exits`) fires it only if its entry signal executed, and
-marks it `fired` (with the closing signal's id) or `skipped` (with the reason), each at most once.
+cannot lose it, or by chat's `/exit-after` for a position already held. The runner (`daemon.strategy.time_exits`)
+fires an entry's only if that entry executed, and marks it `fired` (with the closing signal's id) or `skipped`
+(with the reason), each at most once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from daemon.store.database import Database
 from daemon.store.tables import DecimalText, UTCDateTime
 
 TimeExitStatus = Literal["armed", "fired", "skipped"]
+TimeExitOrigin = Literal["signal", "chat"]
 
 
 class TimeExitRow(SQLModel, table=True):
@@ -32,6 +34,7 @@ class TimeExitRow(SQLModel, table=True):
     side: str  # the entry's side: the position it opens is long for buy, short for sell
     quantity: Decimal = Field(sa_type=DecimalText)
     spec: str  # what the alert asked for, in words ("after 45m", "at 15:55")
+    origin: str = "signal"  # "signal": armed by the entry signal `entry_signal_id`; "chat": by /exit-after
     armed_at: datetime = Field(sa_type=UTCDateTime)
     due_at: datetime = Field(sa_type=UTCDateTime)
     status: str = "armed"
@@ -51,6 +54,7 @@ class TimeExitView(BaseModel):
     side: Side
     quantity: Decimal
     spec: str
+    origin: TimeExitOrigin
     armed_at: datetime
     due_at: datetime
     status: TimeExitStatus
@@ -60,7 +64,7 @@ class TimeExitView(BaseModel):
     @classmethod
     def of(cls, row: TimeExitRow) -> TimeExitView:
         return cls(entry_signal_id=row.entry_signal_id, account=row.account, symbol=row.symbol, side=Side(row.side),
-                   quantity=row.quantity, spec=row.spec, armed_at=row.armed_at, due_at=row.due_at,
+                   quantity=row.quantity, spec=row.spec, origin=row.origin, armed_at=row.armed_at, due_at=row.due_at,
                    status=row.status, close_signal_id=row.close_signal_id, note=row.note)
 
 
@@ -68,10 +72,11 @@ class TimeExitRecords(Database):
     """The `time_exits` table; `Store` carries these methods."""
 
     def arm_time_exit(self, *, entry_signal_id: str, account: str, symbol: str, side: Side, quantity: Decimal,
-                      spec: str, due_at: datetime, now: datetime) -> None:
+                      spec: str, due_at: datetime, now: datetime, origin: TimeExitOrigin = "signal") -> None:
         """Arm once: a re-executed entry (after a restart) keeps the time exit armed the first time."""
         values = dict(entry_signal_id=entry_signal_id, account=account, symbol=symbol, side=side.value,
-                      quantity=quantity, spec=spec, armed_at=now, due_at=due_at, status="armed", updated_at=now)
+                      quantity=quantity, spec=spec, origin=origin, armed_at=now, due_at=due_at, status="armed",
+                      updated_at=now)
         with self._write(durable=True) as session:
             session.execute(self._insert(TimeExitRow).values(**values)
                             .on_conflict_do_nothing(index_elements=["entry_signal_id"]))

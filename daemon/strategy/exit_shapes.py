@@ -78,23 +78,28 @@ class EntryExits:
     def calendar(self, account: str) -> CalendarName:
         return self.calendars.get(account, "nyse")
 
-    async def atr(self, intent: Intent, offset: AtrOffset, now: datetime) -> Decimal:
-        """The ATR of `offset`'s bars for the intent's symbol, at `now`."""
+    async def atr(self, account: str, symbol: str, offset: AtrOffset, now: datetime) -> Decimal:
+        """The ATR of `offset`'s bars of `symbol` on `account`, at `now`."""
         try:
-            bars = await self.source.bars(intent.account, intent.symbol, offset.timeframe,
-                                          self.calendar(intent.account), now, offset.period + 1)
+            bars = await self.source.bars(account, symbol, offset.timeframe, self.calendar(account), now,
+                                          offset.period + 1)
             return average_true_range(bars, offset.period)
         except NoBars as exc:
-            raise PlanError(f"no ATR for the {intent.symbol} exit ({offset.period} x {offset.timeframe}): {exc}; "
+            raise PlanError(f"no ATR for the {symbol} exit ({offset.period} x {offset.timeframe}): {exc}; "
                             "nothing was sent") from None
+
+    async def distance(self, account: str, symbol: str, offset: AtrOffset, tick: Decimal, now: datetime) -> Decimal:
+        """`offset.atr` x the ATR, rounded to the tick, at least one tick."""
+        atr = await self.atr(account, symbol, offset, now)
+        return max(round_to_tick(offset.atr * atr, tick), tick)
 
     async def measure(self, intent: Intent, instrument: Instrument, now: datetime) -> Intent:
         measured: dict[str, PriceOffset] = {}
         for name in ("take_profit", "stop_loss"):
             level = getattr(intent, name)
             if isinstance(level, AtrOffset):
-                distance = round_to_tick(level.atr * await self.atr(intent, level, now), instrument.tick_size)
-                measured[name] = PriceOffset(unit=OffsetUnit.POINTS, value=max(distance, instrument.tick_size))
+                distance = await self.distance(intent.account, intent.symbol, level, instrument.tick_size, now)
+                measured[name] = PriceOffset(unit=OffsetUnit.POINTS, value=distance)
         return intent.model_copy(update=measured) if measured else intent
 
     def arm(self, intent: Intent, entry: OrderRequest, now: datetime) -> None:

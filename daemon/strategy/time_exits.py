@@ -5,7 +5,8 @@ the start) the armed time exits due by the clock are fired. Firing accepts an ex
 like any signal, with a dedup key derived from the entry, so a crash between accepting it and marking the
 row fired fires nothing twice. The exit runs on the account's worker, behind signals before it, and closes
 only a position still on the entry's side, up to the entry's quantity (`Intent.closes`); when that is the
-whole position its resting exits are cancelled first. An entry that did not execute is skipped.
+whole position its resting exits are cancelled first. An entry that did not execute is skipped; a time
+exit armed from chat (`/exit-after`) has no entry signal and closes the position it was armed for.
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ class TimeExitRunner:
         return fired
 
     def fire(self, due: TimeExitView, now: datetime) -> str | None:
-        entry = self.store.get_signal(due.entry_signal_id)
+        entry = self.store.get_signal(due.entry_signal_id) if due.origin == "signal" else None
         if entry is not None and not entry.status.is_final:
             return None  # its entry is still being executed: fire once it is done
-        if entry is None or entry.status is not SignalStatus.EXECUTED:
+        if due.origin == "signal" and (entry is None or entry.status is not SignalStatus.EXECUTED):
             why = "its entry signal is unknown" if entry is None else f"its entry was {entry.status.value}"
             self.store.settle_time_exit(due.entry_signal_id, "skipped", note=why)
             log.info("%s %s: time exit %s skipped: %s", due.account, due.symbol, due.spec, why)

@@ -17,20 +17,16 @@ alert model keeps its own fields and `to_intent` adds these with `OrderFields.in
 
 from __future__ import annotations
 
-import re
-from datetime import time, timedelta
 from decimal import Decimal
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from daemon.money import parse_decimal
-from daemon.shapes import AtrOffset, OffsetUnit, PriceOffset, QuantityType, TimeExit, Timeframe
+from daemon.shapes import AtrOffset, OffsetUnit, PriceOffset, QuantityType, TimeExit, Timeframe, parse_time_exit
 
 FIELDS = ("take_profit", "stop_loss", "quantity_type", "percent_of_position", "exit_after", "exit_at")
-_DURATION = re.compile(r"^(\d+)\s*(s|m|h)$")
-_BARS = re.compile(r"^(\d+)\s*bars?(?:\s+(?:of\s+)?(\w+))?$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
 _UNITS = {u.value for u in OffsetUnit if u is not OffsetUnit.POSITION_DOLLARS}
 _RISK = (QuantityType.RISK_DOLLAR_AMOUNT, QuantityType.RISK_PERCENT)
 _ENTRY_ACTIONS = ("buy", "long", "sell", "short")
@@ -98,32 +94,6 @@ def atr_level(value: dict[str, Any], field: str) -> AtrOffset:
         raise ValueError(f"{field}.period must be between 1 and 500 bars") from exc
 
 
-def time_exit(after: Any, at: Any, atr_timeframe: str | None) -> TimeExit | None:
-    """`exit_after` / `exit_at` as a `TimeExit` (one of them at most)."""
-    if after in (None, "") and at in (None, ""):
-        return None
-    if after not in (None, "") and at not in (None, ""):
-        raise ValueError("send exit_after or exit_at, not both")
-    if at not in (None, ""):
-        try:
-            return TimeExit(at=time.fromisoformat(str(at).strip()))
-        except ValueError:
-            raise ValueError(f"exit_at must be a time of day like 15:55 (exchange time); got {at!r}") from None
-    text = str(after).strip().lower()
-    duration, bars = _DURATION.match(text), _BARS.match(text)
-    if duration is not None and int(duration[1]) > 0:
-        return TimeExit(after=timedelta(seconds=int(duration[1]) * _SECONDS[duration[2]]))
-    if bars is None or not 1 <= int(bars[1]) <= 10_000:
-        raise ValueError(f"exit_after must be a duration (45m, 2h, 90s) or a bar count (3 bars, 3 bars of 15m); "
-                         f"got {after!r}")
-    timeframe = bars[2] or atr_timeframe
-    if timeframe is None:
-        raise ValueError(f"exit_after {after!r} counts bars of which timeframe? write e.g. \"{bars[1]} bars of 5m\"")
-    if timeframe not in get_args(Timeframe):
-        raise ValueError(f"exit_after's timeframe must be one of {', '.join(get_args(Timeframe))}; got {timeframe!r}")
-    return TimeExit(bars=int(bars[1]), timeframe=timeframe)
-
-
 def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
     """`data` without the order-shape fields, which are parsed into `data["order_fields"]`."""
     if "order_fields" in data:
@@ -137,8 +107,8 @@ def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
                                                                                           "stop_loss")
     atr_frame = next((x.timeframe for x in (stop_loss, take_profit) if isinstance(x, AtrOffset)), None)
     fields = OrderFields(
-        take_profit=take_profit, stop_loss=stop_loss, time_exit=time_exit(data.get("exit_after"),
-                                                                        data.get("exit_at"), atr_frame),
+        take_profit=take_profit, stop_loss=stop_loss, time_exit=parse_time_exit(data.get("exit_after"),
+                                                                              data.get("exit_at"), atr_frame),
         quantity_type=QuantityType(kind),
         percent_of_position=None if data.get("percent_of_position") in (None, "") else
         positive(data["percent_of_position"], "percent_of_position"),

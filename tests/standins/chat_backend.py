@@ -31,6 +31,7 @@ from daemon.domain import (
     Side,
 )
 from daemon.queries import TimeExitCountdown
+from daemon.shapes import AtrOffset, TimeExit
 
 T0 = datetime(2025, 3, 3, 14, 30, tzinfo=UTC)
 
@@ -147,6 +148,12 @@ class FakeBackend:
 
     def time_exits(self, position: Position) -> list[TimeExitCountdown]:
         return []
+
+    async def set_stop(self, account: str, symbol: str, offset: AtrOffset, actor: str) -> str:
+        raise ValueError("the stand-in backend has no bars")
+
+    async def exit_after(self, account: str, symbol: str, spec: TimeExit, actor: str) -> str:
+        raise ValueError("the stand-in backend arms no time exits")
 
     async def open_orders(self, account: str | None) -> list[Order]:
         return [o for name in self._names(account) for o in self.orders_[name]]

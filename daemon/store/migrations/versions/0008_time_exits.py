@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("side", sa.String(), nullable=False),
         sa.Column("quantity", sa.String(), nullable=False),
         sa.Column("spec", sa.String(), nullable=False),
+        sa.Column("origin", sa.String(), nullable=False),
         sa.Column("armed_at", _TS, nullable=False),
         sa.Column("due_at", _TS, nullable=False),
         sa.Column("status", sa.String(), nullable=False),
