@@ -13,13 +13,18 @@ from typing import Any
 
 import pytest
 
+from brokers.projectx.broker import ProjectXBroker
 from daemon.app import Daemon
 from daemon.atr import NoBars, average_true_range
 from daemon.domain import Bar, SignalStatus
+from daemon.strategy.exit_shapes import AccountBars
 from daemon.strategy.time_exits import TimeExitRunner
 from tests.conftest import SECRET, client_for, settings_for, settled, wait_until
+from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.telegram_api import TelegramStandin
+from tests.test_broker_bars import FIRST_OPEN, minute_series
 from tests.test_chat_e2e import VIEWER, ask, tg_settings
+from tests.test_projectx_adapter import contract_id, ensure_front_contracts, make_broker
 
 URL = f"/webhook/tradingview/{SECRET}"
 T0 = datetime(2024, 3, 4, 17, 22, tzinfo=UTC)  # Monday 11:22 CT / 12:22 NY, inside both sessions
@@ -372,3 +377,41 @@ async def test_stop_atr_and_exit_after_from_chat(tmp_path: Path, tg: TelegramSta
         assert "stop" in actions and "exit_after" in actions
     finally:
         await daemon.stop()
+
+
+# ------------------------------------------------------------------------------ broker market data first
+
+
+@pytest.fixture
+async def px_broker() -> AsyncIterator[ProjectXBroker]:
+    stand = ProjectXStandin()
+    ensure_front_contracts(stand)
+    stand.history.add_minutes(contract_id(stand, "MES1!"), minute_series(FIRST_OPEN, 6 * 60))
+    await stand.start()
+    broker = make_broker(stand)
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.close()
+        await stand.stop()
+    stand.assert_no_violations()
+
+
+async def test_atr_comes_from_the_brokers_bars_where_it_serves_them(px_broker: ProjectXBroker, tmp_path: Path
+                                                                    ) -> None:
+    until = FIRST_OPEN + timedelta(hours=2, minutes=3)
+    other = write_csv(tmp_path / "other.csv", seeded_rows())  # would give another ATR: must not be used
+    source = AccountBars({"px": px_broker}, {"px": {"MES": other}})
+    bars = await source.bars("px", "MES1!", "5m", "cme", until, 15)
+    # The same 5-minute bars, built straight from the stand-in's minutes.
+    minutes = minute_series(FIRST_OPEN, 6 * 60)
+    rows = []
+    for k in range(24):
+        start = FIRST_OPEN + timedelta(minutes=5 * k)
+        inside = [m for m in minutes if start <= m.start < start + timedelta(minutes=5)]
+        rows.append({"high": str(max(m.high for m in inside)), "low": str(min(m.low for m in inside)),
+                     "close": str(inside[-1].close)})
+    assert [b.end for b in bars][-1] == FIRST_OPEN + timedelta(hours=2)
+    assert float(average_true_range(bars, 14)) == pytest.approx(reference_atr(rows, 14), abs=1e-9)
+    assert float(average_true_range(bars, 14)) != pytest.approx(reference_atr(seeded_rows(), 14), abs=1e-6)
