@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from daemon.shapes import PriceOffset, QuantityType, Trail
+from daemon.shapes import AtrOffset, PriceOffset, QuantityType, TimeExit, Trail
 
 ZERO = Decimal(0)
 
@@ -99,7 +99,7 @@ class Intent(_Value):
     signal_id: str
     dedup_key: str
     account: str
-    source: Literal["tradingview", "strategy", "chat", "api", "cli", "risk", "copy"] = "tradingview"
+    source: Literal["tradingview", "strategy", "chat", "api", "cli", "risk", "copy", "timer"] = "tradingview"
     action: Action
     symbol: str = ""  # empty only for account-wide actions (flatten, cancel all)
     quantity: Decimal | None = None
@@ -108,9 +108,11 @@ class Intent(_Value):
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     price: Decimal | None = None  # reference price at the signal ({{close}}); the paper broker fills at it
-    take_profit: Decimal | PriceOffset | None = None  # absolute price, or relative to the entry price
-    stop_loss: Decimal | PriceOffset | None = None
+    take_profit: Decimal | PriceOffset | AtrOffset | None = None  # absolute price, or relative to the entry
+    stop_loss: Decimal | PriceOffset | AtrOffset | None = None
     trailing_stop: PriceOffset | None = None  # the stop trails the best price by this (an entry's exit, or the order)
+    time_exit: TimeExit | None = None  # an entry's position is closed at market then (daemon.strategy.time_exits)
+    closes: Side | None = None  # an exit only of a position on this side (a time exit must not close a new one)
     quantity_type: QuantityType = QuantityType.FIXED_QUANTITY
     percent_of_position: Decimal | None = None  # an exit of this percent of the position (0 < p <= 100)
     time_in_force: TimeInForce = TimeInForce.DAY
@@ -234,19 +236,8 @@ class FlattenReport(_Value):
 
 
 EventKind = Literal[
-    "signal_accepted",
-    "signal_rejected",
-    "signal_expired",
-    "signal_failed",
-    "order",
-    "fill",
-    "violation",
-    "flatten",
-    "paused",
-    "resumed",
-    "daemon",
-    "broker",
-    "fanout",
+    "signal_accepted", "signal_rejected", "signal_expired", "signal_failed", "order", "fill", "violation",
+    "flatten", "paused", "resumed", "daemon", "broker", "fanout",
 ]
 
 
@@ -374,6 +365,8 @@ COMMANDS: tuple[CommandSpec, ...] = tuple(
         ("cancel", "/cancel [account|all]", "cancel open orders (asks to confirm)", "operator"),
         ("flatten", "/flatten [account|all]", "cancel orders, close all (asks to confirm)", "operator"),
         ("strategy", "/strategy pause|resume NAME", "pause a strategy, or resume (re-enable) it", "operator"),
+        ("stop", "/stop SYMBOL atr K [account]", "move the position's stop to K x ATR from its entry", "operator"),
+        ("exit_after", "/exit-after SYMBOL 30m [account]", "close the position at market after a time", "operator"),
         ("whoami", "/whoami", "your user and chat id", "viewer"),
         ("help", "/help", "this list", "viewer"),
     )

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from brokers.base import Broker, BrokerReport
 from daemon.domain import Action, Event, Intent, SignalStatus, utcnow
+from daemon.entry_hooks import EntryShapes
 from daemon.events import EventBus
 from daemon.execution import Executor, Outcome
 from daemon.fanout import FanoutAcceptance
@@ -60,6 +61,7 @@ class Engine:
         shared: bool = False,
         fence: Callable[[str], None] = no_fence,
         fenced: Fenced | None = None,
+        shapes: EntryShapes | None = None,
     ) -> None:
         self.store = store
         self.shared = shared
@@ -74,7 +76,8 @@ class Engine:
         self.groups = {name: [a for a in members if a in self.brokers] for name, members in (groups or {}).items()}
         self._executor = Executor(store=store, brokers=self.brokers, risk=risk, events=events, metrics=metrics,
                                   clock=clock, paused=self.paused, locked=self.locked,
-                                  exclusive=lambda account: self._workers.exclusive(account), fence=fence)
+                                  exclusive=lambda account: self._workers.exclusive(account), fence=fence,
+                                  shapes=shapes)
         self._workers = AccountWorkers(self.brokers, self._executor.run, metrics=metrics,
                                        stall_seconds=stall_seconds, fenced=fenced)
 

@@ -29,13 +29,14 @@ from daemon.domain import (
     SignalStatus,
     client_order_id,
 )
+from daemon.entry_hooks import EntryShapes, needs_shapes
 from daemon.events import EventBus, fill_event
 from daemon.exit_guard import ExitGuard
 from daemon.managed_exits import trailing
 from daemon.managed_exits.runner import ManagedExits
 from daemon.metrics import Metrics
 from daemon.ownership.fence import NotOwner, no_fence
-from daemon.planner import EXIT_LEG, Instrument, after_exit_leg, cancel_order_of, plan
+from daemon.planner import EXIT_LEG, Instrument, PlanError, after_exit_leg, cancel_order_of, plan
 from daemon.risk.context import OrderContext
 from daemon.risk.engine import AccountView, RiskEngine
 from daemon.shapes import QuantityType, Trail
@@ -72,8 +73,10 @@ class Executor:
         locked: Set[str],
         exclusive: Callable[[str], asyncio.Lock],
         fence: Callable[[str], None] = no_fence,
+        shapes: EntryShapes | None = None,
     ) -> None:
         self.fence = fence  # raises NotOwner unless this process can prove it owns the account right now
+        self.shapes = shapes  # ATR exits and time exits (none: such entries are refused by the planner)
         self.store = store
         self.brokers = brokers
         self.risk = risk
@@ -170,10 +173,15 @@ class Executor:
             needs_equity = intent.quantity_type in (QuantityType.PERCENT_OF_EQUITY, QuantityType.RISK_PERCENT)
             account = await broker.account_state() if needs_equity and intent.target_position is None else None
             held, instrument = quantities.get(intent.symbol, Decimal(0)), self._instrument(broker, intent.symbol)
+            try:
+                shaped = await self.shapes.measure(intent, instrument, now) if self.shapes is not None and \
+                    needs_shapes(intent) else intent
+            except PlanError as exc:
+                return self._finish(intent, SignalStatus.REJECTED, str(exc))
             if sent is None:
-                todo = plan(intent, position=held, account=account, instrument=instrument, market_price=market)
+                todo = plan(shaped, position=held, account=account, instrument=instrument, market_price=market)
             else:
-                todo = after_exit_leg(intent, sent, position=held, account=account, instrument=instrument,
+                todo = after_exit_leg(shaped, sent, position=held, account=account, instrument=instrument,
                                       market_price=market)
             todo = trailing.shape(todo, intent, instrument, market)
             if todo.refusal is not None:
@@ -190,6 +198,8 @@ class Executor:
                 await self._cancel_open(intent, broker)
             if any(r.reduce_only for r in todo.orders):
                 self._check_exits.setdefault(intent.account, set()).add(intent.symbol)
+            if self.shapes is not None and intent.time_exit is not None and not todo.orders[-1].reduce_only:
+                self.shapes.arm(intent, todo.orders[-1], now)  # durable before the entry leaves
             for request in todo.orders:
                 if request.expires_at is not None and self.clock() > request.expires_at:
                     raise DeadlinePassed(f"order {request.client_order_id} not sent: the signal expired at "

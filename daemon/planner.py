@@ -33,7 +33,7 @@ from daemon.domain import (
     Side,
     client_order_id,
 )
-from daemon.shapes import OffsetUnit, PriceOffset, QuantityType
+from daemon.shapes import AtrOffset, OffsetUnit, PriceOffset, QuantityType
 
 HUNDRED = Decimal(100)
 EXIT_LEG = "exit"  # client order id leg of the exit half of a flip
@@ -90,12 +90,13 @@ def offset_distance(offset: PriceOffset, entry: Decimal, quantity: Decimal, inst
     return value / (instrument.point_value * quantity)  # POSITION_DOLLARS
 
 
-def exit_price(level: Decimal | PriceOffset | None, *, side: Side, entry: Decimal | None, quantity: Decimal,
-               instrument: Instrument, profit: bool) -> Decimal | None:
+def exit_price(level: Decimal | PriceOffset | AtrOffset | None, *, side: Side, entry: Decimal | None,
+               quantity: Decimal, instrument: Instrument, profit: bool) -> Decimal | None:
     """An entry's take-profit (`profit`) or stop-loss as an absolute price; the entry is bought when
     `side` is buy, so its take-profit is above and its stop below the entry price."""
     if level is None or isinstance(level, Decimal):
         return level
+    level = _measured(level)
     if entry is None:
         raise PlanError(f"a relative {'take_profit' if profit else 'stop_loss'} needs an entry price: send "
                         "price (e.g. {{close}}) or a limit/stop price")
@@ -106,6 +107,12 @@ def exit_price(level: Decimal | PriceOffset | None, *, side: Side, entry: Decima
         raise PlanError(f"{level.value.normalize():f} {level.unit.value} from {_fmt(entry)} gives the price "
                         f"{_fmt(price)}, which is not above zero")
     return price
+
+
+def _measured(level: PriceOffset | AtrOffset) -> PriceOffset:
+    if isinstance(level, AtrOffset):  # the executor measures ATR exits in points before planning
+        raise PlanError("an ATR exit was not measured: no bars were looked up for it")
+    return level
 
 
 # ---- sizing -----------------------------------------------------------------------------------------------
@@ -130,6 +137,7 @@ def stop_distance(intent: Intent, entry: Decimal, instrument: Instrument) -> Dec
                         "send stop_loss")
     if isinstance(stop, Decimal):
         return abs(entry - stop)
+    stop = _measured(stop)
     if stop.unit is OffsetUnit.POSITION_DOLLARS:
         raise PlanError("a stop_loss in position_dollars depends on the quantity; risk sizing needs another unit")
     return offset_distance(stop, entry, Decimal(1), instrument)
@@ -183,8 +191,9 @@ def _plan(intent: Intent, current: Decimal, account: AccountState | None, instru
             return Plan(note=f"already at target position {_fmt(intent.target_position)}")
         side, quantity = (Side.BUY if delta > 0 else Side.SELL), abs(delta)
     elif intent.action is Action.EXIT:
-        if current == 0:
-            return Plan(note=f"no {intent.symbol} position to close")
+        if current == 0 or (intent.closes is not None and current * intent.closes.sign < 0):
+            held = "" if current == 0 else ("long " if intent.closes is Side.BUY else "short ")
+            return Plan(note=f"no {held}{intent.symbol} position to close")
         side = Side.SELL if current > 0 else Side.BUY
         if intent.percent_of_position is not None:
             quantity = whole_units(abs(current) * intent.percent_of_position / HUNDRED, Decimal(1),
@@ -192,7 +201,8 @@ def _plan(intent: Intent, current: Decimal, account: AccountState | None, instru
                                    instrument.quantity_step)
         else:
             quantity = min(intent.quantity, abs(current)) if intent.quantity else abs(current)
-        full = quantity == abs(current) and intent.quantity is None and intent.percent_of_position is None
+        full = quantity == abs(current) and (intent.quantity is None or intent.closes is not None) \
+            and intent.percent_of_position is None
         return Plan(orders=[_request(intent, side, quantity, reduce_only=True)], cancel_first=full)
     else:
         side = Side.BUY if intent.action is Action.BUY else Side.SELL

@@ -279,7 +279,20 @@ def build_commands(transport: DiscordTransport) -> list[app_commands.Command[Any
     async def strategy(interaction: discord.Interaction, action: Literal["pause", "resume"], name: str) -> None:
         await transport.run_command(interaction, "strategy", [action, name])
 
-    callbacks: dict[str, Any] = {"pnl": pnl, "chart": chart, "trades": trades, "strategy": strategy}
+    @app_commands.describe(symbol="the position's symbol", atr="the stop's distance in ATRs (14 bars of 5m)",
+                           account="the account (default: the one holding the symbol)")
+    async def stop(interaction: discord.Interaction, symbol: str, atr: str, account: str | None = None) -> None:
+        await transport.run_command(interaction, "stop", [symbol, "atr", atr, *([account] if account else [])])
+
+    @app_commands.describe(symbol="the position's symbol", after="30m, 2h, 3 bars of 5m, or at 15:55",
+                           account="the account (default: the one holding the symbol)")
+    async def exit_after(interaction: discord.Interaction, symbol: str, after: str, account: str | None = None
+                         ) -> None:
+        await transport.run_command(interaction, "exit_after", [symbol, *after.split(), *([account] if account
+                                                                                           else [])])
+
+    callbacks: dict[str, Any] = {"pnl": pnl, "chart": chart, "trades": trades, "strategy": strategy, "stop": stop,
+                                 "exit_after": exit_after}
     for name in ("status", "accounts", "health", "strategies", "whoami", "help"):
         callbacks[name] = plain(name)
     for name in ("positions", "orders", "risk"):

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from daemon.chat.replies import (
     AccountInfo,
     ControlResult,
+    ExitCommands,
     HealthCheck,
     PnlLine,
     RiskLine,
@@ -29,7 +30,8 @@ from daemon.chat.replies import (
 from daemon.domain import Fill, FlattenReport, Order, Period, Position, StrategyControls, StrategyStatus
 from daemon.engine import Engine, Outcome
 from daemon.history import chart_png, period_curves
-from daemon.queries import Reader
+from daemon.queries import Reader, TimeExitCountdown
+from daemon.shapes import AtrOffset, TimeExit
 from daemon.store.repository import Store
 
 WAIT_SECONDS = 20.0  # under the transports' 30 s handler bound
@@ -72,7 +74,9 @@ class DaemonChatBackend:
         clock: Callable[[], datetime],
         wait_seconds: float = WAIT_SECONDS,
         strategies: StrategyControls | None = None,
+        exits: ExitCommands | None = None,
     ) -> None:
+        self.exits = exits
         self.runner = strategies
         self.reader = reader
         self.engine = engine
@@ -110,6 +114,19 @@ class DaemonChatBackend:
 
     async def positions(self, account: str | None) -> list[Position]:
         return [view.position for view in await self.reader.positions(account)]
+
+    def time_exits(self, position: Position) -> list[TimeExitCountdown]:
+        return self.reader.countdowns(position)
+
+    async def set_stop(self, account: str, symbol: str, offset: AtrOffset, actor: str) -> str:
+        if self.exits is None:
+            raise ValueError("exits cannot be set from chat on this daemon")
+        return await self.exits.set_stop(account, symbol, offset, actor)
+
+    async def exit_after(self, account: str, symbol: str, spec: TimeExit, actor: str) -> str:
+        if self.exits is None:
+            raise ValueError("exits cannot be set from chat on this daemon")
+        return await self.exits.exit_after(account, symbol, spec, actor)
 
     async def open_orders(self, account: str | None) -> list[Order]:
         return await self.reader.open_orders(account)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from daemon.chat import exit_commands
 from daemon.chat import render as r
 from daemon.chat.auth import ChatAuth, TransportAuth
 from daemon.chat.replies import ALL, ChatBackend, StrategyAction
@@ -92,6 +93,8 @@ class ChatOps:
             "resume": self._resume,
             "cancel": self._cancel,
             "flatten": self._flatten,
+            "stop": lambda rq: exit_commands.stop(self.backend, rq),
+            "exit_after": lambda rq: exit_commands.exit_after(self.backend, rq),
         }
 
     # ------------------------------------------------------------------ entry points
@@ -111,6 +114,7 @@ class ChatOps:
         return reply if text == reply.text else reply.model_copy(update={"text": text})
 
     async def _handle(self, request: ChatRequest) -> ChatReply | None:
+        request = request.model_copy(update={"command": request.command.replace("-", "_")})  # /exit-after
         if request.command == "whoami":
             return self._whoami(request)
         role = self.auth.role(request)
@@ -125,7 +129,7 @@ class ChatOps:
             return ChatReply(text=f"/{request.command} needs the operator role; you are a viewer.")
         try:
             return await handler(request)
-        except BadInput as exc:
+        except (BadInput, exit_commands.ExitInput) as exc:
             return ChatReply(text=str(exc))
         except Exception as exc:  # a backend failure must not kill the transport
             await self._audit(request, request.command, " ".join(request.args), False, f"error: {exc!r}")
@@ -291,7 +295,9 @@ class ChatOps:
         if not positions:
             return ChatReply(text=f"No open positions{where}.")
         table = r.positions_table(positions, with_account=await self._many(account))
-        return ChatReply(text=r.clip(f"Positions{where}\n" + table))
+        timed = r.time_exit_lines([(p, t) for p in positions for t in self.backend.time_exits(p)],
+                                  with_account=await self._many(account))
+        return ChatReply(text=r.clip(f"Positions{where}\n" + table + (f"\n\n{timed}" if timed else "")))
 
     async def _orders(self, request: ChatRequest) -> ChatReply:
         self._no_extra(request, 1)

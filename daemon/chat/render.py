@@ -24,6 +24,7 @@ from daemon.chat.replies import (
 )
 from daemon.domain import Fill, FlattenReport, Order, Position
 from daemon.money import money
+from daemon.queries import TimeExitCountdown
 
 FENCE = "```"
 MAX_ROWS = 25
@@ -114,6 +115,13 @@ def positions_table(positions: Sequence[Position], *, with_account: bool) -> str
         rows.append([p.account, *cells] if with_account else cells)
     first_number = 2 if with_account else 1
     return table(headers, rows, right=range(first_number, len(headers)))
+
+
+def time_exit_lines(exits: Sequence[tuple[Position, TimeExitCountdown]], *, with_account: bool) -> str:
+    """One line per armed time exit: what closes, when, and the time left."""
+    lines = [f"{p.account + ' ' if with_account else ''}{p.symbol} {qty(t.quantity)} closes {t.spec}: "
+             f"{t.left} left (due {t.due_at:%H:%M} UTC)" for p, t in exits]
+    return "\n".join(["Time exits", *lines]) if lines else ""
 
 
 def order_line_price(order: Order) -> str:

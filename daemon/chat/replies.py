@@ -13,6 +13,8 @@ from typing import Literal, Protocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from daemon.domain import AccountState, Fill, FlattenReport, Order, Period, Position
+from daemon.queries import TimeExitCountdown
+from daemon.shapes import AtrOffset, TimeExit
 
 __all__ = [
     "ALL", "AccountInfo", "ChatBackend", "ControlResult", "FrozenModel", "HealthCheck", "PnlLine", "RiskLine",
@@ -97,6 +99,13 @@ class StrategyInfo(FrozenModel):
     next_run: datetime | None = None
 
 
+class ExitCommands(Protocol):
+    """What `/stop` and `/exit-after` act through (`daemon.strategy.exit_controls.ExitControls`)."""
+
+    async def set_stop(self, account: str, symbol: str, offset: AtrOffset, actor: str) -> str: ...
+    async def exit_after(self, account: str, symbol: str, spec: TimeExit, actor: str) -> str: ...
+
+
 class ChatBackend(Protocol):
     """What chat-ops needs from the running daemon. `target` is an account name or "all"; `actor` is
     "<transport>:<user id>" and is recorded with the action; `request_id` (cancel, flatten) comes from the
@@ -106,6 +115,10 @@ class ChatBackend(Protocol):
     async def accounts(self) -> list[AccountInfo]: ...
     async def groups(self) -> dict[str, list[str]]: ...  # group name -> its accounts (multiplier > 0)
     async def positions(self, account: str | None) -> list[Position]: ...
+    def time_exits(self, position: Position) -> list[TimeExitCountdown]: ...  # armed, soonest first
+    # Exits set by hand on a held position; ValueError (shown as it is) when they cannot be set.
+    async def set_stop(self, account: str, symbol: str, offset: AtrOffset, actor: str) -> str: ...
+    async def exit_after(self, account: str, symbol: str, spec: TimeExit, actor: str) -> str: ...
     async def open_orders(self, account: str | None) -> list[Order]: ...
     async def recent_fills(self, n: int) -> list[Fill]: ...
     async def pnl(self, period: Period, account: str | None) -> list[PnlLine]: ...

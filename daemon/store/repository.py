@@ -31,6 +31,7 @@ from daemon.store.paging import Page
 from daemon.store.records import AccountRecords
 from daemon.store.scope import Accounts, only
 from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow, order_root
+from daemon.store.time_exits import TimeExitRecords
 from daemon.store.views import DailyPnl, SignalRecord, SignalSummary
 from daemon.store.writes import DuplicateFill, HotWrites
 
@@ -53,7 +54,7 @@ def _summary(row: SignalRow) -> SignalSummary:
                          updated_at=row.updated_at, client_order_id=row.client_order_id)
 
 
-class Store(AccountRecords, ExitRuleRecords):
+class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     """The repository. Call `open()` before use and `close()` at shutdown."""
 
     def __init__(self, url: str, *, redact: Callable[[str], str] = str) -> None:

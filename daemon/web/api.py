@@ -139,7 +139,8 @@ def account_json(view: AccountView) -> dict[str, Any]:
 
 
 def position_json(view: PositionView) -> dict[str, Any]:
-    return view.position.model_dump(mode="json") | {"stale": view.stale}
+    return view.position.model_dump(mode="json") | {"stale": view.stale, "time_exits": [
+        countdown.model_dump(mode="json") for countdown in view.time_exits]}
 
 
 def pnl_json(report: PnlReport) -> dict[str, Any]:

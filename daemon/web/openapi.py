@@ -14,11 +14,11 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from daemon.domain import AccountState, Fill, Order, Position, StrategyStatus, Violation
-from daemon.queries import AccountPnl, PnlTotal
+from daemon.queries import AccountPnl, PnlTotal, TimeExitCountdown
 from daemon.store.views import AuditEntry, DailyPnl, SignalRecord, SignalSummary
 
 MODELS = (AccountState, Fill, Order, Position, StrategyStatus, Violation, AccountPnl, PnlTotal, AuditEntry,
-          DailyPnl, SignalRecord, SignalSummary)
+          DailyPnl, SignalRecord, SignalSummary, TimeExitCountdown)
 JSON = "application/json"
 
 
@@ -215,7 +215,8 @@ def document(version: str) -> dict[str, Any]:
                                                       connected=BOOL, paused=BOOL, locked=BOOL, queue_depth=INT,
                                                       error=STR, stale=BOOL),
                                    "PositionView": _extend(schemas["Position"], "A position; stale: from the "
-                                                           "store's ledger",
-                                                           [*schemas["Position"]["required"], "stale"],
-                                                           stale=BOOL)}},
+                                                           "store's ledger; time_exits: its armed time exits "
+                                                           "with the seconds left",
+                                                           [*schemas["Position"]["required"], "stale", "time_exits"],
+                                                           stale=BOOL, time_exits=_array(ref("TimeExitCountdown")))}},
     }

@@ -13,19 +13,25 @@ alert model keeps its own fields and `to_intent` adds these with `OrderFields.in
   `{"ticks": 8}`, `{"percent": 1.5}` or `{"dollars": 50}` (per contract). On a buy or sell it is the entry's
   stop-loss (instead of `stop_loss`); with `order_type: trailing_stop` the order itself is a trailing stop,
   which only closes a position.
+- `take_profit` / `stop_loss` `{"atr": 2, "period": 14, "timeframe": "5m"}`: that multiple of the Average
+  True Range of the account's recent bars (`period` default 14, `timeframe` default 5m).
+- `exit_after` (`"45m"`, `"2h"`, `"90s"`, `"3 bars"`, `"3 bars of 15m"`) or `exit_at` (`"15:55"`, exchange
+  time): an entry's position is closed at market then; `"N bars"` counts bars of the ATR exit's timeframe.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from daemon.money import parse_decimal
-from daemon.shapes import OffsetUnit, PriceOffset, QuantityType
+from daemon.shapes import AtrOffset, OffsetUnit, PriceOffset, QuantityType, TimeExit, Timeframe, parse_time_exit
 
-FIELDS = ("take_profit", "stop_loss", "trailing_stop", "quantity_type", "percent_of_position")
+FIELDS = ("take_profit", "stop_loss", "trailing_stop", "quantity_type", "percent_of_position", "exit_after",
+          "exit_at")
+
 _TRAIL_UNITS = {"amount": OffsetUnit.POINTS, "points": OffsetUnit.POINTS, "ticks": OffsetUnit.TICKS,
                 "percent": OffsetUnit.PERCENT, "dollars": OffsetUnit.DOLLARS}
 _UNITS = {u.value for u in OffsetUnit if u is not OffsetUnit.POSITION_DOLLARS}
@@ -37,14 +43,15 @@ _QUANTITY = ("quantity", "qty", "contracts")
 class OrderFields(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    take_profit: Decimal | PriceOffset | None = None
-    stop_loss: Decimal | PriceOffset | None = None
+    take_profit: Decimal | PriceOffset | AtrOffset | None = None
+    stop_loss: Decimal | PriceOffset | AtrOffset | None = None
     trailing_stop: PriceOffset | None = None
     quantity_type: QuantityType = QuantityType.FIXED_QUANTITY
     percent_of_position: Decimal | None = None
+    time_exit: TimeExit | None = None
 
     def intent_fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in FIELDS}
+        return {name: getattr(self, name) for name in (*FIELDS[:4], "time_exit")}
 
 
 def positive(value: Any, field: str) -> Decimal:
@@ -55,12 +62,14 @@ def positive(value: Any, field: str) -> Decimal:
     return number
 
 
-def exit_level(value: Any, field: str) -> Decimal | PriceOffset | None:
+def exit_level(value: Any, field: str) -> Decimal | PriceOffset | AtrOffset | None:
     """A take-profit or stop-loss as a price or a distance from the entry price."""
     if value is None:
         return None
     if not isinstance(value, dict):
         return positive(value, field)  # an empty string is an unfilled placeholder: refused, not "no exit"
+    if "atr" in value:
+        return atr_level(value, field)
     given = {k: v for k, v in value.items() if k != "per"}
     per = value.get("per", "contract")
     if len(given) != 1:
@@ -104,6 +113,21 @@ def _check_trailing(fields: OrderFields, data: dict[str, Any], action: str) -> N
     if action in ("exit", "close", "flat") and order_type != "trailing_stop":
         raise ValueError("trailing_stop on an exit needs order_type trailing_stop (the exit is then a trailing "
                          "stop order)")
+def atr_level(value: dict[str, Any], field: str) -> AtrOffset:
+    """`{"atr": k, "period": n, "timeframe": "5m"}`."""
+    extra = sorted(set(value) - {"atr", "period", "timeframe"})
+    if extra:
+        raise ValueError(f"{field} with atr takes atr, period and timeframe; got {', '.join(extra)}")
+    period = value.get("period", 14)
+    if isinstance(period, bool) or not isinstance(period, int | str) or not str(period).strip().isdigit():
+        raise ValueError(f"{field}.period must be a whole number of bars")
+    timeframe = str(value.get("timeframe", "5m")).strip().lower()
+    if timeframe not in get_args(Timeframe):
+        raise ValueError(f"{field}.timeframe must be one of {', '.join(get_args(Timeframe))}; got {timeframe!r}")
+    try:
+        return AtrOffset(atr=positive(value["atr"], f"{field}.atr"), period=int(period), timeframe=timeframe)
+    except ValidationError as exc:
+        raise ValueError(f"{field}.period must be between 1 and 500 bars") from exc
 
 
 def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -115,10 +139,12 @@ def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
     kind = str(data.get("quantity_type") or "fixed_quantity").strip().lower()
     if kind not in {q.value for q in QuantityType}:
         raise ValueError(f"quantity_type must be one of {', '.join(q.value for q in QuantityType)}; got {kind!r}")
+    take_profit, stop_loss = exit_level(data.get("take_profit"), "take_profit"), exit_level(data.get("stop_loss"),
+                                                                                          "stop_loss")
+    atr_frame = next((x.timeframe for x in (stop_loss, take_profit) if isinstance(x, AtrOffset)), None)
     fields = OrderFields(
-        take_profit=exit_level(data.get("take_profit"), "take_profit"),
-        stop_loss=exit_level(data.get("stop_loss"), "stop_loss"),
-        trailing_stop=trail_level(data.get("trailing_stop")),
+        take_profit=take_profit, stop_loss=stop_loss, trailing_stop=trail_level(data.get("trailing_stop")),
+        time_exit=parse_time_exit(data.get("exit_after"), data.get("exit_at"), atr_frame),
         quantity_type=QuantityType(kind),
         percent_of_position=None if data.get("percent_of_position") in (None, "") else
         positive(data["percent_of_position"], "percent_of_position"),
@@ -135,5 +161,8 @@ def take_order_fields(data: dict[str, Any]) -> dict[str, Any]:
                              "target_position)")
         if fields.quantity_type in _RISK and fields.stop_loss is None:
             raise ValueError(f"quantity_type {kind} sizes from the distance to the stop: it needs stop_loss")
+    if fields.time_exit is not None and (action not in _ENTRY_ACTIONS or data.get("target_position") not in
+                                         (None, "")):
+        raise ValueError("exit_after / exit_at go with an entry (buy or sell), not an exit or a target_position")
     rest["order_fields"] = fields
     return rest

@@ -30,6 +30,8 @@ from daemon.domain import (
     Position,
     Side,
 )
+from daemon.queries import TimeExitCountdown
+from daemon.shapes import AtrOffset, TimeExit
 
 T0 = datetime(2025, 3, 3, 14, 30, tzinfo=UTC)
 
@@ -143,6 +145,15 @@ class FakeBackend:
 
     async def positions(self, account: str | None) -> list[Position]:
         return [p for name in self._names(account) for p in self.positions_[name]]
+
+    def time_exits(self, position: Position) -> list[TimeExitCountdown]:
+        return []
+
+    async def set_stop(self, account: str, symbol: str, offset: AtrOffset, actor: str) -> str:
+        raise ValueError("the stand-in backend has no bars")
+
+    async def exit_after(self, account: str, symbol: str, spec: TimeExit, actor: str) -> str:
+        raise ValueError("the stand-in backend arms no time exits")
 
     async def open_orders(self, account: str | None) -> list[Order]:
         return [o for name in self._names(account) for o in self.orders_[name]]
