@@ -20,7 +20,7 @@ DEFAULT_GATEWAY_HOST = "gateway.discord.gg"
 
 
 def _rebased(route: Route, api_base: str) -> Route:
-    if api_base != Route.BASE and route.url.startswith(Route.BASE):
+    if api_base != DEFAULT_API_BASE and route.url.startswith(Route.BASE):
         route.url = api_base + route.url[len(Route.BASE):]
     return route
 

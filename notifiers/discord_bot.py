@@ -320,7 +320,17 @@ def build_commands(transport: DiscordTransport) -> list[app_commands.Command[Any
     async def strategy(interaction: discord.Interaction, action: Literal["pause", "resume"], name: str) -> None:
         await transport.run_command(interaction, "strategy", [action, name])
 
-    callbacks: dict[str, Any] = {"pnl": pnl, "chart": chart, "trades": trades, "strategy": strategy}
+    @app_commands.describe(n="how many days back, today included (default 7)")
+    async def daily(interaction: discord.Interaction, n: app_commands.Range[int, 1, 31] | None = None) -> None:
+        await transport.run_command(interaction, "daily", [str(n)] if n is not None else [])
+
+    @app_commands.describe(symbol="the position's symbol, as /positions shows it",
+                           account="the account holding it (needed when several do)")
+    async def close(interaction: discord.Interaction, symbol: str, account: str | None = None) -> None:
+        await transport.run_command(interaction, "close", [symbol, account] if account else [symbol])
+
+    callbacks: dict[str, Any] = {"pnl": pnl, "chart": chart, "trades": trades, "strategy": strategy,
+                                 "daily": daily, "close": close}
     for name in ("status", "accounts", "health", "strategies", "whoami", "help"):
         callbacks[name] = plain(name)
     for name in ("positions", "orders", "risk"):

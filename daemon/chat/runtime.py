@@ -137,13 +137,13 @@ class ChatRuntime:
         )
         self.ops = ChatOps(self.backend, auth, clock=self.clock,
                            confirm_ttl=timedelta(seconds=self.alerts.confirm_seconds), redact=self._redact)
-        def dispatcher(sender: TelegramSender | DiscordSender) -> Dispatcher:
+        def new_dispatcher(sender: TelegramSender | DiscordSender) -> Dispatcher:
             return Dispatcher(self.outbox, sender, max_backoff=self.alerts.max_backoff_seconds,
                               probe_seconds=self.alerts.probe_seconds)
 
         if tg is not None:
             self.telegram = self._telegram_link(tg)
-            self.dispatchers.append(dispatcher(TelegramSender(self.telegram)))
+            self.dispatchers.append(new_dispatcher(TelegramSender(self.telegram)))
         if dc is not None:
             if dc.token is not None:
                 self.discord = self._discord_link(dc)
@@ -151,7 +151,7 @@ class ChatRuntime:
                 from notifiers.discord_bot import DiscordWebhookAlerts
 
                 self.webhook = DiscordWebhookAlerts(dc.webhook_url.get_secret_value(), api_base=dc.api_base)
-            self.dispatchers.append(dispatcher(DiscordSender(self.discord, self.webhook)))
+            self.dispatchers.append(new_dispatcher(DiscordSender(self.discord, self.webhook)))
         links = [link for link in (self.telegram, self.discord) if link is not None]
         results = await asyncio.gather(*(link.ensure() for link in links), return_exceptions=True)
         for link, result in zip(links, results, strict=True):
