@@ -376,11 +376,11 @@ class ChatOps:
             open_ = ", ".join(sorted({f"{p.symbol} ({p.account})" for p in held})) or "none"
             raise BadInput(f"No open {symbol} position{where}. Open positions: {open_}.")
         if len({p.account for p in matching}) > 1:
-            names = ", ".join(sorted(p.account for p in matching))
-            raise BadInput(f"{symbol} is held on {names}: say which, e.g. /close {symbol} {matching[0].account}.")
+            names = sorted(p.account for p in matching)
+            raise BadInput(f"{symbol} is held on {', '.join(names)}: say which, e.g. /close {symbol} {names[0]}.")
         position = matching[0]
         side = "sell" if position.quantity > 0 else "buy"
-        question = (f"CLOSE {position.symbol} on {position.account}: {side} {r.qty(abs(position.quantity))} at market "
+        question = (f"CLOSE {position.symbol} on {position.account}: {side} {r.num(abs(position.quantity))} at market "
                     f"and cancel its working orders?\n" + r.positions_table([position], with_account=False))
         await self._audit(request, "close", f"{position.symbol} on {position.account}", True, "asked to confirm")
         return self._questions.ask(request, "close", position.account, r.clip(question, 1500),
