@@ -340,39 +340,6 @@ class ChatHandler(Protocol):
     async def confirm(self, token: str, who: ChatIdentity) -> ChatReply | None: ...
 
 
-class CommandSpec(_Value):
-    name: str
-    usage: str
-    summary: str
-    role: ChatRole
-
-
-COMMANDS: tuple[CommandSpec, ...] = tuple(
-    CommandSpec(name=n, usage=u, summary=s, role=r)
-    for n, u, s, r in (
-        ("status", "/status", "daemon, brokers and accounts at a glance", "viewer"),
-        ("pnl", "/pnl [today|week|month] [account]", "realized, unrealized and fees", "viewer"),
-        ("positions", "/positions [account]", "open positions", "viewer"),
-        ("orders", "/orders [account]", "open orders", "viewer"),
-        ("trades", "/trades [n]", "recent fills (default 10, max 50)", "viewer"),
-        ("accounts", "/accounts", "accounts, brokers, paused or not", "viewer"),
-        ("risk", "/risk [account]", "each limit: used, limit, left", "viewer"),
-        ("chart", "/chart [account] [today|week|month]", "equity curve picture with fills marked", "viewer"),
-        ("health", "/health", "daemon self-checks", "viewer"),
-        ("strategies", "/strategies", "scheduled strategies: state, last bar and signal", "viewer"),
-        ("pause", "/pause [account|all]", "stop new entries (exits still allowed)", "operator"),
-        ("resume", "/resume [account|all]", "allow new entries again", "operator"),
-        ("cancel", "/cancel [account|all]", "cancel open orders (asks to confirm)", "operator"),
-        ("flatten", "/flatten [account|all]", "cancel orders, close all (asks to confirm)", "operator"),
-        ("strategy", "/strategy pause|resume NAME", "pause a strategy, or resume (re-enable) it", "operator"),
-        ("stop", "/stop SYMBOL atr K [account]", "move the position's stop to K x ATR from its entry", "operator"),
-        ("exit_after", "/exit-after SYMBOL 30m [account]", "close the position at market after a time", "operator"),
-        ("whoami", "/whoami", "your user and chat id", "viewer"),
-        ("help", "/help", "this list", "viewer"),
-    )
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Bar:
     """One OHLCV bar. `start` is when it opened and `end` when it closed (both aware, UTC inside)."""

@@ -320,7 +320,8 @@ class Executor:
         if report.errors:
             summary += "; errors: " + "; ".join(report.errors)
         self.events.publish(Event(kind="flatten", account=intent.account, summary=summary,
-                                  data={"signal_id": intent.signal_id, "report": report.model_dump(mode="json")}))
+                                  data={"signal_id": intent.signal_id, "report": report.model_dump(mode="json"),
+                                        "requested": intent.comment}))
         status = SignalStatus.FAILED if report.errors else SignalStatus.EXECUTED
         return self._finish(intent, status, summary, result=report)
 

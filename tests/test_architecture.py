@@ -17,7 +17,7 @@ PACKAGES = ("config", "daemon", "brokers", "notifiers", "strategies")
 # Lowest first. A module may import modules on its own floor or below, never above.
 FLOORS: list[tuple[str, ...]] = [
     ("config", "daemon.domain", "daemon.money", "daemon.shapes", "daemon.supervision", "daemon.charts",
-     "daemon.identity", "daemon.atr"),
+     "daemon.identity", "daemon.atr", "daemon.command_table"),
     ("brokers", "notifiers", "strategies"),
     ("daemon.store", "daemon.risk", "daemon.calendar", "daemon.events", "daemon.metrics", "daemon.scheduler",
      "daemon.ownership"),

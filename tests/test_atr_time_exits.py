@@ -23,7 +23,7 @@ from tests.conftest import SECRET, client_for, settings_for, settled, wait_until
 from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.telegram_api import TelegramStandin
 from tests.test_broker_bars import FIRST_OPEN, minute_series
-from tests.test_chat_e2e import VIEWER, ask, tg_settings
+from tests.test_chat_e2e import OPERATOR, VIEWER, ask, tg_settings
 from tests.test_projectx_adapter import contract_id, ensure_front_contracts, make_broker
 
 URL = f"/webhook/tradingview/{SECRET}"
@@ -349,8 +349,9 @@ async def test_stop_atr_and_exit_after_from_chat(tmp_path: Path, tg: TelegramSta
                             **tg_settings(tg))
     daemon = await start(settings, clock)
     try:
-        await tg.wait_for(lambda: tg.commands, within=10)
-        assert {"stop", "exit_after"} <= {c["command"] for c in tg.commands}
+        await tg.wait_for(lambda: tg.menu(OPERATOR), within=10)
+        assert {"stop", "exit_after"} <= set(tg.menu(OPERATOR))
+        assert not {"stop", "exit_after"} & set(tg.menu(VIEWER))  # operator commands: not on a viewer's menu
         no_stop = " ".join((await ask(tg, "/stop ES1! atr 2")).text.split())
         assert no_stop == "No ES1! position on any account."
         await post(daemon, {"ticker": "ES1!", "action": "buy", "quantity": "2", "price": "5100",

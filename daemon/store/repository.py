@@ -330,13 +330,15 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     # -- reports -------------------------------------------------------------------------------------------
 
     def pnl_by_day(
-        self, account: str | None, since: datetime, tz: str = "America/New_York"
+        self, account: str | None, since: datetime, tz: str = "America/New_York",
+        day_of: Callable[[datetime], date] | None = None,
     ) -> list[DailyPnl]:
-        """Realized P&L, fees and fill count per (local calendar day in `tz`, account), oldest day first."""
+        """Realized P&L, fees and fill count per (local calendar day in `tz`, account), oldest day first;
+        `day_of` gives another day of a fill (a futures account's trading day)."""
         zone = ZoneInfo(tz)
         days: dict[tuple[date, str], tuple[Decimal, Decimal, int]] = {}
         for fill, realized in self.fills_with_pnl(account, since):
-            key = (fill.filled_at.astimezone(zone).date(), fill.account)
+            key = (day_of(fill.filled_at) if day_of else fill.filled_at.astimezone(zone).date(), fill.account)
             r, f, n = days.get(key, (ZERO, ZERO, 0))
             days[key] = (r + realized, f + fill.commission, n + 1)
         return [
