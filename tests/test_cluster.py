@@ -234,6 +234,7 @@ async def test_exclusive_ownership_under_simultaneous_starts(database: str, node
     assert status["owners"] == {account: name for name, names in owned.items() for account in names}
 
 
+@pytest.mark.timeout(600)  # the drain after the load: every accepted signal is executed, however long it takes
 async def test_kill_9_of_the_owner_under_load(database: str, nodes: list[Node], alpaca: AlpacaProcess,
                                               tmp_path: Path) -> None:
     # Each daemon reaches the stand-in on a port of its own, so the new owner's first order is told apart
@@ -258,7 +259,7 @@ async def test_kill_9_of_the_owner_under_load(database: str, nodes: list[Node], 
     load.stop()
     await running
     print(f"load: {load.summary()}")
-    await until(lambda: all(status.is_final for status, _ in signals(database).values()), 180, every=1)
+    await until(lambda: all(status.is_final for status, _ in signals(database).values()), 400, every=1)
     assert load.unanswered == 0 and load.refused == []
     assert len(load.accepted) > 500
     # Steady for the whole run, the failover included: every signal due was sent on time and accepted.
