@@ -247,6 +247,7 @@ class Daemon:
         account = account_of(lease)
         if account is not None:
             await self.handover.gained(account, grant)
+            await self.strategies.catch_up(account)  # a bar that closed during the failover
             return
         text = takeover_text("chat and alerts", grant, self.node, self.settings.daemon.timezone)
         if text is not None:

@@ -4,7 +4,9 @@ Each strategy instance (`config.strategies.StrategySettings`) gets one APSchedul
 `delay_seconds` after every bar close of its timeframe on its calendar (`daemon.strategy.bars.next_bar_close`:
 sessions, NYSE holidays and early closes). A run acts on the latest closed bar only: runs missed during a
 pause or a sleep are coalesced (APScheduler's `coalesce`, and a run never replays skipped bars), and a bar
-that closed more than `max_lag_seconds` ago is marked done without trading.
+that closed more than `max_lag_seconds` ago is marked done without trading. On a shared store a strategy
+runs where its account is executed: a daemon that takes an account over (`catch_up`) acts at once on a bar
+that closed during the failover, from the last bar end the previous owner stored.
 
 Signals become `Intent`s (source "strategy") whose dedup key is `strategy:NAME:BAR_CLOSE:INDEX`, named and
 sized for the account by the webhook's own normaliser (`daemon.intake.for_account`: exchange prefix, symbol
@@ -20,6 +22,7 @@ the daemon and the other strategies carry on. `status()`, `pause()` and `resume(
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -108,6 +111,7 @@ class _Slot:
     record: StrategyRecord
     instance: Strategy | None = None
     signal_ids: list[str] = field(default_factory=list)
+    running: asyncio.Lock = field(default_factory=asyncio.Lock)  # one run at a time: the scheduler's or a catch-up
 
 
 class StrategyRunner:
@@ -133,6 +137,7 @@ class StrategyRunner:
         self.symbol_maps = dict(symbol_maps or {})  # by account: what it trades instead of a root or symbol
         self._slots = {name: _Slot(settings, StrategyRecord()) for name, settings in strategies.items()
                        if settings.enabled}
+        self._started = False
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -148,8 +153,18 @@ class StrategyRunner:
                                                                     timedelta(seconds=s.delay_seconds)),
                                    id=f"strategy:{name}", name=f"strategy {name}", replace_existing=True,
                                    misfire_grace_time=int(s.max_lag_seconds), coalesce=True, max_instances=1)
+        self._started = True
         for name in self._slots:
             await self.run_once(name)
+
+    async def catch_up(self, account: str) -> None:
+        """This daemon has just taken `account` over: act on a bar of its strategies that closed while no daemon
+        executed it (the scheduled run then found it not ours), from the record the last owner stored."""
+        if not self._started:
+            return  # start() acts on the just-closed bars itself
+        for name, slot in self._slots.items():
+            if slot.settings.account == account:
+                await self._job(name)()
 
     async def stop(self) -> None:
         for name in self._slots:
@@ -205,6 +220,10 @@ class StrategyRunner:
     async def run_once(self, name: str) -> list[str]:
         """Act on the latest closed bar if it is new and fresh; returns the ids of the signals submitted."""
         slot = self._slots[name]
+        async with slot.running:
+            return await self._run(name, slot)
+
+    async def _run(self, name: str, slot: _Slot) -> list[str]:
         if self.owns is not None:
             if not self.owns(slot.settings.account):
                 return []
