@@ -1,9 +1,9 @@
 """Value types shared by every part of traderd: intents, orders, fills, positions, account state, events.
 
 This module is the ground floor: it imports nothing from the project but the order-shape values
-(`daemon.shapes`). Money and quantities are `Decimal`,
-timestamps are timezone-aware UTC. Types are frozen pydantic models so that they validate at construction
-and serialise to JSON for the store, the outbox and the control API without extra code.
+(`daemon.shapes`). Money and quantities are `Decimal`, timestamps are timezone-aware UTC. Types are frozen
+pydantic models so that they validate at construction and serialise to JSON for the store, the outbox and
+the control API without extra code.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from daemon.shapes import PriceOffset, QuantityType
+from daemon.shapes import Ladder, PriceOffset, QuantityType
 
 ZERO = Decimal(0)
 
@@ -44,6 +44,7 @@ class Action(StrEnum):
     BUY = "buy"
     SELL = "sell"
     EXIT = "exit"
+    ADD = "add"  # adds to the position on its own side; nothing when flat (TradersPost's "add")
     CANCEL = "cancel"
     FLATTEN = "flatten"
 
@@ -109,7 +110,7 @@ class Intent(_Value):
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     price: Decimal | None = None  # reference price at the signal ({{close}}); the paper broker fills at it
-    take_profit: Decimal | PriceOffset | None = None  # absolute price, or relative to the entry price
+    take_profit: Decimal | PriceOffset | Ladder | None = None  # a price, a distance from the entry, levels
     stop_loss: Decimal | PriceOffset | None = None
     quantity_type: QuantityType = QuantityType.FIXED_QUANTITY
     percent_of_position: Decimal | None = None  # an exit of this percent of the position (0 < p <= 100)
@@ -264,8 +265,7 @@ PERIODS: tuple[Period, ...] = ("today", "week", "month")
 
 
 # --------------------------------------------------------------------------- chat-ops value types
-# The chat transports (`notifiers/*`) and the command core (`daemon.chat.commands`) speak these; they live here so
-# the transports import only the ground floor.
+# The chat transports and the command core speak these; here, the transports import only the ground floor.
 
 ChatTransport = Literal["telegram", "discord"]
 ChatRole = Literal["viewer", "operator"]

@@ -98,6 +98,8 @@ class Engine:
         if recovered:
             log.info("re-queued %d signals accepted before the last stop", len(recovered))
         self._workers.start(recovered, chosen)
+        for account in chosen:  # exits to follow of entries that filled while the daemon was away
+            self._executor.follow.soon(account)
 
     def adopt(self, account: str) -> int:
         """Start executing an account this process now owns: its controls as stored, then its unfinished
@@ -105,6 +107,7 @@ class Engine:
         self.reload_controls(account)
         recovered = self._feed.intents([sid for _, sid in self._feed.unfinished_ids([account])])
         self._workers.start_account(account, recovered)
+        self._executor.follow.soon(account)
         if recovered:
             log.info("%s: resuming %d unfinished signals", account, len(recovered))
         return len(recovered)
@@ -138,6 +141,7 @@ class Engine:
         """Finish what is queued within `grace` seconds; what is left stays durable for the next start."""
         await self._workers.stop(grace)
         await self._executor.exits.close()
+        await self._executor.follow.close()
 
     def alive(self) -> bool:
         """False when a worker has died or been stuck on one signal longer than `stall_seconds` (watchdog)."""

@@ -30,10 +30,12 @@ from daemon.domain import (
     client_order_id,
 )
 from daemon.events import EventBus, fill_event
+from daemon.exit_follow import ExitFollower
 from daemon.exit_guard import ExitGuard
+from daemon.ladder import plan
 from daemon.metrics import Metrics
 from daemon.ownership.fence import NotOwner, no_fence
-from daemon.planner import EXIT_LEG, Instrument, after_exit_leg, cancel_order_of, plan
+from daemon.planner import EXIT_LEG, Instrument, after_exit_leg, cancel_order_of
 from daemon.risk.context import OrderContext
 from daemon.risk.engine import AccountView, RiskEngine
 from daemon.shapes import QuantityType
@@ -81,6 +83,8 @@ class Executor:
         self.paused = paused
         self.locked = locked
         self.exits = ExitGuard(store=store, brokers=brokers, events=events, exclusive=exclusive, fence=fence)
+        self.follow = ExitFollower(store=store, brokers=brokers, events=events, exclusive=exclusive, fence=fence,
+                                   clock=clock)
         self._deferred: dict[str, list[BrokerReport]] = {}
         self._flushes: dict[str, asyncio.Task[None]] = {}  # reports written once the store is back
         self._check_exits: dict[str, set[str]] = {}  # per account: symbols whose position a signal shrank
@@ -119,6 +123,7 @@ class Executor:
         await until_written(lambda: self._flush_deferred(intent.account), "the broker's reports")
         for symbol in sorted(self._check_exits.pop(intent.account, ())):
             await self.exits.protect(intent.account, symbol)
+        await self.follow.check(intent.account)
 
     async def wait_for(self, signal_id: str, within: float) -> Outcome:
         """Wait until a queued signal is finished (used by control actions that report their result)."""
@@ -169,7 +174,7 @@ class Executor:
                 todo = plan(intent, position=held, account=account, instrument=instrument, market_price=market)
             else:
                 todo = after_exit_leg(intent, sent, position=held, account=account, instrument=instrument,
-                                      market_price=market)
+                                      market_price=market, plan=plan)
             if todo.refusal is not None:
                 return self._finish(intent, SignalStatus.REJECTED, todo.refusal)
             if not todo.orders:
@@ -184,6 +189,7 @@ class Executor:
                 await self._cancel_open(intent, broker)
             if any(r.reduce_only for r in todo.orders):
                 self._check_exits.setdefault(intent.account, set()).add(intent.symbol)
+            self.follow.register(intent, todo.orders)  # before sending: a restart must find it
             for request in todo.orders:
                 if request.expires_at is not None and self.clock() > request.expires_at:
                     raise DeadlinePassed(f"order {request.client_order_id} not sent: the signal expired at "
@@ -354,6 +360,8 @@ class Executor:
     def _record_report(self, account: str, report: BrokerReport) -> None:
         if report.order is not None:
             self.store.upsert_order(report.order)
+            if report.order.status is OrderStatus.FILLED:  # a take-profit level may move a stop
+                self.follow.soon(account)
             return
         fill = report.fill
         assert fill is not None
@@ -361,6 +369,7 @@ class Executor:
         if realized is not None:  # None: already recorded (a replayed report, or reconciliation got there first)
             self._fill_recorded(fill, realized)
             self.exits.soon(account, fill.symbol)
+            self.follow.soon(account)
 
     def _fill_recorded(self, fill: Fill, realized: Decimal) -> None:
         self.metrics.fills.labels(fill.account).inc()

@@ -1,4 +1,4 @@
-"""Value types of order shapes: exit prices relative to the entry, and what an entry's quantity counts.
+"""Value types of order shapes: exit prices relative to the entry, take-profit ladders, what a quantity counts.
 
 Ground floor beside `daemon.domain` (whose `Intent` carries them); imports nothing from the project.
 """
@@ -19,6 +19,7 @@ class OffsetUnit(StrEnum):
     PERCENT = "percent"
     DOLLARS = "dollars"
     POSITION_DOLLARS = "position_dollars"
+    R = "r"  # multiples of the stop-loss's distance from the entry (take-profit levels only)
 
 
 class QuantityType(StrEnum):
@@ -38,3 +39,33 @@ class PriceOffset(BaseModel):
 
     unit: OffsetUnit
     value: Decimal = Field(gt=0)
+
+
+class TakeProfitLevel(BaseModel):
+    """One level of a take-profit ladder: its price (or distance), and how much of the entry it closes:
+    `quantity` units, or `percent` of the entry; neither means what the other levels leave."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    price: Decimal | PriceOffset
+    quantity: Decimal | None = Field(default=None, gt=0)
+    percent: Decimal | None = Field(default=None, gt=0, le=100)
+
+
+class BreakEven(BaseModel):
+    """Move the stop of what is left to the entry's fill price (plus `offset` in the trade's favour) once
+    take-profit level `after` (1 = the first) has filled."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    after: int = Field(default=1, ge=1)
+    offset: PriceOffset | None = None
+
+
+class Ladder(BaseModel):
+    """Several take-profit levels sharing one stop-loss, and an optional move of that stop to break-even."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    levels: tuple[TakeProfitLevel, ...] = Field(min_length=1)
+    break_even: BreakEven | None = None

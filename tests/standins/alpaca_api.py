@@ -452,6 +452,10 @@ class AlpacaStandIn:
         }
         new = self._new_order(body, old["order_class"], cid)
         new["replaces"] = old["id"]
+        if old.get("_parent"):  # a replaced bracket leg stays in its bracket (and its OCO)
+            new["_parent"] = old["_parent"]
+            legs = self.orders[old["_parent"]]["_legs"]
+            legs[legs.index(old["id"])] = new["id"]
         old.update(status="replaced", replaced_by=new["id"], replaced_at=_now(), updated_at=_now())
         if self._marketable(new):
             self._apply_fill(new, Decimal(new["qty"]), self.prices[new["symbol"]])
