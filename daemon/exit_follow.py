@@ -97,6 +97,7 @@ class ExitFollower:
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._following: dict[str, set[str]] | None = None  # account -> signal ids with a plan (read once)
+        self._pending: set[str] = set()  # accounts with a check queued that has not started yet
 
     def _ids(self, account: str) -> set[str]:
         if self._following is None:
@@ -118,11 +119,13 @@ class ExitFollower:
 
     def soon(self, account: str) -> None:
         """Check the account's plans once its worker is free (a fill reported outside any signal, a start)."""
-        if not self._ids(account):
-            return
+        if not self._ids(account) or account in self._pending:
+            return  # a check queued and not started yet will see this report too
+        self._pending.add(account)
 
         async def later() -> None:
             async with self.exclusive(account):
+                self._pending.discard(account)
                 await self.check(account)
 
         task = asyncio.get_running_loop().create_task(later())

@@ -147,3 +147,17 @@ async def test_add_adds_on_the_positions_side(start_daemon) -> None:  # type: ig
     added = await send(daemon, {"ticker": "AAPL", "action": "add", "quantity": "3", "price": "100", "id": "ad-2"})
     assert added.status is SignalStatus.EXECUTED, added.reason
     assert await held(daemon.brokers["paper"], "AAPL") == -5
+
+
+async def test_traderspost_add(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = await start_daemon()
+    await send(daemon, {"ticker": "AAPL", "action": "buy", "quantity": "2", "price": "100", "id": "tpa-1"})
+    async with client_for(daemon) as client:
+        response = await client.post(URL, json={"ticker": "AAPL", "action": "add", "quantity": 3,
+                                                "signalPrice": 100, "orderType": "market"})
+        assert response.status_code == 202, response.text
+        record = await settled(daemon, response.json()["signal_id"])
+        refused = await client.post(URL, json={"ticker": "AAPL", "action": "add", "sentiment": "bullish"})
+    assert record.status is SignalStatus.EXECUTED, record.reason
+    assert await held(daemon.brokers["paper"], "AAPL") == 5
+    assert refused.status_code == 422 and refused.json()["error"] == "not_supported"
