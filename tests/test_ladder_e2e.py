@@ -161,3 +161,21 @@ async def test_traderspost_add(start_daemon) -> None:  # type: ignore[no-untyped
     assert record.status is SignalStatus.EXECUTED, record.reason
     assert await held(daemon.brokers["paper"], "AAPL") == 5
     assert refused.status_code == 422 and refused.json()["error"] == "not_supported"
+
+
+async def test_bad_ladders_are_refused_at_the_door(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = await start_daemon()
+    base = {"ticker": "ES1!", "action": "buy", "quantity": "2", "price": "6000", "stop_loss": {"ticks": "8"}}
+    cases = [
+        ({"take_profit": [{"r": "1", "quantity": "1", "quantity_percent": "50"}, {"r": "2"}]}, "not both"),
+        ({"take_profit": [{"r": "1", "quantity": "1"}, {"r": "2"}], "break_even": {"after": 2}}, "before the last"),
+        ({"take_profit": {"r": "1"}, "break_even": True}, "goes with a take_profit ladder"),
+        ({"take_profit": [], "stop_loss": {"ticks": "8"}}, "1 to 10 levels"),
+        ({"take_profit": "6010", "stop_loss": {"r": "1"}}, "stop_loss.r is not a unit"),
+        ({"take_profit": [{"r": "1", "quantity": "1"}, {"r": "2"}], "break_even": {"offset": "6001"}}, "not a price"),
+    ]
+    async with client_for(daemon) as client:
+        for fields, words in cases:
+            response = await client.post(URL, json=base | fields)
+            assert response.status_code == 422 and words in response.json()["detail"], (fields, response.text)
+    assert daemon.store.orders() == []
