@@ -23,6 +23,7 @@ Adapters subclass `BrokerBase`, which implements the optional methods with the d
 | observe_price             | no       | a price seen in a signal, which the paper broker trades on (ignored) |
 | healthy                   | no       | connectivity for `/status` and `/healthz` (True)                     |
 | multiplier                | no       | point value of a symbol, for P&L and notional (1)                    |
+| quantity_step             | no       | smallest quantity increment, for sizing by notional or risk (1)      |
 | bars                      | no       | OHLCV bars from the broker's market data (`NotImplementedError`)     |
 """
 
@@ -117,6 +118,7 @@ class Broker(Protocol):
     async def observe_price(self, symbol: str, price: Decimal, at: datetime) -> None: ...
     def healthy(self) -> bool: ...
     def multiplier(self, symbol: str) -> Decimal: ...
+    def quantity_step(self, symbol: str) -> Decimal: ...
     async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]: ...
 
 
@@ -165,6 +167,10 @@ class BrokerBase:
 
     def multiplier(self, symbol: str) -> Decimal:
         """Point value of `symbol`: what one unit of price is worth per contract or share."""
+        return Decimal(1)
+
+    def quantity_step(self, symbol: str) -> Decimal:
+        """The smallest quantity `symbol` trades in: sizing by notional or risk rounds down to it (whole units)."""
         return Decimal(1)
 
     async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]:

@@ -3,13 +3,26 @@
 Entries are cancelled before bracket exits (cancelling an entry takes its exits with it at the brokers that
 link them), every failure is collected rather than stopping the rest, and the report says exactly what
 was cancelled, what closing orders were sent and what failed. Used by the Schwab and tastytrade adapters;
-Tradovate shares the cancelling half and liquidates its own way.
+Tradovate shares the cancelling half and liquidates its own way. `closing_request` is the market order that
+closes a holding, for adapters that close by placing one.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
 from brokers.base import Broker, BrokerError
-from daemon.domain import FlattenReport, Order, OrderStatus
+from daemon.domain import FlattenReport, Order, OrderRequest, OrderStatus, Side, client_order_id
+
+
+def closing_request(broker: str, account: str, symbol: str, held: Decimal, now: datetime) -> OrderRequest | None:
+    """The market order that takes a signed holding of `symbol` to zero (None when nothing is held); its
+    client order id is new each time, so a second close is a second order, never a lookup of the first."""
+    if held == 0:
+        return None
+    return OrderRequest(client_order_id=client_order_id(account, f"{broker}-close-{symbol}-{now.isoformat()}"),
+                        account=account, symbol=symbol, side=Side.SELL if held > 0 else Side.BUY, quantity=abs(held))
 
 
 async def cancel_working(broker: Broker) -> tuple[list[Order], list[str]]:

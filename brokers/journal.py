@@ -1,8 +1,8 @@
 """An adapter's durable memory of the orders it has sent, for brokers that do not deduplicate client order ids.
 
 An append-only JSON-lines file (`state_dir/<broker>/<account>.orders`), fsynced before each placement, so
-a restart still knows what it may have sent and looks it up instead of sending it again. Used by the
-Tradovate, Schwab and Tastytrade adapters.
+a restart still knows what it may have sent and looks it up instead of sending it again (`sent_before`,
+the step before every placement). Used by the Tradovate, Schwab and Tastytrade adapters.
 """
 
 from __future__ import annotations
@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from brokers.base import BrokerUnavailable
+from daemon.domain import Order
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +62,18 @@ class OrderJournal:
     def aliases(self) -> dict[str, str]:
         """Contract name -> the ticker the engine last used for it (`ESZ6` -> `ES1!`)."""
         return {e["contract"]: e["symbol"] for e in self.entries.values() if e.get("contract") and e.get("symbol")}
+
+
+async def sent_before(
+    journal: OrderJournal, broker: str, cid: str, find: Callable[[str], Awaitable[Order | None]]
+) -> Order | None:
+    """The broker's order for `cid` when the journal says it may have been sent (this run or an earlier one),
+    found by the adapter's `find`; None when it was never journaled or the broker does not have it. A lookup
+    that fails leaves its state unknown: `BrokerUnavailable`, and nothing may be sent."""
+    if journal.get(cid) is None:
+        return None
+    try:
+        return await find(cid)
+    except BrokerUnavailable as exc:
+        raise BrokerUnavailable(f"{broker}: order {cid} state unknown ({exc.reason}); it is looked up again "
+                                "before anything is resent") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -31,6 +31,8 @@ class PaperSettings(BaseModel):
 
 class _BrokerSection(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+    # A broker that only trades futures makes its accounts futures accounts (the CME day, the futures summary).
+    futures_only: ClassVar[bool] = False
 
     timeout_seconds: float = Field(10.0, gt=0, le=120, description="Per-request timeout")
     max_retries: int = Field(3, ge=0, le=10, description="Retries of safe requests (GETs, lookups)")
@@ -68,6 +70,7 @@ class AlpacaSettings(_Streaming, _BrokerSection):
 
 
 class ProjectXSettings(_BrokerSection):
+    futures_only: ClassVar[bool] = True
     username: str
     api_key: SecretStr
     base_url: str = Field("https://api.topstepx.com", description="The firm's ProjectX gateway")
@@ -99,6 +102,7 @@ class ProjectXSettings(_BrokerSection):
 
 
 class TradovateSettings(_Streaming, _BrokerSection):
+    futures_only: ClassVar[bool] = True
     username: str
     password: SecretStr
     app_id: str = "traderd"
@@ -226,6 +230,11 @@ BROKER_SECTIONS: dict[str, type[BaseModel]] = {
     "ccxt": CcxtSettings,
     "tastytrade": TastytradeSettings,
 }
+
+
+def trades_only_futures(broker: str) -> bool:
+    """Whether every account on this broker is a futures account."""
+    return bool(getattr(BROKER_SECTIONS.get(broker), "futures_only", False))
 
 
 def read_sections(account: Mapping[str, Any]) -> tuple[dict[str, BaseModel], list[Any]]:

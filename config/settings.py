@@ -45,7 +45,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from config.brokers import BROKER_SECTIONS, read_sections
+from config.brokers import BROKER_SECTIONS, read_sections, trades_only_futures
 from config.chat import AlertSettings, DiscordSettings, TelegramSettings
 from config.groups import GroupSettings, SymbolMapping, Targets, check_groups, targets
 from config.risk import CashSettings, FundedSettings, PdtSettings
@@ -96,9 +96,6 @@ class RiskLimits(_Section):
     @classmethod
     def _upper(cls, value: list[str]) -> list[str]:
         return [s.strip().upper() for s in value]
-
-
-FUTURES_BROKERS = ("projectx", "tradovate")
 
 
 class AccountSettings(_Section):
@@ -176,7 +173,7 @@ class AccountSettings(_Section):
         """Futures accounts count their day from the 17:00 CT roll and get their summary after the CME close."""
         if self.market is not None:
             return self.market == "futures"
-        return self.broker in FUTURES_BROKERS or self.funded is not None
+        return trades_only_futures(self.broker) or self.funded is not None
 
 
 class EnvSource(EnvSettingsSource):

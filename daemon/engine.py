@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from brokers.base import Broker, BrokerReport
 from daemon.domain import Action, Event, Intent, SignalStatus, utcnow
@@ -27,11 +27,13 @@ from daemon.fanout import FanoutAcceptance
 from daemon.metrics import Metrics
 from daemon.ownership.fence import no_fence
 from daemon.risk.engine import RiskEngine
+from daemon.store.commits import COMMIT_WAIT_SECONDS, CommitWaitExpired
 from daemon.store.feed import SignalFeed
 from daemon.store.repository import FanoutChild, Store
 from daemon.workers import AccountWorkers, Fenced
 
 log = logging.getLogger("traderd.engine")
+T = TypeVar("T")
 
 
 class Acceptance(NamedTuple):
@@ -195,16 +197,70 @@ class Engine:
         if existing is not None:
             return FanoutAcceptance(existing, False)
         parent_id, is_new, fresh = self.store.record_fanout(parent, raw, children)
+        self._fanout_committed(children, parent_id, is_new, fresh)
+        return FanoutAcceptance(parent_id, is_new, list(zip(children, fresh, strict=True)) if is_new else [])
+
+    async def submit(self, intent: Intent, raw: dict[str, Any] | None = None, *,
+                     also_known_as: Sequence[str] = (), within: float = COMMIT_WAIT_SECONDS) -> Acceptance:
+        """`accept` for the event loop: the commit is shared with concurrent submissions (one fsync for a
+        burst) and done off the loop, which serves other requests meanwhile. Returns once committed.
+
+        The signal is queued on its worker when its commit lands, in commit order, even if this wait has
+        given up (`within` seconds, then `CommitWaitExpired`): a resend is then answered as a duplicate.
+        """
+        existing = self.known_signal(intent.account, also_known_as)
+        if existing is not None:
+            return Acceptance(existing, False)
+        pending = asyncio.wrap_future(self.store.submit_signal(intent, raw))
+        self._on_commit(pending, lambda result: self._queue([intent] if result[1] else []))
+        signal_id, is_new = await self._committed(pending, within)
+        return Acceptance(signal_id, is_new)
+
+    async def submit_fanout(self, parent: Intent, children: Sequence[FanoutChild],
+                            raw: dict[str, Any] | None = None, *, also_known_as: Sequence[str] = (),
+                            within: float = COMMIT_WAIT_SECONDS) -> FanoutAcceptance:
+        """`accept_fanout` for the event loop, on the group commit like `submit`."""
+        existing = self.known_signal(parent.account, also_known_as)
+        if existing is not None:
+            return FanoutAcceptance(existing, False)
+        pending = asyncio.wrap_future(self.store.submit_fanout(parent, raw, children))
+        self._on_commit(pending, lambda result: self._fanout_committed(children, *result))
+        parent_id, is_new, fresh = await self._committed(pending, within)
+        return FanoutAcceptance(parent_id, is_new, list(zip(children, fresh, strict=True)) if is_new else [])
+
+    def _fanout_committed(self, children: Sequence[FanoutChild], parent_id: str, is_new: bool, fresh: list[bool]
+                          ) -> None:
+        """Announce a new fan-out (its report starts following the children), then queue its children."""
         if not is_new:
-            return FanoutAcceptance(parent_id, False)
-        for child, new in zip(children, fresh, strict=True):
-            if new and child.status is SignalStatus.PENDING:
-                self._workers.put(child.intent)
+            return
         listed = [{"account": c.intent.account, "signal_id": c.intent.signal_id, "new": new,
                    "dedup_key": c.intent.dedup_key} for c, new in zip(children, fresh, strict=True)]
         self.events.publish(Event(kind="signal_accepted", account=None, summary=f"fan-out {parent_id} to "
                                   f"{len(children)} accounts", data={"fanout": parent_id, "children": listed}))
-        return FanoutAcceptance(parent_id, True, list(zip(children, fresh, strict=True)))
+        self._queue([c.intent for c, new in zip(children, fresh, strict=True)
+                     if new and c.status is SignalStatus.PENDING])
+
+    def _queue(self, intents: Iterable[Intent]) -> None:
+        if not self.shared:  # shared: the store announces new signals to their account's owner
+            for intent in intents:
+                self._workers.put(intent)
+
+    @staticmethod
+    def _on_commit(pending: asyncio.Future[T], act: Callable[[T], None]) -> None:
+        """Act on a commit once it lands (on the loop, in commit order), whoever is still waiting for it.
+        Nothing committed: the caller was (or will be) told."""
+        def landed(done: asyncio.Future[T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                act(done.result())
+
+        pending.add_done_callback(landed)
+
+    @staticmethod
+    async def _committed(pending: asyncio.Future[T], within: float) -> T:
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), within)
+        except TimeoutError:
+            raise CommitWaitExpired(within) from None
 
     def known_signal(self, account: str, dedup_keys: Iterable[str]) -> str | None:
         """The id of a signal already accepted for `account` under one of `dedup_keys` (first match), or None."""

@@ -255,7 +255,8 @@ class Executor:
 
     @staticmethod
     def _instrument(broker: Broker, symbol: str) -> Instrument:
-        return Instrument(symbol=symbol, tick_size=tick_size(symbol), point_value=broker.multiplier(symbol))
+        return Instrument(symbol=symbol, tick_size=tick_size(symbol), point_value=broker.multiplier(symbol),
+                          quantity_step=broker.quantity_step(symbol))
 
     async def _place(self, broker: Broker, request: OrderRequest) -> Order:
         """Send one order. Retries live in the adapter (`brokers.http.place_once`), bounded by the request's

@@ -9,8 +9,8 @@ instrument, and carries out the `Plan`. The rules that keep money safe live here
 - Relative take-profit / stop-loss (`ticks`, `points`, `percent`, `dollars` of P&L per contract or for the
   position) become absolute prices from the entry price (limit or stop price, else the signal's price,
   else the market), rounded to the instrument's tick.
-- Sizing by `quantity_type` rounds down to whole units; a size that rounds to zero is refused with the
-  numbers, never sent as a minimum.
+- Sizing by `quantity_type` rounds down to the instrument's quantity step (whole units, or a crypto
+  market's lot step); a size that rounds to zero is refused with the numbers, never sent as a minimum.
 - `protect_exits`: resting exits of a position may never cover more than the position, nor sit on the side
   that would add to it; those that do are shrunk or cancelled (`ExitFix`).
 - `cancel_order_of`: a group is cancelled through its root (the broker cancels the legs with it).
@@ -41,11 +41,13 @@ EXIT_LEG = "exit"  # client order id leg of the exit half of a flip
 
 @dataclass(frozen=True)
 class Instrument:
-    """What the planner needs to know about a symbol: its price increment and what one point is worth."""
+    """What the planner needs to know about a symbol: its price increment, what one point is worth, and the
+    smallest quantity increment it trades in (1: whole shares or contracts)."""
 
     symbol: str
     tick_size: Decimal
     point_value: Decimal = Decimal(1)
+    quantity_step: Decimal = Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -115,13 +117,15 @@ def exit_price(level: Decimal | PriceOffset | None, *, side: Side, entry: Decima
 
 # ---- sizing -----------------------------------------------------------------------------------------------
 
-def whole_units(amount: Decimal, per_unit: Decimal, what: str) -> Decimal:
-    """`amount / per_unit` rounded down to whole units; refused when that is zero."""
-    units = (amount / per_unit).quantize(Decimal(1), rounding=ROUND_DOWN)
+def whole_units(amount: Decimal, per_unit: Decimal, what: str, step: Decimal = Decimal(1)) -> Decimal:
+    """`amount / per_unit` rounded down to a multiple of `step` (whole units by default); refused when that is 0."""
+    exact = amount / per_unit
+    units = (exact / step).quantize(Decimal(1), rounding=ROUND_DOWN) * step
     if units <= ZERO:
-        raise PlanError(f"{what}: {_fmt(amount)} / {_fmt(per_unit)} per unit = "
-                        f"{_fmt((amount / per_unit).quantize(Decimal('0.0001'), rounding=ROUND_DOWN))}, which "
-                        "rounds down to 0; nothing was sent")
+        shown = _fmt(exact.quantize(Decimal("0.0001") * min(step, Decimal(1)), rounding=ROUND_DOWN))
+        below = "0" if step == 1 else f"0 (the quantity step is {_fmt(step)})"
+        raise PlanError(f"{what}: {_fmt(amount)} / {_fmt(per_unit)} per unit = {shown}, which rounds down to "
+                        f"{below}; nothing was sent")
     return units
 
 
@@ -155,12 +159,13 @@ def entry_quantity(intent: Intent, *, entry: Decimal | None, account: AccountSta
     else:
         money, what = amount, _fmt(amount)
     if kind in (QuantityType.DOLLAR_AMOUNT, QuantityType.PERCENT_OF_EQUITY):
-        return whole_units(money, entry * instrument.point_value, f"{kind.value} {what} at {_fmt(entry)}")
+        return whole_units(money, entry * instrument.point_value, f"{kind.value} {what} at {_fmt(entry)}",
+                           instrument.quantity_step)
     distance = stop_distance(intent, entry, instrument)
     if distance == ZERO:
         raise PlanError("the stop_loss equals the entry price: no risk to size from")
     return whole_units(money, distance * instrument.point_value,
-                       f"{kind.value} {what} with the stop {_fmt(distance)} points away")
+                       f"{kind.value} {what} with the stop {_fmt(distance)} points away", instrument.quantity_step)
 
 
 # ---- the plan ---------------------------------------------------------------------------------------------
@@ -192,7 +197,8 @@ def _plan(intent: Intent, current: Decimal, account: AccountState | None, instru
         side = Side.SELL if current > 0 else Side.BUY
         if intent.percent_of_position is not None:
             quantity = whole_units(abs(current) * intent.percent_of_position / HUNDRED, Decimal(1),
-                                   f"exit {_fmt(intent.percent_of_position)}% of {_fmt(abs(current))}")
+                                   f"exit {_fmt(intent.percent_of_position)}% of {_fmt(abs(current))}",
+                                   instrument.quantity_step)
         else:
             quantity = min(intent.quantity, abs(current)) if intent.quantity else abs(current)
         full = quantity == abs(current) and intent.quantity is None and intent.percent_of_position is None

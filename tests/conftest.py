@@ -78,7 +78,10 @@ async def start_daemon(make_settings: Callable[..., Settings]) -> AsyncIterator[
 
 def client_for(daemon: Daemon, token: str | None = None) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.port}", timeout=10, headers=headers,
+    # A burst of hundreds of requests queues for the client's own 100 connections: that wait is the client's,
+    # so it gets a long bound; each request still gets 10 s from the daemon.
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.port}", timeout=httpx.Timeout(10, pool=60),
+                             headers=headers,
                              event_hooks={"response": [validating_hook()]})
 
 
@@ -88,7 +91,7 @@ def alert(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
-async def wait_until(predicate: Callable[[], Any], within: float = 5.0, every: float = 0.01) -> Any:
+async def wait_until(predicate: Callable[[], Any], within: float = 15.0, every: float = 0.01) -> Any:
     """Poll until `predicate()` is truthy; fail after `within` seconds."""
     deadline = time.monotonic() + within
     while True:
@@ -100,7 +103,7 @@ async def wait_until(predicate: Callable[[], Any], within: float = 5.0, every: f
         await asyncio.sleep(every)
 
 
-async def settled(daemon: Daemon, signal_id: str, within: float = 5.0) -> Any:
+async def settled(daemon: Daemon, signal_id: str, within: float = 15.0) -> Any:
     """The signal's record once its worker has finished with it."""
 
     def final() -> Any:

@@ -180,11 +180,11 @@ async def test_429_retry_after_is_honoured(broker: AlpacaBroker, standin: Alpaca
     standin.inject("status", method="GET", path="/v2/positions", status=429, retry_after=0.3)
     started = time.monotonic()
     assert await broker.positions() == []
-    assert 0.3 <= time.monotonic() - started < 2.0
+    assert 0.3 <= time.monotonic() - started < 5.0
     standin.inject("status", method="POST", path="/v2/orders", status=429, retry_after=0.2)
     started = time.monotonic()
     await broker.place_order(req())
-    assert 0.2 <= time.monotonic() - started < 2.0 and len(standin.orders) == 1
+    assert 0.2 <= time.monotonic() - started < 5.0 and len(standin.orders) == 1
 
 
 async def test_outage_longer_than_retries_is_unavailable(broker: AlpacaBroker, standin: AlpacaStandIn) -> None:

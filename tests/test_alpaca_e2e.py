@@ -41,7 +41,7 @@ async def test_webhook_to_alpaca_fill_and_position(start_daemon, standin: Alpaca
     daemon = await start_daemon(settings_for(tmp_path / "state", accounts={"stocks": alpaca_account(standin)}))
     broker = daemon.brokers["stocks"]
     assert isinstance(broker, AlpacaBroker) and broker.stream is not None
-    await wait_until(broker.stream.healthy, within=3)
+    await wait_until(broker.stream.healthy, within=10)
     async with client_for(daemon) as client:
         response = await client.post(URL, json=alert(id="al-1", account="stocks", quantity="10", price="187.5"))
         assert response.status_code == 202, response.text
@@ -52,7 +52,7 @@ async def test_webhook_to_alpaca_fill_and_position(start_daemon, standin: Alpaca
         assert placed is not None and len(standin.orders) == 1
 
         # polling is 60 s (600 s while streaming): the fill can only have come by the stream
-        fills = await wait_until(lambda: daemon.store.fills("stocks"), within=3)
+        fills = await wait_until(lambda: daemon.store.fills("stocks"), within=10)
         assert [(f.symbol, f.quantity, f.price) for f in fills] == [("AAPL", 10, Decimal("187.5"))]
         positions = (await client.get("/api/positions", params={"account": "stocks"})).json()["positions"]
         assert [(p["symbol"], Decimal(p["quantity"]), Decimal(p["average_price"])) for p in positions] == [

@@ -198,11 +198,67 @@ async def test_bracket_is_entry_then_binance_oco(broker: CcxtBroker, standin: Bi
     assert ends == {OrderType.STOP: OrderStatus.FILLED, OrderType.LIMIT: OrderStatus.EXPIRED}
 
 
-async def test_brackets_on_a_limit_entry_are_refused(broker: CcxtBroker, standin: BinanceStandIn) -> None:
-    with pytest.raises(OrderRejected, match="market entries only"):
-        await broker.place_order(req(order_type=OrderType.LIMIT, limit_price=Decimal("59000"),
-                                     take_profit=Decimal("61000"), stop_loss=Decimal("58000")))
-    assert posts(standin) == 0
+async def test_brackets_on_a_stop_entry_are_refused(broker: CcxtBroker, standin: BinanceStandIn) -> None:
+    with pytest.raises(OrderRejected, match=r"a stop entry cannot carry these exits.*nothing was sent"):
+        await broker.place_order(req(order_type=OrderType.STOP, stop_price=Decimal("61000"),
+                                     take_profit=Decimal("63000"), stop_loss=Decimal("60000")))
+    with pytest.raises(OrderRejected, match="a limit entry cannot carry these exits"):  # one exit: no OTO here
+        await broker.place_order(req(key="one", order_type=OrderType.LIMIT, limit_price=Decimal("59000"),
+                                     take_profit=Decimal("61000")))
+    assert posts(standin) == 0 and standin.book.orders == {}
+
+
+async def test_limit_entry_with_both_exits_is_one_otoco(broker: CcxtBroker, standin: BinanceStandIn,
+                                                        harness: Harness) -> None:
+    entry = await broker.place_order(req(order_type=OrderType.LIMIT, limit_price=Decimal("59000"),
+                                         take_profit=Decimal("61000"), stop_loss=Decimal("58000")))
+    assert standin.count("POST", "/api/v3/orderList/otoco") == 1 and posts(standin) == 0
+    assert (entry.status, entry.order_type, entry.limit_price, entry.parent_order_id) == (
+        OrderStatus.NEW, OrderType.LIMIT, Decimal("59000"), None)
+    resting = await broker.open_orders()
+    legs = [o for o in resting if o.parent_order_id == entry.broker_order_id]
+    assert sorted((o.side, o.order_type, o.quantity, o.limit_price or o.stop_price) for o in legs) == [
+        (Side.SELL, OrderType.LIMIT, Decimal("0.00999"), Decimal("61000")),
+        (Side.SELL, OrderType.STOP, Decimal("0.00999"), Decimal("58000"))]  # what the entry leaves after its fee
+    assert {o.client_order_id for o in resting} == {entry.client_order_id}
+
+    standin.set_price("BTCUSDT", Decimal("59000"))  # the entry fills; Binance puts the pair on the book
+    standin.set_price("BTCUSDT", Decimal("61000"))  # the take-profit fills, the stop expires
+    await broker.poll_once()
+    await broker.poll_once()
+    assert await broker.positions() == [] and await broker.open_orders() == []
+    fills = [r.fill for r in harness.reports if r.fill is not None]
+    assert sorted((f.side, f.quantity, f.price) for f in fills) == [
+        (Side.BUY, Decimal("0.01"), 59000), (Side.SELL, Decimal("0.00999"), 61000)]
+    assert len({f.fill_id for f in fills}) == 2
+
+
+async def test_cancelling_an_otoco_entry_cancels_its_pending_exits(broker: CcxtBroker,
+                                                                   standin: BinanceStandIn) -> None:
+    entry = await broker.place_order(req(order_type=OrderType.LIMIT, limit_price=Decimal("59000"),
+                                         take_profit=Decimal("61000"), stop_loss=Decimal("58000")))
+    legs = {o.broker_order_id for o in await broker.open_orders() if o.parent_order_id == entry.broker_order_id}
+    assert len(legs) == 2
+    report = await broker.flatten()  # the entry first: Binance cancels its list with it
+    assert report.cancelled[0].broker_order_id == entry.broker_order_id and report.errors == []
+    assert {o.broker_order_id for o in report.cancelled[1:]} == legs
+    assert await broker.open_orders() == [] and all(o["status"] == "CANCELED" for o in standin.book.orders.values())
+    assert standin.book.locked.get("USDT", Decimal(0)) == 0
+
+
+async def test_otoco_answer_lost_is_looked_up_not_resent(broker: CcxtBroker, standin: BinanceStandIn) -> None:
+    standin.unknown_next(path="/api/v3/orderList/otoco")
+    entry = await broker.place_order(req(order_type=OrderType.LIMIT, limit_price=Decimal("59000"),
+                                         take_profit=Decimal("61000"), stop_loss=Decimal("58000")))
+    assert standin.count("POST", "/api/v3/orderList/otoco") == 1 and len(standin.book.lists) == 1
+    assert entry.client_order_id == client_order_id("c1", "sig-1") and entry.limit_price == Decimal("59000")
+
+
+def test_quantity_step_is_the_markets_lot_step(broker: CcxtBroker) -> None:
+    assert broker.quantity_step("BINANCE:BTCUSDT") == Decimal("0.00001")
+    assert broker.quantity_step("ETHUSDT") == Decimal("0.0001")
+    with pytest.raises(UnknownSymbol):
+        broker.quantity_step("DOGEUSDT")
 
 
 async def test_polling_reports_each_fill_once(broker: CcxtBroker, standin: BinanceStandIn, harness: Harness) -> None:

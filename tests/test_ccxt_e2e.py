@@ -45,7 +45,7 @@ async def test_webhook_to_binance_fill_and_position(start_daemon, standin: Binan
         assert [(o.symbol, o.status) for o in record.orders] == [("BTCUSDT", OrderStatus.FILLED)]
         assert standin.book.by_client("BTCUSDT", record.orders[0].client_order_id) is not None
 
-        fills = await wait_until(lambda: daemon.store.fills("crypto"), within=5)  # polled from myTrades
+        fills = await wait_until(lambda: daemon.store.fills("crypto"), within=15)  # polled from myTrades
         assert [(f.symbol, f.quantity, f.price, f.commission) for f in fills] == [
             ("BTCUSDT", Decimal("0.01"), 60000, Decimal("0.6"))]
         positions = (await client.get("/api/positions", params={"account": "crypto"})).json()["positions"]
@@ -75,3 +75,30 @@ async def test_risk_rejection_sends_nothing_to_the_exchange(start_daemon, standi
         record = await settled(daemon, response.json()["signal_id"])
     assert record.status is SignalStatus.REJECTED
     assert standin.count("POST", "/api/v3/order") == 0 and standin.book.orders == {}
+
+
+async def test_dollar_amount_buys_the_lot_step_fraction(start_daemon, standin: BinanceStandIn,  # type: ignore[no-untyped-def]
+                                                        tmp_path: Path) -> None:
+    daemon = await start_daemon(settings_for(tmp_path / "state", accounts={"crypto": crypto_account(standin)}))
+    async with client_for(daemon) as client:
+        body = alert(id="cx-usd", account="crypto", ticker="BINANCE:ETHUSDT", quantity="250",
+                     quantity_type="dollar_amount", price="3000")
+        response = await client.post(URL, json=body)
+        assert response.status_code == 202, response.text
+        record = await settled(daemon, response.json()["signal_id"])
+        assert record.status is SignalStatus.EXECUTED, record.reason
+        # 250 USDT / 3000 = 0.08333..., rounded down to ETHUSDT's step 0.0001
+        assert [(o.symbol, o.quantity, o.status) for o in record.orders] == [
+            ("ETHUSDT", Decimal("0.0833"), OrderStatus.FILLED)]
+        fills = await wait_until(lambda: daemon.store.fills("crypto"), within=10)
+        assert [(f.symbol, f.quantity) for f in fills] == [("ETHUSDT", Decimal("0.0833"))]
+
+        small = alert(id="cx-usd-small", account="crypto", ticker="BINANCE:BTCUSDT", quantity="3",
+                      quantity_type="dollar_amount", price="60000")
+        response = await client.post(URL, json=small)
+        record = await settled(daemon, response.json()["signal_id"])
+    # 3 USDT is 0.00005 BTC, a whole lot step, but below the 5 USDT minimum notional: refused with the numbers
+    assert record.status is SignalStatus.FAILED
+    assert "order value 3 USDT (0.00005 x 60000) is below the exchange's minimum notional 5" in (record.reason or "")
+    assert standin.count("POST", "/api/v3/order") == 1 and all(o["symbol"] == "ETHUSDT"
+                                                               for o in standin.book.orders.values())

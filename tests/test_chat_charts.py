@@ -139,7 +139,7 @@ async def test_a_failed_picture_is_retried_then_sent_as_text(
     # The stand-in sees the text just before the outbox records the answer: wait (bounded) for the record.
     def summaries() -> list[Any]:
         return [r for r in daemon.chat.outbox.rows("telegram") if r.kind == "daily_summary"]
-    await tg.wait_for(lambda: all(r.status != "pending" for r in summaries()), within=5)
+    await tg.wait_for(lambda: all(r.status != "pending" for r in summaries()), within=15)
     rows = summaries()
     assert [r.status for r in rows] == ["sent", "sent"] and rows[1].image is None
 

@@ -97,12 +97,12 @@ async def test_flip_with_brackets(start_daemon, venue: Venue, tmp_path: Path) ->
     async with client_for(daemon) as client:
         short = await send(daemon, client, venue.body(action="sell", quantity="2", id="fl-1"))
         assert short.status is SignalStatus.EXECUTED, short.reason
-        await wait_until(lambda: daemon.store.positions("acct"), within=5)
+        await wait_until(lambda: daemon.store.positions("acct"), within=15)
         flip = await send(daemon, client, venue.body(action="buy", target_position="1", id="fl-2",
                                                      take_profit=venue.above(40), stop_loss=venue.above(-40)))
         assert flip.status is SignalStatus.EXECUTED, flip.reason
         exits = await wait_until(lambda: [o for o in daemon.store.orders("acct", open_only=True)
-                                          if o.parent_order_id], within=5)
+                                          if o.parent_order_id], within=15)
     assert await held(daemon) == 1
     assert sorted(o.quantity for o in exits) == [1, 1]  # not 3: only the opening quantity is protected
     assert sorted(o.quantity for o in await resting(daemon)) == [1, 1]
@@ -112,7 +112,7 @@ async def test_reduce_only_with_brackets(start_daemon, venue: Venue, tmp_path: P
     daemon = await started(start_daemon, venue, tmp_path)
     async with client_for(daemon) as client:
         await send(daemon, client, venue.body(action="sell", quantity="2", id="ro-1"))
-        await wait_until(lambda: daemon.store.positions("acct"), within=5)
+        await wait_until(lambda: daemon.store.positions("acct"), within=15)
         record = await send(daemon, client, venue.body(action="buy", quantity="1", id="ro-2",
                                                        take_profit=venue.above(40), stop_loss=venue.above(-40)))
     assert record.status is SignalStatus.EXECUTED, record.reason
@@ -171,7 +171,7 @@ async def test_retry_stops_at_the_signals_expiry(start_daemon, tmp_path: Path) -
         began = time.monotonic()
         async with client_for(daemon) as client:
             record = await send(daemon, client, body)
-        assert time.monotonic() - began < 3  # the 30 s Retry-After was not waited out
+        assert time.monotonic() - began < 10  # the 30 s Retry-After was not waited out
         assert record.status is SignalStatus.EXPIRED, record.reason
         assert "expires at" in record.reason and "30 s" in record.reason
         assert alpaca.count("POST", "/v2/orders") == 1 and alpaca.orders == {}
@@ -188,7 +188,7 @@ async def test_exits_shrink_and_go_with_the_position(start_daemon, venue: Venue,
                                                       take_profit=venue.above(40), stop_loss=venue.above(-40)))
         assert entry.status is SignalStatus.EXECUTED, entry.reason
         await wait_until(lambda: len([o for o in daemon.store.orders("acct", open_only=True) if o.parent_order_id])
-                         == 2, within=5)
+                         == 2, within=15)
         partial = await send(daemon, client, venue.body(action="exit", quantity="1", id="sh-2"))
         assert partial.status is SignalStatus.EXECUTED, partial.reason
 
@@ -207,7 +207,7 @@ async def test_exits_shrink_and_go_with_the_position(start_daemon, venue: Venue,
     assert await held(daemon) == 0
 
 
-async def wait_async(check: Any, within: float = 5.0, every: float = 0.05) -> None:
+async def wait_async(check: Any, within: float = 15.0, every: float = 0.05) -> None:
     deadline = time.monotonic() + within
     while not await check():
         assert time.monotonic() < deadline, "condition not met in time"

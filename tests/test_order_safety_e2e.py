@@ -74,7 +74,7 @@ async def test_resting_exits_shrink_with_the_position(start_daemon) -> None:  # 
         assert exits(await broker.open_orders()) == [("limit", "sell", 6, 110), ("stop", "sell", 6, 95)]
         # Closed at the broker by hand: the exits go with the position.
         await broker.close_position("AAPL")
-        await wait_until(lambda: daemon.store.orders("paper", open_only=True) == [], within=5)
+        await wait_until(lambda: daemon.store.orders("paper", open_only=True) == [], within=15)
     assert await broker.open_orders() == []
     await broker.observe_price("AAPL", Decimal("90"), datetime.now(UTC))
     assert await position(daemon, "AAPL") == 0

@@ -24,7 +24,7 @@ async def test_relative_exits_and_risk_sizing(start_daemon, venue: Venue, tmp_pa
                                                        take_profit=take_profit, stop_loss=stop_loss))
         assert record.status is SignalStatus.EXECUTED, record.reason
         exits = await wait_until(lambda: [o for o in daemon.store.orders("acct", open_only=True)
-                                          if o.parent_order_id], within=5)
+                                          if o.parent_order_id], within=15)
     prices = sorted((o.limit_price or o.stop_price) for o in exits)
     expected = [Decimal("5998"), Decimal("6003")] if futures else [Decimal("98"), Decimal("105")]
     assert prices == expected
@@ -47,7 +47,7 @@ async def test_traderspost_and_key_value_bodies(start_daemon, venue: Venue, tmp_
         entry = await settled(daemon, response.json()["signal_id"])
         assert entry.status is SignalStatus.EXECUTED, entry.reason
         exits = await wait_until(lambda: [o for o in daemon.store.orders("acct", open_only=True)
-                                          if o.parent_order_id], within=5)
+                                          if o.parent_order_id], within=15)
         assert sorted(o.limit_price or o.stop_price for o in exits) == [venue.price * Decimal("0.99"),
                                                                        venue.price + 5]
         closed = await client.post(URL, content=pairs.encode(), headers={"Content-Type": "text/plain"})

@@ -66,3 +66,17 @@ def test_groups_are_cancelled_through_their_root() -> None:
     assert cancel_order_of([entry, *legs]) == [entry]
     live = [order("tp", Side.SELL, "1", parent="gone", oco="g"), order("sl", Side.SELL, "1", parent="gone", oco="g")]
     assert [o.broker_order_id for o in cancel_order_of(live)] == ["tp"]
+
+
+def test_notional_sizing_rounds_down_to_the_quantity_step() -> None:
+    btc = Instrument("BTCUSDT", Decimal("0.01"), quantity_step=Decimal("0.00001"))
+    usd = {"quantity": Decimal(100), "quantity_type": "dollar_amount", "symbol": "BTCUSDT", "price": Decimal(60000)}
+    [one] = plan(intent(**usd), position=Decimal(0), account=None, instrument=btc).orders
+    assert one.quantity == Decimal("0.00166")  # 100 / 60000 = 0.0016666...
+    whole = plan(intent(**usd), position=Decimal(0), account=None, instrument=Instrument("BTCUSDT", Decimal("0.01")))
+    assert whole.orders == [] and whole.refusal is not None and "rounds down to 0; nothing was sent" in whole.refusal
+    tiny = plan(intent(**usd | {"quantity": Decimal("0.5")}), position=Decimal(0), account=None, instrument=btc)
+    assert tiny.refusal is not None and "rounds down to 0 (the quantity step is 0.00001)" in tiny.refusal
+    half = plan(intent(action=Action.EXIT, symbol="BTCUSDT", percent_of_position=Decimal(50)),
+                position=Decimal("0.00999"), account=None, instrument=btc)
+    assert [o.quantity for o in half.orders] == [Decimal("0.00499")]

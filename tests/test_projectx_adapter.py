@@ -400,8 +400,8 @@ async def test_background_polling_delivers_fills_from_the_platform(standin: Proj
         standin.broker.place({"accountId": 1001, "contractId": contract_id(standin, "MES1!"), "type": 2,
                               "side": 1, "size": 1})  # placed by hand on the platform, no customTag
         fills: Callable[[], list[Any]] = lambda: [r.fill for r in reports if r.fill is not None]  # noqa: E731
-        await wait_until(fills, within=3.0)
-        await wait_until(lambda: any(r.order for r in reports), within=3.0)
+        await wait_until(fills, within=10)
+        await wait_until(lambda: any(r.order for r in reports), within=10)
         [fill] = fills()
         assert (fill.symbol, fill.side, fill.quantity, fill.client_order_id) == ("MES1!", Side.SELL, 1, "")
         assert broker.healthy()

@@ -53,7 +53,7 @@ async def test_webhook_to_projectx_fill_and_position(start_daemon, standin: Proj
         assert record.status is SignalStatus.EXECUTED, record.reason
         assert [(o.symbol, o.status) for o in record.orders] == [("ES1!", OrderStatus.FILLED)]
         # The fill arrives through the adapter's polling and lands in the store exactly once.
-        fills = await wait_until(lambda: daemon.store.fills("px"), within=5.0)
+        fills = await wait_until(lambda: daemon.store.fills("px"), within=15)
         assert [(f.symbol, f.quantity, f.price) for f in fills] == [("ES1!", 1, Decimal("6000"))]
         positions = (await client.get("/api/positions", params={"account": "px"})).json()["positions"]
         assert [(p["symbol"], p["quantity"], p["stale"]) for p in positions] == [("ES1!", "1", False)]

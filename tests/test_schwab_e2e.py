@@ -52,7 +52,7 @@ async def test_webhook_to_schwab_fill_and_position(start_daemon, stand: SchwabSt
         assert [o.status for o in record.orders] == [OrderStatus.FILLED]
         assert len(stand.orders_for("AAPL")) == 1
 
-        fills = await wait_until(lambda: daemon.store.fills("schwab1"), within=5)  # heard by polling
+        fills = await wait_until(lambda: daemon.store.fills("schwab1"), within=15)  # heard by polling
         assert [(f.symbol, f.quantity, f.price) for f in fills] == [("AAPL", 10, Decimal("187.5"))]
         positions = (await client.get("/api/positions", params={"account": "schwab1"})).json()["positions"]
         assert [(p["symbol"], Decimal(p["quantity"]), Decimal(p["average_price"])) for p in positions] == [

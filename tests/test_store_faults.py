@@ -123,7 +123,7 @@ async def test_a_write_locked_database_gets_503_before_tradingview_gives_up(star
             response = await client.post(URL, json=alert(id="locked-1"))
             elapsed = time.monotonic() - started
         assert (response.status_code, response.json()["error"]) == (503, "store_unavailable")
-        assert elapsed < 2.6, elapsed
+        assert elapsed < 3.0, elapsed  # TradingView waits 3 s
     finally:
         locker.kill()
         await asyncio.wait_for(locker.wait(), 5)

@@ -127,7 +127,7 @@ class Rig:
 
     async def position(self) -> Decimal:
         """The broker's position once every accepted signal is finished."""
-        await wait_until(lambda: not self.store.unfinished_signals(), within=5)
+        await wait_until(lambda: not self.store.unfinished_signals(), within=15)
         return sum((p.quantity for p in await self.broker.positions()), Decimal(0))
 
 

@@ -62,7 +62,7 @@ async def test_webhook_to_tastytrade_stock_and_future(start_daemon, stand: Tasty
         assert placed["legs"][0]["action"] == "Buy" and placed["external-identifier"].startswith("td")
 
         fills = await wait_until(lambda: len(daemon.store.fills("tasty1")) == 2 and daemon.store.fills("tasty1"),
-                                 within=5)  # heard by polling
+                                 within=15)  # heard by polling
         assert sorted((f.symbol, f.quantity, f.price) for f in fills) == [("AAPL", 2, Decimal("187.5")),
                                                                          ("ES1!", 1, Decimal(6000))]
         positions = (await client.get("/api/positions", params={"account": "tasty1"})).json()["positions"]

@@ -62,7 +62,7 @@ async def test_webhook_to_tradovate_fill_and_position(start_daemon, tv: Tradovat
         assert tv.orders_with_clordid(placed["clOrdId"]) == [int(record.orders[0].broker_order_id)]
 
         # the fill arrives by polling and lands in the store
-        fills = await wait_until(lambda: daemon.store.fills("tv"), within=5)
+        fills = await wait_until(lambda: daemon.store.fills("tv"), within=15)
         assert [(f.symbol, f.quantity, f.price) for f in fills] == [("ES1!", 1, Decimal(6000))]
         positions = (await client.get("/api/positions", params={"account": "tv"})).json()["positions"]
         assert [(p["symbol"], Decimal(p["quantity"]), Decimal(p["average_price"])) for p in positions] == [

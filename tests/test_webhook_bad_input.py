@@ -108,7 +108,7 @@ async def test_a_body_that_stops_arriving_gets_408_in_time(start_daemon, caplog)
     writer.close()
     elapsed = asyncio.get_running_loop().time() - started
     assert (status, answer["error"]) == (408, "body_timeout")
-    assert 0.4 < elapsed < 2.5
+    assert 0.4 < elapsed < 3.0  # well before a client would give up: TradingView waits 3 s
     assert daemon.store.unfinished_signals() == [] and daemon.store.orders() == []
     no_tracebacks(caplog)
 

@@ -1,4 +1,4 @@
-"""Crypto exchange adapter over ccxt's async unified API (spot): orders, OCO exits, balances, fills by polling.
+"""Crypto exchange adapter over ccxt's async unified API (spot): orders, OCO/OTOCO exits, balances, fills by polling.
 
 One adapter for every exchange ccxt knows (`exchange = "binance" | "bybit" | "kraken" | ...`), tested
 against Binance's spot API. Symbols are TradingView's (`BTCUSDT`), mapped to ccxt's (`BTC/USDT`) by
@@ -12,12 +12,11 @@ Idempotency: the engine's client order id is sent as the exchange's client order
 (`brokers.http.place_once`); a "Duplicate order sent" returns the existing order. An id the journal never
 saw was never sent, so `find_order` answers None without asking.
 
-Brackets: a market entry with take-profit and stop-loss is followed by Binance's OCO
-(`POST /api/v3/orderList/oco`: LIMIT_MAKER + STOP_LOSS) for the filled quantity (net of a fee paid in the
-base currency); one exit alone is a plain limit or stop order, on any exchange. Limit and stop entries
-with exits are refused (no OTOCO yet). Modify is Binance's cancel-replace (ccxt `edit_order`; elsewhere
-the exchange's edit, or cancel then place). Fills and order changes are polled (`brokers.updates.Feed`;
-no websocket stream) and reach the engine once each through a `ReportGate`.
+Brackets: a market entry with take-profit and stop-loss is followed by Binance's OCO (LIMIT_MAKER +
+STOP_LOSS) for the filled quantity net of a base-currency fee; a limit entry with both is one Binance
+OTOCO (`/api/v3/orderList/otoco`); one exit alone is a plain limit or stop order on any exchange; stop
+entries with exits are refused. Modify is Binance's cancel-replace (elsewhere edit, or cancel then place).
+Fills and order changes are polled (`brokers.updates.Feed`) and reach the engine once each (`ReportGate`).
 """
 
 from __future__ import annotations
@@ -37,8 +36,9 @@ from brokers.ccxt.calls import Caller
 from brokers.ccxt.exchange import make_exchange
 from brokers.ccxt.markets import Markets
 from brokers.ccxt.portfolio import Portfolio
+from brokers.flatten import cancel_then_close
 from brokers.http import RateLimiter, RetryPolicy, place_once
-from brokers.journal import OrderJournal
+from brokers.journal import OrderJournal, sent_before
 from brokers.updates import Feed, ReportGate
 from config.brokers import CcxtSettings
 from daemon.domain import (
@@ -97,6 +97,8 @@ class CcxtBroker(BrokerBase):
             if entry.get("order_id") and entry.get("symbol") in self.exchange.markets:
                 self._symbol_of[str(entry["order_id"])] = str(entry["symbol"])
                 self._cids[str(entry["order_id"])] = cm.engine_id(str(entry["cid"]))
+                if entry.get("parent"):
+                    self._parents[str(entry["order_id"])] = str(entry["parent"])
         await self.portfolio.balances()
         self._fills_after = self.clock() - timedelta(seconds=1)
         self.updates.start()
@@ -107,6 +109,12 @@ class CcxtBroker(BrokerBase):
 
     def healthy(self) -> bool:
         return self.calls.healthy() and self.updates.healthy(0)
+
+    def quantity_step(self, symbol: str) -> Decimal:
+        """The market's lot step (ccxt's `precision.amount`): a quote-currency notional (`dollar_amount`) is
+        sized down to it; the minimum quantity and notional are checked when the order is placed."""
+        markets = self._markets()
+        return markets.step(markets.symbol(symbol)) or Decimal(1)
 
     def _markets(self) -> Markets:
         if self.markets is None:
@@ -137,13 +145,17 @@ class CcxtBroker(BrokerBase):
         markets = self._markets()
         symbol = markets.symbol(request.symbol)
         exits = request.take_profit is not None or request.stop_loss is not None
-        if exits and request.order_type is not OrderType.MARKET:
-            raise OrderRejected(f"{self.id}: take-profit / stop-loss go with market entries only; nothing was sent")
-        if request.take_profit is not None and request.stop_loss is not None and self.id != "binance":
+        both = request.take_profit is not None and request.stop_loss is not None
+        if both and self.id != "binance":
             raise OrderRejected(f"{self.id}: no OCO for take-profit + stop-loss in this adapter; nothing was sent")
+        if exits and request.order_type is not OrderType.MARKET and not (both and request.order_type.value == "limit"):
+            raise OrderRejected(f"{self.id}: a {request.order_type.value} entry cannot carry these exits (a market "
+                                "entry takes either or both, a limit entry both: Binance OTOCO); nothing was sent")
         price = request.limit_price or request.stop_price or request.reference_price or \
             await self.portfolio.mark(symbol)
         amount = markets.size(symbol, request.quantity, price, market_order=request.order_type is OrderType.MARKET)
+        if exits and request.order_type is OrderType.LIMIT:
+            return await self._place_otoco(request, symbol, amount)
         entry = await self._place(cm.placement(request, symbol, amount, markets))
         if exits and entry.filled_quantity > 0:
             await self._place_exits(request, symbol, entry)
@@ -151,7 +163,7 @@ class CcxtBroker(BrokerBase):
 
     async def _place(self, p: cm.Placement) -> Order:
         cid = str(p.params["clientOrderId"])
-        if self.journal.get(cid) is not None and (existing := await self.find_order(cid)) is not None:
+        if (existing := await sent_before(self.journal, self.id, cid, self.find_order)) is not None:
             return existing
         self.journal.record(cid, "sending", symbol=p.symbol)
 
@@ -193,6 +205,19 @@ class CcxtBroker(BrokerBase):
             log.error("%s %s: entry %s filled but its exits were not placed: %s", self.id, self.account,
                       entry.broker_order_id, getattr(exc, "reason", exc))
 
+    def _listed(self, data: dict[str, Any], symbol: str, entry_id: str | None) -> list[Order]:
+        """The orders of a Binance order list answer; exits point to `entry_id` (the working order if None)."""
+        legs = [self.exchange.parse_order(r, self._markets().market(symbol)) for r in data["orderReports"]]
+        entry = entry_id or next(str(leg["id"]) for leg in legs if not cm.is_exit(leg.get("clientOrderId")))
+        for leg in legs:
+            parent = {"parent": entry} if str(leg["id"]) != entry else {}
+            self._parents.update({str(leg["id"]): entry} if parent else {})
+            self.journal.record(str(leg["clientOrderId"]), "placed", order_id=str(leg["id"]), **parent)
+        orders = [self._order(leg) for leg in legs]
+        for order in orders:
+            self.reports.remember(order)
+        return orders
+
     async def _place_oco(self, request: OrderRequest, symbol: str, quantity: Decimal, entry: Order) -> None:
         params = cm.oco_params(request, symbol, quantity, self._markets())
         cid = str(params["aboveClientOrderId"])
@@ -200,18 +225,32 @@ class CcxtBroker(BrokerBase):
             self.journal.record(str(leg), "sending", symbol=symbol)
 
         async def send() -> Order:
-            data = await self.calls.once(f"{self.id} oco {request.client_order_id}",
-                                         lambda: self.exchange.privatePostOrderListOco(params))
-            legs = [self.exchange.parse_order(r, self._markets().market(symbol)) for r in data["orderReports"]]
-            for leg in legs:
-                self._parents[str(leg["id"])] = entry.broker_order_id
-                self.journal.record(str(leg["clientOrderId"]), "placed", order_id=str(leg["id"]))
-            orders = [self._order(leg) for leg in legs]
-            for order in orders:
-                self.reports.remember(order)
-            return orders[0]
+            data = await self.calls.once(f"{self.id} oco {cid}", lambda: self.exchange.privatePostOrderListOco(params))
+            return self._listed(data, symbol, entry.broker_order_id)[0]
 
         await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)
+
+    async def _place_otoco(self, request: OrderRequest, symbol: str, amount: Decimal) -> Order:
+        """A limit entry with both exits as one Binance OTOCO, its exits sized to what the entry leaves."""
+        markets, cid = self._markets(), request.client_order_id
+        if (existing := await sent_before(self.journal, self.id, cid, self.find_order)) is not None:
+            return existing
+        pending = amount if request.side is Side.SELL else markets.after_fee(symbol, amount)
+        markets.size(symbol, pending, request.stop_loss, market_order=False)  # the exits pass the filters too
+        params = cm.otoco_params(request, symbol, amount, pending, markets)
+        for leg in (cid, cid + "tp", cid + "sl"):  # fsynced before the send: a restart looks each up
+            self.journal.record(leg, "sending", symbol=symbol)
+
+        async def send() -> Order:
+            try:
+                data = await self.calls.once(f"{self.id} otoco {cid}",
+                                             lambda: self.exchange.privatePostOrderListOtoco(params))
+            except OrderRejected as exc:
+                self.journal.record(cid, "refused", reason=exc.reason)
+                raise
+            return next(o for o in self._listed(data, symbol, None) if o.parent_order_id is None)
+
+        return await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)
 
     async def find_order(self, client_order_id: str) -> Order | None:
         entry = self.journal.get(client_order_id)
@@ -327,21 +366,8 @@ class CcxtBroker(BrokerBase):
         return await self._place(cm.placement(request, ccxt_symbol, held, markets))
 
     async def flatten(self) -> FlattenReport:
-        cancelled, closing, errors = [], [], []
-        for order in await self.open_orders():
-            try:
-                cancelled.append(await self.cancel_order(order.broker_order_id))
-            except Exception as exc:
-                errors.append(f"{order.symbol} cancel {order.broker_order_id}: {getattr(exc, 'reason', exc)}")
-        for position in await self.positions():
-            try:
-                closed = await self.close_position(position.symbol)
-            except Exception as exc:
-                errors.append(f"{position.symbol}: {getattr(exc, 'reason', exc)}")
-                continue
-            if closed is not None:
-                closing.append(closed)
-        return FlattenReport(account=self.account, cancelled=cancelled, closing=closing, errors=errors)
+        """Cancel every working order (entries first: their exits go with them), then close every holding."""
+        return await cancel_then_close(self)
 
     # -- polling -----------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import ccxt.async_support as ccxt
+from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 
 from brokers.base import OrderRejected, UnknownSymbol
 from brokers.symbols import split_exchange
@@ -78,7 +79,11 @@ class Markets:
         return symbol if market and market.get("spot") else None
 
     def step(self, symbol: str) -> Decimal | None:
-        return dec((self.market(symbol).get("precision") or {}).get("amount"))
+        """The lot step: ccxt's `precision.amount`, which is a step (TICK_SIZE mode) or a count of decimals."""
+        amount = dec((self.market(symbol).get("precision") or {}).get("amount"))
+        if amount is None or self.exchange.precisionMode == TICK_SIZE:
+            return amount
+        return Decimal(1).scaleb(-int(amount)) if self.exchange.precisionMode == DECIMAL_PLACES else None
 
     def round_quantity(self, symbol: str, quantity: Decimal) -> Decimal:
         """Down to the lot step (never more than asked); 0 below one step."""
@@ -86,6 +91,13 @@ class Markets:
             return Decimal(self.exchange.amount_to_precision(symbol, plain(quantity)))
         except ccxt.InvalidOrder:  # "must be greater than minimum amount precision"
             return Decimal(0)
+
+    def after_fee(self, symbol: str, bought: Decimal) -> Decimal:
+        """What a buy of `bought` leaves to sell when the fee is paid in the base currency, at the market's
+        larger of its maker and taker rates, rounded down to the step."""
+        market = self.market(symbol)
+        rate = max(dec(market.get("taker")) or Decimal(0), dec(market.get("maker")) or Decimal(0))
+        return self.round_quantity(symbol, bought * (1 - rate))
 
     def price(self, symbol: str, price: Decimal) -> str:
         return str(self.exchange.price_to_precision(symbol, plain(price)))

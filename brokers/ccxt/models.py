@@ -44,6 +44,11 @@ def engine_id(client_order_id: str | None) -> str:
     return _SUFFIX.sub("", cid) if cid.startswith("td") else cid
 
 
+def is_exit(client_order_id: str | None) -> bool:
+    """A bracket exit's client order id (the entry's id + `tp` / `sl`)."""
+    return str(client_order_id or "").endswith(("tp", "sl"))
+
+
 @dataclass(frozen=True)
 class Placement:
     """One `create_order` call: ccxt's arguments for a request, after sizing."""
@@ -182,20 +187,48 @@ def to_position(account: str, ticker: str, held: Decimal, average: Decimal | Non
                     unrealized_pnl=unrealized)
 
 
-def oco_params(request: OrderRequest, symbol: str, quantity: Decimal, markets: Markets) -> dict[str, Any]:
-    """Binance `POST /api/v3/orderList/oco` closing an entry: take-profit LIMIT_MAKER on one side of the
-    price, STOP_LOSS on the other (above/below swap for a buy-to-close)."""
+def _exit_legs(request: OrderRequest, symbol: str, markets: Markets) -> tuple[dict[str, str], dict[str, str]]:
+    """The (above, below) legs closing an entry: take-profit LIMIT_MAKER on one side of the price, STOP_LOSS
+    on the other (swapped for a buy-to-close)."""
     assert request.take_profit is not None and request.stop_loss is not None
     cid = request.client_order_id
     take = {"Type": "LIMIT_MAKER", "Price": markets.price(symbol, request.take_profit), "ClientOrderId": cid + "tp"}
     stop = {"Type": "STOP_LOSS", "StopPrice": markets.price(symbol, request.stop_loss), "ClientOrderId": cid + "sl"}
-    above, below = (take, stop) if request.side is Side.BUY else (stop, take)
+    return (take, stop) if request.side is Side.BUY else (stop, take)
+
+
+def oco_params(request: OrderRequest, symbol: str, quantity: Decimal, markets: Markets) -> dict[str, Any]:
+    """Binance `POST /api/v3/orderList/oco` closing a filled entry of `quantity`."""
+    above, below = _exit_legs(request, symbol, markets)
     params: dict[str, Any] = {
         "symbol": markets.market(symbol)["id"],
-        "listClientOrderId": cid + "oco",
+        "listClientOrderId": request.client_order_id + "oco",
         "side": request.side.opposite().value.upper(),
         "quantity": plain(quantity),
         "newOrderRespType": "RESULT",
     }
     params |= {f"above{k}": v for k, v in above.items()} | {f"below{k}": v for k, v in below.items()}
+    return params
+
+
+def otoco_params(request: OrderRequest, symbol: str, amount: Decimal, pending: Decimal,
+                 markets: Markets) -> dict[str, Any]:
+    """Binance `POST /api/v3/orderList/otoco`: the limit entry of `amount` as the working order, and the OCO
+    of its exits for `pending` (what the entry leaves to sell), placed by Binance once the entry has filled."""
+    assert request.limit_price is not None
+    above, below = _exit_legs(request, symbol, markets)
+    params: dict[str, Any] = {
+        "symbol": markets.market(symbol)["id"],
+        "listClientOrderId": request.client_order_id + "oco",
+        "newOrderRespType": "RESULT",
+        "workingType": "LIMIT",
+        "workingSide": request.side.value.upper(),
+        "workingClientOrderId": request.client_order_id,
+        "workingPrice": markets.price(symbol, request.limit_price),
+        "workingQuantity": plain(amount),
+        "workingTimeInForce": SEND_TIF[request.time_in_force],
+        "pendingSide": request.side.opposite().value.upper(),
+        "pendingQuantity": plain(pending),
+    }
+    params |= {f"pendingAbove{k}": v for k, v in above.items()} | {f"pendingBelow{k}": v for k, v in below.items()}
     return params

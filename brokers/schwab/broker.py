@@ -37,8 +37,9 @@ from brokers.base import (
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.flatten import cancel_then_close
+from brokers.flatten import cancel_then_close, closing_request
 from brokers.http import RetryPolicy, place_once
+from brokers.journal import sent_before
 from brokers.schwab import models as sm
 from brokers.schwab.claims import LEG_SUFFIXES, Claims, intent_of, split_cid
 from brokers.schwab.session import SchwabSession
@@ -54,7 +55,6 @@ from daemon.domain import (
     OrderRequest,
     OrderStatus,
     Position,
-    Side,
     client_order_id,
     utcnow,
 )
@@ -172,7 +172,7 @@ class SchwabBroker(BrokerBase):
 
     async def place_order(self, request: OrderRequest) -> Order:
         symbol, cid = self._symbol(request.symbol), request.client_order_id
-        if self.claims.entry(cid) is not None and (existing := await self._lookup(cid)) is not None:
+        if (existing := await sent_before(self.claims.journal, "schwab", cid, self.find_order)) is not None:
             return existing  # sent before (this run or an earlier one): never twice
         body = sm.order_body(request, symbol, await self._held(symbol))
         self.claims.sending(cid, body, self.clock(), self.reports.known)
@@ -210,13 +210,6 @@ class SchwabBroker(BrokerBase):
         for order, _ in orders:
             self.reports.remember(order)
         return next(o for o, _ in orders if o.broker_order_id == order_id)
-
-    async def _lookup(self, cid: str) -> Order | None:
-        try:
-            return await self.find_order(cid)
-        except BrokerUnavailable as exc:
-            raise BrokerUnavailable(f"schwab: order {cid} state unknown ({exc.reason}); it is looked up again "
-                                    "before anything is resent") from None
 
     async def find_order(self, client_order_id: str) -> Order | None:
         base, _ = split_cid(client_order_id)
@@ -335,14 +328,8 @@ class SchwabBroker(BrokerBase):
 
     async def close_position(self, symbol: str) -> Order | None:
         symbol = self._symbol(symbol)
-        held = await self._held(symbol)
-        if held == 0:
-            return None
-        stamp = self.clock().isoformat()
-        request = OrderRequest(client_order_id=client_order_id(self.account, f"schwab-close-{symbol}-{stamp}"),
-                               account=self.account, symbol=symbol, side=Side.SELL if held > 0 else Side.BUY,
-                               quantity=abs(held))
-        return await self.place_order(request)
+        request = closing_request("schwab", self.account, symbol, await self._held(symbol), self.clock())
+        return None if request is None else await self.place_order(request)
 
     async def flatten(self) -> FlattenReport:
         """Cancel every working order (entries first: their exits go with them), then close every position."""

@@ -34,9 +34,9 @@ from brokers.base import (
     OrderNotFound,
     OrderRejected,
 )
-from brokers.flatten import cancel_then_close
+from brokers.flatten import cancel_then_close, closing_request
 from brokers.http import RetryPolicy, place_once
-from brokers.journal import OrderJournal
+from brokers.journal import OrderJournal, sent_before
 from brokers.symbols import (
     POINT_VALUES,
     RollRule,
@@ -123,7 +123,7 @@ class TastytradeBroker(BrokerBase):
 
     async def place_order(self, request: OrderRequest) -> Order:
         inst, cid = self.orders.instrument(request.symbol), request.client_order_id
-        if self.journal.get(cid) is not None and (existing := await self._lookup(cid)) is not None:
+        if (existing := await sent_before(self.journal, "tastytrade", cid, self.find_order)) is not None:
             return existing  # sent before (this run or an earlier one): never twice
         is_complex, body = tm.order_body(request, inst, await self._held(inst))
         if inst.kind == tm.FUTURE:
@@ -161,13 +161,6 @@ class TastytradeBroker(BrokerBase):
         for order in orders:
             self.reports.remember(order)
         return orders[0]
-
-    async def _lookup(self, cid: str) -> Order | None:
-        try:
-            return await self.find_order(cid)
-        except BrokerUnavailable as exc:
-            raise BrokerUnavailable(f"tastytrade: order {cid} state unknown ({exc.reason}); it is looked up again "
-                                    "before anything is resent") from None
 
     async def find_order(self, client_order_id: str) -> Order | None:
         """The order carrying `client_order_id` as its external identifier, if this adapter ever sent it: by
@@ -303,13 +296,8 @@ class TastytradeBroker(BrokerBase):
         inst = self.orders.instrument(symbol)
         rows = await self.session.items("GET", self.orders.path("/positions"), what="tastytrade positions")
         held = sum((tm.signed_quantity(r) for r in rows if r.get("symbol") == inst.symbol), Decimal(0))
-        if held == 0:
-            return None
-        stamp = self.clock().isoformat()
-        request = OrderRequest(client_order_id=client_order_id(self.account, f"tastytrade-close-{symbol}-{stamp}"),
-                               account=self.account, symbol=symbol, side=Side.SELL if held > 0 else Side.BUY,
-                               quantity=abs(held))
-        return await self.place_order(request)
+        request = closing_request("tastytrade", self.account, symbol, held, self.clock())
+        return None if request is None else await self.place_order(request)
 
     async def flatten(self) -> FlattenReport:
         """Cancel every working order (entries first: their exits go with them), then close every position."""

@@ -39,7 +39,7 @@ from brokers.base import (
 )
 from brokers.flatten import cancel_working
 from brokers.http import RetryPolicy, place_once
-from brokers.journal import OrderJournal
+from brokers.journal import OrderJournal, sent_before
 from brokers.stream import Backoff, StreamClient
 from brokers.symbols import POINT_VALUES, RollRule, futures_root
 from brokers.tradovate.contracts import Contracts
@@ -195,18 +195,11 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
 
     # -- placing -----------------------------------------------------------------------------------------
 
-    async def _lookup(self, cid: str) -> Order | None:
-        try:
-            return await self.find_order(cid)
-        except BrokerUnavailable as exc:
-            raise BrokerUnavailable(f"tradovate: order {cid} state unknown ({exc.reason}); it is looked up again "
-                                    "before anything is resent") from None
-
     async def place_order(self, request: OrderRequest) -> Order:
         contract, _, display = await self.contracts.resolve(request.symbol)
         path, body = order_body(request, contract, self.account_id, self.account_spec)
         cid = request.client_order_id
-        if self.journal.get(cid) is not None and (existing := await self._lookup(cid)) is not None:
+        if (existing := await sent_before(self.journal, "tradovate", cid, self.find_order)) is not None:
             return existing  # sent before (this run or an earlier one): never twice
         self.contracts.aliases[contract] = display
         self.journal.record(cid, "sending", symbol=display, contract=contract)

@@ -331,7 +331,6 @@ class Dispatcher:
             ids, text, silent = pack(chat_rows, self.sender)
             batch = chat_rows[: len(ids)]
             image = batch[0].image
-            self.gate.record(chat, time.monotonic())
             try:
                 if image is not None:
                     await self.sender.send_photo(chat, image, text, silent)
@@ -342,6 +341,10 @@ class Dispatcher:
             except Exception as exc:
                 self._failed(batch, exc)
                 continue
+            finally:
+                # Counted from when the answer came back: the chat service saw this message no later than that,
+                # so the next one reaches it at least the spacing later however slow this request was.
+                self.gate.record(chat, time.monotonic())
             self.outbox.mark_sent(ids)
             self.sent_messages += 1
             self.last_error = None

@@ -2,7 +2,8 @@
 
 `open_engine(url)` returns the engine and its writer (write transactions: SQLite `BEGIN IMMEDIATE`, durable
 by default) after bringing the schema to the newest Alembic revision. `Database(url)` owns them between
-`open()` and `close()` and hands out short transactions; the repositories (`daemon.store.records`,
+`open()` and `close()` and hands out short transactions, and a group commit (`daemon.store.commits`) for
+the durable writes that many callers make at once; the repositories (`daemon.store.records`,
 `daemon.store.repository`, `daemon.store.state`) are built on it.
 """
 
@@ -21,6 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, select
+
+from daemon.store.commits import GroupCommit
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _WRITE = "traderd_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
@@ -113,6 +116,7 @@ class Database:
         self.url = normalize_url(url)
         self._engine: Engine | None = None
         self._writer: Engine | None = None
+        self._commits: GroupCommit | None = None
 
     @property
     def engine(self) -> Engine:
@@ -127,11 +131,23 @@ class Database:
     def open(self) -> None:
         if self._engine is None:
             self._engine, self._writer = open_engine(self.url)
+            # An in-memory SQLite database is one connection, which the commit thread may not share.
+            self._commits = GroupCommit(self._writer.begin, self._core_write,
+                                        threaded=not isinstance(self._engine.pool, StaticPool))
 
     def close(self) -> None:
+        if self._commits is not None:
+            self._commits.close()  # what is queued commits first
         if self._engine is not None:
             self._engine.dispose()
-        self._engine = self._writer = None
+        self._engine = self._writer = self._commits = None
+
+    @property
+    def commits(self) -> GroupCommit:
+        """Where durable writes made by many callers at once are queued, to share a transaction and an fsync."""
+        if self._commits is None:
+            raise RuntimeError("Store is not open")
+        return self._commits
 
     def ping(self) -> bool:
         try:

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 
 from daemon.domain import ZERO, Fill, Intent, Order, OrderStatus, Position, SignalStatus, utcnow
 from daemon.store import paging
+from daemon.store.intake import FanoutChild, SignalIntake, raw_json, signal_row
 from daemon.store.paging import Page
 from daemon.store.records import AccountRecords
 from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow, order_root
@@ -44,16 +44,6 @@ def _fill(row: FillRow) -> Fill:
     return Fill.model_validate(row, from_attributes=True)
 
 
-@dataclass(frozen=True)
-class FanoutChild:
-    """One account's signal of a fan-out: PENDING to run on its worker, or SKIPPED with the reason."""
-
-    intent: Intent
-    status: SignalStatus
-    reason: str | None
-    route: dict[str, Any]
-
-
 def _summary(row: SignalRow) -> SignalSummary:
     return SignalSummary(seq=row.seq or 0, signal_id=row.signal_id, account=row.account, source=row.source,
                          status=SignalStatus(row.status), reason=row.reason,
@@ -70,6 +60,13 @@ class Store(AccountRecords):
         super().__init__(url)
         self._redact = redact
         self._hot_writes: HotWrites | None = None
+        self._signal_intake: SignalIntake | None = None
+
+    @property
+    def _intake(self) -> SignalIntake:
+        if self._signal_intake is None:
+            self._signal_intake = SignalIntake(self._insert(SignalRow))
+        return self._signal_intake
 
     @property
     def _hot(self) -> HotWrites:
@@ -81,64 +78,29 @@ class Store(AccountRecords):
 
     def record_signal(self, intent: Intent, raw: dict[str, Any] | None = None) -> tuple[str, bool]:
         """Commit a new PENDING signal; a known (account, dedup_key) gives (existing_id, False) unchanged."""
-        values = {
-            "signal_id": intent.signal_id,
-            "account": intent.account,
-            "dedup_key": intent.dedup_key,
-            "source": intent.source,
-            "status": SignalStatus.PENDING.value,
-            "intent_json": intent.model_dump_json(),
-            "raw_json": None if raw is None else json.dumps(raw, default=str, ensure_ascii=False),
-            "received_at": intent.received_at,
-            "updated_at": utcnow(),
-        }
-        table = SignalRow.__table__.c  # type: ignore[attr-defined]
-        insert = self._insert(SignalRow).on_conflict_do_nothing(index_elements=["account", "dedup_key"])
-        try:
-            with self._writer_engine.begin() as conn:  # Core, one statement cached across calls: fast path
-                if conn.execute(insert.returning(table.seq), values).first() is not None:
-                    return intent.signal_id, True  # a row came back: inserted
-                # On PostgreSQL ON CONFLICT waited for a racing insert to commit, so the row is visible now.
-                where = (table.account == intent.account, table.dedup_key == intent.dedup_key)
-                existing = conn.execute(select(table.signal_id).where(*where)).scalar()
-        except IntegrityError:  # e.g. the same signal_id under another dedup key: only a duplicate is fine
-            existing = self.signal_exists(intent.account, intent.dedup_key)
-        if existing is None:
-            raise ValueError(f"signal_id {intent.signal_id!r} is already used by another signal")
-        return existing, False
+        row = signal_row(intent, SignalStatus.PENDING, utcnow(), raw=raw_json(raw))
+        with self._writer_engine.begin() as conn:
+            return self._intake.write_signal(conn, row)
+
+    def submit_signal(self, intent: Intent, raw: dict[str, Any] | None = None) -> Future[tuple[str, bool]]:
+        """`record_signal` on the group commit: committed durably together with whatever else is queued (one
+        fsync for a burst), off the caller's thread; the future has its result once committed."""
+        row = signal_row(intent, SignalStatus.PENDING, utcnow(), raw=raw_json(raw))
+        intake = self._intake
+        return self.commits.submit(lambda conn: intake.write_signal(conn, row))
 
     def record_fanout(self, parent: Intent, raw: dict[str, Any] | None, children: Sequence[FanoutChild]
                       ) -> tuple[str, bool, list[bool]]:
         """Commit a fan-out parent and all its children in one transaction, or nothing when the parent is
-        known: (parent id, True, which children are new) or (existing parent id, False, []). A child whose
-        (account, dedup_key) is already taken (the same alert sent to that account alone) is not new."""
-        table = SignalRow.__table__.c  # type: ignore[attr-defined]
-        insert = self._insert(SignalRow).on_conflict_do_nothing(index_elements=["account", "dedup_key"])
-        now = utcnow()
-
-        def row(intent: Intent, status: SignalStatus, reason: str | None, **extra: Any) -> dict[str, Any]:
-            return {"signal_id": intent.signal_id, "account": intent.account, "dedup_key": intent.dedup_key,
-                    "source": intent.source, "status": status.value, "reason": reason,
-                    "intent_json": intent.model_dump_json(), "received_at": intent.received_at,
-                    "updated_at": now, "raw_json": None, "parent_id": None, "route_json": None, **extra}
-
-        summary = f"fanned out to {len(children)} accounts"
-        raw_json = None if raw is None else json.dumps(raw, default=str, ensure_ascii=False)
+        known (see `SignalIntake.write_fanout`)."""
         with self._writer_engine.begin() as conn:
-            inserted = conn.execute(insert.returning(table.seq),
-                                    row(parent, SignalStatus.FANNED_OUT, summary, raw_json=raw_json)).first()
-            if inserted is None:
-                where = (table.account == parent.account, table.dedup_key == parent.dedup_key)
-                existing = conn.execute(select(table.signal_id).where(*where)).scalar()
-                if existing is None:
-                    raise ValueError(f"signal_id {parent.signal_id!r} is already used by another signal")
-                return existing, False, []
-            new = []
-            for child in children:
-                values = row(child.intent, child.status, child.reason, parent_id=parent.signal_id,
-                             route_json=json.dumps(child.route, default=str))
-                new.append(conn.execute(insert.returning(table.seq), values).first() is not None)
-        return parent.signal_id, True, new
+            return self._intake.write_fanout(conn, parent, raw, list(children), utcnow())
+
+    def submit_fanout(self, parent: Intent, raw: dict[str, Any] | None, children: Sequence[FanoutChild]
+                      ) -> Future[tuple[str, bool, list[bool]]]:
+        """`record_fanout` on the group commit (see `submit_signal`)."""
+        intake, now, listed = self._intake, utcnow(), list(children)
+        return self.commits.submit(lambda conn: intake.write_fanout(conn, parent, raw, listed, now))
 
     def signal_exists(self, account: str, dedup_key: str) -> str | None:
         with self._read() as session:

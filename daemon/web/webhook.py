@@ -134,13 +134,13 @@ class TradingViewWebhook:
             assert intent is not None
             raw = {k: v for k, v in data.items() if k not in ("secret", "passphrase")}
             if targets.is_fanout:
-                return self._fanout(intent, plan(intent, targets, received.date()), raw, keys)
+                return await self._fanout(intent, plan(intent, targets, received.date()), raw, keys)
             one = child(intent, targets.legs[0], received.date(), signal_id=intent.signal_id)
             if one.reason is not None:
                 return self._refuse(422, "zero_quantity", one.reason)
             intent = one.intent
             # keys[1:]: the previous time bucket's body-hash key (an alert without `id`), only looked up.
-            answer = self.engine.accept(intent, raw, also_known_as=keys[1:])
+            answer = await self.engine.submit(intent, raw, also_known_as=keys[1:])
         except SQLAlchemyError as exc:
             log.error("could not store a signal for %s (%s); answering 503 so TradingView resends", account,
                       describe(exc))
@@ -174,10 +174,10 @@ class TradingViewWebhook:
             raise SignalError("bad_body", f"the body could not be read: {exc}", 400) from None
         return decode_body(b"".join(chunks), request.headers.get("Content-Encoding", ""), limit)
 
-    def _fanout(self, parent: Intent, children: list[FanoutChild], raw: dict[str, Any],
+    async def _fanout(self, parent: Intent, children: list[FanoutChild], raw: dict[str, Any],
                 keys: list[str]) -> web.Response:
         """202 with the parent id and every account's child, once all of them are committed together."""
-        answer = self.engine.accept_fanout(parent, children, raw, also_known_as=keys[1:])
+        answer = await self.engine.submit_fanout(parent, children, raw, also_known_as=keys[1:])
         if not answer.is_new:
             return self._duplicate(answer.parent_id)
         listed = [{"account": c.intent.account, "signal_id": c.intent.signal_id,

@@ -1,7 +1,8 @@
 """A stateful stand-in of Binance's spot REST API on loopback, validated against the published spec.
 
 Serves what traderd's ccxt adapter uses (`exchangeInfo`, `ticker/24hr`, `account`, `order` POST/GET/DELETE,
-`openOrders` GET/DELETE, `allOrders`, `myTrades`, `orderList/oco`, `order/cancelReplace`, `time`, `ping`)
+`openOrders` GET/DELETE, `allOrders`, `myTrades`, `orderList/oco`, `orderList/otoco`, `order/cancelReplace`,
+`time`, `ping`)
 over the bookkeeping of `tests.standins.binance_book`. Signed endpoints check `X-MBX-APIKEY` (401 -2015),
 `timestamp` within `recvWindow` (400 -1021) and the HMAC-SHA256 `signature` over the query string followed
 by the form body (400 -1022), as Binance does. Every exchange is checked against
@@ -26,7 +27,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from tests.standins.binance_book import OPEN, BinanceError, Book, s8
+from tests.standins.binance_book import OPEN, PENDING, BinanceError, Book, s8
 from tests.standins.contract import Contract, ContractViolation, spec_path
 from tests.standins.deviations import BINANCE, Deviation
 from tests.standins.faults import Faults, StandinServer, json_response
@@ -112,6 +113,7 @@ class BinanceStandIn(StandinServer):
         r.add_get(f"{v3}/allOrders", self._all_orders)
         r.add_get(f"{v3}/myTrades", self._my_trades)
         r.add_post(f"{v3}/orderList/oco", self._oco)
+        r.add_post(f"{v3}/orderList/otoco", self._otoco)
         r.add_post(f"{v3}/order/cancelReplace", self._cancel_replace)
         return app
 
@@ -302,7 +304,7 @@ class BinanceStandIn(StandinServer):
         if symbol:
             self.book.market(symbol)
         return json_response([self._details(o) for o in self.book.orders.values()
-                              if o["status"] in OPEN and symbol in (None, o["symbol"])])
+                              if o["status"] in (*OPEN, PENDING) and symbol in (None, o["symbol"])])
 
     async def _cancel_all(self, request: web.Request) -> web.Response:
         symbol = (await self._params(request)).get("symbol", "")
@@ -334,27 +336,40 @@ class BinanceStandIn(StandinServer):
         return json_response([{k: (s8(v) if isinstance(v, Decimal) else v) for k, v in t.items()}
                               for t in trades[:limit]])
 
-    async def _oco(self, request: web.Request) -> web.Response:
-        p = await self._params(request)
+    @staticmethod
+    def _leg(p: dict[str, str], side: str) -> dict[str, Any]:
+        return {"type": p[f"{side}Type"], "price": _d(p.get(f"{side}Price")),
+                "stopPrice": _d(p.get(f"{side}StopPrice")), "timeInForce": p.get(f"{side}TimeInForce"),
+                "clientOrderId": p.get(f"{side}ClientOrderId") or f"auto{side}{int(time.time() * 1e6)}"}
 
-        def leg(side: str) -> dict[str, Any]:
-            return {"type": p[f"{side}Type"], "price": _d(p.get(f"{side}Price")),
-                    "stopPrice": _d(p.get(f"{side}StopPrice")), "timeInForce": p.get(f"{side}TimeInForce"),
-                    "clientOrderId": p.get(f"{side}ClientOrderId") or f"auto{side}{int(time.time() * 1e6)}"}
-
-        qty = _d(p.get("quantity")) or Decimal(0)
-        list_id = self.book.oco(p["symbol"], p["side"], qty, leg("above"), leg("below"))
+    def _list_answer(self, p: dict[str, str], list_id: int, kind: str) -> web.Response:
         legs = [self.book.orders[i] for i in self.book.lists[list_id]]
         reports = []
         for o in legs:
             r = self._result(o, "RESULT")
             reports.append(r | {"stopPrice": r.get("stopPrice", "0.00000000")})
         return json_response({
-            "orderListId": list_id, "contingencyType": "OCO", "listStatusType": "EXEC_STARTED",
+            "orderListId": list_id, "contingencyType": kind, "listStatusType": "EXEC_STARTED",
             "listOrderStatus": "EXECUTING", "listClientOrderId": p.get("listClientOrderId") or f"list{list_id}",
             "transactionTime": legs[0]["time"], "symbol": p["symbol"],
             "orders": [{"symbol": o["symbol"], "orderId": o["orderId"], "clientOrderId": o["clientOrderId"]}
                        for o in legs], "orderReports": reports})
+
+    async def _oco(self, request: web.Request) -> web.Response:
+        p = await self._params(request)
+        qty = _d(p.get("quantity")) or Decimal(0)
+        list_id = self.book.oco(p["symbol"], p["side"], qty, self._leg(p, "above"), self._leg(p, "below"))
+        return self._list_answer(p, list_id, "OCO")
+
+    async def _otoco(self, request: web.Request) -> web.Response:
+        p = await self._params(request)
+        working = {"type": p["workingType"], "side": p["workingSide"], "price": _d(p.get("workingPrice")),
+                   "quantity": _d(p.get("workingQuantity")) or Decimal(0), "timeInForce": p.get("workingTimeInForce"),
+                   "clientOrderId": p.get("workingClientOrderId") or f"autow{int(time.time() * 1e6)}"}
+        qty = _d(p.get("pendingQuantity")) or Decimal(0)
+        list_id = self.book.otoco(p["symbol"], working, p["pendingSide"], qty, self._leg(p, "pendingAbove"),
+                                  self._leg(p, "pendingBelow"))
+        return self._list_answer(p, list_id, "OTOCO")
 
     async def _cancel_replace(self, request: web.Request) -> web.Response:
         p = await self._params(request)

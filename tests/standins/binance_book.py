@@ -7,7 +7,9 @@ balance for requested action.`; a `newClientOrderId` already used by an open ord
 sent.`; market orders fill at once at the symbol's price with a 0.1 % commission in the asset received;
 limit orders fill at once when marketable (LIMIT_MAKER is then refused), else rest with their balance
 locked; stop orders trigger when `set_price` reaches their stop price; when one order of an OCO list
-executes, the other is expired.
+executes, the other is expired. An OTOCO's two pending orders wait as `PENDING_NEW` (listed among open
+orders, nothing locked, never triggered) until its working order has fully filled, then go on the book as
+an OCO (expired if the balance no longer covers them); cancelling any order of a list cancels all of it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 FEE = Decimal("0.001")
 OPEN = ("NEW", "PARTIALLY_FILLED")
+PENDING = "PENDING_NEW"
 
 
 class BinanceError(Exception):
@@ -61,6 +64,7 @@ class Book:
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     trades: list[dict[str, Any]] = field(default_factory=list)
     lists: dict[int, list[int]] = field(default_factory=dict)
+    working: dict[int, int] = field(default_factory=dict)  # OTOCO list id -> its working order id
     _next: int = 1000
 
     def _id(self) -> int:
@@ -168,9 +172,31 @@ class Book:
         self.trades.append(trade)
         order["fills"].append({"price": s8(price), "qty": s8(qty), "commission": s8(fee), "commissionAsset": fee_asset,
                                "tradeId": trade["id"]})
-        for sibling in self.lists.get(order["orderListId"], []):
+        list_id = order["orderListId"]
+        if self.working.get(list_id) == order["orderId"]:
+            self._activate(list_id)
+            return
+        for sibling in self.lists.get(list_id, []):
             if sibling != order["orderId"] and self.orders[sibling]["status"] in OPEN:
                 self._end(self.orders[sibling], "EXPIRED")
+
+    def _activate(self, list_id: int) -> None:
+        """The working order of an OTOCO filled: its pending pair goes on the book, locking its balance once."""
+        legs = [self.orders[i] for i in self.lists[list_id] if self.orders[i]["status"] == PENDING]
+        if not legs:
+            return
+        m, first = self.markets[legs[0]["symbol"]], legs[0]
+        try:
+            asset, amount = self._need(m, first["side"], first["origQty"], first["price"] or self.prices[m.symbol])
+        except BinanceError:
+            for leg in legs:
+                leg["status"], leg["updateTime"] = "EXPIRED", now_ms()
+            return
+        self._move(asset, amount, lock=True)
+        for n, leg in enumerate(legs):
+            leg["status"], leg["updateTime"] = "NEW", now_ms()
+            leg["workingTime"] = leg["updateTime"] if leg["type"] == "LIMIT_MAKER" else -1
+            leg["_lock"] = (asset, amount if n == 0 else Decimal(0))
 
     def _end(self, order: dict[str, Any], status: str) -> None:
         asset, amount = order["_lock"]
@@ -181,10 +207,10 @@ class Book:
 
     def cancel(self, order: dict[str, Any]) -> list[dict[str, Any]]:
         """Cancel an open order (and the rest of its OCO list); -2011 when it is no longer open."""
-        if order["status"] not in OPEN:
+        if order["status"] not in (*OPEN, PENDING):
             raise BinanceError(-2011, "Unknown order sent.")
         ended = [order] + [self.orders[i] for i in self.lists.get(order["orderListId"], [])
-                           if i != order["orderId"] and self.orders[i]["status"] in OPEN]
+                           if i != order["orderId"] and self.orders[i]["status"] in (*OPEN, PENDING)]
         for o in ended:
             self._end(o, "CANCELED")
         return ended
@@ -206,6 +232,36 @@ class Book:
                 self._move(m.base, qty, lock=False)  # released again, so that the second leg can lock it
                 order["_lock"] = (m.base, Decimal(0))
         self.lists[list_id] = legs
+        return list_id
+
+    def otoco(self, symbol: str, working: dict[str, Any], side: str, qty: Decimal, above: dict[str, Any],
+              below: dict[str, Any]) -> int:
+        """A working LIMIT order and the pending OCO that follows its fill; every filter checked first."""
+        m = self.market(symbol)
+        if working["type"] not in ("LIMIT", "LIMIT_MAKER"):
+            raise BinanceError(-1116, "Invalid orderType.")
+        for leg in (above, below):
+            self._filters(m, qty, leg.get("price"), leg.get("stopPrice"), False)
+            if any(o["clientOrderId"] == leg["clientOrderId"] and o["status"] in (*OPEN, PENDING)
+                   for o in self.orders.values()):
+                raise BinanceError(-2010, "Duplicate order sent.")
+        list_id = self._id()
+        self.lists[list_id] = []
+        at = now_ms()
+        pending = [{"symbol": symbol, "orderId": self._id(), "orderListId": list_id,
+                    "clientOrderId": leg["clientOrderId"], "price": leg.get("price") or Decimal(0), "origQty": qty,
+                    "executedQty": Decimal(0), "cummulativeQuoteQty": Decimal(0), "status": PENDING,
+                    "timeInForce": leg.get("timeInForce") or "GTC", "type": leg["type"], "side": side,
+                    "stopPrice": leg.get("stopPrice") or Decimal(0), "time": at, "updateTime": at,
+                    "workingTime": -1, "fills": [], "_lock": (m.base, Decimal(0))} for leg in (above, below)]
+        entry = self.new_order(symbol, working["side"], working["type"], working["quantity"], working["price"], None,
+                               working.get("timeInForce"), working["clientOrderId"], list_id)
+        self.working[list_id] = entry["orderId"]
+        self.lists[list_id] = [entry["orderId"], *(o["orderId"] for o in pending)]
+        for o in pending:
+            self.orders[o["orderId"]] = o
+        if entry["status"] == "FILLED":  # marketable at once: the pair goes on the book now
+            self._activate(list_id)
         return list_id
 
     def set_price(self, symbol: str, price: Decimal) -> None:

@@ -196,6 +196,16 @@ BINANCE: tuple[Deviation, ...] = (
         method="POST",
         path="/api/v3/order",
     ),
+    Deviation(
+        broker="binance",
+        reason="Spec defect: POST /api/v3/orderList/otoco marks `workingIcebergQty` required, while its own "
+        "description ('can only be used if workingTimeInForce is GTC') and the REST docs make it optional, like "
+        "the pending legs' `pending*IcebergQty`; the adapter sends no iceberg.",
+        message=r"required query parameter 'workingIcebergQty' missing",
+        direction="request",
+        method="POST",
+        path="/api/v3/orderList/otoco",
+    ),
 )
 
 TASTYTRADE: tuple[Deviation, ...] = (

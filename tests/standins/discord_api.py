@@ -118,7 +118,7 @@ class DiscordStandin:
             await self._runner.cleanup()
             self._runner = None
 
-    async def wait_for(self, predicate: Callable[[], Any], within: float = 5.0) -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], within: float = 15.0) -> Any:
         deadline = time.monotonic() + within
         while True:
             value = predicate()

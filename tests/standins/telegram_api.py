@@ -143,7 +143,7 @@ class TelegramStandin:
         }
         return await self._push({"callback_query": query})
 
-    async def wait_for(self, predicate: Callable[[], Any], within: float = 5.0) -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], within: float = 15.0) -> Any:
         """Wait (bounded) until `predicate()` is truthy; returns its value."""
         deadline = time.monotonic() + within
         while True:
