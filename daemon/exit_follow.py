@@ -101,10 +101,15 @@ class ExitFollower:
 
     def _ids(self, account: str) -> set[str]:
         if self._following is None:
-            self._following = {}
-            for signal_id, doc in self.state.all(NAMESPACE).items():
-                self._following.setdefault(str(doc.get("account")), set()).add(signal_id)
+            self.reload()
+        assert self._following is not None
         return self._following.setdefault(account, set())
+
+    def reload(self) -> None:
+        """Read which signals have a plan again (on a shared store another daemon may have written them)."""
+        self._following = {}
+        for signal_id, doc in self.state.all(NAMESPACE).items():
+            self._following.setdefault(str(doc.get("account")), set()).add(signal_id)
 
     def register(self, intent: Intent, requests: Sequence[OrderRequest]) -> None:
         """Keep what to follow of these orders, before they are sent (kept as first written on a resend)."""
