@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from daemon.shapes import AtrOffset, PriceOffset, QuantityType, TimeExit, Trail
+from daemon.shapes import AtrOffset, Ladder, PriceOffset, QuantityType, TimeExit, Trail
 
 ZERO = Decimal(0)
 
@@ -42,6 +42,7 @@ class Action(StrEnum):
     BUY = "buy"
     SELL = "sell"
     EXIT = "exit"
+    ADD = "add"  # adds to the position on its own side; nothing when flat (TradersPost's "add")
     CANCEL = "cancel"
     FLATTEN = "flatten"
 
@@ -108,7 +109,7 @@ class Intent(_Value):
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     price: Decimal | None = None  # reference price at the signal ({{close}}); the paper broker fills at it
-    take_profit: Decimal | PriceOffset | AtrOffset | None = None  # absolute price, or relative to the entry
+    take_profit: Decimal | PriceOffset | AtrOffset | Ladder | None = None  # a price, a distance, levels
     stop_loss: Decimal | PriceOffset | AtrOffset | None = None
     trailing_stop: PriceOffset | None = None  # the stop trails the best price by this (an entry's exit, or the order)
     time_exit: TimeExit | None = None  # an entry's position is closed at market then (daemon.strategy.time_exits)
@@ -255,8 +256,8 @@ Period = Literal["today", "week", "month"]  # a P&L period: since local midnight
 PERIODS: tuple[Period, ...] = ("today", "week", "month")
 
 
-# ---- chat-ops value types: the transports (`notifiers/*`) and the command core (`daemon.chat.commands`) speak
-# these; they live here so the transports import only the ground floor.
+# --------------------------------------------------------------------------- chat-ops value types
+# The chat transports and the command core speak these; here, the transports import only the ground floor.
 
 ChatTransport = Literal["telegram", "discord"]
 ChatRole = Literal["viewer", "operator"]

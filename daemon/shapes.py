@@ -1,4 +1,4 @@
-"""Value types of order shapes: exits relative to the entry (ticks ... ATR), trails, time exits, quantities.
+"""Value types of order shapes: exits relative to the entry (ticks ... ATR), trails, ladders, time exits, quantities.
 
 Ground floor beside `daemon.domain` (whose `Intent` carries them); imports nothing from the project.
 """
@@ -29,6 +29,7 @@ class OffsetUnit(StrEnum):
     PERCENT = "percent"
     DOLLARS = "dollars"
     POSITION_DOLLARS = "position_dollars"
+    R = "r"  # multiples of the stop-loss's distance from the entry (take-profit levels only)
 
 
 class QuantityType(StrEnum):
@@ -64,6 +65,8 @@ class Trail(BaseModel):
         if (self.distance is None) == (self.percent is None):
             raise ValueError("a trail is a distance or a percent (exactly one)")
         return self
+
+
 class AtrOffset(BaseModel):
     """An exit `atr` times the Average True Range of the last `period` bars of `timeframe` from the entry:
     `{"atr": 2, "period": 14, "timeframe": "5m"}`; the executor turns it into points before planning."""
@@ -119,3 +122,33 @@ def parse_time_exit(after: Any, at: Any, atr_timeframe: str | None = None) -> Ti
     if timeframe not in get_args(Timeframe):
         raise ValueError(f"exit_after's timeframe must be one of {', '.join(get_args(Timeframe))}; got {timeframe!r}")
     return TimeExit(bars=int(bars[1]), timeframe=timeframe)
+
+
+class TakeProfitLevel(BaseModel):
+    """One level of a take-profit ladder: its price (or distance), and how much of the entry it closes:
+    `quantity` units, or `percent` of the entry; neither means what the other levels leave."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    price: Decimal | PriceOffset
+    quantity: Decimal | None = Field(default=None, gt=0)
+    percent: Decimal | None = Field(default=None, gt=0, le=100)
+
+
+class BreakEven(BaseModel):
+    """Move the stop of what is left to the entry's fill price (plus `offset` in the trade's favour) once
+    take-profit level `after` (1 = the first) has filled."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    after: int = Field(default=1, ge=1)
+    offset: PriceOffset | None = None
+
+
+class Ladder(BaseModel):
+    """Several take-profit levels sharing one stop-loss, and an optional move of that stop to break-even."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    levels: tuple[TakeProfitLevel, ...] = Field(min_length=1)
+    break_even: BreakEven | None = None
