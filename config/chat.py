@@ -10,7 +10,9 @@ import re
 from datetime import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from config.section import Section
 
 Role = Literal["viewer", "operator"]
 Level = Literal["on", "silent", "off"]
@@ -36,11 +38,7 @@ _ID = re.compile(r"^-?[0-9]{1,25}$")
 DISCORD_API = "https://discord.com/api/v10"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class ChatUser(_Section):
+class ChatUser(Section):
     """One allowed user: the role, and the name alerts and the audit log call them by."""
 
     role: Role
@@ -63,7 +61,7 @@ def _user_entries(value: object) -> object:
     return value
 
 
-class TelegramSettings(_Section):
+class TelegramSettings(Section):
     token: SecretStr
     base_url: str = Field("https://api.telegram.org/bot", description="Bot API server (self-hosted allowed)")
     users: Users = Field(default_factory=dict, description='user id -> role, or {role = ..., name = "Alice"}; '
@@ -87,7 +85,7 @@ class TelegramSettings(_Section):
         return value
 
 
-class DiscordSettings(_Section):
+class DiscordSettings(Section):
     token: SecretStr | None = Field(None, description="Bot token; unset with webhook_url = push-only mode")
     webhook_url: SecretStr | None = Field(None, description="Channel webhook for push-only alerts")
     users: Users = Field(default_factory=dict, description="user id -> role, or {role = ..., name = ...}")
@@ -128,7 +126,7 @@ class DiscordSettings(_Section):
         return self
 
 
-class AlertSettings(_Section):
+class AlertSettings(Section):
     """Which alerts each transport gets: `on`, `silent` (no notification sound) or `off`, per type."""
 
     levels: dict[str, Level] = Field(default_factory=dict, description="alert type -> level, every transport")

@@ -9,26 +9,24 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from config.section import Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class PdtSettings(_Section):
+class PdtSettings(Section):
     mode: Literal["legacy", "intraday_margin", "off"] = "off"
     method: Literal["traditional", "direction"] = "traditional"
     min_equity: Decimal = Field(Decimal("25000"), ge=0)
     day_trading_call: bool = Field(False, description="A day-trading margin call is open: DTBP is 2x, not 4x")
 
 
-class CashSettings(_Section):
+class CashSettings(Section):
     cash_account: bool = Field(False, description="T+1 settlement rules apply (no margin)")
     allow_unsettled: bool = Field(False, description="Only warn on good-faith / unsettled-funds violations")
 
 
-class FundedSettings(_Section):
+class FundedSettings(Section):
     preset: str = Field(description="e.g. topstep_50k_combine; see docs/risk-rules.md")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Any preset number, by name")
     mark_interval_seconds: float = Field(

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from config.section import Section
 
 # Where the shipped systemd unit puts things (systemd/traderd.service).
 SERVICE_CONFIG = Path("/etc/traderd/traderd.toml")
@@ -41,11 +43,7 @@ def _zone(value: str) -> str:
     return value
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class DaemonSettings(_Section):
+class DaemonSettings(Section):
     state_dir: Path = Field(default_factory=default_state_dir, description="Database, secrets, paper state")
     runtime_dir: Path | None = Field(
         None, description="Where the admin socket listens; default $RUNTIME_DIRECTORY, else the state directory"
@@ -78,7 +76,7 @@ class DaemonSettings(_Section):
         return (self.runtime_dir or _systemd_dir("RUNTIME_DIRECTORY") or self.state_dir) / ADMIN_SOCKET
 
 
-class WebhookSettings(_Section):
+class WebhookSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     secret: SecretStr | None = Field(
@@ -118,11 +116,11 @@ class WebhookSettings(_Section):
         return value
 
 
-class ApiSettings(_Section):
+class ApiSettings(Section):
     token: SecretStr | None = Field(None, description="Bearer token for /api/*; unset disables auth")
 
 
-class StoreSettings(_Section):
+class StoreSettings(Section):
     url: str | None = Field(None, description="SQLAlchemy URL; default sqlite under the state directory")
 
     @field_validator("url")
@@ -133,7 +131,7 @@ class StoreSettings(_Section):
         return value
 
 
-class ClusterSettings(_Section):
+class ClusterSettings(Section):
     """Several daemons on one PostgreSQL store: each account is executed by whichever holds its lease."""
 
     name: str | None = Field(None, description="This daemon in leases, alerts and status; default the host name")

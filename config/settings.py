@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SerializationInfo,
     SerializeAsAny,
@@ -49,6 +48,7 @@ from config.brokers import BROKER_SECTIONS, read_sections, trades_only_futures
 from config.chat import AlertSettings, DiscordSettings, TelegramSettings
 from config.groups import GroupSettings, SymbolMapping, Targets, check_groups, targets
 from config.risk import CashSettings, FundedSettings, PdtSettings
+from config.section import Section
 from config.service import (
     ApiSettings,
     ClusterSettings,
@@ -65,11 +65,7 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class TradingHours(_Section):
+class TradingHours(Section):
     start: time = time(9, 30)
     end: time = time(16, 0)
     timezone: str = "America/New_York"
@@ -81,7 +77,7 @@ class TradingHours(_Section):
         return _zone(value)
 
 
-class RiskLimits(_Section):
+class RiskLimits(Section):
     """Basic limits checked before every order. Unset means no limit."""
 
     max_order_quantity: Decimal | None = Field(None, gt=0)
@@ -98,7 +94,7 @@ class RiskLimits(_Section):
         return [s.strip().upper() for s in value]
 
 
-class AccountSettings(_Section):
+class AccountSettings(Section):
     """One trading account. Its broker's section is written `[accounts.<name>.<broker>]` (e.g.
     `[accounts.main.alpaca]`) and validated with that broker's model from `config.brokers.BROKER_SECTIONS`;
     `section(broker)` reads it."""
