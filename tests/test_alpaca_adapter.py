@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 
 import pytest
@@ -21,8 +22,9 @@ from tests.standins.contract import assert_no_violations
 FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=2.0)
 
 
-@pytest.fixture
-async def standin() -> AsyncIterator[AlpacaStandIn]:
+@asynccontextmanager
+async def alpaca_running() -> AsyncIterator[AlpacaStandIn]:
+    """A started Alpaca stand-in, stopped afterwards; a clean exit also proves no exchange broke the contract."""
     stand = AlpacaStandIn()
     await stand.start()
     try:
@@ -30,6 +32,12 @@ async def standin() -> AsyncIterator[AlpacaStandIn]:
     finally:
         await stand.stop()
     assert_no_violations(stand.violations)
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[AlpacaStandIn]:
+    async with alpaca_running() as stand:
+        yield stand
 
 
 def make_broker(standin: AlpacaStandIn, *, key: str | None = None, timeout: float = 2.0, **kw: object) -> AlpacaBroker:

@@ -13,20 +13,15 @@ from brokers.alpaca.broker import AlpacaBroker
 from daemon.domain import OrderStatus, SignalStatus
 from tests.conftest import SECRET, alert, client_for, settings_for, settled, wait_until
 from tests.standins.alpaca_api import AlpacaStandIn
-from tests.standins.contract import assert_no_violations
+from tests.test_alpaca_adapter import alpaca_running
 
 URL = f"/webhook/tradingview/{SECRET}"
 
 
 @pytest.fixture
 async def standin() -> AsyncIterator[AlpacaStandIn]:
-    stand = AlpacaStandIn()
-    await stand.start()
-    try:
+    async with alpaca_running() as stand:
         yield stand
-    finally:
-        await stand.stop()
-    assert_no_violations(stand.violations)
 
 
 def alpaca_account(standin: AlpacaStandIn, **risk: Any) -> dict[str, Any]:

@@ -18,21 +18,15 @@ from config.brokers import AlpacaSettings
 from daemon.domain import OrderStatus, OrderType
 from tests.conftest import wait_until
 from tests.standins.alpaca_api import AlpacaStandIn
-from tests.standins.contract import assert_no_violations
-from tests.test_alpaca_adapter import FAST, req
+from tests.test_alpaca_adapter import FAST, alpaca_running, req
 
 QUICK = Backoff(initial=0.05, maximum=0.2, jitter=0.1)
 
 
 @pytest.fixture
 async def standin() -> AsyncIterator[AlpacaStandIn]:
-    stand = AlpacaStandIn()
-    await stand.start()
-    try:
+    async with alpaca_running() as stand:
         yield stand
-    finally:
-        await stand.stop()
-    assert_no_violations(stand.violations)
 
 
 class Recorder:

@@ -19,7 +19,7 @@ import pytest
 from daemon import calendar as cal
 from tests.standins.projectx_api import ProjectXStandin
 from tests.test_broker_bars import expected, minute_series
-from tests.test_projectx_adapter import contract_id, ensure_front_contracts
+from tests.test_projectx_adapter import contract_id, projectx_running
 
 pytestmark = pytest.mark.slow
 
@@ -41,15 +41,11 @@ MINUTES = 3 * 24 * 60
 
 @pytest.fixture
 async def standin() -> AsyncIterator[ProjectXStandin]:
-    stand = ProjectXStandin()
-    ensure_front_contracts(stand)
-    stand.history.add_minutes(contract_id(stand, "MES1!"), minute_series(FIRST_OPEN, MINUTES))
-    await stand.start()
-    try:
+    def history(stand: ProjectXStandin) -> None:
+        stand.history.add_minutes(contract_id(stand, "MES1!"), minute_series(FIRST_OPEN, MINUTES))
+
+    async with projectx_running(history) as stand:
         yield stand
-    finally:
-        await stand.stop()
-    stand.assert_no_violations()
 
 
 def _config(tmp_path: Path, url: str) -> Path:

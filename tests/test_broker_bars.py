@@ -17,7 +17,7 @@ from daemon.strategy.bars import BarDataError
 from daemon.strategy.broker_bars import BrokerBarSource, base_seconds
 from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.projectx_history import MinuteBar
-from tests.test_projectx_adapter import contract_id, ensure_front_contracts, make_broker
+from tests.test_projectx_adapter import contract_id, make_broker, projectx_running
 
 # Two CME sessions: Monday 2026-11-09 (17:00 CT Sunday .. 16:00 CT Monday) and Tuesday 2026-11-10.
 FIRST_OPEN = datetime(2026, 11, 8, 17, 0, tzinfo=cal.CHICAGO).astimezone(UTC)
@@ -48,15 +48,11 @@ def expected(bars: list[MinuteBar], start: datetime, end: datetime) -> tuple[Dec
 
 @pytest.fixture
 async def standin() -> AsyncIterator[ProjectXStandin]:
-    stand = ProjectXStandin()
-    ensure_front_contracts(stand)
-    stand.history.add_minutes(contract_id(stand, "MES1!"), minute_series(FIRST_OPEN, MINUTES))
-    await stand.start()
-    try:
+    def history(stand: ProjectXStandin) -> None:
+        stand.history.add_minutes(contract_id(stand, "MES1!"), minute_series(FIRST_OPEN, MINUTES))
+
+    async with projectx_running(history) as stand:
         yield stand
-    finally:
-        await stand.stop()
-    stand.assert_no_violations()
 
 
 @pytest.fixture

@@ -14,20 +14,15 @@ from tests.standins.discord_api import DiscordStandin
 from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.telegram_api import TelegramStandin
 from tests.test_cli_subprocess import clean_env
-from tests.test_projectx_adapter import ensure_front_contracts
+from tests.test_projectx_adapter import projectx_running
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 async def projectx() -> AsyncIterator[ProjectXStandin]:
-    stand = ProjectXStandin()
-    ensure_front_contracts(stand)
-    await stand.start()
-    try:
+    async with projectx_running(check=False) as stand:
         yield stand
-    finally:
-        await stand.stop()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -52,16 +53,28 @@ def contract_id(standin: ProjectXStandin, ticker: str) -> str:
     return next(c.id for c in standin.broker.contracts.values() if c.name == name)
 
 
-@pytest.fixture
-async def standin() -> AsyncIterator[ProjectXStandin]:
+@asynccontextmanager
+async def projectx_running(prepare: Callable[[ProjectXStandin], None] | None = None, *, check: bool = True
+                           ) -> AsyncIterator[ProjectXStandin]:
+    """A started ProjectX stand-in with today's front contracts (and whatever `prepare` adds), stopped
+    afterwards; with `check`, a clean exit also proves no exchange broke the contract."""
     stand = ProjectXStandin()
     ensure_front_contracts(stand)
+    if prepare is not None:
+        prepare(stand)
     await stand.start()
     try:
         yield stand
     finally:
         await stand.stop()
-    stand.assert_no_violations()
+    if check:
+        stand.assert_no_violations()
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[ProjectXStandin]:
+    async with projectx_running() as stand:
+        yield stand
 
 
 def make_broker(standin: ProjectXStandin, *, api_key: str = "px-api-key", timeout: float = 1.0,

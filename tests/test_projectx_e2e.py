@@ -11,21 +11,15 @@ import pytest
 from daemon.domain import OrderStatus, SignalStatus
 from tests.conftest import SECRET, alert, client_for, settled, wait_until
 from tests.standins.projectx_api import ProjectXStandin
-from tests.test_projectx_adapter import contract_id, ensure_front_contracts
+from tests.test_projectx_adapter import contract_id, projectx_running
 
 URL = f"/webhook/tradingview/{SECRET}"
 
 
 @pytest.fixture
 async def standin() -> AsyncIterator[ProjectXStandin]:
-    stand = ProjectXStandin()
-    ensure_front_contracts(stand)
-    await stand.start()
-    try:
+    async with projectx_running() as stand:
         yield stand
-    finally:
-        await stand.stop()
-    stand.assert_no_violations()
 
 
 def px_account(standin: ProjectXStandin, **risk: Any) -> dict[str, Any]:

@@ -14,21 +14,15 @@ from brokers.projectx.stream import decode, encode, hub_payload
 from daemon.domain import Fill, utcnow
 from tests.conftest import wait_until
 from tests.standins.projectx_api import ProjectXStandin
-from tests.test_projectx_adapter import collector, contract_id, ensure_front_contracts, make_broker
+from tests.test_projectx_adapter import collector, contract_id, make_broker, projectx_running
 
 FAST = (0.05, 0.2)  # reconnect backoff in tests
 
 
 @pytest.fixture
 async def standin() -> AsyncIterator[ProjectXStandin]:
-    stand = ProjectXStandin()
-    ensure_front_contracts(stand)
-    await stand.start()
-    try:
+    async with projectx_running() as stand:
         yield stand
-    finally:
-        await stand.stop()
-    stand.assert_no_violations()  # REST exchanges and every pushed hub model
 
 
 def by_hand(standin: ProjectXStandin, ticker: str = "MES1!", side: int = 0) -> None:

@@ -15,11 +15,11 @@ from daemon.app import Daemon
 from daemon.domain import OrderType, SignalStatus
 from tests.conftest import settings_for
 from tests.standins.alpaca_api import AlpacaStandIn
-from tests.standins.contract import assert_no_violations
 from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.tradovate_api import TradovateStandin
+from tests.test_alpaca_adapter import alpaca_running
 from tests.test_alpaca_e2e import alpaca_account
-from tests.test_projectx_adapter import contract_id, ensure_front_contracts
+from tests.test_projectx_adapter import contract_id, projectx_running
 from tests.test_projectx_e2e import px_account
 from tests.test_tradovate_adapter import ensure_front_contracts as tradovate_fronts
 from tests.test_tradovate_e2e import tradovate_account
@@ -30,13 +30,8 @@ FAST = {"exit_mark_seconds": 0.2}
 
 @pytest.fixture
 async def alpaca() -> AsyncIterator[AlpacaStandIn]:
-    stand = AlpacaStandIn()
-    await stand.start()
-    try:
+    async with alpaca_running() as stand:
         yield stand
-    finally:
-        await stand.stop()
-    assert_no_violations(stand.violations)
 
 
 async def working(daemon: Daemon, account: str, kind: OrderType) -> list[tuple[str, Decimal, Decimal | None]]:
@@ -80,14 +75,8 @@ async def _fills(daemon: Daemon, account: str, count: int) -> list[object] | Non
 
 @pytest.fixture
 async def projectx() -> AsyncIterator[ProjectXStandin]:
-    stand = ProjectXStandin()
-    ensure_front_contracts(stand)
-    await stand.start()
-    try:
+    async with projectx_running() as stand:
         yield stand
-    finally:
-        await stand.stop()
-    stand.assert_no_violations()
 
 
 async def test_projectx_trails_an_entrys_bracket_stop_and_a_trailing_order_natively(  # type: ignore[no-untyped-def]
