@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -67,6 +67,20 @@ class AlpacaSettings(_Streaming, _BrokerSection):
     secret_key: SecretStr
     base_url: str = Field("https://paper-api.alpaca.markets", description="paper-api or api.alpaca.markets")
     rate_limit_per_minute: int = Field(190, ge=1, description="Alpaca allows 200 requests per minute")
+    data_url: str = Field("https://data.alpaca.markets", description="Market-data host (bars for strategies)")
+    data_feed: Literal["iex", "sip", "delayed_sip"] = Field(
+        "iex", description="Stock bars feed: iex (free plan), sip (paid plan) or delayed_sip (15 min late)"
+    )
+    data_adjustment: Literal["raw", "split", "dividend", "all"] = Field(
+        "raw", description="Corporate-action adjustment of bars; raw matches the prices orders trade at"
+    )
+
+    @field_validator("data_url")
+    @classmethod
+    def _data_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("data_url must start with http:// or https://")
+        return value.rstrip("/")
 
 
 class ProjectXSettings(_BrokerSection):
