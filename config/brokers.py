@@ -141,6 +141,9 @@ class SchwabSettings(_BrokerSection):
     )
     base_url: str = Field("https://api.schwabapi.com/trader/v1", description="Trader API (no sandbox exists)")
     oauth_url: str = Field("https://api.schwabapi.com/v1/oauth", description="Where /authorize and /token are")
+    marketdata_url: str = Field(
+        "https://api.schwabapi.com/marketdata/v1", description="Market Data API (price history for strategies)"
+    )
     rate_limit_per_minute: int = Field(110, ge=1, description="Schwab allows 120 non-order requests per minute")
     order_rate_limit_per_minute: int = Field(
         110, ge=1, description="Order requests per minute (0-120, as set at the app's registration)"
@@ -155,7 +158,7 @@ class SchwabSettings(_BrokerSection):
         120, ge=0, le=3600, description="Clock tolerance when a lost placement is looked up by entered time"
     )
 
-    @field_validator("oauth_url", "callback_url")
+    @field_validator("oauth_url", "callback_url", "marketdata_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
