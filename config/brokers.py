@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -67,6 +67,20 @@ class AlpacaSettings(_Streaming, _BrokerSection):
     secret_key: SecretStr
     base_url: str = Field("https://paper-api.alpaca.markets", description="paper-api or api.alpaca.markets")
     rate_limit_per_minute: int = Field(190, ge=1, description="Alpaca allows 200 requests per minute")
+    data_url: str = Field("https://data.alpaca.markets", description="Market-data host (bars for strategies)")
+    data_feed: Literal["iex", "sip", "delayed_sip"] = Field(
+        "iex", description="Stock bars feed: iex (free plan), sip (paid plan) or delayed_sip (15 min late)"
+    )
+    data_adjustment: Literal["raw", "split", "dividend", "all"] = Field(
+        "raw", description="Corporate-action adjustment of bars; raw matches the prices orders trade at"
+    )
+
+    @field_validator("data_url")
+    @classmethod
+    def _data_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("data_url must start with http:// or https://")
+        return value.rstrip("/")
 
 
 class ProjectXSettings(_BrokerSection):
@@ -127,6 +141,9 @@ class SchwabSettings(_BrokerSection):
     )
     base_url: str = Field("https://api.schwabapi.com/trader/v1", description="Trader API (no sandbox exists)")
     oauth_url: str = Field("https://api.schwabapi.com/v1/oauth", description="Where /authorize and /token are")
+    marketdata_url: str = Field(
+        "https://api.schwabapi.com/marketdata/v1", description="Market Data API (price history for strategies)"
+    )
     rate_limit_per_minute: int = Field(110, ge=1, description="Schwab allows 120 non-order requests per minute")
     order_rate_limit_per_minute: int = Field(
         110, ge=1, description="Order requests per minute (0-120, as set at the app's registration)"
@@ -141,7 +158,7 @@ class SchwabSettings(_BrokerSection):
         120, ge=0, le=3600, description="Clock tolerance when a lost placement is looked up by entered time"
     )
 
-    @field_validator("oauth_url", "callback_url")
+    @field_validator("oauth_url", "callback_url", "marketdata_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

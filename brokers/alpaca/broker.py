@@ -12,6 +12,9 @@ while it is down, and at once when it comes back. Both paths name a fill `<order
 (`fill_key`: activity `order_id` + `cum_qty`, stream `order.id` + `order.filled_qty`); the activity `id`
 and the stream's `execution_id` are not documented to match. Whichever path sees a fill first pushes it
 (`brokers.updates.ReportGate`). Wire mapping: `brokers.alpaca.models`.
+
+Market data: `bars()` reads stock bars from the data host (`data_url`, same key headers, its own request
+budget) through `brokers.alpaca.bars`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from brokers.alpaca import bars as market
 from brokers.alpaca import models as ap
 from brokers.alpaca.stream import trade_stream
 from brokers.base import BrokerBase, BrokerContext, BrokerUnavailable, OrderNotFound, OrderRejected, UnknownSymbol
@@ -34,7 +38,7 @@ from brokers.stream import Backoff, StreamClient
 from brokers.symbols import is_continuous, normalize
 from brokers.updates import Feed, ReportGate
 from config.brokers import AlpacaSettings
-from daemon.domain import AccountState, Fill, FlattenReport, Order, OrderRequest, OrderStatus, Position, utcnow
+from daemon.domain import AccountState, Bar, Fill, FlattenReport, Order, OrderRequest, OrderStatus, Position, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,15 @@ class AlpacaBroker(BrokerBase):
             client=http,
             sleep=sleep,
         )
+        self.data = HttpBroker(
+            "alpaca data",
+            settings.data_url,
+            timeout=settings.timeout_seconds,
+            auth_headers=self._auth_headers,
+            rate_limiter=RateLimiter.per_minute(settings.rate_limit_per_minute),
+            retry=retry or RetryPolicy(retries=settings.max_retries),
+            sleep=sleep,
+        )
         self.updates = Feed(f"alpaca {account}", self.poll_once, lambda: self.poll_interval,
                             lambda: self.poll_interval * self.settings.stream_poll_factor)
         if settings.stream:
@@ -103,6 +116,7 @@ class AlpacaBroker(BrokerBase):
     async def close(self) -> None:
         await self.updates.stop()
         await self.http.aclose()
+        await self.data.aclose()
 
     def healthy(self) -> bool:
         """REST reachable and polling alive; a stream refused (bad keys) or down past the grace period too."""
@@ -285,6 +299,19 @@ class AlpacaBroker(BrokerBase):
             closing=closing,
             errors=errors,
         )
+
+    # -- market data -------------------------------------------------------------------------------------
+
+    async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]:
+        """Closed bars of `timeframe_seconds` starting in [start, end), oldest first, from the data API."""
+        market.timeframe_of(timeframe_seconds)  # refuse a length Alpaca cannot serve before any request
+        wire = await self._check_symbol(symbol)
+
+        async def get(params: Any) -> Any:
+            return await self.data.json("GET", "/v2/stocks/bars", params=params, what=f"alpaca bars {wire}")
+
+        return await market.fetch_bars(get, wire, symbol, timeframe_seconds, start, end, self.clock(),
+                                       feed=self.settings.data_feed, adjustment=self.settings.data_adjustment)
 
     # -- polling -----------------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@
 - Fills are the execution legs of each order's activity (fill id `<order id>:<n>`), heard by polling the
   orders entered in the last `order_lookback_days` plus every order known to be open (Schwab's streamer
   is not used yet), through one `brokers.updates.ReportGate`.
+- Market data: `bars()` reads the Market Data API's price history (`marketdata_url`, the same login and
+  request budget) through `brokers.schwab.prices`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from brokers.flatten import cancel_then_close, closing_request
 from brokers.http import RetryPolicy, place_once
 from brokers.journal import sent_before
 from brokers.schwab import models as sm
+from brokers.schwab import prices
 from brokers.schwab.claims import LEG_SUFFIXES, Claims, intent_of, split_cid
 from brokers.schwab.session import SchwabSession
 from brokers.schwab.tokens import TokenFile, token_path
@@ -49,6 +52,7 @@ from brokers.updates import Feed, ReportGate
 from config.brokers import SchwabSettings
 from daemon.domain import (
     AccountState,
+    Bar,
     Fill,
     FlattenReport,
     Order,
@@ -334,6 +338,21 @@ class SchwabBroker(BrokerBase):
     async def flatten(self) -> FlattenReport:
         """Cancel every working order (entries first: their exits go with them), then close every position."""
         return await cancel_then_close(self)
+
+    # -- market data -------------------------------------------------------------------------------------
+
+    async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]:
+        """Closed bars of `timeframe_seconds` starting in [start, end), oldest first, from the price history."""
+        prices.frequency_of(timeframe_seconds)  # refuse a length Schwab does not serve before any request
+        if is_continuous(symbol):
+            raise UnknownSymbol(f"{symbol}: Schwab price history here is for stocks, not futures")
+        wire = normalize(symbol)
+
+        async def get(params: Any) -> Any:
+            return await self.session.json("GET", f"{self.settings.marketdata_url}/pricehistory", params=params,
+                                           what=f"schwab price history {wire}")
+
+        return await prices.fetch_bars(get, wire, symbol, timeframe_seconds, start, end, self.clock())
 
     # -- polling -----------------------------------------------------------------------------------------
 

@@ -4,8 +4,10 @@
 grants, HTTP Basic with the app key and secret; `issue_code()` stands in for the browser login) and the
 Trader API a broker adapter needs: account numbers with their `hashValue`, the account with positions and
 balances, orders (place -> 201 + `Location`, get, list by entered time, cancel, replace -> new id) over
-the book of `tests.standins.schwab_book`. Every Trader API request and response is checked against
-`contracts/schwab/trader_api.openapi.json` (the OAuth endpoints are not in that spec). Paths take the
+the book of `tests.standins.schwab_book`, and the Market Data API's price history (`.history`,
+`tests.standins.schwab_prices`, not contract-checked: no contract covers it). Every Trader API request
+and response is checked against `contracts/schwab/trader_api.openapi.json` (the OAuth endpoints are not
+in that spec). Paths take the
 hash only: a plain account number is a 404, like the real service.
 
 Knobs: `set_price`, `fill(order_id)`, `expire_access_tokens()`, `revoke_refresh_tokens()`, and `.faults`
@@ -28,9 +30,11 @@ from tests.standins.contract import Contract, contract_middleware, spec_path
 from tests.standins.deviations import BY_BROKER, Deviation
 from tests.standins.faults import Faults, Handler, StandinServer, json_response
 from tests.standins.schwab_book import Refused, SchwabBook
+from tests.standins.schwab_prices import PriceHistory
 
 SPEC = spec_path("schwab", "trader_api.openapi.json")
 BASE = "/trader/v1"
+MARKETDATA = "/marketdata/v1"
 ACCOUNT_NUMBER, ACCOUNT_HASH = "12345678", "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
 
 
@@ -48,6 +52,7 @@ class SchwabStandin(StandinServer):
         self.app_key, self.app_secret, self.callback_url = app_key, app_secret, callback_url
         self.access_ttl = access_ttl
         self.book = SchwabBook(ACCOUNT_NUMBER, cash)
+        self.history = PriceHistory(self.violations)
         self.faults = Faults(BASE)
         self.tolerated = tuple(BY_BROKER["schwab"] if tolerated is None else tolerated)
         self.contract = Contract.load(SPEC)
@@ -111,6 +116,7 @@ class SchwabStandin(StandinServer):
         r.add_get(BASE + "/accounts/{hash}/orders/{id}", self._order)
         r.add_delete(BASE + "/accounts/{hash}/orders/{id}", self._cancel)
         r.add_put(BASE + "/accounts/{hash}/orders/{id}", self._replace)
+        r.add_get(MARKETDATA + "/pricehistory", self._price_history)
         return app
 
     @staticmethod
@@ -120,13 +126,17 @@ class SchwabStandin(StandinServer):
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(BASE):
+        if request.path.startswith((BASE, MARKETDATA)):
             token = request.headers.get("Authorization", "").removeprefix("Bearer ")
             if self.access.get(token, 0.0) < time.monotonic():
                 return self._error(401, "Client not authorized", "The access token is invalid or has expired")
             if "hash" in request.match_info and request.match_info["hash"] != ACCOUNT_HASH:
                 return self._error(404, "Invalid account number", "Use the encrypted hashValue of the account")
         return await handler(request)
+
+    async def _price_history(self, request: web.Request) -> web.Response:
+        status, body = self.history.answer(dict(request.query))
+        return web.json_response(body, status=status)
 
     # -- OAuth -------------------------------------------------------------------------------------------
 
