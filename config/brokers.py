@@ -149,8 +149,9 @@ class SchwabSettings(_BrokerSection):
         return value.rstrip("/")
 
 
-class CcxtSettings(_BrokerSection):
-    """A crypto exchange account through ccxt's unified API (spot markets)."""
+class CcxtSettings(_Streaming, _BrokerSection):
+    """A crypto exchange account through ccxt's unified API (spot markets); `stream` is ccxt.pro's user
+    data stream (Binance: the WebSocket API at `stream_url`, ccxt's own URL if unset), other exchanges poll."""
 
     exchange: str = Field(..., min_length=2, description="ccxt exchange id: binance, bybit, kraken, ...")
     api_key: SecretStr
