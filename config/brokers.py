@@ -195,7 +195,13 @@ class CcxtSettings(_Streaming, _BrokerSection):
         return {key: url.rstrip("/") for key, url in value.items()}
 
 
-class TastytradeSettings(_BrokerSection):
+STREAMERS = {  # tastytrade's account streamer for each API host (as the tastytrade SDK names them)
+    "api.cert.tastyworks.com": "wss://streamer.cert.tastyworks.com",
+    "api.tastyworks.com": "wss://streamer.tastyworks.com",
+}
+
+
+class TastytradeSettings(_Streaming, _BrokerSection):
     base_url: str = Field(
         "https://api.cert.tastyworks.com", description="api.cert.tastyworks.com (sandbox) or api.tastyworks.com"
     )
@@ -212,6 +218,12 @@ class TastytradeSettings(_BrokerSection):
         300, ge=0, le=3600, description="Clock tolerance when a lost placement is looked up by received time"
     )
     check_symbol: str = Field("SPY", description="`traderd check --online` dry-runs buying 1 of this")
+
+    def streamer_url(self) -> str | None:
+        """`stream_url`, else the account streamer of tastytrade's sandbox or production host; None for any
+        other `base_url` (a proxy, a stand-in): its streamer cannot be guessed, so the account is polled."""
+        host = self.base_url.partition("://")[2].partition("/")[0]
+        return self.stream_url or STREAMERS.get(host)
 
     @model_validator(mode="after")
     def _one_login(self) -> TastytradeSettings:

@@ -1,4 +1,4 @@
-"""Crypto exchange adapter over ccxt's async unified API (spot): orders, OCO/OTOCO exits, balances, fills by polling.
+"""Crypto exchange adapter over ccxt's async unified API (spot): orders, OCO/OTOCO exits, balances, streamed fills.
 
 One adapter for every exchange ccxt knows (`exchange = "binance" | "bybit" | "kraken" | ...`), tested
 against Binance's spot API. Symbols are TradingView's (`BTCUSDT`), mapped to ccxt's (`BTC/USDT`) by
