@@ -118,7 +118,7 @@ class TradovateSettings(_Streaming, _BrokerSection):
     token_renew_seconds: float = Field(60 * 60, gt=60, description="Renew the ~80-90 min token after this")
 
 
-class SchwabSettings(_BrokerSection):
+class SchwabSettings(_Streaming, _BrokerSection):
     app_key: SecretStr = Field(..., description="The app's key (OAuth client id) from developer.schwab.com")
     app_secret: SecretStr = Field(..., description="The app's secret")
     callback_url: str = Field("https://127.0.0.1:8182", description="The app's registered callback URL")
