@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from daemon.domain import client_order_id  # noqa: E402
 from daemon.store.database import normalize_url  # noqa: E402
-from tests.cluster_nodes import Load, Node, RecordingAlpaca, alpaca_account, fresh_database  # noqa: E402
+from tests.cluster_broker import AlpacaProcess  # noqa: E402
+from tests.cluster_nodes import Load, Node, alpaca_account, fresh_database  # noqa: E402
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -64,8 +65,8 @@ def stored(url: str) -> dict[str, str]:
 
 
 async def bench(kills: int, lease: float, rate: float, url: str) -> dict[str, Any]:
-    alpaca = RecordingAlpaca(checked=False)  # the tests validate every exchange; here it would be the bottleneck
-    await alpaca.start()
+    # The tests validate every exchange; here the daemons are timed, so the stand-in skips that work.
+    alpaca = await AlpacaProcess(checked=False).start()
     tmp = Path(tempfile.mkdtemp(prefix="traderd-failover-"))
     urls = [alpaca.base_url, await alpaca.listen_again()]  # a port per daemon: whose order is whose
     # Signals queued behind an outage must not age past their max_lag on a busy machine: every accepted one
@@ -88,10 +89,10 @@ async def bench(kills: int, lease: float, rate: float, url: str) -> dict[str, An
             current.process.wait()  # type: ignore[union-attr]
             standby = next(node for node in nodes if node is not current)
             await owner([standby], lease * 3)
-            while (first := alpaca.first_post_after(killed, port_of[standby.name])) is None:
+            while (first := await alpaca.first_post_after(killed, port_of[standby.name])) is None:
                 if time.monotonic() - killed > lease * 3 + 30:
                     raise SystemExit(f"no order after kill {round_ + 1}: {standby.tail(10)}")
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.05)  # the time is the stand-in's, not the poll's
             takeover = first - killed
             takeovers.append(takeover)
             print(f"kill {round_ + 1:>2}/{kills}: first order by {standby.name} {takeover:.2f} s after the kill",
@@ -110,11 +111,13 @@ async def bench(kills: int, lease: float, rate: float, url: str) -> dict[str, An
         for key in load.accepted:
             outcomes[statuses.get(key, "missing")] = outcomes.get(statuses.get(key, "missing"), 0) + 1
         lost = [key for key in load.accepted if statuses.get(key) in (None, "pending", "submitting")]
-        posted = [coid for _, coid, _ in alpaca.posts]
-        missing = [key for key in load.accepted if client_order_id("stocks", key) not in alpaca.by_client]
+        posted = [coid for _, coid, _ in await alpaca.posts()]
+        at_broker = await alpaca.client_order_ids()
+        missing = [key for key in load.accepted if client_order_id("stocks", key) not in at_broker]
         return {
             "machine": f"{platform.machine()} {platform.python_version()}",
             "kills": kills, "lease_seconds": lease, "rate_per_s": rate,
+            "load": load.summary(),
             "signals_accepted": len(load.accepted), "refused": len(load.refused), "unanswered": load.unanswered,
             "outcomes": outcomes, "lost": len(lost), "without_order": len(missing),
             "doubled": len(posted) - len(set(posted)),

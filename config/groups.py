@@ -9,7 +9,8 @@
 
 An alert names a group (`"account": "nq-evals"`) or a list of accounts (`"accounts": ["apex1", "apex2"]`);
 `targets()` resolves it to the legs (account, multiplier, symbol map) that become one child signal each.
-An account's own map wins over its group's. This module is ground floor: it imports nothing of the project.
+An account's own map wins over its group's. `copy_from = "leader"` makes the group follow that account's
+position (`daemon.copier`). This module is ground floor: it imports nothing of the project.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class GroupSettings(BaseModel):
     accounts: dict[str, Decimal] = Field(description="Account name -> quantity multiplier (0 = skip)")
     symbols: list[str] = Field(
         default_factory=list, description="TradingView tickers routed to this group when the alert names none"
+    )
+    copy_from: str | None = Field(
+        None, description="A leader account whose position this group mirrors after each of its fills"
     )
 
     @field_validator("accounts")
@@ -104,6 +108,13 @@ def check_groups(groups: Mapping[str, GroupSettings], symbol_maps: Mapping[str, 
         unknown = [a for a in group.accounts if a not in accounts]
         if unknown:
             raise ValueError(f"group {name!r} lists {', '.join(map(repr, unknown))}, not configured accounts")
+    followers = {a for group in groups.values() if group.copy_from for a in group.accounts}
+    for name, group in groups.items():
+        if group.copy_from is not None and group.copy_from not in accounts:
+            raise ValueError(f"group {name!r} copies {group.copy_from!r}, which is not a configured account")
+        if group.copy_from in followers:
+            raise ValueError(f"group {name!r} copies {group.copy_from!r}, which itself follows a leader; "
+                             "copy from an account that no group copies into")
     owner = {symbol: f"account {name!r}" for name, symbols in account_symbols.items() for symbol in symbols}
     for name, group in groups.items():
         for symbol in group.symbols:

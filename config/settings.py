@@ -111,6 +111,8 @@ class AccountSettings(_Section):
     symbols: list[str] = Field(
         default_factory=list, description="TradingView tickers routed to this account when the alert names none"
     )
+    bar_files: dict[str, Path] = Field(
+        default_factory=dict, description="symbol -> CSV of bars for ATR exits where the broker serves no bars")
     risk: RiskLimits = Field(default_factory=RiskLimits)
     pdt: PdtSettings = Field(default_factory=PdtSettings)
     cash: CashSettings = Field(default_factory=CashSettings)

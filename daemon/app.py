@@ -29,17 +29,17 @@ from daemon.chat.backend import DaemonChatBackend
 from daemon.chat.outbox import Outbox
 from daemon.chat.runtime import ChatRuntime, alert_destinations
 from daemon.chat.terms import ChatTerms
+from daemon.copier import Copier
 from daemon.domain import Event, utcnow
 from daemon.engine import Engine
 from daemon.events import EventBus, log_event
-from daemon.execution import Outcome
 from daemon.fanout_report import FanoutReports
 from daemon.handover import AccountHandover, takeover_text
 from daemon.identity import known_webhook_secret, public_webhook_url, traderd_version, webhook_secret
 from daemon.links import BrokerLinks
 from daemon.metrics import Metrics
 from daemon.metrics.live import LiveGauges
-from daemon.ownership.fence import SINGLETON, NotOwner, account_lease, account_of
+from daemon.ownership.fence import SINGLETON, account_lease, account_of
 from daemon.ownership.lockfile import LockFile
 from daemon.queries import Reader
 from daemon.reconcile import Reconciler
@@ -51,6 +51,7 @@ from daemon.store.leases import Grant
 from daemon.store.repository import Store
 from daemon.store.state import StateStore
 from daemon.strategy.broker_bars import RoutedBarSource
+from daemon.strategy.exit_controls import ExitControls, entry_exits
 from daemon.strategy.runner import StrategyRunner
 from daemon.supervision.notify import SystemdNotifier, Watchdog, watchdog_interval
 from daemon.supervision.redaction import Redactor, collect_secrets
@@ -71,7 +72,7 @@ class Daemon:
         state_dir = settings.daemon.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._secret: str | None = None
-        self._stopped = asyncio.Event()
+        self.stopped = asyncio.Event()  # set once stopping (or an offline run is over): chat stays down
         # The log redaction, for every text that leaves the daemon: API answers, chat, alerts, stored reasons.
         self.redactor = Redactor([*collect_secrets(settings), known_webhook_secret(settings) or ""])
         self.lock = LockFile.for_state_dir(state_dir)
@@ -93,10 +94,15 @@ class Daemon:
                              metrics=self.metrics, clock=clock,
                              stall_seconds=settings.daemon.watchdog_stall_seconds,
                              groups={name: group.members() for name, group in settings.groups.items()},
-                             shared=self.shared, fence=self.ownership.fence, fenced=self._fenced)
+                             shared=self.shared, fence=self.ownership.fence, fenced=self._fenced,
+                             shapes=entry_exits(settings, self.store, self.brokers))
+        self.exits = ExitControls(settings=settings, store=self.store, brokers=self.brokers, engine=self.engine,
+                                  events=self.events, clock=clock, fence=self.ownership.fence, owns=self.owns)
         self.fanout_reports = FanoutReports(store=self.store, wait_for=self.engine.wait_for,
                                             publish=self.events.publish)
         self.events.subscribe(self.fanout_reports.publish)
+        self.events.subscribe(Copier(groups=settings.groups, targets=settings.targets, position=self.store.held,
+                                     accept=self.engine.accept_fanout, clock=clock).on_event)  # copy trading
         self.news = cluster.StoreNews(self.engine, self.brokers, self._keeper)
         self.reconciler = Reconciler(store=self.store, events=self.events, engine=self.engine, clock=clock)
         self.risk_monitor = build_monitor(self.risk, self.engine, self.store, self.events, self.brokers, clock,
@@ -123,12 +129,11 @@ class Daemon:
             submit=self.engine.accept, publish=self.events.publish, brokers=self.brokers,
             scheduler=self._scheduler, state=StateStore(self.store),
             bars=RoutedBarSource.for_strategies(settings.strategies, self.brokers), strategies=settings.strategies,
-            clock=clock, owns=self.owns if self.shared else None,
-        )
+            clock=clock, owns=self.owns if self.shared else None, symbol_maps=settings.symbol_maps)
         # The first runtime subscribes the alert outbox now; transports connect after READY, where the
         # singleton lease is held. A later term's runtime reuses the outbox, already subscribed.
         self.chat_terms = ChatTerms(self._chat_runtime(), lambda: self._chat_runtime(subscribe=lambda handler: None),
-                                    self._scheduler, self._stopped.is_set)
+                                    self._scheduler, self.stopped.is_set)
         self.metrics.before_render(LiveGauges(
             self.metrics, brokers=self.brokers, connected=lambda name: name in self.connected, queues=self.engine,
             outbox=self.outbox, funded=self.risk_monitor, clock=clock,
@@ -175,22 +180,20 @@ class Daemon:
         backend = DaemonChatBackend(
             reader=self.reader, engine=self.engine, risk=self.risk, store=self.store, readiness=self.readiness,
             version=traderd_version(), started_at=lambda: self.started_at, outbox_pending=self.outbox.pending_count,
-            extra_health=lambda: self.chat.health(), clock=self.clock, strategies=self.strategies,
-        )
+            extra_health=lambda: self.chat.health(), clock=self.clock, strategies=self.strategies, exits=self.exits)
         return ChatRuntime(
             telegram=settings.telegram, discord=settings.discord, alerts=settings.alerts,
             timezone=settings.daemon.timezone, outbox=outbox, state=StateStore(self.store), backend=backend,
             reader=self.reader, subscribe=subscribe or self.fanout_reports.subscribe, clock=self.clock,
-            redact=self.redactor.redact,
-        )
+            redact=self.redactor.redact)
 
     def web_app(self) -> web.Application:
         api = self._control_api()
         page = status_page(reader=self.reader, store=self.store, risk=self.risk, monitor=self.risk_monitor,
                            strategies=self.strategies, events=self.events, links=self._links, status=self.status,
                            flatten=api.flatten, settings=self.settings, clock=self.clock)
-        hook = TradingViewWebhook(settings=self.settings, engine=self.engine,
-                                  metrics=self.metrics, secret=self.secret, clock=self.clock)
+        hook = TradingViewWebhook(settings=self.settings, engine=self.engine, metrics=self.metrics, secret=self.secret,
+                                  clock=self.clock)
         routes = (webhook_routes(hook) + health_routes(readiness=self.readiness, metrics=self.metrics,
                                                        describe=self.role) + api.routes())
         return site(self.settings, routes, page, redact=self.redactor.redact_strings)
@@ -229,14 +232,11 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
-        return {
-            "version": traderd_version(),
-            "ready": self.ready,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "uptime_seconds": round((now - self.started_at).total_seconds()) if self.started_at else 0,
-            "webhook_url": self.webhook_url(masked=True),
-            "cluster": cluster.view(self.ownership, self.brokers, self.eligible, self.shared),
-        }
+        return {"version": traderd_version(), "ready": self.ready,
+                "started_at": self.started_at.isoformat() if self.started_at else None,
+                "uptime_seconds": round((now - self.started_at).total_seconds()) if self.started_at else 0,
+                "webhook_url": self.webhook_url(masked=True),
+                "cluster": cluster.view(self.ownership, self.brokers, self.eligible, self.shared)}
 
     def webhook_url(self, masked: bool = False) -> str:
         return public_webhook_url(self.settings, "<secret>" if masked else self.secret, self.port)
@@ -247,6 +247,7 @@ class Daemon:
         account = account_of(lease)
         if account is not None:
             await self.handover.gained(account, grant)
+            await self.strategies.catch_up(account)  # a bar that closed during the failover
             return
         text = takeover_text("chat and alerts", grant, self.node, self.settings.daemon.timezone)
         if text is not None:
@@ -284,8 +285,7 @@ class Daemon:
         self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False,
                                      shutdown_timeout=5, auto_decompress=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.webhook.host, self.settings.webhook.port,
-                           reuse_address=True)
+        site = web.TCPSite(self._runner, self.settings.webhook.host, self.settings.webhook.port, reuse_address=True)
         await site.start()
         self.port = self._runner.addresses[0][1]
         await self._start_admin_socket()
@@ -295,6 +295,7 @@ class Daemon:
         if self.shared:
             every(self._scheduler, self.settings.cluster.renew_every, self.news.sweep, "signal-sweep")
         schedule_risk_jobs(self._scheduler, self.risk_monitor, self.settings)
+        every(self._scheduler, 1.0, self.exits.tick, "time-exits")
         self._scheduler.start()
         interval = watchdog_interval()
         if interval:
@@ -327,9 +328,9 @@ class Daemon:
             self.metrics.day_pnl.labels(pnl.account).set(float(pnl.net))
 
     async def stop(self) -> None:
-        if self._stopped.is_set():
+        if self.stopped.is_set():
             return
-        self._stopped.set()
+        self.stopped.set()
         self.ready = False
         self.notifier.stopping()
         await self.chat_terms.down()
@@ -357,32 +358,6 @@ class Daemon:
         self.store.close()
         self.lock.release()
         log.info("stopped cleanly")
-
-    async def flatten_offline(self, target: str, request_id: str, within: float = 30) -> list[Outcome]:
-        """The daemon is not running: own the accounts (lock file, or their free leases), flatten each
-        through its worker, hand everything back. KeyError for an unknown account; NotOwner when another
-        daemon executes one of them."""
-        self.lock.acquire()
-        self.store.open()
-        try:
-            await self.engine.start(accounts=())
-            await self.ownership.start()
-            accounts = self.engine.targets(target)
-            others = [name for name in accounts if not self.engine.serving(name)]
-            if others:
-                raise NotOwner(f"{', '.join(others)} executed by another daemon: flatten through it "
-                               "(traderd status shows who owns what)")
-            ids = self.engine.request_flatten(target, "cli", request_id, source="cli")
-            self.engine.feed(accounts)
-            return [await self.engine.wait_for(signal_id, within) for signal_id in ids]
-        finally:
-            self._stopped.set()
-            await self.ownership.stop()
-            await self.engine.stop(5)
-            for broker in self.brokers.values():
-                await broker.close()
-            self.store.close()
-            self.lock.release()
 
     async def run_forever(self, on_ready: Callable[[Daemon], None] | None = None) -> None:
         """Start, wait for SIGTERM/SIGINT, then stop."""

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from daemon.shapes import PriceOffset, QuantityType, Trail
+from daemon.shapes import AtrOffset, Ladder, PriceOffset, QuantityType, TimeExit, Trail
 
 ZERO = Decimal(0)
 
@@ -42,6 +42,7 @@ class Action(StrEnum):
     BUY = "buy"
     SELL = "sell"
     EXIT = "exit"
+    ADD = "add"  # adds to the position on its own side; nothing when flat (TradersPost's "add")
     CANCEL = "cancel"
     FLATTEN = "flatten"
 
@@ -99,7 +100,7 @@ class Intent(_Value):
     signal_id: str
     dedup_key: str
     account: str
-    source: Literal["tradingview", "strategy", "chat", "api", "cli", "risk"] = "tradingview"
+    source: Literal["tradingview", "strategy", "chat", "api", "cli", "risk", "copy", "timer"] = "tradingview"
     action: Action
     symbol: str = ""  # empty only for account-wide actions (flatten, cancel all)
     quantity: Decimal | None = None
@@ -108,9 +109,11 @@ class Intent(_Value):
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     price: Decimal | None = None  # reference price at the signal ({{close}}); the paper broker fills at it
-    take_profit: Decimal | PriceOffset | None = None  # absolute price, or relative to the entry price
-    stop_loss: Decimal | PriceOffset | None = None
+    take_profit: Decimal | PriceOffset | AtrOffset | Ladder | None = None  # a price, a distance, levels
+    stop_loss: Decimal | PriceOffset | AtrOffset | None = None
     trailing_stop: PriceOffset | None = None  # the stop trails the best price by this (an entry's exit, or the order)
+    time_exit: TimeExit | None = None  # an entry's position is closed at market then (daemon.strategy.time_exits)
+    closes: Side | None = None  # an exit only of a position on this side (a time exit must not close a new one)
     quantity_type: QuantityType = QuantityType.FIXED_QUANTITY
     percent_of_position: Decimal | None = None  # an exit of this percent of the position (0 < p <= 100)
     time_in_force: TimeInForce = TimeInForce.DAY
@@ -234,19 +237,8 @@ class FlattenReport(_Value):
 
 
 EventKind = Literal[
-    "signal_accepted",
-    "signal_rejected",
-    "signal_expired",
-    "signal_failed",
-    "order",
-    "fill",
-    "violation",
-    "flatten",
-    "paused",
-    "resumed",
-    "daemon",
-    "broker",
-    "fanout",
+    "signal_accepted", "signal_rejected", "signal_expired", "signal_failed", "order", "fill", "violation",
+    "flatten", "paused", "resumed", "daemon", "broker", "fanout",
 ]
 
 
@@ -264,8 +256,8 @@ Period = Literal["today", "week", "month"]  # a P&L period: since local midnight
 PERIODS: tuple[Period, ...] = ("today", "week", "month")
 
 
-# ---- chat-ops value types: the transports (`notifiers/*`) and the command core (`daemon.chat.commands`) speak
-# these; they live here so the transports import only the ground floor.
+# --------------------------------------------------------------------------- chat-ops value types
+# The chat transports and the command core speak these; here, the transports import only the ground floor.
 
 ChatTransport = Literal["telegram", "discord"]
 ChatRole = Literal["viewer", "operator"]
@@ -347,37 +339,6 @@ class ChatHandler(Protocol):
 
     async def handle(self, request: ChatRequest) -> ChatReply | None: ...
     async def confirm(self, token: str, who: ChatIdentity) -> ChatReply | None: ...
-
-
-class CommandSpec(_Value):
-    name: str
-    usage: str
-    summary: str
-    role: ChatRole
-
-
-COMMANDS: tuple[CommandSpec, ...] = tuple(
-    CommandSpec(name=n, usage=u, summary=s, role=r)
-    for n, u, s, r in (
-        ("status", "/status", "daemon, brokers and accounts at a glance", "viewer"),
-        ("pnl", "/pnl [today|week|month] [account]", "realized, unrealized and fees", "viewer"),
-        ("positions", "/positions [account]", "open positions", "viewer"),
-        ("orders", "/orders [account]", "open orders", "viewer"),
-        ("trades", "/trades [n]", "recent fills (default 10, max 50)", "viewer"),
-        ("accounts", "/accounts", "accounts, brokers, paused or not", "viewer"),
-        ("risk", "/risk [account]", "each limit: used, limit, left", "viewer"),
-        ("chart", "/chart [account] [today|week|month]", "equity curve picture with fills marked", "viewer"),
-        ("health", "/health", "daemon self-checks", "viewer"),
-        ("strategies", "/strategies", "scheduled strategies: state, last bar and signal", "viewer"),
-        ("pause", "/pause [account|all]", "stop new entries (exits still allowed)", "operator"),
-        ("resume", "/resume [account|all]", "allow new entries again", "operator"),
-        ("cancel", "/cancel [account|all]", "cancel open orders (asks to confirm)", "operator"),
-        ("flatten", "/flatten [account|all]", "cancel orders, close all (asks to confirm)", "operator"),
-        ("strategy", "/strategy pause|resume NAME", "pause a strategy, or resume (re-enable) it", "operator"),
-        ("whoami", "/whoami", "your user and chat id", "viewer"),
-        ("help", "/help", "this list", "viewer"),
-    )
-)
 
 
 @dataclass(frozen=True, slots=True)

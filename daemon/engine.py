@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from brokers.base import Broker, BrokerReport
 from daemon.domain import Action, Event, Intent, SignalStatus, utcnow
+from daemon.entry_hooks import EntryShapes
 from daemon.events import EventBus
 from daemon.execution import Executor, Outcome
 from daemon.fanout import FanoutAcceptance
@@ -60,6 +61,7 @@ class Engine:
         shared: bool = False,
         fence: Callable[[str], None] = no_fence,
         fenced: Fenced | None = None,
+        shapes: EntryShapes | None = None,
     ) -> None:
         self.store = store
         self.shared = shared
@@ -74,7 +76,8 @@ class Engine:
         self.groups = {name: [a for a in members if a in self.brokers] for name, members in (groups or {}).items()}
         self._executor = Executor(store=store, brokers=self.brokers, risk=risk, events=events, metrics=metrics,
                                   clock=clock, paused=self.paused, locked=self.locked,
-                                  exclusive=lambda account: self._workers.exclusive(account), fence=fence)
+                                  exclusive=lambda account: self._workers.exclusive(account), fence=fence,
+                                  shapes=shapes)
         self._workers = AccountWorkers(self.brokers, self._executor.run, metrics=metrics,
                                        stall_seconds=stall_seconds, fenced=fenced)
 
@@ -100,6 +103,8 @@ class Engine:
         if recovered:
             log.info("re-queued %d signals accepted before the last stop", len(recovered))
         self._workers.start(recovered, chosen)
+        for account in chosen:  # exits to follow of entries that filled while the daemon was away
+            self._executor.follow.soon(account)
 
     def adopt(self, account: str) -> int:
         """Start executing an account this process now owns: its controls as stored, then its unfinished
@@ -107,6 +112,8 @@ class Engine:
         self.reload_controls(account)
         recovered = self._feed.intents([sid for _, sid in self._feed.unfinished_ids([account])])
         self._workers.start_account(account, recovered)
+        self._executor.follow.reload()  # the account's last owner may have left plans to follow
+        self._executor.follow.soon(account)
         if recovered:
             log.info("%s: resuming %d unfinished signals", account, len(recovered))
         return len(recovered)
@@ -140,6 +147,7 @@ class Engine:
         """Finish what is queued within `grace` seconds; what is left stays durable for the next start."""
         await self._workers.stop(grace)
         await self._executor.exits.close()
+        await self._executor.follow.close()
 
     async def mark_exits(self) -> None:
         """Move the stops the daemon trails to their brokers' current prices (a periodic job)."""

@@ -29,16 +29,19 @@ from daemon.domain import (
     SignalStatus,
     client_order_id,
 )
+from daemon.entry_hooks import EntryShapes, needs_shapes
 from daemon.events import EventBus, fill_event
+from daemon.exit_follow import ExitFollower
 from daemon.exit_guard import ExitGuard
+from daemon.ladder import plan
 from daemon.managed_exits import trailing
 from daemon.managed_exits.runner import ManagedExits
 from daemon.metrics import Metrics
 from daemon.ownership.fence import NotOwner, no_fence
-from daemon.planner import EXIT_LEG, Instrument, after_exit_leg, cancel_order_of, plan
+from daemon.planner import EXIT_LEG, Instrument, PlanError, after_exit_leg, cancel_order_of
 from daemon.risk.context import OrderContext
 from daemon.risk.engine import AccountView, RiskEngine
-from daemon.shapes import QuantityType, Trail
+from daemon.shapes import QuantityType
 from daemon.store.repository import Store
 from daemon.store.retry import Backoff, describe, is_transient, until_written
 
@@ -72,8 +75,10 @@ class Executor:
         locked: Set[str],
         exclusive: Callable[[str], asyncio.Lock],
         fence: Callable[[str], None] = no_fence,
+        shapes: EntryShapes | None = None,
     ) -> None:
         self.fence = fence  # raises NotOwner unless this process can prove it owns the account right now
+        self.shapes = shapes  # ATR exits and time exits (none: such entries are refused by the planner)
         self.store = store
         self.brokers = brokers
         self.risk = risk
@@ -85,6 +90,8 @@ class Executor:
         self.managed = ManagedExits(store=store, brokers=brokers, events=events, exclusive=exclusive, fence=fence)
         self.exits = ExitGuard(store=store, brokers=brokers, events=events, exclusive=exclusive, fence=fence,
                                managed=self.managed.stop_ids)
+        self.follow = ExitFollower(store=store, brokers=brokers, events=events, exclusive=exclusive, fence=fence,
+                                   clock=clock)
         self._deferred: dict[str, list[BrokerReport]] = {}
         self._flushes: dict[str, asyncio.Task[None]] = {}  # reports written once the store is back
         self._check_exits: dict[str, set[str]] = {}  # per account: symbols whose position a signal shrank
@@ -123,6 +130,7 @@ class Executor:
         await until_written(lambda: self._flush_deferred(intent.account), "the broker's reports")
         for symbol in sorted(self._check_exits.pop(intent.account, ())):
             await self.exits.protect(intent.account, symbol)
+        await self.follow.check(intent.account)
 
     async def wait_for(self, signal_id: str, within: float) -> Outcome:
         """Wait until a queued signal is finished (used by control actions that report their result)."""
@@ -170,11 +178,16 @@ class Executor:
             needs_equity = intent.quantity_type in (QuantityType.PERCENT_OF_EQUITY, QuantityType.RISK_PERCENT)
             account = await broker.account_state() if needs_equity and intent.target_position is None else None
             held, instrument = quantities.get(intent.symbol, Decimal(0)), self._instrument(broker, intent.symbol)
+            try:
+                shaped = await self.shapes.measure(intent, instrument, now) if self.shapes is not None and \
+                    needs_shapes(intent) else intent
+            except PlanError as exc:
+                return self._finish(intent, SignalStatus.REJECTED, str(exc))
             if sent is None:
-                todo = plan(intent, position=held, account=account, instrument=instrument, market_price=market)
+                todo = plan(shaped, position=held, account=account, instrument=instrument, market_price=market)
             else:
-                todo = after_exit_leg(intent, sent, position=held, account=account, instrument=instrument,
-                                      market_price=market)
+                todo = after_exit_leg(shaped, sent, position=held, account=account, instrument=instrument,
+                                      market_price=market, plan=plan)
             todo = trailing.shape(todo, intent, instrument, market)
             if todo.refusal is not None:
                 return self._finish(intent, SignalStatus.REJECTED, todo.refusal)
@@ -190,6 +203,9 @@ class Executor:
                 await self._cancel_open(intent, broker)
             if any(r.reduce_only for r in todo.orders):
                 self._check_exits.setdefault(intent.account, set()).add(intent.symbol)
+            if self.shapes is not None and intent.time_exit is not None and not todo.orders[-1].reduce_only:
+                self.shapes.arm(intent, todo.orders[-1], now)  # durable before the entry leaves
+            self.follow.register(intent, todo.orders)  # before sending: a restart must find it
             for request in todo.orders:
                 if request.expires_at is not None and self.clock() > request.expires_at:
                     raise DeadlinePassed(f"order {request.client_order_id} not sent: the signal expired at "
@@ -197,8 +213,9 @@ class Executor:
                 outgoing, managed = trailing.for_broker(request, broker.native_trailing)
                 placed.append(await self._place(broker, outgoing))
                 self._order_placed(intent, placed[-1], now)
-                if managed and request.trail is not None:
-                    self._manage(intent, outgoing, request.trail, placed[-1], instrument, market)
+                rule = trailing.managed_rule(intent, outgoing, request.trail, placed[-1], instrument, market)
+                if managed and rule is not None:
+                    self.managed.add(rule)  # the daemon trails this stop: saved before the signal ends
         except UnknownSymbol as exc:
             return self._finish(intent, SignalStatus.FAILED, f"order rejected: unknown symbol {intent.symbol} "
                                 f"({exc.reason})", order=placed[-1] if placed else None)
@@ -254,13 +271,6 @@ class Executor:
             data={"signal_id": intent.signal_id, "order": order.model_dump(mode="json")},
         ))
 
-    def _manage(self, intent: Intent, sent: OrderRequest, trail: Trail, order: Order, instrument: Instrument,
-                market: Decimal | None) -> None:
-        """The daemon trails this stop (or the entry's bracket stop): a rule, saved before the signal ends."""
-        start = trailing.reference(intent, market)
-        if start is not None and (sent.stop_loss is not None or order.status.is_open):
-            self.managed.add(trailing.rule_for(sent, trail, order, instrument, start))
-
     # ---- placement -------------------------------------------------------------------------------
 
     @staticmethod
@@ -310,7 +320,8 @@ class Executor:
         if report.errors:
             summary += "; errors: " + "; ".join(report.errors)
         self.events.publish(Event(kind="flatten", account=intent.account, summary=summary,
-                                  data={"signal_id": intent.signal_id, "report": report.model_dump(mode="json")}))
+                                  data={"signal_id": intent.signal_id, "report": report.model_dump(mode="json"),
+                                        "requested": intent.comment}))
         status = SignalStatus.FAILED if report.errors else SignalStatus.EXECUTED
         return self._finish(intent, status, summary, result=report)
 
@@ -371,6 +382,8 @@ class Executor:
     def _record_report(self, account: str, report: BrokerReport) -> None:
         if report.order is not None:
             self.store.upsert_order(report.order)
+            if report.order.status is OrderStatus.FILLED:  # a take-profit level may move a stop
+                self.follow.soon(account)
             return
         fill = report.fill
         assert fill is not None
@@ -378,6 +391,7 @@ class Executor:
         if realized is not None:  # None: already recorded (a replayed report, or reconciliation got there first)
             self._fill_recorded(fill, realized)
             self.exits.soon(account, fill.symbol)
+            self.follow.soon(account)
 
     def _fill_recorded(self, fill: Fill, realized: Decimal) -> None:
         self.metrics.fills.labels(fill.account).inc()

@@ -18,7 +18,7 @@ instrument, and carries out the `Plan`. The rules that keep money safe live here
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
@@ -33,7 +33,7 @@ from daemon.domain import (
     Side,
     client_order_id,
 )
-from daemon.shapes import OffsetUnit, PriceOffset, QuantityType
+from daemon.shapes import AtrOffset, Ladder, OffsetUnit, PriceOffset, QuantityType
 
 HUNDRED = Decimal(100)
 EXIT_LEG = "exit"  # client order id leg of the exit half of a flip
@@ -76,9 +76,14 @@ def round_to_tick(price: Decimal, tick: Decimal) -> Decimal:
     return ((price / tick).quantize(Decimal(1), rounding=ROUND_HALF_UP) * tick).normalize()
 
 
-def offset_distance(offset: PriceOffset, entry: Decimal, quantity: Decimal, instrument: Instrument) -> Decimal:
-    """The price distance an offset means at this entry price and quantity."""
+def offset_distance(offset: PriceOffset, entry: Decimal, quantity: Decimal, instrument: Instrument,
+                    risk: Decimal | None = None) -> Decimal:
+    """The price distance an offset means at this entry price and quantity (`risk`: the stop's distance)."""
     value = offset.value
+    if offset.unit is OffsetUnit.R:
+        if risk is None or risk == ZERO:
+            raise PlanError("a take_profit in r (multiples of the risk) needs a stop_loss away from the entry")
+        return value * risk
     if offset.unit is OffsetUnit.TICKS:
         return value * instrument.tick_size
     if offset.unit is OffsetUnit.POINTS:
@@ -90,22 +95,32 @@ def offset_distance(offset: PriceOffset, entry: Decimal, quantity: Decimal, inst
     return value / (instrument.point_value * quantity)  # POSITION_DOLLARS
 
 
-def exit_price(level: Decimal | PriceOffset | None, *, side: Side, entry: Decimal | None, quantity: Decimal,
-               instrument: Instrument, profit: bool) -> Decimal | None:
+def exit_price(level: Decimal | PriceOffset | AtrOffset | None, *, side: Side, entry: Decimal | None,
+               quantity: Decimal, instrument: Instrument, profit: bool, risk: Decimal | None = None
+               ) -> Decimal | None:
     """An entry's take-profit (`profit`) or stop-loss as an absolute price; the entry is bought when
     `side` is buy, so its take-profit is above and its stop below the entry price."""
     if level is None or isinstance(level, Decimal):
         return level
+    level = _measured(level)
     if entry is None:
         raise PlanError(f"a relative {'take_profit' if profit else 'stop_loss'} needs an entry price: send "
                         "price (e.g. {{close}}) or a limit/stop price")
-    distance = offset_distance(level, entry, quantity, instrument)
+    if level.unit is OffsetUnit.R and not profit:
+        raise PlanError("a stop_loss cannot be in r: r is measured by the stop")
+    distance = offset_distance(level, entry, quantity, instrument, risk)
     direction = side.sign if profit else -side.sign
     price = round_to_tick(entry + direction * distance, instrument.tick_size)
     if price <= ZERO:
         raise PlanError(f"{level.value.normalize():f} {level.unit.value} from {_fmt(entry)} gives the price "
                         f"{_fmt(price)}, which is not above zero")
     return price
+
+
+def _measured(level: PriceOffset | AtrOffset) -> PriceOffset:
+    if isinstance(level, AtrOffset):  # the executor measures ATR exits in points before planning
+        raise PlanError("an ATR exit was not measured: no bars were looked up for it")
+    return level
 
 
 # ---- sizing -----------------------------------------------------------------------------------------------
@@ -130,7 +145,8 @@ def stop_distance(intent: Intent, entry: Decimal, instrument: Instrument) -> Dec
                         "send stop_loss")
     if isinstance(stop, Decimal):
         return abs(entry - stop)
-    if stop.unit is OffsetUnit.POSITION_DOLLARS:
+    stop = _measured(stop)
+    if stop.unit in (OffsetUnit.POSITION_DOLLARS, OffsetUnit.R):
         raise PlanError("a stop_loss in position_dollars depends on the quantity; risk sizing needs another unit")
     return offset_distance(stop, entry, Decimal(1), instrument)
 
@@ -175,6 +191,8 @@ def plan(intent: Intent, *, position: Decimal, account: AccountState | None, ins
 def _plan(intent: Intent, current: Decimal, account: AccountState | None, instrument: Instrument,
           market_price: Decimal | None) -> Plan:
     entry = intent.limit_price or intent.stop_price or intent.price or market_price
+    if isinstance(intent.take_profit, Ladder):
+        raise PlanError("a take-profit ladder is planned level by level (daemon.ladder)")
     if intent.target_position is not None:
         if intent.quantity_type is not QuantityType.FIXED_QUANTITY:
             raise PlanError(f"quantity_type {intent.quantity_type.value} sizes a quantity, not a target_position")
@@ -183,8 +201,9 @@ def _plan(intent: Intent, current: Decimal, account: AccountState | None, instru
             return Plan(note=f"already at target position {_fmt(intent.target_position)}")
         side, quantity = (Side.BUY if delta > 0 else Side.SELL), abs(delta)
     elif intent.action is Action.EXIT:
-        if current == 0:
-            return Plan(note=f"no {intent.symbol} position to close")
+        if current == 0 or (intent.closes is not None and current * intent.closes.sign < 0):
+            held = "" if current == 0 else ("long " if intent.closes is Side.BUY else "short ")
+            return Plan(note=f"no {held}{intent.symbol} position to close")
         side = Side.SELL if current > 0 else Side.BUY
         if intent.percent_of_position is not None:
             quantity = whole_units(abs(current) * intent.percent_of_position / HUNDRED, Decimal(1),
@@ -192,10 +211,14 @@ def _plan(intent: Intent, current: Decimal, account: AccountState | None, instru
                                    instrument.quantity_step)
         else:
             quantity = min(intent.quantity, abs(current)) if intent.quantity else abs(current)
-        full = quantity == abs(current) and intent.quantity is None and intent.percent_of_position is None
+        full = quantity == abs(current) and (intent.quantity is None or intent.closes is not None) \
+            and intent.percent_of_position is None
         return Plan(orders=[_request(intent, side, quantity, reduce_only=True)], cancel_first=full)
     else:
-        side = Side.BUY if intent.action is Action.BUY else Side.SELL
+        if intent.action is Action.ADD and current == 0:
+            return Plan(note=f"no {intent.symbol} position to add to")
+        buy = intent.action is Action.BUY or (intent.action is Action.ADD and current > 0)
+        side = Side.BUY if buy else Side.SELL
         quantity = entry_quantity(intent, entry=entry, account=account, instrument=instrument)
     # The part of the order that closes an opposite position, and the part that opens a new one.
     closing = min(quantity, abs(current)) if current * side.sign < 0 else ZERO
@@ -203,10 +226,11 @@ def _plan(intent: Intent, current: Decimal, account: AccountState | None, instru
     has_exits = intent.take_profit is not None or intent.stop_loss is not None
     if opening == ZERO:  # reduces only: a bracket here could open the opposite position when it fills
         return Plan(orders=[_request(intent, side, quantity, reduce_only=True)])
-    take_profit = exit_price(intent.take_profit, side=side, entry=entry, quantity=opening, instrument=instrument,
-                             profit=True)
     stop_loss = exit_price(intent.stop_loss, side=side, entry=entry, quantity=opening, instrument=instrument,
                            profit=False)
+    risk = None if stop_loss is None or entry is None else abs(entry - stop_loss)
+    take_profit = exit_price(intent.take_profit, side=side, entry=entry, quantity=opening, instrument=instrument,
+                             profit=True, risk=risk)
     if closing == ZERO or not has_exits:
         return Plan(orders=[_request(intent, side, quantity, take_profit=take_profit, stop_loss=stop_loss)])
     exit_leg = _request(intent, side, closing, reduce_only=True, leg=EXIT_LEG, order_type=OrderType.MARKET)
@@ -228,8 +252,11 @@ def _request(intent: Intent, side: Side, quantity: Decimal, *, reduce_only: bool
     )
 
 
+Planner = Callable[..., Plan]  # `plan`, or another with its keywords (daemon.ladder.plan)
+
+
 def after_exit_leg(intent: Intent, exit_order: Order, *, position: Decimal, account: AccountState | None,
-                   instrument: Instrument, market_price: Decimal | None = None) -> Plan:
+                   instrument: Instrument, market_price: Decimal | None = None, plan: Planner = plan) -> Plan:
     """After a restart: the exit half of a flip was sent already, so only its entry is left to plan."""
     if intent.target_position is not None:
         return plan(intent, position=position, account=account, instrument=instrument, market_price=market_price)

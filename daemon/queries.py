@@ -60,9 +60,28 @@ class AccountView(_Answer):
     stale: bool = False
 
 
+class TimeExitCountdown(_Answer):
+    """An armed time exit of a position: what closes when, and the seconds left (0 when due)."""
+
+    entry_signal_id: str
+    spec: str  # "after 45m", "after 3 bars of 5m", "at 15:55"
+    quantity: Decimal
+    due_at: AwareDatetime
+    seconds_left: int
+
+    @property
+    def left(self) -> str:
+        """The countdown as the page's script writes it: 1h05m00s, 4m09s; "due" at zero."""
+        if self.seconds_left <= 0:
+            return "due"
+        hours, rest = divmod(self.seconds_left, 3600)
+        return (f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m") + f"{rest % 60:02d}s"
+
+
 class PositionView(_Answer):
     position: Position
     stale: bool  # from the store's ledger because the broker could not answer
+    time_exits: list[TimeExitCountdown] = []
 
 
 class AccountPnl(_Answer):
@@ -159,8 +178,17 @@ class Reader:
                 stale = False
             except BrokerError:
                 positions, stale = self.store.positions(name), True
-            views += [PositionView(position=p, stale=stale) for p in positions if p.quantity != 0]
+            views += [PositionView(position=p, stale=stale, time_exits=self.countdowns(p))
+                      for p in positions if p.quantity != 0]
         return views
+
+    def countdowns(self, position: Position) -> list[TimeExitCountdown]:
+        """The armed time exits of the entries on this position's side, soonest first."""
+        now = self.clock()
+        return [TimeExitCountdown(entry_signal_id=t.entry_signal_id, spec=t.spec, quantity=t.quantity,
+                                  due_at=t.due_at, seconds_left=max(0, int((t.due_at - now).total_seconds())))
+                for t in self.store.time_exits(position.account)
+                if t.symbol == position.symbol and t.side.sign * position.quantity > 0]
 
     async def open_orders(self, account: str | None = None) -> list[Order]:
         """Working orders, live from the broker; from the store when the broker cannot answer."""

@@ -9,27 +9,41 @@ as interaction responses; confirmation buttons are `ConfirmButton` dynamic items
 question message is edited into the result. `send_alert` posts to a configured channel (`silent`
 suppresses the notification). `DiscordWebhookAlerts` is the push-only mode: a channel webhook URL, no bot
 token. discord.py handles Discord's rate limits (it waits out 429s). No business logic lives here.
+
+`api_base` sends this client's REST calls (and its interaction answers and webhook posts) to another
+Discord-compatible server, e.g. a test stand-in, without touching discord.py's process-wide defaults; the
+gateway is then the one that server's `GET /gateway/bot` names, unless `gateway_url` is given. `claim(id)`
+(optional) is asked before an interaction is handled and False means "handled before": nothing is done.
+`probe()` asks Discord (`GET /gateway/bot`) whether it answers, for the outbox after an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import io
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import aiohttp
 import discord
+import yarl
 from discord import app_commands
+from discord.webhook.async_ import async_context
 
-from daemon.domain import COMMANDS, ChatHandler, ChatIdentity, ChatReply, ChatRequest, Period
+from daemon.command_table import COMMANDS
+from daemon.domain import ChatHandler, ChatIdentity, ChatReply, ChatRequest, Period
+from notifiers.discord_base import DEFAULT_API_BASE, RebasedHTTPClient, RebasedWebhookAdapter, rebase
 
 log = logging.getLogger(__name__)
 FENCE = "```"
 LIMIT = 2000
 CUSTOM_ID = r"td:(?P<decision>ok|no):(?P<key>[A-Za-z0-9_-]{4,64})"
+PROBE_SECONDS = 5.0
+Claim = Callable[[str], Awaitable[bool]]
 
 
 def _escaped(text: str) -> str:
@@ -135,14 +149,25 @@ class DiscordTransport:
         handler_timeout: float = 30.0,
         connect_timeout: float = 60.0,
         guild_ready_timeout: float = 2.0,
+        api_base: str = DEFAULT_API_BASE,
+        gateway_url: str | None = None,
+        claim: Claim | None = None,
     ) -> None:
         self.token = token
         self.chat = chat
+        self.claim = claim
+        self.api_base = api_base.rstrip("/")
+        self.gateway_url = gateway_url
         self.alert_channel_id = alert_channel_id
         self.command_guild = discord.Object(command_guild_id) if command_guild_id else None
         self.handler_timeout = handler_timeout
         self.connect_timeout = connect_timeout
         self.client = _Client(self, intents=discord.Intents(guilds=True), guild_ready_timeout=guild_ready_timeout)
+        rebase(self.client, self.api_base, gateway_url)
+        # Interaction answers use the webhook adapter in the context: the gateway task (and the handlers it
+        # starts) run in a context holding one that knows `api_base`.
+        self._context = contextvars.copy_context()
+        self._context.run(async_context.set, RebasedWebhookAdapter(self.api_base))
         self.tree = app_commands.CommandTree(self.client)
         self._runner: asyncio.Task[None] | None = None
         if chat is not None:
@@ -154,7 +179,11 @@ class DiscordTransport:
     async def start(self) -> None:
         """Log in (REST), sync slash commands, connect the gateway and wait (bounded) until READY."""
         await self.client.login(self.token)
-        self._runner = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
+        http: RebasedHTTPClient = self.client.http  # type: ignore[assignment]
+        if self.gateway_url is None and self.api_base != DEFAULT_API_BASE:  # ask that server where its gateway is
+            http.gateway = yarl.URL((await http.get_bot_gateway())[1])
+        self._runner = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway",
+                                           context=self._context)
         ready = asyncio.create_task(self.client.wait_until_ready())
         done, _ = await asyncio.wait(
             {ready, self._runner}, timeout=self.connect_timeout, return_when=asyncio.FIRST_COMPLETED
@@ -170,6 +199,18 @@ class DiscordTransport:
         if self._runner is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._runner, 10)
+
+    async def probe(self) -> bool:
+        """Whether Discord answers (`GET /gateway/bot`, bounded)."""
+        try:
+            await asyncio.wait_for(self.client.http.get_bot_gateway(), PROBE_SECONDS)
+        except Exception:
+            return False
+        return True
+
+    async def _first(self, interaction: discord.Interaction) -> bool:
+        """False for an interaction handled before (a redelivery): it is then left alone."""
+        return self.claim is None or await self.claim(str(interaction.id))
 
     async def sync_commands(self) -> None:
         if self.chat is None:
@@ -202,7 +243,7 @@ class DiscordTransport:
     # ------------------------------------------------------------------ interactions -> core
 
     async def run_command(self, interaction: discord.Interaction, name: str, args: list[str]) -> None:
-        if self.chat is None:
+        if self.chat is None or not await self._first(interaction):
             return
         request = ChatRequest(**identity(interaction), command=name, args=args, text=" ".join([f"/{name}", *args]))
         reply = await self._bounded(self.chat.handle(request))
@@ -218,7 +259,7 @@ class DiscordTransport:
         )
 
     async def on_button(self, interaction: discord.Interaction, token: str) -> None:
-        if self.chat is None:
+        if self.chat is None or not await self._first(interaction):
             return
         await interaction.response.defer()  # acknowledge at once; a flatten may take longer than 3 s
         reply = await self._bounded(self.chat.confirm(token, ChatIdentity(**identity(interaction))))
@@ -279,7 +320,29 @@ def build_commands(transport: DiscordTransport) -> list[app_commands.Command[Any
     async def strategy(interaction: discord.Interaction, action: Literal["pause", "resume"], name: str) -> None:
         await transport.run_command(interaction, "strategy", [action, name])
 
-    callbacks: dict[str, Any] = {"pnl": pnl, "chart": chart, "trades": trades, "strategy": strategy}
+    @app_commands.describe(symbol="the position's symbol", atr="the stop's distance in ATRs (14 bars of 5m)",
+                           account="the account (default: the one holding the symbol)")
+    async def stop(interaction: discord.Interaction, symbol: str, atr: str, account: str | None = None) -> None:
+        await transport.run_command(interaction, "stop", [symbol, "atr", atr, *([account] if account else [])])
+
+    @app_commands.describe(symbol="the position's symbol", after="30m, 2h, 3 bars of 5m, or at 15:55",
+                           account="the account (default: the one holding the symbol)")
+    async def exit_after(interaction: discord.Interaction, symbol: str, after: str, account: str | None = None
+                         ) -> None:
+        await transport.run_command(interaction, "exit_after", [symbol, *after.split(), *([account] if account
+                                                                                           else [])])
+
+    @app_commands.describe(n="how many days back, today included (default 7)")
+    async def daily(interaction: discord.Interaction, n: app_commands.Range[int, 1, 31] | None = None) -> None:
+        await transport.run_command(interaction, "daily", [str(n)] if n is not None else [])
+
+    @app_commands.describe(symbol="the position's symbol, as /positions shows it",
+                           account="the account holding it (needed when several do)")
+    async def close(interaction: discord.Interaction, symbol: str, account: str | None = None) -> None:
+        await transport.run_command(interaction, "close", [symbol, account] if account else [symbol])
+
+    callbacks: dict[str, Any] = {"pnl": pnl, "chart": chart, "trades": trades, "strategy": strategy, "stop": stop,
+                                 "exit_after": exit_after, "daily": daily, "close": close}
     for name in ("status", "accounts", "health", "strategies", "whoami", "help"):
         callbacks[name] = plain(name)
     for name in ("positions", "orders", "risk"):
@@ -295,18 +358,36 @@ def build_commands(transport: DiscordTransport) -> list[app_commands.Command[Any
 class DiscordWebhookAlerts:
     """Push-only alerts through a channel webhook URL: no bot token, no commands."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, url: str, session: aiohttp.ClientSession | None = None, *,
+                 api_base: str = DEFAULT_API_BASE) -> None:
         self._own_session = session is None
         self.session = session or aiohttp.ClientSession()
         self.webhook = discord.Webhook.from_url(url, session=self.session)
+        self.adapter = RebasedWebhookAdapter(api_base.rstrip("/"))
+
+    async def _call(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        token = async_context.set(self.adapter)
+        try:
+            return await call()
+        finally:
+            async_context.reset(token)
 
     async def send_alert(self, text: str, silent: bool = False) -> int:
-        message = await self.webhook.send(render(text), silent=silent, wait=True)
-        return message.id
+        message = await self._call(lambda: self.webhook.send(render(text), silent=silent, wait=True))
+        return int(message.id)
 
     async def send_photo(self, image: bytes, text: str, silent: bool = False) -> int:
-        message = await self.webhook.send(render(text), file=png_file(image), silent=silent, wait=True)
-        return message.id
+        message = await self._call(
+            lambda: self.webhook.send(render(text), file=png_file(image), silent=silent, wait=True))
+        return int(message.id)
+
+    async def probe(self) -> bool:
+        """Whether the webhook answers (a GET reads it and posts nothing)."""
+        try:
+            await asyncio.wait_for(self._call(self.webhook.fetch), PROBE_SECONDS)
+        except Exception:
+            return False
+        return True
 
     async def close(self) -> None:
         if self._own_session:

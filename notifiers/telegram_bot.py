@@ -7,6 +7,13 @@ self-hosted Bot API server or a test stand-in), long-polls `getUpdates`, sends e
 (`disable_notification` when silent) and honours a 429's `retry_after`. Telegram answers getUpdates with 409
 Conflict when a second process polls the same token: this transport then stops polling, logs it and calls
 `on_conflict` instead of fighting over updates (alerts still go out). No business logic lives here.
+
+Menus: given `menus` (user id -> role), each user's private chat, and each of `group_chats` for that member,
+gets the commands of their role, and everyone else only /whoami; Telegram answers "chat not found" for a
+user who never wrote to the bot, so such a menu is set again at their first command. `claim(id)` (optional)
+is asked with "<bot id>:<update id>" before an update is handled; False means it was handled before (Telegram
+sent it again, e.g. after a restart whose last confirmation did not reach it) and it is skipped. `probe()`
+asks getMe whether Telegram answers, for the outbox after an outage.
 """
 
 from __future__ import annotations
@@ -15,16 +22,26 @@ import asyncio
 import html
 import logging
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
-from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import (
+    BotCommand,
+    BotCommandScope,
+    BotCommandScopeChat,
+    BotCommandScopeChatMember,
+    BotCommandScopeDefault,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, Forbidden, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from daemon.domain import COMMANDS, ChatHandler, ChatIdentity, ChatReply, ChatRequest
+from daemon.command_table import COMMANDS, commands_for
+from daemon.domain import ChatHandler, ChatIdentity, ChatReply, ChatRequest, ChatRole
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,6 +49,8 @@ DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 FENCE = "```"
 MAX_CHARS = 4096  # Telegram's limit on a message's text (after HTML markup)
 MAX_CAPTION = 1024  # and on a photo's caption
+PROBE_SECONDS = 5.0
+Claim = Callable[[str], Awaitable[bool]]
 
 
 def to_html(text: str) -> str:
@@ -88,8 +107,14 @@ class TelegramTransport:
         max_retry_after: float = 60.0,
         max_attempts: int = 3,
         on_conflict: Callable[[str], None] | None = None,
+        menus: Mapping[str, ChatRole] | None = None,
+        group_chats: Sequence[str] = (),
+        claim: Claim | None = None,
     ) -> None:
         self.chat = chat
+        self.menus, self.claim = menus, claim
+        self.group_chats = list(dict.fromkeys(c for c in group_chats if c.startswith("-")))
+        self._menus_unset: set[str] = set()  # users whose private-chat menu Telegram refused (never wrote yet)
         self.poll_timeout = poll_timeout
         self.handler_timeout = handler_timeout
         self.max_retry_after = max_retry_after
@@ -132,8 +157,46 @@ class TelegramTransport:
         await self.app.shutdown()
 
     async def set_commands(self) -> None:
-        commands = [BotCommand(spec.name, spec.summary) for spec in COMMANDS]
-        await self._retrying(lambda: self.app.bot.set_my_commands(commands))
+        """One menu for everyone without `menus`; else per user and role, and /whoami for everyone else."""
+        if self.menus is None:
+            commands = [BotCommand(spec.name, spec.summary) for spec in COMMANDS]
+            await self._retrying(lambda: self.app.bot.set_my_commands(commands))
+            return
+        for user in self.menus:
+            await self._set_user_menu(user)
+        await self._set_menu(BotCommandScopeDefault(), None)
+
+    async def _set_user_menu(self, user: str) -> None:
+        assert self.menus is not None
+        role = self.menus[user]
+        if not await self._set_menu(BotCommandScopeChat(int(user)), role):
+            self._menus_unset.add(user)
+        else:
+            self._menus_unset.discard(user)
+        if not user.startswith("-"):
+            for chat in self.group_chats:
+                await self._set_menu(BotCommandScopeChatMember(int(chat), int(user)), role)
+
+    async def _set_menu(self, scope: BotCommandScope, role: ChatRole | None) -> bool:
+        commands = [BotCommand(spec.name, spec.summary) for spec in commands_for(role)]
+        try:
+            await self._retrying(lambda: self.app.bot.set_my_commands(commands, scope=scope))
+        except TelegramError as exc:  # "chat not found": the user never wrote to the bot, or it is not in the group
+            log.info("Telegram menu for %s not set yet: %s", scope.type, exc)
+            return False
+        return True
+
+    async def probe(self) -> bool:
+        """Whether Telegram answers (getMe, bounded)."""
+        try:
+            await asyncio.wait_for(self.app.bot.get_me(), PROBE_SECONDS)
+        except Exception:
+            return False
+        return True
+
+    async def _first(self, update: Update) -> bool:
+        """False for an update handled before (a redelivery): it is then skipped."""
+        return self.claim is None or await self.claim(f"{self.app.bot.id}:{update.update_id}")
 
     # ------------------------------------------------------------------ alerts
 
@@ -206,6 +269,10 @@ class TelegramTransport:
         message, user, chat = update.effective_message, update.effective_user, update.effective_chat
         if self.chat is None or message is None or user is None or chat is None or not message.text:
             return
+        if not await self._first(update):
+            return
+        if str(user.id) in self._menus_unset and chat.id == user.id:  # their chat exists now
+            await self._set_user_menu(str(user.id))
         request = ChatRequest.from_text(
             "telegram", user.id, chat.id, message.text, user_name=user.username or user.full_name
         )
@@ -229,7 +296,7 @@ class TelegramTransport:
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
-        if self.chat is None or query is None or query.message is None:
+        if self.chat is None or query is None or query.message is None or not await self._first(update):
             return
         chat_id = query.message.chat.id
         who = ChatIdentity(

@@ -17,15 +17,16 @@ PACKAGES = ("config", "daemon", "brokers", "notifiers", "strategies")
 # Lowest first. A module may import modules on its own floor or below, never above.
 FLOORS: list[tuple[str, ...]] = [
     ("config", "daemon.domain", "daemon.money", "daemon.shapes", "daemon.supervision", "daemon.charts",
-     "daemon.identity"),
+     "daemon.identity", "daemon.atr", "daemon.command_table"),
     ("brokers", "notifiers", "strategies"),
     ("daemon.store", "daemon.risk", "daemon.calendar", "daemon.events", "daemon.metrics", "daemon.scheduler",
      "daemon.ownership"),
-    ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.planner", "daemon.exit_guard", "daemon.reconcile",
-     "daemon.queries", "daemon.history", "daemon.fanout", "daemon.fanout_report", "daemon.handover", "daemon.cluster",
-     "daemon.links", "daemon.managed_exits"),
+    ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.planner", "daemon.ladder", "daemon.exit_guard",
+     "daemon.exit_follow", "daemon.reconcile", "daemon.queries", "daemon.history", "daemon.intake", "daemon.fanout",
+     "daemon.fanout_report", "daemon.copier", "daemon.handover", "daemon.cluster", "daemon.links",
+     "daemon.managed_exits", "daemon.entry_hooks"),
     ("daemon.web", "daemon.chat", "daemon.strategy"),
-    ("daemon.app", "daemon.site"),
+    ("daemon.app", "daemon.site", "daemon.offline"),
     ("daemon.cli",),
 ]
 # Plugins are added without touching the engine: they see the ground floor and their own package only.

@@ -13,7 +13,6 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import discord
 import pytest
 
 from daemon.app import Daemon
@@ -38,9 +37,8 @@ async def tg() -> AsyncIterator[TelegramStandin]:
 
 
 @pytest.fixture
-async def dc(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DiscordStandin]:
+async def dc() -> AsyncIterator[DiscordStandin]:
     standin = await DiscordStandin().start()
-    monkeypatch.setattr(discord.http.Route, "BASE", standin.api_base)
     yield standin
     await standin.stop()
 
@@ -54,7 +52,7 @@ def chat_settings(tg: TelegramStandin, dc: DiscordStandin | None = None) -> dict
                                                               "multipliers": {"ES": "50"}}}},
     }
     if dc is not None:
-        settings["discord"] = {"webhook_url": dc.webhook_url}
+        settings["discord"] = {"webhook_url": dc.webhook_url, "api_base": dc.api_base}
     return settings
 
 

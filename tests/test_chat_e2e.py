@@ -20,10 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import discord
 import pytest
-import yarl
-from discord.gateway import DiscordWebSocket
 
 from config.settings import Settings
 from daemon.app import Daemon
@@ -97,7 +94,7 @@ def flat(text: str) -> str:
 
 async def test_every_command_over_telegram(tg: TelegramStandin, start_daemon: DaemonFactory) -> None:
     daemon = await start_with_telegram(start_daemon, tg, accounts={"paper": {"risk": {"max_position": "50"}}})
-    assert {c["command"] for c in tg.commands} >= {"status", "pnl", "flatten", "cancel", "risk", "whoami"}
+    assert set(tg.menu(OPERATOR)) >= {"status", "pnl", "flatten", "cancel", "risk", "whoami"}
     await post(daemon, id="e1", quantity="10", price="100")
     await post(daemon, id="e2", action="sell", quantity="4", price="110")
     await post(daemon, id="e3", quantity="5", price="100", order_type="limit", limit_price="50")
@@ -269,17 +266,15 @@ async def test_restart_delivers_undelivered_alerts_once_in_order(
 
 
 @pytest.fixture
-async def dc(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DiscordStandin]:
+async def dc() -> AsyncIterator[DiscordStandin]:
     standin = await DiscordStandin().start()
-    monkeypatch.setattr(discord.http.Route, "BASE", standin.api_base)
-    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(standin.gateway_url))
     yield standin
     await standin.stop()
 
 
 def dc_settings(api: DiscordStandin) -> dict[str, Any]:
     return {"token": api.token, "users": {"9001": "operator", "9002": "viewer"}, "chats": [GUILD_ID],
-            "alert_channel_id": CHANNEL_ID}
+            "alert_channel_id": CHANNEL_ID, "api_base": api.api_base}
 
 
 async def test_discord_commands_buttons_and_alerts(dc: DiscordStandin, start_daemon: DaemonFactory) -> None:
@@ -304,7 +299,8 @@ async def test_discord_commands_buttons_and_alerts(dc: DiscordStandin, start_dae
 
 
 async def test_discord_push_only_webhook(dc: DiscordStandin, start_daemon: DaemonFactory) -> None:
-    daemon = await start_daemon(discord={"webhook_url": dc.webhook_url}, alerts={"drain_seconds": 1})
+    daemon = await start_daemon(discord={"webhook_url": dc.webhook_url, "api_base": dc.api_base},
+                                alerts={"drain_seconds": 1})
     await post(daemon, id="w1", quantity="1", price="100")
     await dc.wait_for(lambda: any("buy 1 AAPL" in m["content"] for m in dc.webhook_messages), within=10)
     assert not dc.identifies and dc.unauthorized == 0
@@ -407,7 +403,7 @@ async def test_strategies_over_telegram(tg: TelegramStandin, make_settings: Any,
     settings = make_settings(**tg_settings(tg), strategies=strategies_config(tmp_path / "flaky.py"))
     async with running(settings, clock) as daemon:
         await tg.wait_for(lambda: tg.commands, within=10)
-        menu = {c["command"]: c["description"] for c in tg.commands}
+        menu = {c["command"]: c["description"] for c in tg.menus[f"chat:{OPERATOR}"]}
         assert menu["strategies"].startswith("scheduled strategies") and "strategy" in menu
         assert await held(daemon) == 1  # the SMA cross up traded through the engine at start
 

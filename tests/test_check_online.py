@@ -7,7 +7,6 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import discord
 import pytest
 
 from daemon.cli.main import main
@@ -81,12 +80,11 @@ async def test_online_check_passes_with_good_credentials(tmp_path: Path, project
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     dc = await DiscordStandin().start()
-    monkeypatch.setattr(discord.http.Route, "BASE", dc.api_base)
     try:
         config = tmp_path / "traderd.toml"
         base = (f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n' + projectx_account("good", projectx, "px-api-key")
                 + f'[telegram]\ntoken = "{telegram.token}"\nbase_url = "{telegram.base_url}"\n')
-        config.write_text(base + f'[discord]\ntoken = "{dc.token}"\n')
+        config.write_text(base + f'[discord]\ntoken = "{dc.token}"\napi_base = "{dc.api_base}"\n')
         code = await asyncio.to_thread(main, ["check", "--online", "--config", str(config)])
         passed = capsys.readouterr().out
         assert code == 0, passed
@@ -94,7 +92,7 @@ async def test_online_check_passes_with_good_credentials(tmp_path: Path, project
         assert "ok    discord: bot traderd" in passed and "4 of 4 online checks passed" in passed
         assert "getMe" in [method for method, _ in telegram.calls]
 
-        config.write_text(base + '[discord]\ntoken = "not-the-bot-token"\n')
+        config.write_text(base + f'[discord]\ntoken = "not-the-bot-token"\napi_base = "{dc.api_base}"\n')
         code = await asyncio.to_thread(main, ["check", "--online", "--config", str(config)])
         refused = capsys.readouterr().out
         assert code == 1

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # 100 daemon starts and kills
 
 ROOT = Path(__file__).resolve().parent.parent
 CYCLES = int(os.environ.get("TRADERD_CRASH_CYCLES", "100"))

@@ -10,10 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
-import discord
 import pytest
-import yarl
-from discord.gateway import DiscordWebSocket
 
 from daemon.chat.commands import ChatAuth, ChatOps, TransportAuth
 from notifiers.discord_bot import DiscordTransport, DiscordWebhookAlerts, render
@@ -25,10 +22,8 @@ AUTH = ChatAuth(discord=TransportAuth(users={OPERATOR: "operator", VIEWER: "view
 
 
 @pytest.fixture
-async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DiscordStandin]:
+async def api() -> AsyncIterator[DiscordStandin]:
     standin = await DiscordStandin().start()
-    monkeypatch.setattr(discord.http.Route, "BASE", standin.api_base)
-    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(standin.gateway_url))
     yield standin
     await standin.stop()
 
@@ -46,6 +41,7 @@ async def bot(api: DiscordStandin, backend: FakeBackend) -> AsyncIterator[Discor
         alert_channel_id=int(CHANNEL_ID),
         guild_ready_timeout=0.05,
         connect_timeout=10,
+        api_base=api.api_base,
     )
     await asyncio.wait_for(transport.start(), 15)
     yield transport
@@ -104,7 +100,7 @@ async def test_button_confirm_flow(api: DiscordStandin, bot: DiscordTransport, b
 async def test_button_after_expiry(api: DiscordStandin, backend: FakeBackend) -> None:
     clock = [datetime(2025, 3, 3, 15, 0, tzinfo=UTC)]
     ops = ChatOps(backend, AUTH, clock=lambda: clock[0])
-    transport = DiscordTransport(api.token, ops, guild_ready_timeout=0.05, connect_timeout=10)
+    transport = DiscordTransport(api.token, ops, guild_ready_timeout=0.05, connect_timeout=10, api_base=api.api_base)
     await asyncio.wait_for(transport.start(), 15)
     try:
         asked = await api.slash("cancel", {"account": "topstep1"})
@@ -154,7 +150,7 @@ async def test_resume_after_dropped_connection(api: DiscordStandin, bot: Discord
 
 async def test_webhook_push_only(api: DiscordStandin) -> None:
     async with aiohttp.ClientSession() as session:
-        alerts = DiscordWebhookAlerts(api.webhook_url, session=session)
+        alerts = DiscordWebhookAlerts(api.webhook_url, session=session, api_base=api.api_base)
         message_id = await asyncio.wait_for(alerts.send_alert("Daemon started", silent=False), 10)
         await asyncio.wait_for(alerts.send_alert("quiet one", silent=True), 10)
     assert message_id > 0 and [m["content"] for m in api.webhook_messages] == ["Daemon started", "quiet one"]

@@ -240,3 +240,34 @@ async def test_order_status_of_children_is_the_brokers(start_daemon: DaemonFacto
         record = await children_final(daemon, response.json()["signal_id"])
     assert [(c.account, c.orders[0].status, c.orders[0].quantity) for c in record.children] == [
         ("a", OrderStatus.NEW, 1), ("b", OrderStatus.NEW, 2)]
+
+
+async def test_orders_fills_and_signals_by_group(start_daemon: DaemonFactory) -> None:
+    daemon = await start_daemon(accounts={"a": PAPER, "b": PAPER, "solo": PAPER},
+                                groups={"g": {"accounts": {"a": 1, "b": 2}}})
+    async with client_for(daemon) as client:
+        fanned = await client.post(URL, json=alert(id="grp-1", account="g", quantity="2", price="100"))
+        assert fanned.status_code == 202, fanned.text
+        alone = await client.post(URL, json=alert(id="grp-2", account="solo", quantity="1", price="100"))
+        assert alone.status_code == 202, alone.text
+        await children_final(daemon, fanned.json()["signal_id"])
+        await wait_until(lambda: len(daemon.store.fills()) == 3, within=15)
+
+        orders = (await client.get("/api/orders", params={"account": "g"})).json()["orders"]
+        assert sorted((o["account"], Decimal(o["quantity"])) for o in orders) == [("a", 2), ("b", 4)]
+        fills = (await client.get("/api/fills", params={"account": "g"})).json()["fills"]
+        assert sorted(f["account"] for f in fills) == ["a", "b"]
+        page = (await client.get("/api/fills", params={"account": "g", "limit": 1})).json()
+        assert len(page["fills"]) == 1 and page["next"]  # paging keeps the group filter
+        rest = (await client.get(page["next"])).json()["fills"]
+        assert {f["account"] for f in page["fills"] + rest} == {"a", "b"} and len(rest) == 1
+        signals = (await client.get("/api/signals", params={"account": "g"})).json()["signals"]
+        assert sorted(s["account"] for s in signals) == ["@g", "a", "b"]  # the alert and its children
+        csv_rows = (await client.get("/api/fills.csv", params={"account": "g"})).text.strip().splitlines()
+        assert len(csv_rows) == 3  # header and the group's two fills
+        solo = (await client.get("/api/orders", params={"account": "solo"})).json()["orders"]
+        assert [o["account"] for o in solo] == ["solo"]
+        everything = (await client.get("/api/orders")).json()["orders"]
+        assert len(everything) == 3
+        unknown = await client.get("/api/orders", params={"account": "nope"})
+        assert unknown.status_code == 404

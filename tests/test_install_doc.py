@@ -27,7 +27,7 @@ import pytest
 from tests.test_cli_subprocess import clean_env, free_port, wait_for_url
 from tests.test_service_unit import parse_unit
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # it installs the package into a fresh venv
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "systemd" / "INSTALL.md"
 UNIT = REPO / "systemd" / "traderd.service"

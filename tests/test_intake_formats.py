@@ -101,7 +101,7 @@ def test_every_schema_valid_body_is_read_with_its_meaning_or_refused_clearly(bod
         assert intent.action is Action.EXIT
         assert intent.take_profit is None and intent.stop_loss is None
     else:
-        assert intent.action is (Action.BUY if action == "buy" else Action.SELL)
+        assert intent.action is {"buy": Action.BUY, "sell": Action.SELL, "add": Action.ADD}[action]
         assert intent.quantity == number(body.get("quantity", 1))
         assert intent.quantity_type is QuantityType(body.get("quantityType", "fixed_quantity"))
         tp = body.get("takeProfit") or {}

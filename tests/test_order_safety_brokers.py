@@ -207,8 +207,8 @@ async def test_exits_shrink_and_go_with_the_position(start_daemon, venue: Venue,
     assert await held(daemon) == 0
 
 
-async def wait_async(check: Any, within: float = 15.0) -> None:
+async def wait_async(check: Any, within: float = 15.0, every: float = 0.05) -> None:
     deadline = time.monotonic() + within
     while not await check():
         assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(every)

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from daemon.strategy.costs import FEE_TABLES, CostError, Costs, fee_table_for, load_fee_table
+from daemon.strategy.costs import (
+    FEE_SOURCES,
+    FEE_TABLES,
+    CostError,
+    Costs,
+    fee_table_for,
+    load_fee_table,
+    unverified_note,
+)
 from daemon.strategy.replay import load_bars, replay
 from strategies.base import load_strategy, parse_params
 
@@ -57,3 +65,16 @@ def test_fee_tables_by_name_file_and_preset(tmp_path: Path) -> None:
             load_fee_table(str(toml))
     with pytest.raises(CostError, match="not a shipped table"):
         load_fee_table("nobody")
+
+
+def test_every_shipped_table_says_where_it_comes_from(tmp_path: Path) -> None:
+    assert set(FEE_SOURCES) == set(FEE_TABLES)
+    for name, source in FEE_SOURCES.items():
+        assert source.basis and source.checked
+        note = unverified_note(name)
+        assert (note is None) == source.verified
+        if note is not None:
+            assert name in note and "--fees FILE" in note
+    own = tmp_path / "fees.toml"
+    own.write_text("ES = 1.29\n")
+    assert unverified_note(str(own)) is None and unverified_note(None) is None and unverified_note("none") is None

@@ -3,21 +3,15 @@ bar on a terminal), --walk-forward, --monte-carlo with a seed, costs, and bad in
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
-import os
-import pty
-import select
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.ptyrun import stderr_on_a_terminal
 from tests.research.series import daily_walk
 
 pytestmark = pytest.mark.slow
@@ -94,32 +88,13 @@ def test_single_replay_with_monte_carlo_preset_odds_and_histogram(tmp_path: Path
     assert png.read_bytes()[:8] == PNG
     assert out["trades"]
     assert all(t["commission"] == "1.48" for t in out["trades"])  # topstep's MES fee 0.37 x 2 contracts x 2 sides
+    assert "fee table topstep: example numbers, not confirmed" in done.stderr
 
 
 def test_progress_bar_on_a_terminal(data: Path) -> None:
-    primary, secondary = pty.openpty()
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 wide
-    proc = subprocess.Popen([*TRADERD, "replay", "--strategy", "sma_cross", "--data", str(data), "--optimize",
-                             "fast=5:20:5", "slow=30:40:10", "--jobs", "1"], cwd=ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=secondary)
-    os.close(secondary)
-    seen = b""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([primary], [], [], 1)
-        if ready:
-            try:
-                chunk = os.read(primary, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=60)
-    os.close(primary)
-    assert proc.returncode == 0
+    returncode, seen = stderr_on_a_terminal([*TRADERD, "replay", "--strategy", "sma_cross", "--data", str(data),
+                                             "--optimize", "fast=5:20:5", "slow=30:40:10", "--jobs", "1"], ROOT)
+    assert returncode == 0
     assert b"replays" in seen and b"8/8" in seen
 
 

@@ -19,6 +19,8 @@ entries with exits are refused. Modify is Binance's cancel-replace (elsewhere ed
 Fills and order changes are polled (`brokers.updates.Feed`) and, on Binance with `stream` on, also streamed
 by ccxt.pro (`brokers.ccxt.stream`; polling then slows by `stream_poll_factor`); each reaches the engine
 once (`ReportGate`, keyed by the exchange's trade id on both paths).
+Market data: `bars()` reads the exchange's candles (`fetch_ohlcv`, Binance `/api/v3/klines`) through
+`brokers.ccxt.history`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from brokers.base import BrokerBase, BrokerContext, BrokerUnavailable, OrderNotFound, OrderRejected
+from brokers.ccxt import history
 from brokers.ccxt import models as cm
+from brokers.ccxt.brackets import OrderLists
 from brokers.ccxt.calls import Caller
 from brokers.ccxt.exchange import STREAMED, make_exchange
 from brokers.ccxt.markets import Markets
@@ -46,8 +50,8 @@ from brokers.stream import Backoff
 from brokers.updates import Feed, ReportGate
 from config.brokers import CcxtSettings
 from daemon.domain import (
-    ZERO,
     AccountState,
+    Bar,
     Fill,
     FlattenReport,
     Order,
@@ -55,14 +59,13 @@ from daemon.domain import (
     OrderType,
     Position,
     Side,
-    TimeInForce,
     utcnow,
 )
 
 log = logging.getLogger(__name__)
 
 
-class CcxtBroker(BrokerBase, CcxtReporting):
+class CcxtBroker(OrderLists, BrokerBase, CcxtReporting):
     name = "ccxt"
     STREAM_GRACE = 120.0  # seconds the stream may be down (reconnecting) before healthy() says so
 
@@ -193,75 +196,6 @@ class CcxtBroker(BrokerBase, CcxtReporting):
 
         return await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)
 
-    async def _place_exits(self, request: OrderRequest, symbol: str, entry: Order) -> None:
-        """Protect a filled market entry; a failure is logged loudly (the position stands unprotected)."""
-        markets = self._markets()
-        base = markets.market(symbol)["base"]
-        fee = sum((Decimal(str(f.get("cost") or 0)) for f in self._fees.get(entry.broker_order_id, [])
-                   if f.get("currency") == base), ZERO) if request.side.value == "buy" else ZERO
-        quantity = markets.round_quantity(symbol, entry.filled_quantity - fee)
-        try:
-            if request.take_profit is not None and request.stop_loss is not None:
-                await self._place_oco(request, symbol, quantity, entry)
-                return
-            exit_request = request.model_copy(update={
-                "client_order_id": request.client_order_id + ("tp" if request.take_profit else "sl"),
-                "side": request.side.opposite(), "quantity": quantity, "take_profit": None, "stop_loss": None,
-                "order_type": OrderType.LIMIT if request.take_profit else OrderType.STOP,
-                "limit_price": request.take_profit, "stop_price": request.stop_loss, "time_in_force": TimeInForce.GTC})
-            leg = await self._place(cm.placement(exit_request, symbol, quantity, markets))
-            self._parents[leg.broker_order_id] = entry.broker_order_id
-        except Exception as exc:
-            log.error("%s %s: entry %s filled but its exits were not placed: %s", self.id, self.account,
-                      entry.broker_order_id, getattr(exc, "reason", exc))
-
-    def _listed(self, data: dict[str, Any], symbol: str, entry_id: str | None) -> list[Order]:
-        """The orders of a Binance order list answer; exits point to `entry_id` (the working order if None)."""
-        legs = [self.exchange.parse_order(r, self._markets().market(symbol)) for r in data["orderReports"]]
-        entry = entry_id or next(str(leg["id"]) for leg in legs if not cm.is_exit(leg.get("clientOrderId")))
-        for leg in legs:
-            parent = {"parent": entry} if str(leg["id"]) != entry else {}
-            self._parents.update({str(leg["id"]): entry} if parent else {})
-            self.journal.record(str(leg["clientOrderId"]), "placed", order_id=str(leg["id"]), **parent)
-        orders = [self._order(leg) for leg in legs]
-        for order in orders:
-            self.reports.remember(order)
-        return orders
-
-    async def _place_oco(self, request: OrderRequest, symbol: str, quantity: Decimal, entry: Order) -> None:
-        params = cm.oco_params(request, symbol, quantity, self._markets())
-        cid = str(params["aboveClientOrderId"])
-        for leg in (params["aboveClientOrderId"], params["belowClientOrderId"]):
-            self.journal.record(str(leg), "sending", symbol=symbol)
-
-        async def send() -> Order:
-            data = await self.calls.once(f"{self.id} oco {cid}", lambda: self.exchange.privatePostOrderListOco(params))
-            return self._listed(data, symbol, entry.broker_order_id)[0]
-
-        await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)
-
-    async def _place_otoco(self, request: OrderRequest, symbol: str, amount: Decimal) -> Order:
-        """A limit entry with both exits as one Binance OTOCO, its exits sized to what the entry leaves."""
-        markets, cid = self._markets(), request.client_order_id
-        if (existing := await sent_before(self.journal, self.id, cid, self.find_order)) is not None:
-            return existing
-        pending = amount if request.side is Side.SELL else markets.after_fee(symbol, amount)
-        markets.size(symbol, pending, request.stop_loss, market_order=False)  # the exits pass the filters too
-        params = cm.otoco_params(request, symbol, amount, pending, markets)
-        for leg in (cid, cid + "tp", cid + "sl"):  # fsynced before the send: a restart looks each up
-            self.journal.record(leg, "sending", symbol=symbol)
-
-        async def send() -> Order:
-            try:
-                data = await self.calls.once(f"{self.id} otoco {cid}",
-                                             lambda: self.exchange.privatePostOrderListOtoco(params))
-            except OrderRejected as exc:
-                self.journal.record(cid, "refused", reason=exc.reason)
-                raise
-            return next(o for o in self._listed(data, symbol, None) if o.parent_order_id is None)
-
-        return await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)
-
     async def find_order(self, client_order_id: str) -> Order | None:
         entry = self.journal.get(client_order_id)
         if entry is None or entry.get("symbol") not in (self.exchange.markets or {}):
@@ -370,6 +304,21 @@ class CcxtBroker(BrokerBase, CcxtReporting):
         """Cancel every working order (entries first: their exits go with them), then close every holding."""
         return await cancel_then_close(self)
 
+    # -- market data -------------------------------------------------------------------------------------
+
+    async def bars(self, symbol: str, timeframe_seconds: int, start: datetime, end: datetime) -> list[Bar]:
+        """Closed bars of `timeframe_seconds` starting in [start, end), oldest first, from `fetch_ohlcv`."""
+        if not self.exchange.has.get("fetchOHLCV"):
+            raise NotImplementedError(f"{self.id} serves no candles through ccxt")
+        market = self._markets().symbol(symbol)
+        interval, base = history.interval_for(self.exchange.timeframes or {}, timeframe_seconds,
+                                              self.exchange.parse_timeframe)
+
+        async def fetch(iv: str, since: int, limit: int) -> list[list[Any]]:
+            return await self.calls.safe(f"{self.id} candles {market} {iv}",
+                                         lambda: self.exchange.fetch_ohlcv(market, iv, since, limit))
+
+        return await history.fetch_bars(fetch, interval, base, symbol, timeframe_seconds, start, end, self.clock())
 
 
 def build(account: str, settings: CcxtSettings, context: BrokerContext) -> CcxtBroker:

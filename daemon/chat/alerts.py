@@ -112,7 +112,11 @@ def alert_for(event: Event) -> Alert | None:
     if kind == "flatten":
         report = event.data.get("report")
         if report:
-            body = r.flatten_report(FlattenReport.model_validate(report))
+            flattened = FlattenReport.model_validate(report)
+            body = r.flatten_report(flattened)
+            by = str(event.data.get("requested") or "").removeprefix("flatten ")  # "by Alice (telegram:111)"
+            if by.startswith("by "):
+                body = body.replace(f"{flattened.account}:", f"{flattened.account} {by}:", 1)
             text = "FLATTEN " + body
         else:
             text = f"FLATTEN{_where(event)}: {event.summary}"

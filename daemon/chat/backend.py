@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
+from daemon.calendar import futures_session_date, futures_session_start
 from daemon.chat.replies import (
     AccountInfo,
+    CloseResult,
     ControlResult,
+    DayLine,
+    ExitCommands,
     HealthCheck,
     PnlLine,
     RiskLine,
@@ -26,10 +31,21 @@ from daemon.chat.replies import (
     StrategyAction,
     StrategyInfo,
 )
-from daemon.domain import Fill, FlattenReport, Order, Period, Position, StrategyControls, StrategyStatus
+from daemon.domain import (
+    Action,
+    Fill,
+    FlattenReport,
+    Intent,
+    Order,
+    Period,
+    Position,
+    StrategyControls,
+    StrategyStatus,
+)
 from daemon.engine import Engine, Outcome
 from daemon.history import chart_png, period_curves
-from daemon.queries import Reader
+from daemon.queries import Reader, TimeExitCountdown
+from daemon.shapes import AtrOffset, TimeExit
 from daemon.store.repository import Store
 
 WAIT_SECONDS = 20.0  # under the transports' 30 s handler bound
@@ -72,7 +88,9 @@ class DaemonChatBackend:
         clock: Callable[[], datetime],
         wait_seconds: float = WAIT_SECONDS,
         strategies: StrategyControls | None = None,
+        exits: ExitCommands | None = None,
     ) -> None:
+        self.exits = exits
         self.runner = strategies
         self.reader = reader
         self.engine = engine
@@ -111,6 +129,19 @@ class DaemonChatBackend:
     async def positions(self, account: str | None) -> list[Position]:
         return [view.position for view in await self.reader.positions(account)]
 
+    def time_exits(self, position: Position) -> list[TimeExitCountdown]:
+        return self.reader.countdowns(position)
+
+    async def set_stop(self, account: str, symbol: str, offset: AtrOffset, actor: str) -> str:
+        if self.exits is None:
+            raise ValueError("exits cannot be set from chat on this daemon")
+        return await self.exits.set_stop(account, symbol, offset, actor)
+
+    async def exit_after(self, account: str, symbol: str, spec: TimeExit, actor: str) -> str:
+        if self.exits is None:
+            raise ValueError("exits cannot be set from chat on this daemon")
+        return await self.exits.exit_after(account, symbol, spec, actor)
+
     async def open_orders(self, account: str | None) -> list[Order]:
         return await self.reader.open_orders(account)
 
@@ -130,6 +161,26 @@ class DaemonChatBackend:
                     currency=currency.get(line.account) or "USD")
             for line in report.accounts
         ]
+
+    async def daily(self, days: int) -> list[DayLine]:
+        """Each account's realized P&L per trading day over the last `days` days (today included): calendar days
+        in the daemon's time zone, CME trading days (17:00 CT roll) for futures accounts."""
+        zone, now = ZoneInfo(self.reader.timezone), self.clock()
+        currency = {view.account: view.state.currency for view in await self.reader.accounts() if view.state}
+        lines: list[DayLine] = []
+        for name in self.reader.accounts_named(None):
+            day_of: Callable[[datetime], date]
+            if name in self.reader.futures:
+                first = futures_session_date(now) - timedelta(days=days - 1)
+                since, day_of = futures_session_start(first), futures_session_date
+            else:
+                first = now.astimezone(zone).date() - timedelta(days=days - 1)
+                since = datetime.combine(first, datetime.min.time(), zone)
+                day_of = _local_day(zone)
+            lines += [DayLine(day=d.day, account=name, realized=d.realized, fees=d.fees, fills=d.fills,
+                              currency=currency.get(name) or "USD")
+                      for d in self.store.pnl_by_day(name, since, day_of=day_of)]
+        return sorted(lines, key=lambda line: (line.day, line.account))
 
     async def risk(self, account: str | None) -> list[RiskLine]:
         lines: list[RiskLine] = []
@@ -202,6 +253,18 @@ class DaemonChatBackend:
                 reports.append(FlattenReport(account=account, errors=[outcome.reason or outcome.status.value]))
         return reports
 
+    async def close(self, account: str, symbol: str, actor: str, request_id: str) -> CloseResult:
+        """Close one position at market: an exit signal on the account's own worker (its working orders on the
+        symbol are cancelled first), keyed by the confirmation, so the same confirmation never closes twice."""
+        intent = Intent(signal_id=f"close_{request_id}_{account}", dedup_key=f"close:{request_id}", account=account,
+                        source="chat", action=Action.EXIT, symbol=symbol, received_at=self.clock(),
+                        comment=f"close by {actor}")
+        outcome = await self._wait(self.engine.accept(intent).signal_id)
+        if isinstance(outcome, str):
+            return CloseResult(account=account, symbol=symbol, ok=False, detail=outcome)
+        ok = outcome.status.value == "executed"
+        return CloseResult(account=account, symbol=symbol, ok=ok, detail=outcome.reason or "", order=outcome.order)
+
     async def _wait(self, signal_id: str) -> Outcome | str:
         try:
             return await self.engine.wait_for(signal_id, self.wait_seconds)
@@ -221,3 +284,7 @@ class DaemonChatBackend:
 
 def _strategy_info(status: StrategyStatus) -> StrategyInfo:
     return StrategyInfo(state=status.status, **status.model_dump(exclude={"status"}))
+
+
+def _local_day(zone: ZoneInfo) -> Callable[[datetime], date]:
+    return lambda at: at.astimezone(zone).date()

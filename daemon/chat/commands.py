@@ -3,33 +3,24 @@
 `ChatOps.handle(request)` answers one command; `ChatOps.confirm(token, who)` executes a confirmed destructive
 command. The daemon is reached only through the `ChatBackend` protocol, so this module needs no engine or
 store. Authorization is deny-by-default: a per-transport allowlist of user ids with a role (`viewer` may
-read, `operator` may also pause/resume/cancel/flatten accounts and pause/resume strategies), optionally
-restricted to chats (or Discord guilds).
-Anything else is ignored (`None`) and audited, except `/whoami`, which always answers.
+read, `operator` may also pause/resume/cancel/flatten accounts, close a position and pause/resume
+strategies), optionally restricted to chats (or Discord guilds). Anything else is ignored (`None`) and
+audited, except `/whoami`, which always answers. Actions are attributed by `ChatAuth.actor` (the configured
+name with the id).
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
+from daemon.chat import exit_commands
 from daemon.chat import render as r
 from daemon.chat.auth import ChatAuth, TransportAuth
+from daemon.chat.confirm import Action, Confirmations, Pending
 from daemon.chat.replies import ALL, ChatBackend, StrategyAction
-from daemon.domain import (
-    COMMANDS,
-    PERIODS,
-    ChatHandler,
-    ChatIdentity,
-    ChatReply,
-    ChatRequest,
-    CommandSpec,
-    Period,
-    utcnow,
-)
+from daemon.command_table import COMMANDS, EXIT_COMMANDS, CommandSpec, commands_for
+from daemon.domain import PERIODS, ChatHandler, ChatIdentity, ChatReply, ChatRequest, Period, utcnow
 from daemon.domain import ChatRole as Role
 from daemon.domain import ChatTransport as Transport
 
@@ -40,19 +31,11 @@ __all__ = [
 
 SPECS = {spec.name: spec for spec in COMMANDS}
 TRADE_LIMIT = 50
+DAILY_DEFAULT, DAILY_LIMIT = 7, 31
 
 
 class BadInput(Exception):
     """Chat text the core cannot act on; the message is shown to the user."""
-
-
-@dataclass
-class _Pending:
-    key: str
-    action: Literal["pause", "cancel", "flatten"]
-    target: str
-    who: ChatIdentity
-    expires_at: datetime
 
 
 Clock = Callable[[], datetime]
@@ -74,24 +57,13 @@ class ChatOps:
         self.auth = auth
         self.clock = clock
         self.confirm_ttl = confirm_ttl
-        self._pending: dict[str, _Pending] = {}
+        self._questions = Confirmations(clock, confirm_ttl)
         self._handlers: dict[str, Callable[[ChatRequest], Awaitable[ChatReply]]] = {
-            "help": self._help,
-            "status": self._status,
-            "pnl": self._pnl,
-            "chart": self._chart,
-            "positions": self._positions,
-            "orders": self._orders,
-            "trades": self._trades,
-            "accounts": self._accounts,
-            "risk": self._risk,
-            "health": self._health,
-            "strategies": self._strategies,
-            "strategy": self._strategy,
-            "pause": self._pause,
-            "resume": self._resume,
-            "cancel": self._cancel,
-            "flatten": self._flatten,
+            spec.name: getattr(self, "_" + spec.name) for spec in COMMANDS
+            if spec.name not in ("whoami", *EXIT_COMMANDS)
+        } | {
+            "stop": lambda rq: exit_commands.stop(self.backend, rq),
+            "exit_after": lambda rq: exit_commands.exit_after(self.backend, rq),
         }
 
     # ------------------------------------------------------------------ entry points
@@ -111,6 +83,7 @@ class ChatOps:
         return reply if text == reply.text else reply.model_copy(update={"text": text})
 
     async def _handle(self, request: ChatRequest) -> ChatReply | None:
+        request = request.model_copy(update={"command": request.command.replace("-", "_")})  # /exit-after
         if request.command == "whoami":
             return self._whoami(request)
         role = self.auth.role(request)
@@ -125,7 +98,7 @@ class ChatOps:
             return ChatReply(text=f"/{request.command} needs the operator role; you are a viewer.")
         try:
             return await handler(request)
-        except BadInput as exc:
+        except (BadInput, exit_commands.ExitInput) as exc:
             return ChatReply(text=str(exc))
         except Exception as exc:  # a backend failure must not kill the transport
             await self._audit(request, request.command, " ".join(request.args), False, f"error: {exc!r}")
@@ -137,8 +110,7 @@ class ChatOps:
             await self._audit(who, "confirm", token, False, "denied: unknown user or chat")
             return None
         decision, _, key = token.partition(":")
-        self._drop_expired(self.clock())
-        pending = self._pending.get(key)
+        pending = self._questions.peek(key)
         if pending is None or decision not in ("ok", "no"):
             # A pop-up for the presser only: the message keeps what the first press did (e.g. "done").
             return ChatReply(text="This confirmation has expired or was already used. Nothing was done.",
@@ -146,15 +118,15 @@ class ChatOps:
         if pending.who.transport != who.transport or pending.who.user_id != who.user_id:
             await self._audit(who, f"confirm {pending.action}", pending.target, False, "not the requester")
             return ChatReply(text="Only the person who asked can confirm this.", ephemeral=True)
-        del self._pending[key]  # consumed before anything is awaited: a double press finds nothing
+        self._questions.take(key)  # consumed before anything is awaited: a double press finds nothing
+        what = f"{pending.symbol} on {pending.target}" if pending.symbol else pending.target
         if decision == "no":
-            await self._audit(who, pending.action, pending.target, True, "cancelled at confirmation")
-            return ChatReply(text=f"/{pending.action} {pending.target} cancelled. Nothing was done.")
+            await self._audit(who, pending.action, what, True, "cancelled at confirmation")
+            return ChatReply(text=f"/{pending.action} {what} cancelled. Nothing was done.")
         return await self._execute(pending)
 
     def pending_count(self) -> int:
-        self._drop_expired(self.clock())
-        return len(self._pending)
+        return self._questions.count()
 
     # ------------------------------------------------------------------ helpers
 
@@ -171,11 +143,7 @@ class ChatOps:
         return ChatReply(text="\n".join(lines))
 
     async def _audit(self, who: ChatIdentity, action: str, target: str, ok: bool, detail: str) -> None:
-        await self.backend.audit(who.actor, action, target, ok, detail)
-
-    def _drop_expired(self, now: datetime) -> None:
-        for key in [k for k, p in self._pending.items() if p.expires_at <= now]:
-            del self._pending[key]
+        await self.backend.audit(self.auth.actor(who), action, target, ok, detail)
 
     async def _account_arg(self, value: str | None, *, allow_all: bool) -> str | None:
         """Resolve an account argument (case-insensitive) to its configured name; "all" -> "all"."""
@@ -211,27 +179,21 @@ class ChatOps:
             return names[0]
         raise BadInput(f"Say which account: {SPECS[request.command].usage} (accounts: {', '.join(names)}).")
 
-    def _ask(
-        self, request: ChatRequest, action: Literal["pause", "cancel", "flatten"], target: str, question: str
-    ) -> ChatReply:
-        key = secrets.token_urlsafe(9)
-        self._drop_expired(self.clock())
-        self._pending[key] = _Pending(key, action, target, request, self.clock() + self.confirm_ttl)
-        seconds = int(self.confirm_ttl.total_seconds())
-        return ChatReply(
-            text=f"{question}\nConfirm within {seconds} s.",
-            buttons=[(f"Yes, {action} {target}", f"ok:{key}"), ("No", f"no:{key}")],
-        )
+    def _ask(self, request: ChatRequest, action: Action, target: str, question: str) -> ChatReply:
+        return self._questions.ask(request, action, target, question, label=f"{action} {target}")
 
-    async def _execute(self, pending: _Pending) -> ChatReply:
+    async def _execute(self, pending: Pending) -> ChatReply:
         who, action, target = pending.who, pending.action, pending.target
+        actor = self.auth.actor(who)
+        if action == "close":
+            return await self._execute_close(pending, actor)
         try:
             if action == "pause":
-                results = await self.backend.pause(target, who.actor)
+                results = await self.backend.pause(target, actor)
                 text = r.control_text("paused", "already paused", results)
             else:
                 reports = await (self.backend.flatten if action == "flatten" else self.backend.cancel)(
-                    target, who.actor, pending.key
+                    target, actor, pending.key
                 )
                 done = "Flatten" if action == "flatten" else "Cancel"
                 body = "\n".join(r.flatten_report(rep, verb=action) for rep in reports) or "no accounts"
@@ -245,9 +207,19 @@ class ChatOps:
 
     # ------------------------------------------------------------------ read-only commands
 
+    async def _execute_close(self, pending: Pending, actor: str) -> ChatReply:
+        what = f"{pending.symbol} on {pending.target}"
+        try:
+            result = await self.backend.close(pending.target, pending.symbol, actor, pending.key)
+        except Exception as exc:
+            await self._audit(pending.who, "close", what, False, f"error: {exc!r}")
+            return ChatReply(text=f"/close {what} FAILED: {exc}")
+        await self._audit(pending.who, "close", what, result.ok, "confirmed and executed" if result.ok
+                          else result.detail)
+        return ChatReply(text=r.close_text(result))
+
     async def _help(self, request: ChatRequest) -> ChatReply:
-        role = self.auth.role(request)
-        shown = [spec for spec in COMMANDS if role == "operator" or spec.role == "viewer"]
+        shown = commands_for(self.auth.role(request))
         lines = [f"{spec.usage} - {spec.summary}" for spec in shown]
         return ChatReply(text="Commands:\n" + "\n".join(lines))
 
@@ -291,7 +263,9 @@ class ChatOps:
         if not positions:
             return ChatReply(text=f"No open positions{where}.")
         table = r.positions_table(positions, with_account=await self._many(account))
-        return ChatReply(text=r.clip(f"Positions{where}\n" + table))
+        timed = r.time_exit_lines([(p, t) for p in positions for t in self.backend.time_exits(p)],
+                                  with_account=await self._many(account))
+        return ChatReply(text=r.clip(f"Positions{where}\n" + table + (f"\n\n{timed}" if timed else "")))
 
     async def _orders(self, request: ChatRequest) -> ChatReply:
         self._no_extra(request, 1)
@@ -302,21 +276,30 @@ class ChatOps:
             return ChatReply(text=f"No open orders{where}.")
         return ChatReply(text=r.clip(f"Open orders{where}\n" + r.orders_table(orders, with_account=not account)))
 
-    async def _trades(self, request: ChatRequest) -> ChatReply:
+    def _count(self, request: ChatRequest, default: int, limit: int, what: str) -> int:
+        """The optional number argument of /trades and /daily, from 1 to `limit`."""
         self._no_extra(request, 1)
-        n = 10
-        if request.args:
-            try:
-                n = int(request.args[0])
-            except ValueError:
-                bad = request.args[0]
-                raise BadInput(f"/trades takes a number of fills (1-{TRADE_LIMIT}), not {bad!r}.") from None
-            if not 1 <= n <= TRADE_LIMIT:
-                raise BadInput(f"/trades takes a number of fills from 1 to {TRADE_LIMIT}, not {n}.")
+        if not request.args:
+            return default
+        try:
+            n = int(request.args[0])
+        except ValueError:
+            bad = request.args[0]
+            raise BadInput(f"/{request.command} takes a number of {what} (1-{limit}), not {bad!r}.") from None
+        if not 1 <= n <= limit:
+            raise BadInput(f"/{request.command} takes a number of {what} from 1 to {limit}, not {n}.")
+        return n
+
+    async def _trades(self, request: ChatRequest) -> ChatReply:
+        n = self._count(request, 10, TRADE_LIMIT, "fills")
         fills = await self.backend.recent_fills(n)
         if not fills:
             return ChatReply(text="No fills yet.")
         return ChatReply(text=r.clip(f"Last {len(fills)} fills\n" + r.fills_table(fills[:n])))
+
+    async def _daily(self, request: ChatRequest) -> ChatReply:
+        n = self._count(request, DAILY_DEFAULT, DAILY_LIMIT, "days")
+        return ChatReply(text=r.clip(r.daily_text(n, await self.backend.daily(n))))
 
     async def _risk(self, request: ChatRequest) -> ChatReply:
         self._no_extra(request, 1)
@@ -344,24 +327,22 @@ class ChatOps:
         if before is None:
             names = ", ".join(s.name for s in known) or "none configured"
             raise BadInput(f"Unknown strategy {request.args[1]!r}. Strategies: {names}.")
-        after = await self.backend.strategy_control(before.name, action, request.actor)
+        after = await self.backend.strategy_control(before.name, action, self.auth.actor(request))
         text, ok = r.strategy_control_text(action, before, after)
         await self._audit(request, f"strategy_{action}", before.name, ok, "executed" if ok else text)
         return ChatReply(text=text)
-
-
     async def _pause(self, request: ChatRequest) -> ChatReply:
         target = await self._target(request)
         if await self._many(target):
             question = f"Pause {'ALL accounts' if target == ALL else target}? No new entries; exits still allowed."
             return self._ask(request, "pause", target, question)
-        results = await self.backend.pause(target, request.actor)
+        results = await self.backend.pause(target, self.auth.actor(request))
         await self._audit(request, "pause", target, True, "executed")
         return ChatReply(text=r.control_text("paused", "already paused", results))
 
     async def _resume(self, request: ChatRequest) -> ChatReply:
         target = await self._target(request)
-        results = await self.backend.resume(target, request.actor)
+        results = await self.backend.resume(target, self.auth.actor(request))
         await self._audit(request, "resume", target, True, "executed")
         return ChatReply(text=r.control_text("resumed", "was not paused", results))
 
@@ -388,3 +369,27 @@ class ChatOps:
         await self._audit(request, "flatten", target, True, "asked to confirm")
         return self._ask(request, "flatten", target, r.clip(question, 1500))
 
+    async def _close(self, request: ChatRequest) -> ChatReply:
+        """`/close SYMBOL [account]`: one position, at market, after a confirmation."""
+        if not 1 <= len(request.args) <= 2:
+            raise BadInput(f"Usage: {SPECS['close'].usage}")
+        account = await self._account_arg(request.args[1], allow_all=False) if len(request.args) == 2 else None
+        if account is not None and account in await self.backend.groups():
+            raise BadInput(f"/close closes one account's position; {account!r} is a group. Name one account.")
+        symbol = request.args[0].upper()
+        held = [p for p in await self.backend.positions(account) if p.quantity != 0]
+        matching = [p for p in held if p.symbol.upper() == symbol]
+        where = f" on {account}" if account else ""
+        if not matching:
+            open_ = ", ".join(sorted({f"{p.symbol} ({p.account})" for p in held})) or "none"
+            raise BadInput(f"No open {symbol} position{where}. Open positions: {open_}.")
+        if len({p.account for p in matching}) > 1:
+            names = sorted(p.account for p in matching)
+            raise BadInput(f"{symbol} is held on {', '.join(names)}: say which, e.g. /close {symbol} {names[0]}.")
+        position = matching[0]
+        side = "sell" if position.quantity > 0 else "buy"
+        question = (f"CLOSE {position.symbol} on {position.account}: {side} {r.num(abs(position.quantity))} at market "
+                    f"and cancel its working orders?\n" + r.positions_table([position], with_account=False))
+        await self._audit(request, "close", f"{position.symbol} on {position.account}", True, "asked to confirm")
+        return self._questions.ask(request, "close", position.account, r.clip(question, 1500),
+                                   label=f"close {position.symbol} on {position.account}", symbol=position.symbol)

@@ -10,7 +10,10 @@ message instead of thirty), and sends at most one message per chat per second, 2
 and 30 a second overall (Telegram's flood limits; Discord gets the same pacing). A failed send leaves the
 rows pending with exponential backoff (or the transport's 429 `retry_after`), so later alerts of that chat
 wait behind them and order is kept; errors the transport calls permanent give up after three attempts
-(the row is kept as `dead`, with the error). Pending rows survive a restart and are delivered after start.
+(the row is kept as `dead`, with the error). While a chat is down (a send failed and rows wait out their
+backoff) the dispatcher asks it every `probe_seconds` whether it answers again (`Sender.probe`: getMe, the
+Discord gateway endpoint); when it does, the waiting rows are due at once, so alerts arrive seconds after
+an outage ends rather than at the end of the backoff. Pending rows survive a restart and are delivered after start.
 An alert with a picture (the daily chart) goes alone, as a photo with its text as the caption; after
 `IMAGE_ATTEMPTS` failed tries the picture is dropped and the text is delivered like any other alert.
 """
@@ -53,6 +56,7 @@ class Sender(Protocol):
     async def send_photo(self, chat: str, image: bytes, caption: str, silent: bool) -> None: ...
     def retry_after(self, exc: BaseException) -> float | None: ...
     def permanent(self, exc: BaseException) -> bool: ...
+    async def probe(self) -> bool: ...  # whether the chat answers (never raises)
 
 
 @dataclass
@@ -237,6 +241,13 @@ class Outbox:
         assert row.id is not None
         self._update([row.id], image=None, attempts=0, last_error=error[:500], next_attempt_at=self.clock())
 
+    def due_now(self, transport: str) -> None:
+        """Pending rows of `transport` may go now (the chat answers again after an outage)."""
+        with Session(self.store.engine) as session, session.begin():
+            session.execute(update(OutboxRow).where(col(OutboxRow.status) == "pending",
+                                                    col(OutboxRow.transport) == transport)
+                            .values(next_attempt_at=self.clock()))
+
     def restart(self) -> None:
         """At start: pending rows are due now (whatever backoff they had), old delivered rows go."""
         now = self.clock()
@@ -255,7 +266,8 @@ class Dispatcher:
         sender: Sender,
         *,
         limits: FloodLimits | None = None,
-        max_backoff: float = 60.0,
+        max_backoff: float = 10.0,
+        probe_seconds: float = 2.0,
         linger: float = 0.25,
     ) -> None:
         self.outbox = outbox
@@ -263,6 +275,7 @@ class Dispatcher:
         self.transport = sender.transport
         self.gate = RateGate(limits or FloodLimits())
         self.max_backoff = max_backoff
+        self.probe_seconds = probe_seconds
         self.linger = linger
         self.sent_messages = 0
         self.last_error: str | None = None
@@ -307,10 +320,20 @@ class Dispatcher:
                 pause = 1.0
             if pause <= 0:
                 continue
+            down = self.last_error is not None and pause > self.probe_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waker.wait(), pause)
+                await asyncio.wait_for(waker.wait(), self.probe_seconds if down else pause)
             if waker.is_set() and self.linger:
                 await asyncio.sleep(self.linger)  # let a burst gather into one message
+            elif down and await self._probe():
+                log.info("%s answers again; delivering the alerts that waited", self.transport)
+                self.outbox.due_now(self.transport)
+
+    async def _probe(self) -> bool:
+        try:
+            return await self.sender.probe()
+        except Exception:
+            return False
 
     async def deliver_once(self) -> float:
         """Send at most one message per chat that may send now; returns how long to wait before the next pass

@@ -14,7 +14,9 @@ from decimal import Decimal
 
 from daemon.chat.replies import (
     AccountInfo,
+    CloseResult,
     ControlResult,
+    DayLine,
     HealthCheck,
     PnlLine,
     RiskLine,
@@ -24,6 +26,7 @@ from daemon.chat.replies import (
 )
 from daemon.domain import Fill, FlattenReport, Order, Position
 from daemon.money import money
+from daemon.queries import TimeExitCountdown
 
 FENCE = "```"
 MAX_ROWS = 25
@@ -114,6 +117,13 @@ def positions_table(positions: Sequence[Position], *, with_account: bool) -> str
         rows.append([p.account, *cells] if with_account else cells)
     first_number = 2 if with_account else 1
     return table(headers, rows, right=range(first_number, len(headers)))
+
+
+def time_exit_lines(exits: Sequence[tuple[Position, TimeExitCountdown]], *, with_account: bool) -> str:
+    """One line per armed time exit: what closes, when, and the time left."""
+    lines = [f"{p.account + ' ' if with_account else ''}{p.symbol} {qty(t.quantity)} closes {t.spec}: "
+             f"{t.left} left (due {t.due_at:%H:%M} UTC)" for p, t in exits]
+    return "\n".join(["Time exits", *lines]) if lines else ""
 
 
 def order_line_price(order: Order) -> str:
@@ -220,6 +230,35 @@ def pnl_text(period: str, account: str | None, lines: Sequence[PnlLine]) -> str:
         )
     head = f"P&L {period}" + (f" - {account}" if account else "") + f" ({lines[0].currency})"
     return clip(head + "\n" + table(["acct", "real", "unreal", "fees", "net"], rows, right=[1, 2, 3, 4]))
+
+
+def daily_text(days: int, lines: Sequence[DayLine]) -> str:
+    """`/daily`: realized P&L net of fees per trading day and account, oldest first, with each account's total."""
+    head = f"P&L by day, last {days} day{'s' if days != 1 else ''} (realized, net of fees)"
+    if not lines:
+        return head + "\nNo fills in that time."
+    rows = [[line.day.strftime("%a %m-%d"), line.account, money(line.net, signed=True), str(line.fills)]
+            for line in lines]
+    for account in dict.fromkeys(line.account for line in lines):
+        mine = [line for line in lines if line.account == account]
+        total = sum((line.net for line in mine), Decimal(0))
+        rows.append(["TOTAL", account, money(total, signed=True), str(sum(line.fills for line in mine))])
+    return clip(head + "\n" + table(["day", "acct", "net", "fills"], rows, right=[2, 3]))
+
+
+def close_text(result: CloseResult) -> str:
+    """What `/close SYMBOL` did, after the confirmation."""
+    what = f"Close {result.symbol} on {result.account}"
+    order = result.order
+    if not result.ok:
+        return f"{what}: FAILED: {result.detail or 'not executed'}"
+    if order is None:
+        return f"{what}: done. {result.detail or 'nothing was open'}".rstrip()
+    if order.filled_quantity > 0 and order.average_fill_price is not None:
+        done = f"{order.side.value} {num(order.filled_quantity)} {order.symbol} @ {price(order.average_fill_price)}"
+        left = order.quantity - order.filled_quantity
+        return f"{what}: done. closed: {done}" + (f"; {num(left)} still working" if left > 0 else "")
+    return f"{what}: sent. {order.side.value} {num(order.quantity)} {order.symbol} {order.status.value}, no fill yet"
 
 
 def risk_text(account: str | None, lines: Sequence[RiskLine]) -> str:

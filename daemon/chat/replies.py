@@ -6,17 +6,19 @@ these models into text; the daemon's implementation is `daemon.chat.backend.Daem
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from daemon.domain import AccountState, Fill, FlattenReport, Order, Period, Position
+from daemon.queries import TimeExitCountdown
+from daemon.shapes import AtrOffset, TimeExit
 
 __all__ = [
-    "ALL", "AccountInfo", "ChatBackend", "ControlResult", "FrozenModel", "HealthCheck", "PnlLine", "RiskLine",
-    "StatusInfo", "StrategyAction", "StrategyInfo",
+    "ALL", "AccountInfo", "ChatBackend", "CloseResult", "ControlResult", "DayLine", "FrozenModel", "HealthCheck",
+    "PnlLine", "RiskLine", "StatusInfo", "StrategyAction", "StrategyInfo",
 ]
 
 StrategyAction = Literal["pause", "resume"]
@@ -54,6 +56,31 @@ class PnlLine(FrozenModel):
     @property
     def net(self) -> Decimal:
         return self.realized + self.unrealized - self.fees
+
+
+class DayLine(FrozenModel):
+    """Realized P&L of one account on one trading day (a futures account's day rolls at 17:00 CT)."""
+
+    day: date
+    account: str
+    realized: Decimal
+    fees: Decimal
+    fills: int
+    currency: str = "USD"
+
+    @property
+    def net(self) -> Decimal:
+        return self.realized - self.fees
+
+
+class CloseResult(FrozenModel):
+    """What closing one position did: the closing order as the broker has it, or why nothing was closed."""
+
+    account: str
+    symbol: str
+    ok: bool
+    detail: str = ""
+    order: Order | None = None
 
 
 class RiskLine(FrozenModel):
@@ -97,15 +124,27 @@ class StrategyInfo(FrozenModel):
     next_run: datetime | None = None
 
 
+class ExitCommands(Protocol):
+    """What `/stop` and `/exit-after` act through (`daemon.strategy.exit_controls.ExitControls`)."""
+
+    async def set_stop(self, account: str, symbol: str, offset: AtrOffset, actor: str) -> str: ...
+    async def exit_after(self, account: str, symbol: str, spec: TimeExit, actor: str) -> str: ...
+
+
 class ChatBackend(Protocol):
     """What chat-ops needs from the running daemon. `target` is an account name or "all"; `actor` is
-    "<transport>:<user id>" and is recorded with the action; `request_id` (cancel, flatten) comes from the
+    who did it ("Alice (telegram:111)", or "telegram:111" without a configured name) and is recorded with the
+    action; `request_id` (cancel, close, flatten) comes from the
     confirmation token, so the same confirmation can never act twice."""
 
     async def status(self) -> StatusInfo: ...
     async def accounts(self) -> list[AccountInfo]: ...
     async def groups(self) -> dict[str, list[str]]: ...  # group name -> its accounts (multiplier > 0)
     async def positions(self, account: str | None) -> list[Position]: ...
+    def time_exits(self, position: Position) -> list[TimeExitCountdown]: ...  # armed, soonest first
+    # Exits set by hand on a held position; ValueError (shown as it is) when they cannot be set.
+    async def set_stop(self, account: str, symbol: str, offset: AtrOffset, actor: str) -> str: ...
+    async def exit_after(self, account: str, symbol: str, spec: TimeExit, actor: str) -> str: ...
     async def open_orders(self, account: str | None) -> list[Order]: ...
     async def recent_fills(self, n: int) -> list[Fill]: ...
     async def pnl(self, period: Period, account: str | None) -> list[PnlLine]: ...
@@ -115,6 +154,8 @@ class ChatBackend(Protocol):
     async def resume(self, target: str, actor: str) -> list[ControlResult]: ...
     async def cancel(self, target: str, actor: str, request_id: str) -> list[FlattenReport]: ...
     async def flatten(self, target: str, actor: str, request_id: str) -> list[FlattenReport]: ...
+    async def close(self, account: str, symbol: str, actor: str, request_id: str) -> CloseResult: ...
+    async def daily(self, days: int) -> list[DayLine]: ...  # every account, the last `days` days, oldest first
     async def strategies(self) -> list[StrategyInfo]: ...
     async def chart(self, account: str | None, period: Period) -> bytes: ...
     async def strategy_control(self, name: str, action: StrategyAction, actor: str) -> StrategyInfo: ...

@@ -12,7 +12,9 @@ the next start.
 Also here: crash-recovery detection (a run that did not reach `stop()` is reported at the next start), the
 daily summary (`schedule()` adds it to the daemon's scheduler as the `daily-summary` job, Mon-Fri at
 `alerts.daily_summary_at` in the daemon's time zone), and the report of a second process polling the same
-Telegram token (logged, shown by /health, and sent as an alert on Discord if configured).
+Telegram token (logged, shown by /health, and sent as an alert on Discord if configured). Each transport gets
+the users' menus (Telegram) and a `claim` of `Deliveries`, so an update delivered again after a restart is
+skipped; the transport objects and their alert senders are `daemon.chat.links`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
-from typing import Generic, Protocol, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -30,6 +31,17 @@ from config.chat import AlertSettings, DiscordSettings, TelegramSettings
 from daemon.chat.alerts import notice
 from daemon.chat.auth import ChatAuth, TransportAuth
 from daemon.chat.commands import ChatOps
+from daemon.chat.deliveries import Deliveries
+from daemon.chat.links import (
+    CONNECT_SECONDS,
+    WEBHOOK_CHAT,
+    DiscordBot,
+    DiscordHook,
+    DiscordSender,
+    Link,
+    TelegramBot,
+    TelegramSender,
+)
 from daemon.chat.outbox import Dispatcher, Outbox
 from daemon.chat.replies import ChatBackend, HealthCheck
 from daemon.chat.summary import DailySummary
@@ -38,143 +50,6 @@ from daemon.queries import Reader
 from daemon.store.state import StateStore
 
 log = logging.getLogger("traderd.chat")
-CONNECT_SECONDS = 15.0
-SEND_SECONDS = 30.0
-WEBHOOK_CHAT = "webhook"
-
-
-class TelegramBot(Protocol):
-    """The Telegram transport as this runtime drives it (`notifiers.telegram_bot.TelegramTransport`)."""
-
-    async def start(self, *, polling: bool = True) -> None: ...
-    async def stop(self) -> None: ...
-    async def stop_polling(self) -> None: ...
-    async def send_alert(self, chat_id: int | str, text: str, silent: bool = False) -> int: ...
-    async def send_photo(self, chat_id: int | str, image: bytes, caption: str, silent: bool = False) -> int: ...
-
-
-class DiscordBot(Protocol):
-    """The Discord bot transport as this runtime drives it (`notifiers.discord_bot.DiscordTransport`)."""
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    async def send_alert(self, text: str, silent: bool = False, channel_id: int | None = None) -> int: ...
-    async def send_photo(self, image: bytes, text: str, silent: bool = False, channel_id: int | None = None) -> int: ...
-
-
-class DiscordHook(Protocol):
-    """Push-only Discord alerts (`notifiers.discord_bot.DiscordWebhookAlerts`)."""
-
-    async def send_alert(self, text: str, silent: bool = False) -> int: ...
-    async def send_photo(self, image: bytes, text: str, silent: bool = False) -> int: ...
-    async def close(self) -> None: ...
-
-
-T = TypeVar("T")
-
-
-class _Link(Generic[T]):
-    """One transport object, (re)built and started on demand, bounded in time."""
-
-    def __init__(self, name: str, build: Callable[[], T], start: Callable[[T], Awaitable[None]],
-                 stop: Callable[[T], Awaitable[None]]) -> None:
-        self.name = name
-        self._build, self._start, self._stop = build, start, stop
-        self.obj: T | None = None
-        self.up = False
-        self.error: str | None = None
-        self._lock = asyncio.Lock()
-
-    async def ensure(self) -> T:
-        async with self._lock:
-            if self.up and self.obj is not None:
-                return self.obj
-            if self.obj is not None:  # a failed start: start over with a fresh client
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._stop(self.obj), 5)
-            obj = self.obj = self._build()
-            try:
-                await asyncio.wait_for(self._start(obj), CONNECT_SECONDS)
-            except Exception as exc:
-                self.error = f"{type(exc).__name__}: {exc}"
-                raise
-            self.up, self.error = True, None
-            return obj
-
-    async def close(self) -> None:
-        async with self._lock:
-            if self.obj is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._stop(self.obj), 10)
-            self.up = False
-
-
-class TelegramSender:
-    transport = "telegram"
-
-    def __init__(self, link: _Link[TelegramBot]) -> None:
-        from notifiers import telegram_bot
-
-        self.link = link
-        self.max_chars = telegram_bot.MAX_CHARS
-        self._length, self._retry_after = telegram_bot.alert_length, telegram_bot.retry_after_of
-        self._permanent = telegram_bot.is_permanent
-
-    def length(self, text: str) -> int:
-        return self._length(text)
-
-    async def send(self, chat: str, text: str, silent: bool) -> None:
-        bot = await self.link.ensure()
-        await asyncio.wait_for(bot.send_alert(int(chat), text, silent=silent), SEND_SECONDS)
-
-    async def send_photo(self, chat: str, image: bytes, caption: str, silent: bool) -> None:
-        bot = await self.link.ensure()
-        await asyncio.wait_for(bot.send_photo(int(chat), image, caption, silent=silent), SEND_SECONDS)
-
-    def retry_after(self, exc: BaseException) -> float | None:
-        return self._retry_after(exc)
-
-    def permanent(self, exc: BaseException) -> bool:
-        return self._permanent(exc)
-
-
-class DiscordSender:
-    transport = "discord"
-
-    def __init__(self, link: _Link[DiscordBot] | None, webhook: DiscordHook | None) -> None:
-        from notifiers import discord_bot
-
-        self.link, self.webhook = link, webhook
-        self.max_chars = discord_bot.LIMIT
-        self._length, self._retry_after = discord_bot.alert_length, discord_bot.retry_after_of
-        self._permanent = discord_bot.is_permanent
-
-    def length(self, text: str) -> int:
-        return self._length(text)
-
-    async def send(self, chat: str, text: str, silent: bool) -> None:
-        if chat == WEBHOOK_CHAT:
-            assert self.webhook is not None
-            await asyncio.wait_for(self.webhook.send_alert(text, silent=silent), SEND_SECONDS)
-            return
-        assert self.link is not None
-        bot = await self.link.ensure()
-        await asyncio.wait_for(bot.send_alert(text, silent=silent, channel_id=int(chat)), SEND_SECONDS)
-
-    async def send_photo(self, chat: str, image: bytes, caption: str, silent: bool) -> None:
-        if chat == WEBHOOK_CHAT:
-            assert self.webhook is not None
-            await asyncio.wait_for(self.webhook.send_photo(image, caption, silent=silent), SEND_SECONDS)
-            return
-        assert self.link is not None
-        bot = await self.link.ensure()
-        await asyncio.wait_for(bot.send_photo(image, caption, silent=silent, channel_id=int(chat)), SEND_SECONDS)
-
-    def retry_after(self, exc: BaseException) -> float | None:
-        return self._retry_after(exc)
-
-    def permanent(self, exc: BaseException) -> bool:
-        return self._permanent(exc)
 
 
 def telegram_alert_chats(tg: TelegramSettings) -> list[str]:
@@ -220,8 +95,9 @@ class ChatRuntime:
         self.outbox.suppress = self._suppressed
         self.state, self.backend, self.reader, self.clock = state, backend, reader, clock
         self._redact = redact
-        self.telegram: _Link[TelegramBot] | None = None
-        self.discord: _Link[DiscordBot] | None = None
+        self.deliveries = Deliveries(state, clock)
+        self.telegram: Link[TelegramBot] | None = None
+        self.discord: Link[DiscordBot] | None = None
         self.webhook: DiscordHook | None = None
         self.dispatchers: list[Dispatcher] = []
         self.conflict: str | None = None
@@ -251,26 +127,31 @@ class ChatRuntime:
         self.outbox.flush()
         self.outbox.restart()
         self._check_last_run()
+        self.deliveries.prune()
         tg, dc = self.telegram_settings, self.discord_settings
         auth = ChatAuth(
-            telegram=TransportAuth(users=tg.users, chats=tg.chats) if tg else TransportAuth(),
-            discord=TransportAuth(users=dc.users, chats=dc.chats) if dc else TransportAuth(),
+            telegram=TransportAuth.of({u: (c.role, c.name) for u, c in tg.users.items()}, tg.chats) if tg
+            else TransportAuth(),
+            discord=TransportAuth.of({u: (c.role, c.name) for u, c in dc.users.items()}, dc.chats) if dc
+            else TransportAuth(),
         )
         self.ops = ChatOps(self.backend, auth, clock=self.clock,
                            confirm_ttl=timedelta(seconds=self.alerts.confirm_seconds), redact=self._redact)
-        max_backoff = self.alerts.max_backoff_seconds
+        def new_dispatcher(sender: TelegramSender | DiscordSender) -> Dispatcher:
+            return Dispatcher(self.outbox, sender, max_backoff=self.alerts.max_backoff_seconds,
+                              probe_seconds=self.alerts.probe_seconds)
+
         if tg is not None:
             self.telegram = self._telegram_link(tg)
-            self.dispatchers.append(Dispatcher(self.outbox, TelegramSender(self.telegram), max_backoff=max_backoff))
+            self.dispatchers.append(new_dispatcher(TelegramSender(self.telegram)))
         if dc is not None:
             if dc.token is not None:
                 self.discord = self._discord_link(dc)
             if dc.webhook_url is not None:
                 from notifiers.discord_bot import DiscordWebhookAlerts
 
-                self.webhook = DiscordWebhookAlerts(dc.webhook_url.get_secret_value())
-            self.dispatchers.append(Dispatcher(self.outbox, DiscordSender(self.discord, self.webhook),
-                                               max_backoff=max_backoff))
+                self.webhook = DiscordWebhookAlerts(dc.webhook_url.get_secret_value(), api_base=dc.api_base)
+            self.dispatchers.append(new_dispatcher(DiscordSender(self.discord, self.webhook)))
         links = [link for link in (self.telegram, self.discord) if link is not None]
         results = await asyncio.gather(*(link.ensure() for link in links), return_exceptions=True)
         for link, result in zip(links, results, strict=True):
@@ -284,13 +165,16 @@ class ChatRuntime:
         if self.enabled:
             self.summary.schedule(scheduler)
 
-    def _telegram_link(self, tg: TelegramSettings) -> _Link[TelegramBot]:
+    def _telegram_link(self, tg: TelegramSettings) -> Link[TelegramBot]:
         from notifiers.telegram_bot import TelegramTransport
 
         def build() -> TelegramBot:
             return TelegramTransport(tg.token.get_secret_value(), self.ops, base_url=tg.base_url,
                                      poll_timeout=tg.poll_timeout, max_retry_after=5.0,
-                                     on_conflict=self._on_conflict)
+                                     on_conflict=self._on_conflict,
+                                     menus={user: entry.role for user, entry in tg.users.items()},
+                                     group_chats=[*tg.chats, *tg.alert_chats],
+                                     claim=self.deliveries.claimer("telegram"))
 
         async def start(bot: TelegramBot) -> None:
             await bot.start(polling=tg.polling and bool(tg.users))
@@ -298,9 +182,9 @@ class ChatRuntime:
         async def stop(bot: TelegramBot) -> None:
             await bot.stop()
 
-        return _Link("Telegram", build, start, stop)
+        return Link("Telegram", build, start, stop)
 
-    def _discord_link(self, dc: DiscordSettings) -> _Link[DiscordBot]:
+    def _discord_link(self, dc: DiscordSettings) -> Link[DiscordBot]:
         from notifiers.discord_bot import DiscordTransport
 
         assert dc.token is not None
@@ -311,7 +195,8 @@ class ChatRuntime:
                 token, self.ops if dc.users else None,
                 alert_channel_id=int(dc.alert_channel_id) if dc.alert_channel_id else None,
                 command_guild_id=int(dc.command_guild_id) if dc.command_guild_id else None,
-                connect_timeout=CONNECT_SECONDS,
+                connect_timeout=CONNECT_SECONDS, api_base=dc.api_base, gateway_url=dc.gateway_url,
+                claim=self.deliveries.claimer("discord"),
             )
 
         async def start(bot: DiscordBot) -> None:
@@ -320,7 +205,7 @@ class ChatRuntime:
         async def stop(bot: DiscordBot) -> None:
             await bot.stop()
 
-        return _Link("Discord", build, start, stop)
+        return Link("Discord", build, start, stop)
 
     async def stop(self) -> None:
         """Stop taking commands, announce the stop, deliver what can go in time, close the transports."""

@@ -111,11 +111,12 @@ async def _flatten_offline(settings: Settings, target: str, request_id: str) -> 
     """The daemon is down: own the accounts (lock file or free leases) and run the same engine path
     in-process, without the webhook."""
     from daemon.app import Daemon
+    from daemon.offline import flatten_offline
     from daemon.ownership.fence import NotOwner
     from daemon.ownership.lockfile import AlreadyRunning
 
     try:
-        outcomes = await Daemon(settings).flatten_offline(target, request_id)
+        outcomes = await flatten_offline(Daemon(settings), target, request_id)
     except KeyError as exc:
         print(f"traderd: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE

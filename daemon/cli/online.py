@@ -110,7 +110,10 @@ async def check_discord(dc: DiscordSettings) -> CheckResult:
         return await _check_discord_webhook(dc)
     import discord
 
+    from notifiers.discord_base import rebase
+
     client = discord.Client(intents=discord.Intents.none())
+    rebase(client, dc.api_base, dc.gateway_url)
     try:
         await client.login(dc.token.get_secret_value())
         user = client.user

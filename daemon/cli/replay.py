@@ -6,8 +6,11 @@
 
 Risk limits, commission and slippage come from `--config FILE --account NAME` (that account's `risk`,
 `paper` and `funded` sections) and can be overridden with `--commission`, `--commission-minimum`,
-`--slippage-bps`, `--cash`; `--account-rules PRESET` applies a funded-account preset. `--plot FILE` draws
-price, equity and drawdown (`daemon.strategy.plot`). Exit codes: 0 done, 2 bad input (one line on stderr).
+`--slippage-bps`, `--cash`; `--account-rules PRESET` applies a funded-account preset; the summary names the
+costs used and where they came from. `--plot FILE` draws price, equity and drawdown (`daemon.strategy.plot`),
+`--html FILE` writes the same as an interactive offline page (`daemon.strategy.page`), `--trades` lists the
+trades in the text (`daemon.cli.replay_text`). A progress bar counts bars (or runs) on stderr when it is a
+terminal. Exit codes: 0 done, 2 bad input (one line on stderr).
 """
 
 from __future__ import annotations
@@ -29,17 +32,21 @@ from config.brokers import PaperSettings
 from config.settings import ConfigFileError, RiskLimits, load_settings
 from daemon.calendar import futures_session_date
 from daemon.cli import research
+from daemon.cli.replay_text import render
 from daemon.money import NotANumber, parse_decimal
 from daemon.risk.funded import AccountRules
 from daemon.risk.presets import PRESETS
 from daemon.strategy.bars import TIMEFRAMES, BarDataError
-from daemon.strategy.costs import CostError, Costs, fee_table_for, load_fee_table
+from daemon.strategy.costs import CostError, Costs, fee_table_for, load_fee_table, unverified_note
 from daemon.strategy.montecarlo import MonteCarloError, MonteCarloReport, simulate
 from daemon.strategy.optimize import METRICS, OptimizeError, ReplaySetup, candidates, optimize, parse_range
+from daemon.strategy.page import PageError, write_page
 from daemon.strategy.plot import PlotError, plot
-from daemon.strategy.replay import ReplayError, ReplayReport, Trade, load_bars
+from daemon.strategy.replay import ReplayError, Trade, load_bars
 from daemon.strategy.walkforward import folds, parse_spec, walk_forward
 from strategies.base import Bar, Strategy, StrategyLoadError, load_strategy, parse_params
+
+COST_FLAGS = ("--commission", "--commission-minimum", "--slippage-bps", "--slippage-ticks", "--tick-size", "--fees")
 
 
 class InputError(Exception):
@@ -68,8 +75,9 @@ def _money(text: str | None, flag: str) -> Decimal | None:
     return value
 
 
-def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, AccountRules | None]:
-    paper, limits, rules = PaperSettings(), RiskLimits(), None
+def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, AccountRules | None, str]:
+    """The paper settings, risk limits and funded rules to replay with, and where the costs came from."""
+    paper, limits, rules, source = PaperSettings(), RiskLimits(), None, ""
     if args.config or args.account:
         try:
             settings = load_settings(args.config)
@@ -81,6 +89,10 @@ def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, Accou
         acc = settings.accounts[name]
         configured, limits = acc.section("paper"), acc.risk
         paper = configured if isinstance(configured, PaperSettings) else paper
+        where = f"--config {args.config}" if args.config else "the configuration"
+        written = isinstance(configured, PaperSettings) and configured.model_fields_set  # not just defaults
+        source = (f"from [accounts.{name}.paper] of {where}" if written
+                  else f"{where} has no [accounts.{name}.paper] section: none")
         if acc.funded is not None:
             rules = AccountRules.model_validate({"preset": acc.funded.preset, **acc.funded.overrides})
     if args.account_rules:
@@ -100,39 +112,7 @@ def _account(args: argparse.Namespace) -> tuple[PaperSettings, RiskLimits, Accou
         paper = PaperSettings.model_validate({**paper.model_dump(), **updates})
     except ValidationError as exc:
         raise InputError(str(exc.errors()[0]["msg"])) from exc
-    return paper, limits, rules
-
-
-def render_text(report: ReplayReport) -> str:
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{x * 100:.1f}%"
-
-    pf = "-" if report.profit_factor is None else f"{report.profit_factor:.2f}"
-    lines = [
-        f"{report.strategy} on {report.symbol} {report.timeframe}: {report.bars} bars "
-        f"{report.start:%Y-%m-%d} .. {report.end:%Y-%m-%d}" if report.start and report.end else report.strategy,
-        f"params: {json.dumps(report.params)}",
-        f"net P&L {report.net_pnl:.2f} (equity {report.starting_equity:.2f} -> {report.final_equity:.2f}), "
-        f"commission {report.commission:.2f}",
-        f"trades {len(report.trades)}, win rate {pct(report.win_rate)}, profit factor {pf}, "
-        f"max drawdown {report.max_drawdown:.2f} ({report.max_drawdown_pct:.2f}%), "
-        f"Sharpe {'-' if report.sharpe is None else f'{report.sharpe:.2f}'}",
-    ]
-    if report.open_position:
-        lines.append(f"open position at the end: {report.open_position.normalize():f}")
-    if report.trades:
-        lines.append("")
-        lines.append(f"{'#':>3} {'side':<4} {'qty':>8} {'entry time':<25} {'entry':>10} {'exit time':<25} "
-                     f"{'exit':>10} {'net P&L':>10}")
-        for i, t in enumerate(report.trades, 1):
-            lines.append(f"{i:>3} {t.side.value:<4} {t.quantity.normalize():>8f} {t.entry_time.isoformat():<25} "
-                         f"{t.entry_price:>10.2f} {t.exit_time.isoformat():<25} {t.exit_price:>10.2f} "
-                         f"{t.net_pnl:>10.2f}")
-    lines.append("")
-    lines.append(f"rule violations: {len(report.violations)}")
-    for v in report.violations:
-        lines.append(f"  {v.at.isoformat()} {v.rule}: {v.detail}")
-    return "\n".join(lines)
+    return paper, limits, rules, source
 
 
 def _costs(args: argparse.Namespace, paper: PaperSettings, rules: AccountRules | None) -> Costs:
@@ -140,17 +120,28 @@ def _costs(args: argparse.Namespace, paper: PaperSettings, rules: AccountRules |
     ticks, tick = _money(args.slippage_ticks, "--slippage-ticks"), _money(args.tick_size, "--tick-size")
     try:
         fees = load_fee_table(table) if table and table != "none" else {}
+        if (note := unverified_note(table)) is not None:
+            print(f"traderd replay: {note}", file=sys.stderr)
         return Costs.of_paper(paper).model_copy(update={"slippage_ticks": ticks or Decimal(0),
                                                         "tick_size": tick or None, "fees": fees})
     except CostError as exc:
         raise InputError(str(exc)) from exc
 
 
-def _progress(total: int) -> Any:
-    """A progress bar on stderr when it is a terminal (nothing otherwise), counting replays."""
+def _sources(args: argparse.Namespace, configured: str, rules: AccountRules | None) -> str:
+    """Where the replay's costs came from: the configuration, the command line, a funded preset's fee table."""
+    flags = [flag for flag in COST_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    parts = [configured, " ".join(flags)]
+    if not args.fees and rules and fee_table_for(rules.preset):
+        parts.append(f"fees: the {fee_table_for(rules.preset)} table of {rules.preset}")
+    return "; ".join(p for p in parts if p) or "defaults: nothing configured or given"
+
+
+def _progress(total: int, unit: str = "run", desc: str = "replays") -> Any:
+    """A progress bar on stderr when it is a terminal (nothing otherwise), counting replays or bars."""
     from tqdm import tqdm
 
-    return tqdm(total=total, file=sys.stderr, disable=not sys.stderr.isatty(), unit="run", desc="replays",
+    return tqdm(total=total, file=sys.stderr, disable=not sys.stderr.isatty(), unit=unit, desc=desc,
                 leave=False)
 
 
@@ -208,31 +199,39 @@ def run(args: argparse.Namespace) -> int:
         cls = load_strategy(args.strategy)
         fixed = parse_pairs(args.param)
         params = parse_params(cls, fixed)
-        paper, limits, rules = _account(args)
+        paper, limits, rules, costs_source = _account(args)
         symbol = (args.symbol or Path(args.data).stem).upper()
         bars = load_bars(args.data, symbol, args.timeframe, args.calendar)
         name = args.strategy if "/" not in args.strategy else cls.__name__
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
         setup = ReplaySetup(strategy=args.strategy, name=name, timeframe=args.timeframe, calendar=args.calendar,
                             paper=paper, limits=limits, rules=rules, costs=_costs(args, paper, rules), fixed=fixed)
+        costs_source = _sources(args, costs_source, rules)
         if args.monte_carlo is not None and args.monte_carlo <= 0:
             raise InputError("--monte-carlo needs a positive number of runs")
         if args.jobs < 1:
             raise InputError("--jobs must be at least 1")
         if args.heatmap and (args.walk_forward or not args.optimize):
             raise InputError("--heatmap draws a search: use it with --optimize and without --walk-forward")
+        if args.html and args.optimize:
+            raise InputError("--html draws one replay: use it without --optimize")
         if args.walk_forward and not args.optimize:
             raise InputError("--walk-forward needs --optimize NAME=RANGE ... (the sets tried in each window)")
         if args.optimize:
             text, data = _research(args, cls, setup, bars, seed)
             print(research.dump(data) if args.json else text)
             return 0
-        report = asyncio.run(setup.run(cls, params.model_dump(mode="json"), bars))
+        with _progress(len(bars), unit="bar", desc="replay") as bar:
+            report = asyncio.run(setup.run(cls, params.model_dump(mode="json"), bars, progress=bar.update))
+            bar.refresh()
         if args.plot:
             plot(report, bars, Path(args.plot), args.calendar)
+        if args.html:
+            write_page(report, bars, Path(args.html), args.calendar,
+                       render(report, bars, args.calendar, costs_source=costs_source, hint=False))
         mc = _monte_carlo(args, report.trades, rules, seed) if args.monte_carlo and report.trades else None
     except (InputError, StrategyLoadError, BarDataError, ReplayError, OptimizeError, MonteCarloError,
-            research.PlotError, PlotError) as exc:
+            research.PlotError, PlotError, PageError) as exc:
         print(f"traderd replay: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -241,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
             data["monte_carlo"] = mc.model_dump(mode="json", exclude={"final_pnls", "max_drawdowns"})
         print(json.dumps(data, indent=2))
     else:
-        print(render_text(report) + ("\n\n" + research.monte_carlo_table(mc) if mc else ""))
+        text = render(report, bars, args.calendar, trades=args.trades, costs_source=costs_source)
+        print(text + ("\n\n" + research.monte_carlo_table(mc) if mc else ""))
     return 0
 
 
@@ -284,5 +284,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--equity-curve", action="store_true", help="include the equity curve in --json")
     p.add_argument("--plot", metavar="FILE", help="write price, equity and drawdown charts (.png or .svg)")
+    p.add_argument("--html", metavar="FILE", help="write the chart as one interactive HTML page (works offline)")
+    p.add_argument("--trades", action="store_true", help="list every trade in the text report")
     p.set_defaults(func=run)
 

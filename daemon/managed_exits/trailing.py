@@ -127,3 +127,13 @@ def rule_for(sent: OrderRequest, trail: Trail, order: Order, instrument: Instrum
         best=reference, stop_price=stop, entry_order_id=None if own_stop else order.broker_order_id,
         stop_order_id=order.broker_order_id if own_stop else None, updated_at=utcnow(),
     )
+
+
+def managed_rule(intent: Intent, sent: OrderRequest, trail: Trail | None, order: Order, instrument: Instrument,
+                 market: Decimal | None) -> ExitRule | None:
+    """The rule by which the daemon trails this placed stop (or the entry's bracket stop), or None when there
+    is no trail, or no price to start from, or nothing is left resting to move."""
+    start = reference(intent, market)
+    if trail is None or start is None or not (sent.stop_loss is not None or order.status.is_open):
+        return None
+    return rule_for(sent, trail, order, instrument, start)

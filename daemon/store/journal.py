@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.domain import ZERO, Fill, Side
 from daemon.store.repository import Store
+from daemon.store.scope import Accounts
 
 TRADENOTE_COLUMNS = ("Account", "T/D", "S/D", "Currency", "Type", "Side", "Symbol", "Qty", "Price", "Exec Time",
                      "Comm", "SEC", "TAF", "NSCC", "Nasdaq", "ECN Remove", "ECN Add", "Gross Proceeds",
@@ -162,7 +163,7 @@ def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return out.getvalue()
 
 
-def export(store: Store, kind: str, fmt: str, since: datetime | None, account: str | None, tz: str) -> str:
+def export(store: Store, kind: str, fmt: str, since: datetime | None, account: Accounts, tz: str) -> str:
     """`fills` (executions since `since`) or `trades` (round trips closed since `since`, then the open ones),
     as `csv` or `json`. The whole history of the account is replayed, so positions opened before `since`
     are labelled right."""

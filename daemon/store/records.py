@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from daemon.domain import AccountState, Violation, utcnow
 from daemon.store.database import Database
+from daemon.store.scope import Accounts, only
 from daemon.store.tables import AuditRow, ControlRow, SnapshotRow, ViolationRow
 from daemon.store.views import AccountControl, AuditEntry
 
@@ -39,11 +40,9 @@ class AccountRecords(Database):
         with self._write() as session:
             session.add(row)
 
-    def violations(self, account: str | None = None, limit: int = 100) -> list[Violation]:
+    def violations(self, account: Accounts = None, limit: int = 100) -> list[Violation]:
         """Newest first."""
-        stmt = select(ViolationRow)
-        if account is not None:
-            stmt = stmt.where(ViolationRow.account == account)
+        stmt = only(select(ViolationRow), ViolationRow.account, account)
         stmt = stmt.order_by(col(ViolationRow.at).desc(), col(ViolationRow.id).desc()).limit(limit)
         with self._read() as session:
             rows = session.exec(stmt).all()

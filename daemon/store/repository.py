@@ -29,7 +29,9 @@ from daemon.store.exit_rules import ExitRuleRecords
 from daemon.store.intake import FanoutChild, SignalIntake, raw_json, signal_row
 from daemon.store.paging import Page
 from daemon.store.records import AccountRecords
+from daemon.store.scope import Accounts, only
 from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow, order_root
+from daemon.store.time_exits import TimeExitRecords
 from daemon.store.views import DailyPnl, SignalRecord, SignalSummary
 from daemon.store.writes import DuplicateFill, HotWrites
 
@@ -52,7 +54,7 @@ def _summary(row: SignalRow) -> SignalSummary:
                          updated_at=row.updated_at, client_order_id=row.client_order_id)
 
 
-class Store(AccountRecords, ExitRuleRecords):
+class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     """The repository. Call `open()` before use and `close()` at shutdown."""
 
     def __init__(self, url: str, *, redact: Callable[[str], str] = str) -> None:
@@ -155,12 +157,10 @@ class Store(AccountRecords, ExitRuleRecords):
                             fills=[_fill(f) for f in fills], parent_id=row.parent_id,
                             route=None if row.route_json is None else json.loads(row.route_json), children=children)
 
-    def signals_page(self, account: str | None = None, after: str | None = None, limit: int = 100
+    def signals_page(self, account: Accounts = None, after: str | None = None, limit: int = 100
                      ) -> Page[SignalSummary]:
         """Newest first (by arrival), `limit` at a time; `after` is the `next` of the previous page."""
-        stmt = select(SignalRow)
-        if account is not None:
-            stmt = stmt.where(SignalRow.account == account)
+        stmt = only(select(SignalRow), SignalRow.account, account)
         if after is not None:
             at, seq = paging.decode(after)
             if at is not None:
@@ -210,23 +210,19 @@ class Store(AccountRecords, ExitRuleRecords):
             self._hot.finish_signal(conn, signal_id, status, reason, order.client_order_id if order else None)
         return realized
 
-    def orders(self, account: str | None = None, open_only: bool = False, limit: int = 200) -> list[Order]:
+    def orders(self, account: Accounts = None, open_only: bool = False, limit: int = 200) -> list[Order]:
         """Newest first."""
-        stmt = select(OrderRow)
-        if account is not None:
-            stmt = stmt.where(OrderRow.account == account)
+        stmt = only(select(OrderRow), OrderRow.account, account)
         if open_only:
             stmt = stmt.where(col(OrderRow.status).in_(_OPEN_STATUSES))
         stmt = stmt.order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc()).limit(limit)
         with self._read() as session:
             return [_order(r) for r in session.exec(stmt).all()]
 
-    def orders_page(self, account: str | None = None, open_only: bool = False, after: str | None = None,
+    def orders_page(self, account: Accounts = None, open_only: bool = False, after: str | None = None,
                     limit: int = 100) -> Page[Order]:
         """Newest first, `limit` at a time; `after` is the `next` of the previous page."""
-        stmt = select(OrderRow)
-        if account is not None:
-            stmt = stmt.where(OrderRow.account == account)
+        stmt = only(select(OrderRow), OrderRow.account, account)
         if open_only:
             stmt = stmt.where(col(OrderRow.status).in_(_OPEN_STATUSES))
         if after is not None:
@@ -256,11 +252,9 @@ class Store(AccountRecords, ExitRuleRecords):
             return None  # the transaction rolled back, including a ledger row it may have created
 
     def _fill_rows(
-        self, account: str | None, since: datetime | None, newest_first: bool, limit: int | None
+        self, account: Accounts, since: datetime | None, newest_first: bool, limit: int | None
     ) -> list[FillRow]:
-        stmt = select(FillRow)
-        if account is not None:
-            stmt = stmt.where(FillRow.account == account)
+        stmt = only(select(FillRow), FillRow.account, account)
         if since is not None:
             stmt = stmt.where(col(FillRow.filled_at) >= since)
         if newest_first:
@@ -278,12 +272,10 @@ class Store(AccountRecords, ExitRuleRecords):
         """Newest first."""
         return [_fill(r) for r in self._fill_rows(account, since, True, limit)]
 
-    def fills_page(self, account: str | None = None, since: datetime | None = None, after: str | None = None,
+    def fills_page(self, account: Accounts = None, since: datetime | None = None, after: str | None = None,
                    limit: int = 100) -> Page[Fill]:
         """Newest first, `limit` at a time; `after` is the `next` of the previous page."""
-        stmt = select(FillRow)
-        if account is not None:
-            stmt = stmt.where(FillRow.account == account)
+        stmt = only(select(FillRow), FillRow.account, account)
         if since is not None:
             stmt = stmt.where(col(FillRow.filled_at) >= since)
         if after is not None:
@@ -306,11 +298,15 @@ class Store(AccountRecords, ExitRuleRecords):
         """Oldest first, each with the P&L it realized on the ledger."""
         return [(_fill(r), r.realized_pnl) for r in self._fill_rows(account, since, False, None)]
 
-    def journal_fills(self, account: str | None) -> list[tuple[Fill, Decimal, Decimal]]:
+    def journal_fills(self, account: Accounts) -> list[tuple[Fill, Decimal, Decimal]]:
         """Every fill oldest first with its realized P&L and multiplier, for the trade journal."""
         return [(_fill(r), r.realized_pnl, r.multiplier) for r in self._fill_rows(account, None, False, None)]
 
     # -- positions -----------------------------------------------------------------------------------------
+
+    def held(self, account: str, symbol: str) -> Decimal:
+        """The signed quantity `account` holds in `symbol` by the store's ledger (0 when flat)."""
+        return sum((p.quantity for p in self.positions(account) if p.symbol == symbol), ZERO)
 
     def positions(self, account: str | None = None) -> list[Position]:
         """Non-zero ledger positions, by account and symbol."""
@@ -334,13 +330,15 @@ class Store(AccountRecords, ExitRuleRecords):
     # -- reports -------------------------------------------------------------------------------------------
 
     def pnl_by_day(
-        self, account: str | None, since: datetime, tz: str = "America/New_York"
+        self, account: str | None, since: datetime, tz: str = "America/New_York",
+        day_of: Callable[[datetime], date] | None = None,
     ) -> list[DailyPnl]:
-        """Realized P&L, fees and fill count per (local calendar day in `tz`, account), oldest day first."""
+        """Realized P&L, fees and fill count per (local calendar day in `tz`, account), oldest day first;
+        `day_of` gives another day of a fill (a futures account's trading day)."""
         zone = ZoneInfo(tz)
         days: dict[tuple[date, str], tuple[Decimal, Decimal, int]] = {}
         for fill, realized in self.fills_with_pnl(account, since):
-            key = (fill.filled_at.astimezone(zone).date(), fill.account)
+            key = (day_of(fill.filled_at) if day_of else fill.filled_at.astimezone(zone).date(), fill.account)
             r, f, n = days.get(key, (ZERO, ZERO, 0))
             days[key] = (r + realized, f + fill.commission, n + 1)
         return [

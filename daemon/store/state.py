@@ -7,9 +7,12 @@ A small repository on the store's `Database`: callers keep their own pydantic mo
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
 
 from daemon.domain import utcnow
 from daemon.store.database import Database
@@ -44,3 +47,20 @@ class StateStore:
             row = session.get(KvRow, (namespace, key))
             if row is not None:
                 session.delete(row)
+
+    def claim(self, namespace: str, key: str, value: dict[str, Any]) -> bool:
+        """Store `value` under a key not stored yet; False (and nothing changed) when the key is there already.
+        One insert, so two claims of the same key can never both succeed."""
+        row = KvRow(namespace=namespace, key=key, value_json=json.dumps(value, default=str, sort_keys=True),
+                    updated_at=utcnow())
+        try:
+            with Session(self.database.engine) as session, session.begin():
+                session.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    def prune(self, namespace: str, before: datetime) -> None:
+        """Forget a namespace's documents last written before `before`."""
+        with Session(self.database.engine) as session, session.begin():
+            session.execute(delete(KvRow).where(col(KvRow.namespace) == namespace, col(KvRow.updated_at) < before))

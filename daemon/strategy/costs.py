@@ -12,7 +12,8 @@ A `Costs` is folded into the paper broker a replay trades on:
   anything else), which is how futures traders state slippage.
 
 The shipped fee tables are examples of published all-in fees per side; firms change them, so check yours
-and pass your own table when they differ (`FEE_SOURCES` says where each came from).
+and pass your own table when they differ (`FEE_SOURCES` says where each came from and whether its numbers
+were confirmed against that page; `traderd replay` says so when it uses an unconfirmed one).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -49,9 +51,30 @@ FEE_TABLES: dict[str, dict[str, Decimal]] = {
     "cme_exchange": {**{root: Decimal("1.38") for root in ("ES", "NQ", "YM", "RTY")},
                      **{root: Decimal("0.37") for root in ("MES", "MNQ", "MYM", "M2K")}},
 }
-FEE_SOURCES: dict[str, str] = {
-    "topstep": "round-turn fees of the Topstep fee schedule (platform + exchange + NFA), halved; unverified",
-    "cme_exchange": "CME Globex non-member exchange + clearing + NFA fees for index futures, approximate",
+
+
+@dataclass(frozen=True)
+class FeeSource:
+    """Where a shipped fee table's numbers come from, and whether they were checked against that page."""
+
+    basis: str
+    pages: tuple[str, ...]  # the pages the check read (the firm's own, when one was found)
+    verified: bool
+    checked: str  # what the check found (or did not find), and when
+
+
+FEE_SOURCES: dict[str, FeeSource] = {
+    "topstep": FeeSource(
+        "Topstep's published round-turn fees (platform + exchange + clearing + NFA), halved",
+        (), verified=False,
+        checked="2026-12: no fee page of Topstep's own was found to compare with; unconfirmed examples"),
+    "cme_exchange": FeeSource(
+        "CME Globex exchange + clearing fees for customers of member firms (non-members), plus the NFA fee",
+        ("https://www.nfa.futures.org/faqs/members/nfa-assessment-fees.html",
+         "https://expydoc.com/doc/5046796/cme-group-fee-schedule (a copy of CME's schedule of 2015-01-01)"),
+        verified=False,
+        checked="2026-12: the NFA assessment fee of $0.02 per side (since 2018-01-01) is confirmed; only "
+                "CME fee schedules of 2009-2015 were found, so the CME part is unconfirmed for today"),
 }
 
 
@@ -86,6 +109,26 @@ class Costs(BaseModel):
         """Price units a market-style fill of `symbol` moves against the trader on top of the bps slippage."""
         return self.slippage_ticks * self.tick(symbol)
 
+    def describe(self, symbol: str) -> str:
+        """One line a trader reads: what each fill of `symbol` paid beyond its price."""
+        def num(x: Decimal) -> str:
+            return f"{x.normalize():f}"
+
+        parts = []
+        if self.commission_per_unit or self.commission_minimum:
+            parts.append(f"commission {num(self.commission_per_unit)} per share/contract"
+                         + (f", minimum {num(self.commission_minimum)} per fill" if self.commission_minimum else ""))
+        else:
+            parts.append("no commission")
+        if self.fee(symbol):
+            parts.append(f"fees {num(self.fee(symbol))} per contract per side ({symbol_root(symbol)})")
+        slips = [f"{num(self.slippage_bps)} bps"] if self.slippage_bps else []
+        if self.slippage_ticks:
+            slips.append(f"{num(self.slippage_ticks)} tick{'' if self.slippage_ticks == 1 else 's'} of "
+                         f"{num(self.tick(symbol))}")
+        parts.append("slippage " + " + ".join(slips) + " per fill" if slips else "no slippage")
+        return ", ".join(parts)
+
     def paper_settings(self, paper: PaperSettings, symbol: str) -> PaperSettings:
         """`paper` (cash, multipliers) with this commission (plus the symbol's fee) and bps slippage."""
         return paper.model_copy(update={
@@ -100,6 +143,15 @@ def fee_table_for(preset: str | None) -> str | None:
         return None
     firm = preset.split("_", 1)[0]
     return firm if firm in FEE_TABLES else None
+
+
+def unverified_note(spec: str | None) -> str | None:
+    """What to tell the trader when `spec` names a shipped table whose numbers are not confirmed."""
+    source = FEE_SOURCES.get(spec or "")
+    if source is None or source.verified:
+        return None
+    return (f"fee table {spec}: example numbers, not confirmed against the published fees ({source.checked}); "
+            "pass your own with --fees FILE")
 
 
 def load_fee_table(spec: str) -> dict[str, Decimal]:

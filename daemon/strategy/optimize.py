@@ -64,10 +64,10 @@ class ReplaySetup:
         return self.strategy if isinstance(self.strategy, type) else load_strategy(self.strategy)
 
     async def run(self, cls: type[Strategy], params: Mapping[str, Any], bars: Sequence[Bar],
-                  history: Sequence[Bar] = ()) -> ReplayReport:
+                  history: Sequence[Bar] = (), progress: Callable[[int], None] | None = None) -> ReplayReport:
         return await replay(cls, parse_params(cls, {**self.fixed, **params}), bars, name=self.name,
                             timeframe=self.timeframe, calendar=self.calendar, paper=self.paper, limits=self.limits,
-                            rules=self.rules, costs=self.costs, history=history)
+                            rules=self.rules, costs=self.costs, history=history, progress=progress)
 
 
 class RunResult(BaseModel):

@@ -114,7 +114,10 @@ def plot(report: ReplayReport, bars: Sequence[Bar], path: Path, calendar: str = 
     positions, labels = tick_positions(bars, tz)
     dd_ax.set_xticks(positions, labels, fontsize=9)
     dd_ax.set_xlim(-0.5, len(bars) - 0.5)
-    hold_return = (hold[-1] - start) / start * 100
+    # the summary's figure (the price's return over the bars), so the chart and the text agree
+    hold_return = report.stats.buy_and_hold_return_pct if report.stats else None
+    if hold_return is None:
+        hold_return = (closes[-1] - closes[0]) / closes[0] * 100 if closes[0] else 0.0
     title = (f"{report.strategy} {report.symbol} {report.timeframe}: net {dollars(float(report.net_pnl))} "
              f"({float(report.net_pnl) / start * 100:+.1f}%), buy and hold {hold_return:+.1f}%, "
              f"max drawdown {dollars(float(report.max_drawdown))}, {len(report.trades)} trades")

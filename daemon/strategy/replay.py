@@ -19,8 +19,10 @@ and per-contract fees included; `history` are earlier bars the strategy sees onl
 walk-forward test window's warm-up).
 
 The report: closed round-trip trades (net of commission), P&L, win rate, profit factor, maximum drawdown of
-the bar-close equity curve, annualised Sharpe ratio of daily equity returns (sqrt(252), risk-free 0), and
-every rule violation. Everything runs in memory (an in-memory SQLite store, a temporary paper state file).
+the bar-close equity curve, annualised Sharpe ratio of daily equity returns (sqrt(252), risk-free 0), the
+summary figures of `daemon.strategy.stats` (returns, average trade, expectancy, bars held, exposure), the
+costs the fills paid, and every rule violation. Everything runs in memory (an in-memory SQLite store, a
+temporary paper state file).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import itertools
 import math
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -40,7 +42,7 @@ from brokers.base import BrokerReport
 from brokers.symbols import symbol_root
 from config.brokers import PaperSettings
 from config.settings import RiskLimits
-from daemon.domain import ZERO, Event, Fill, OrderType, Side, Violation
+from daemon.domain import ZERO, Event, OrderType, Violation
 from daemon.engine import Engine
 from daemon.events import EventBus
 from daemon.metrics import Metrics
@@ -51,25 +53,16 @@ from daemon.store.repository import Store
 from daemon.strategy.bars import CalendarName, aggregate, calendar_zone, load_csv, session_close_at
 from daemon.strategy.costs import CostedPaperBroker, Costs
 from daemon.strategy.runner import intent_for
+from daemon.strategy.stats import ReplayStats, compute
+from daemon.strategy.trades import Trade, round_trips
 from strategies.base import Bar, Context, Position, Signal, Strategy
 
 ACCOUNT = "replay"
+PROGRESS_EVERY = 250  # bars between two calls of a replay's progress callback
 
 
 class ReplayError(Exception):
     """The replay could not run (bad data, a strategy that raised); the message says where."""
-
-
-class Trade(BaseModel):
-    side: Side
-    quantity: Decimal
-    entry_time: datetime
-    entry_price: Decimal
-    exit_time: datetime
-    exit_price: Decimal
-    gross_pnl: Decimal
-    commission: Decimal
-    net_pnl: Decimal
 
 
 class SignalLog(BaseModel):
@@ -102,6 +95,8 @@ class ReplayReport(BaseModel):
     warnings: list[Violation] = Field(default_factory=list)  # rules that warn but let the order go
     signals: list[SignalLog]
     equity_curve: list[tuple[datetime, Decimal]] = Field(default_factory=list)
+    stats: ReplayStats | None = None
+    costs: Costs | None = None  # the commission, slippage and fees the fills paid
 
 
 class ReplayClock:
@@ -126,8 +121,8 @@ def _describe(signal: Signal) -> str:
 class _Replay:
     def __init__(self, strategy: Strategy, bars: Sequence[Bar], paper: PaperSettings, limits: RiskLimits,
                  rules: funded.AccountRules | None, workdir: Path, history: Sequence[Bar] = (),
-                 tick_slippage: Decimal = ZERO) -> None:
-        self.strategy, self.bars, self.rules = strategy, bars, rules
+                 tick_slippage: Decimal = ZERO, progress: Callable[[int], None] | None = None) -> None:
+        self.strategy, self.bars, self.rules, self.progress = strategy, bars, rules, progress
         self.seen = [*history, *bars]  # what on_bar may look back on: the history first, then the traded bars
         self.offset = len(history)
         self.symbol = strategy.context.symbol
@@ -150,6 +145,9 @@ class _Replay:
         self.warnings: list[Violation] = []
         self.signals: list[SignalLog] = []
         self.flatten_due = False
+        self.index = 0  # the bar being replayed
+        self.fill_bar: dict[str, int] = {}  # fill id -> the bar it filled in
+        self.exposed = 0  # bars on which a position was held at some moment
         self.events.subscribe(self._on_event)
         self.broker.set_report_handler(self._on_report)
 
@@ -159,6 +157,8 @@ class _Replay:
             (self.warnings if event.data.get("warning") else self.violations).append(found)
 
     async def _on_report(self, report: BrokerReport) -> None:
+        if report.fill is not None:
+            self.fill_bar[report.fill.fill_id] = self.index
         if report.fill is not None and self.rules is not None:
             self._apply(*funded.on_fill(self._funded, self.rules, report.fill))
 
@@ -217,6 +217,7 @@ class _Replay:
         window = max(self.strategy.warmup, 1)
         try:
             for i, bar in enumerate(self.bars):
+                self.index, fills_before = i, len(self.fill_bar)
                 await self.observe(bar.open, bar.start)
                 for k, signal in enumerate(pending):
                     intent = intent_for(signal, strategy=self.strategy.context.name, account=ACCOUNT,
@@ -234,6 +235,11 @@ class _Replay:
                 curve.append((bar.end, (await self.broker.account_state()).equity))
                 held = next((p for p in await self.broker.positions() if p.symbol == self.symbol), None)
                 position = Position(held.quantity, held.average_price) if held else Position()
+                # a fill in the bar means a position at that moment, even if the bar ends flat
+                if (held is not None and held.quantity != 0) or len(self.fill_bar) > fills_before:
+                    self.exposed += 1
+                if self.progress is not None and (i + 1) % PROGRESS_EVERY == 0:
+                    self.progress(PROGRESS_EVERY)
                 try:
                     end = self.offset + i + 1
                     pending = list(self.strategy.on_bar(bar, self.seen[max(0, end - window): end], position))
@@ -243,45 +249,9 @@ class _Replay:
         finally:
             await self.broker.close()
             self.store.close()
+        if self.progress is not None and len(self.bars) % PROGRESS_EVERY:
+            self.progress(len(self.bars) % PROGRESS_EVERY)
         return curve, len(pending)
-
-
-def round_trips(fills: Sequence[Fill], multiplier: Decimal = Decimal(1)) -> tuple[list[Trade], Decimal]:
-    """Closed trades (flat -> position -> flat, a flip closes one and opens the next) and the open quantity."""
-    trades: list[Trade] = []
-    pos = avg = size = exit_value = exited = pnl = fees = ZERO
-    entry_time: datetime | None = None
-    for fill in fills:
-        signed = fill.quantity * fill.side.sign
-        if pos == 0:
-            pos, avg, size, entry_time = signed, fill.price, abs(signed), fill.filled_at
-            exit_value = exited = pnl = ZERO
-            fees = fill.commission
-            continue
-        if (pos > 0) == (signed > 0):
-            avg = (avg * pos + fill.price * signed) / (pos + signed)
-            pos += signed
-            size = max(size, abs(pos))
-            fees += fill.commission
-            continue
-        closing = min(abs(pos), abs(signed))
-        pnl += (fill.price - avg) * closing * (1 if pos > 0 else -1) * multiplier
-        exit_value += fill.price * closing
-        exited += closing
-        fees += fill.commission
-        remainder = pos + signed
-        if remainder != 0 and (remainder > 0) == (pos > 0):
-            pos = remainder
-            continue
-        assert entry_time is not None
-        trades.append(Trade(side=Side.BUY if pos > 0 else Side.SELL, quantity=size, entry_time=entry_time,
-                            entry_price=avg, exit_time=fill.filled_at, exit_price=exit_value / exited,
-                            gross_pnl=pnl, commission=fees, net_pnl=pnl - fees))
-        pos = remainder
-        if pos != 0:  # flipped through zero: the rest opens a new trade at this price
-            avg, size, entry_time = fill.price, abs(pos), fill.filled_at
-            exit_value = exited = pnl = fees = ZERO
-    return trades, pos
 
 
 def performance(trades: Sequence[Trade], curve: Sequence[tuple[datetime, Decimal]],
@@ -312,11 +282,13 @@ def performance(trades: Sequence[Trade], curve: Sequence[tuple[datetime, Decimal
 async def replay(strategy_cls: type[Strategy], params: BaseModel, bars: Sequence[Bar], *, name: str = "",
                  timeframe: str = "1d", calendar: CalendarName = "nyse", paper: PaperSettings | None = None,
                  limits: RiskLimits | None = None, rules: funded.AccountRules | None = None,
-                 costs: Costs | None = None, history: Sequence[Bar] = ()) -> ReplayReport:
+                 costs: Costs | None = None, history: Sequence[Bar] = (),
+                 progress: Callable[[int], None] | None = None) -> ReplayReport:
     """Run `strategy_cls` with `params` over `bars` (already of its timeframe) and report the results.
 
     `costs` replaces the commission and slippage of `paper`; `history` are bars before the first traded one
-    that the strategy sees as history (a walk-forward test window's warm-up) but never trades on.
+    that the strategy sees as history (a walk-forward test window's warm-up) but never trades on;
+    `progress(n)` is called as each `PROGRESS_EVERY` bars (and the rest at the end) are done.
     """
     if not bars:
         raise ReplayError("no bars to replay (is the data inside the calendar's sessions?)")
@@ -326,16 +298,17 @@ async def replay(strategy_cls: type[Strategy], params: BaseModel, bars: Sequence
     symbol = bars[0].symbol
     if costs is not None:
         paper = costs.paper_settings(paper, symbol)
+    paid = costs or Costs.of_paper(paper)
     context = Context(name=name or strategy_cls.__name__, symbol=symbol, timeframe=timeframe, calendar=calendar,
                       account=ACCOUNT, session_close=lambda ts: session_close_at(calendar, ts))
     strategy = strategy_cls(params, context)
     with tempfile.TemporaryDirectory(prefix="traderd-replay-") as tmp:
         run = _Replay(strategy, bars, paper, limits or RiskLimits(), rules, Path(tmp), history,
-                      costs.tick_slippage(symbol) if costs is not None else ZERO)
+                      costs.tick_slippage(symbol) if costs is not None else ZERO, progress)
         curve, _unexecuted = await run.run()
         fills = await run.broker.fills()
         multiplier = run.broker.multiplier(symbol)
-    trades, open_qty = round_trips(fills, multiplier)
+    trades, open_qty = round_trips(fills, multiplier, run.fill_bar)
     win_rate, pf, max_dd, max_dd_pct, sharpe = performance(trades, curve, calendar)
     final = curve[-1][1] if curve else paper.starting_cash
     return ReplayReport(
@@ -344,6 +317,6 @@ async def replay(strategy_cls: type[Strategy], params: BaseModel, bars: Sequence
         final_equity=final, net_pnl=final - paper.starting_cash, commission=sum((f.commission for f in fills), ZERO),
         trades=trades, open_position=open_qty, win_rate=win_rate, profit_factor=pf, max_drawdown=max_dd,
         max_drawdown_pct=max_dd_pct, sharpe=sharpe, violations=run.violations, warnings=run.warnings,
-        signals=run.signals,
-        equity_curve=curve,
+        signals=run.signals, equity_curve=curve,
+        stats=compute(trades, bars, paper.starting_cash, final, run.exposed), costs=paid,
     )

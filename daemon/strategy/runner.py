@@ -4,13 +4,16 @@ Each strategy instance (`config.strategies.StrategySettings`) gets one APSchedul
 `delay_seconds` after every bar close of its timeframe on its calendar (`daemon.strategy.bars.next_bar_close`:
 sessions, NYSE holidays and early closes). A run acts on the latest closed bar only: runs missed during a
 pause or a sleep are coalesced (APScheduler's `coalesce`, and a run never replays skipped bars), and a bar
-that closed more than `max_lag_seconds` ago is marked done without trading.
+that closed more than `max_lag_seconds` ago is marked done without trading. On a shared store a strategy
+runs where its account is executed: a daemon that takes an account over (`catch_up`) acts at once on a bar
+that closed during the failover, from the last bar end the previous owner stored.
 
-Signals become `Intent`s (source "strategy") whose dedup key is `strategy:NAME:BAR_CLOSE:INDEX`, handed to
-`submit` (the engine's `accept`: record durably, then queue), so a run repeated after a crash or restart is a
-no-op at the store. What a strategy remembers (`Strategy.state`), the last bar acted on, the last signal
-and pause/disable flags are kept in `StateStore` namespace "strategy" under the instance name, written after
-every run.
+Signals become `Intent`s (source "strategy") whose dedup key is `strategy:NAME:BAR_CLOSE:INDEX`, named and
+sized for the account by the webhook's own normaliser (`daemon.intake.for_account`: exchange prefix, symbol
+map and ratio, one engine symbol per contract), then handed to `submit` (the engine's `accept`: record
+durably, then queue), so a run repeated after a crash or restart is a no-op at the store. What a strategy
+remembers (`Strategy.state`), the last bar acted on, the last signal and pause/disable flags are kept in
+`StateStore` namespace "strategy" under the instance name, written after every run.
 
 A strategy that cannot be loaded or whose `on_bar` raises is disabled (persisted, until `resume`) and
 reported as an `Event` of kind "daemon" with `data={"strategy": NAME, "status": "disabled", "error": ...}`;
@@ -19,6 +22,7 @@ the daemon and the other strategies carry on. `status()`, `pause()` and `resume(
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -32,8 +36,10 @@ from apscheduler.triggers.base import BaseTrigger
 from pydantic import AwareDatetime, BaseModel
 
 from brokers.base import Broker, BrokerError
+from config.groups import Leg, SymbolMapping
 from config.strategies import StrategySettings
 from daemon.domain import Action, Event, Intent, StrategyStatus, utcnow
+from daemon.intake import for_account, symbol_for
 from daemon.store.state import StateStore
 from daemon.strategy.bars import BarDataError, BarSource, CalendarName, last_bar_close, next_bar_close, session_close_at
 from strategies.base import Context, Position, Signal, Strategy, StrategyLoadError, load_strategy, parse_params
@@ -105,6 +111,7 @@ class _Slot:
     record: StrategyRecord
     instance: Strategy | None = None
     signal_ids: list[str] = field(default_factory=list)
+    running: asyncio.Lock = field(default_factory=asyncio.Lock)  # one run at a time: the scheduler's or a catch-up
 
 
 class StrategyRunner:
@@ -116,7 +123,8 @@ class StrategyRunner:
     def __init__(self, *, submit: Submit, publish: Publish, brokers: Mapping[str, Broker],
                  scheduler: AsyncIOScheduler, state: StateStore, bars: BarSource,
                  strategies: Mapping[str, StrategySettings], clock: Callable[[], datetime] = utcnow,
-                 owns: Callable[[str], bool] | None = None) -> None:
+                 owns: Callable[[str], bool] | None = None,
+                 symbol_maps: Mapping[str, Mapping[str, SymbolMapping]] | None = None) -> None:
         # Several daemons on one store: a strategy runs where its account is executed, from its stored record.
         self.owns = owns
         self.submit = submit
@@ -126,8 +134,10 @@ class StrategyRunner:
         self.state = state
         self.bars = bars
         self.clock = clock
+        self.symbol_maps = dict(symbol_maps or {})  # by account: what it trades instead of a root or symbol
         self._slots = {name: _Slot(settings, StrategyRecord()) for name, settings in strategies.items()
                        if settings.enabled}
+        self._started = False
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -143,8 +153,18 @@ class StrategyRunner:
                                                                     timedelta(seconds=s.delay_seconds)),
                                    id=f"strategy:{name}", name=f"strategy {name}", replace_existing=True,
                                    misfire_grace_time=int(s.max_lag_seconds), coalesce=True, max_instances=1)
+        self._started = True
         for name in self._slots:
             await self.run_once(name)
+
+    async def catch_up(self, account: str) -> None:
+        """This daemon has just taken `account` over: act on a bar of its strategies that closed while no daemon
+        executed it (the scheduled run then found it not ours), from the record the last owner stored."""
+        if not self._started:
+            return  # start() acts on the just-closed bars itself
+        for name, slot in self._slots.items():
+            if slot.settings.account == account:
+                await self._job(name)()
 
     async def stop(self) -> None:
         for name in self._slots:
@@ -200,6 +220,10 @@ class StrategyRunner:
     async def run_once(self, name: str) -> list[str]:
         """Act on the latest closed bar if it is new and fresh; returns the ids of the signals submitted."""
         slot = self._slots[name]
+        async with slot.running:
+            return await self._run(name, slot)
+
+    async def _run(self, name: str, slot: _Slot) -> list[str]:
         if self.owns is not None:
             if not self.owns(slot.settings.account):
                 return []
@@ -218,17 +242,20 @@ class StrategyRunner:
             return []
         instance = slot.instance
         count = s.history_bars or max(instance.warmup, 1)
+        leg = Leg(s.account, symbol_map=self.symbol_maps.get(s.account, {}))
+        traded, ratio = symbol_for(s.symbol, leg.symbol_map, now.date())
         try:
             history: Sequence[Any] = await self.bars.bars(s.symbol, s.timeframe, s.calendar, bar_end, count)
             broker = self.brokers[s.account]
-            held = next((p for p in await broker.positions() if p.symbol == s.symbol), None)
+            held = next((p for p in await broker.positions() if p.symbol == traded), None)
         except (BarDataError, BrokerError) as exc:
             log.warning("strategy %s: no run for the bar closing %s: %s", name, bar_end.isoformat(), exc)
             return []
         if not history or history[-1].end != bar_end:
             log.warning("strategy %s: no bar closing at %s in the data yet", name, bar_end.isoformat())
             return []
-        position = Position(held.quantity, held.average_price) if held else Position()
+        # the strategy thinks in the units of its own symbol: a mapped account's position is shown divided back
+        position = Position(held.quantity / ratio, held.average_price) if held else Position()
         before = dict(instance.state)
         try:
             signals = list(instance.on_bar(history[-1], history, position))
@@ -242,7 +269,11 @@ class StrategyRunner:
             return []
         ids = []
         for signal, intent in zip(signals, intents, strict=True):
-            signal_id, is_new = self.submit(intent)
+            one = for_account(intent, leg, now.date(), signal_id=intent.signal_id)  # the webhook's normaliser
+            if one.reason is not None:
+                log.warning("strategy %s: %s on %s not sent: %s", name, describe(signal), s.account, one.reason)
+                continue
+            signal_id, is_new = self.submit(one.intent)
             ids.append(signal_id)
             if is_new:
                 record.last_signal, record.last_signal_at = describe(signal), bar_end

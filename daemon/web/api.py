@@ -139,7 +139,8 @@ def account_json(view: AccountView) -> dict[str, Any]:
 
 
 def position_json(view: PositionView) -> dict[str, Any]:
-    return view.position.model_dump(mode="json") | {"stale": view.stale}
+    return view.position.model_dump(mode="json") | {"stale": view.stale, "time_exits": [
+        countdown.model_dump(mode="json") for countdown in view.time_exits]}
 
 
 def pnl_json(report: PnlReport) -> dict[str, Any]:
@@ -187,6 +188,14 @@ class ControlApi:
                 raise http_error(web.HTTPNotFound, "unknown_account", exc.args[0]) from None
         return None if account in (None, "all") else account
 
+    def _scope(self, request: web.Request) -> str | list[str] | None:
+        """The store rows `?account=` means: all, one account, or a group's members and its alerts (`@group`)."""
+        account = self._account(request)
+        if account is None:
+            return None
+        members = self.reader.accounts_named(account)
+        return account if members == [account] else [*members, f"@{account}"]
+
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self.status_info() | {"accounts": await self._accounts()})
 
@@ -203,27 +212,27 @@ class ControlApi:
     async def orders(self, request: web.Request) -> web.Response:
         open_only = request.query.get("open", "false").lower() in ("1", "true", "yes")
         found = _paged(request, 1000, lambda after, limit: self.store.orders_page(
-            self._account(request), open_only=open_only, after=after, limit=limit))
+            self._scope(request), open_only=open_only, after=after, limit=limit))
         return web.json_response({"orders": [o.model_dump(mode="json") for o in found.items],
                                   "next": _next_link(request, found)})
 
     async def fills(self, request: web.Request) -> web.Response:
         since = _since(request)
         found = _paged(request, 5000, lambda after, limit: self.store.fills_page(
-            self._account(request), since=since, after=after, limit=limit))
+            self._scope(request), since=since, after=after, limit=limit))
         return web.json_response({"fills": [f.model_dump(mode="json") for f in found.items],
                                   "next": _next_link(request, found)})
 
     async def fills_csv(self, request: web.Request) -> web.Response:
         """Every fill since `since` in TradeNote's generic CSV layout (see daemon.store.journal)."""
-        text = journal.export(self.store, "fills", "csv", _since(request), self._account(request),
+        text = journal.export(self.store, "fills", "csv", _since(request), self._scope(request),
                               self.reader.timezone)
         return web.Response(text=text, content_type="text/csv",
                             headers={"Content-Disposition": 'attachment; filename="traderd-fills.csv"'})
 
     async def signals(self, request: web.Request) -> web.Response:
         found = _paged(request, 1000, lambda after, limit: self.store.signals_page(
-            self._account(request), after=after, limit=limit))
+            self._scope(request), after=after, limit=limit))
         return web.json_response({"signals": [s.model_dump(mode="json") for s in found.items],
                                   "next": _next_link(request, found)})
 
@@ -244,7 +253,7 @@ class ControlApi:
         return web.json_response(record.model_dump(mode="json"))
 
     async def violations(self, request: web.Request) -> web.Response:
-        found = self.store.violations(self._account(request), limit=_int(request, "limit", 100, 1000))
+        found = self.store.violations(self._scope(request), limit=_int(request, "limit", 100, 1000))
         return web.json_response({"violations": [v.model_dump(mode="json") for v in found]})
 
     async def audit(self, request: web.Request) -> web.Response:

@@ -14,11 +14,11 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from daemon.domain import AccountState, Fill, Order, Position, StrategyStatus, Violation
-from daemon.queries import AccountPnl, PnlTotal
+from daemon.queries import AccountPnl, PnlTotal, TimeExitCountdown
 from daemon.store.views import AuditEntry, DailyPnl, SignalRecord, SignalSummary
 
 MODELS = (AccountState, Fill, Order, Position, StrategyStatus, Violation, AccountPnl, PnlTotal, AuditEntry,
-          DailyPnl, SignalRecord, SignalSummary)
+          DailyPnl, SignalRecord, SignalSummary, TimeExitCountdown)
 JSON = "application/json"
 
 
@@ -47,7 +47,7 @@ _HAND_WRITTEN: dict[str, Any] = {
                    version=STR, ready=BOOL, started_at=NULL_STR, uptime_seconds=INT, webhook_url=STR,
                    accounts=_array(ref("Account"))),
     "Target": {"type": "object", "properties": {
-        "account": {"type": "string", "default": "all", "description": "an account name, or all"},
+        "account": {"type": "string", "default": "all", "description": "an account name, a group name, or all"},
         "actor": {"type": "string", "description": "who asks (audited); default api:<address>"}}},
     "FlattenRequest": {"allOf": [ref("Target"), {"type": "object", "properties": {
         "request_id": {"type": "string", "description": "makes a retried flatten the same flatten"}}}]},
@@ -105,7 +105,8 @@ def _param(name: str, description: str, schema: dict[str, Any] | None = None, wh
             "schema": schema or STR}
 
 
-ACCOUNT = _param("account", "an account name, or all (the default)")
+ACCOUNT = _param("account", "an account name, a group name (its members; for signals also the group's alerts), "
+                           "or all (the default)")
 SINCE = _param("since", "ISO time or date: only fills at or after it")
 
 
@@ -214,7 +215,8 @@ def document(version: str) -> dict[str, Any]:
                                                       connected=BOOL, paused=BOOL, locked=BOOL, queue_depth=INT,
                                                       error=STR, stale=BOOL),
                                    "PositionView": _extend(schemas["Position"], "A position; stale: from the "
-                                                           "store's ledger",
-                                                           [*schemas["Position"]["required"], "stale"],
-                                                           stale=BOOL)}},
+                                                           "store's ledger; time_exits: its armed time exits "
+                                                           "with the seconds left",
+                                                           [*schemas["Position"]["required"], "stale", "time_exits"],
+                                                           stale=BOOL, time_exits=_array(ref("TimeExitCountdown")))}},
     }

@@ -17,7 +17,7 @@ from typing import Any
 from daemon.charts import svg
 from daemon.domain import Event, Order, Position, StrategyStatus
 from daemon.history import SignalLine, equity_curve, recent_signals
-from daemon.queries import AccountPnl, AccountView, Reader, period_start
+from daemon.queries import AccountPnl, AccountView, Reader, TimeExitCountdown, period_start
 from daemon.risk.engine import RiskEngine
 from daemon.risk.monitor import RiskMonitor
 from daemon.store.repository import Store
@@ -65,6 +65,7 @@ class AccountCard:
     meters: list[Meter]
     positions: list[Position]
     orders: list[Order]
+    time_exits: dict[str, list[TimeExitCountdown]]  # by symbol
 
 
 @dataclass(frozen=True)
@@ -134,14 +135,15 @@ class PageView:
         by_account = {line.account: line for line in pnl.accounts}
         cards = []
         for view in views:
-            positions = [p.position for p in await self.reader.positions(view.account)]
+            held = await self.reader.positions(view.account)
+            positions = [p.position for p in held]
             orders = await self.reader.open_orders(view.account)
             live = (now, view.state.equity) if view.state is not None and not view.stale else None
             curve = equity_curve(self.store, view.account, since, live)
             cards.append(AccountCard(view=view, pnl=by_account.get(view.account),
                                      chart=svg.render(curve, self.timezone),
                                      meters=self._meters(view.account, positions, now), positions=positions,
-                                     orders=orders))
+                                     orders=orders, time_exits={p.position.symbol: p.time_exits for p in held}))
         alerts = [e for e in reversed(list(self.recent_events())) if e.kind in ALERT_KINDS][:15]
         return PageData(now=now, timezone=self.timezone, accounts=cards, signals=recent_signals(self.store, 15),
                         alerts=alerts, links=self.links(), strategies=self.strategies(), total_net=pnl.total.net,

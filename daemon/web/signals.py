@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from daemon.domain import Action, Intent, OrderType, TimeInForce
+from daemon.intake import normalize_ticker
 from daemon.money import parse_decimal, plain
 from daemon.web import keyvalue, traderspost
 from daemon.web.order_fields import OrderFields, take_order_fields
@@ -48,6 +49,7 @@ _ACTIONS = {
     "close": Action.EXIT,
     "flat": Action.EXIT,
     "cancel": Action.CANCEL,
+    "add": Action.ADD,
 }
 _ORDER_TYPES = {"market": OrderType.MARKET, "limit": OrderType.LIMIT, "stop": OrderType.STOP,
                 "stop_limit": OrderType.STOP_LIMIT, "stoplimit": OrderType.STOP_LIMIT,
@@ -87,11 +89,6 @@ class AlertLimits:
 
 
 _DEFAULT_LIMITS = AlertLimits()
-
-
-def normalize_ticker(ticker: str) -> str:
-    """`NASDAQ:AAPL` -> `AAPL`, `CME_MINI:ES1!` -> `ES1!`; upper case."""
-    return ticker.strip().split(":")[-1].upper()
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -199,7 +196,7 @@ class TradingViewAlert(BaseModel):
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be greater than zero")
         if self.action is not None and self.action not in _ACTIONS:
-            raise ValueError(f"action must be one of buy, sell, exit, cancel; got {self.action!r}")
+            raise ValueError(f"action must be one of buy, sell, exit, cancel, add; got {self.action!r}")
         if self.sentiment is not None and self.sentiment not in ("long", "short", "flat"):
             raise ValueError(f"sentiment must be long, short or flat; got {self.sentiment!r}")
         if self.order_type not in _ORDER_TYPES:
@@ -215,6 +212,8 @@ class TradingViewAlert(BaseModel):
         action = self.resolved_action()
         if action in (Action.BUY, Action.SELL) and self.target_position is None and self.quantity is None:
             raise ValueError(f"a {action.value} alert needs quantity (or target_position)")
+        if action is Action.ADD and (self.quantity is None or self.target_position is not None):
+            raise ValueError("an add alert needs quantity (what to add to the position), not target_position")
         if self.account and self.accounts:
             raise ValueError("name either account (an account or a group) or accounts (a list), not both")
         if not _TICKER.fullmatch(self.ticker.strip()):

@@ -3,7 +3,8 @@
 A body is read as TradersPost's when it carries a field or value only TradersPost has (`orderType`,
 `takeProfit`, `sentiment: bullish`, ...). Mapping (README, "TradersPost bodies"):
 
-- `action` buy / sell / exit / cancel as they are; `sentiment` flat, or a buy that must leave the position
+- `action` buy / sell / exit / cancel / add as they are (`add` adds `quantity` to the open position on its
+  own side, and does nothing when there is none); `sentiment` flat, or a buy that must leave the position
   bearish-or-flat (and a sell bullish-or-flat), is an exit of the position (`quantity` exits that much).
 - `price`, else `signalPrice` -> `price`; `orderType`, `limitPrice`, `stopPrice`, `timeInForce`, `time` as named;
   a limit or stop order without its price uses the signal price (TradersPost: "the current market price").
@@ -16,7 +17,7 @@ A body is read as TradersPost's when it carries a field or value only TradersPos
 - `cancel: true` is refused with an exit or cancel action (they cancel already); `ignoreTradingWindows` is
   accepted (there are no trading windows here).
 
-Refused with `NotSupported`: option fields and option tickers (never traded as the underlying), `add`,
+Refused with `NotSupported`: option fields and option tickers (never traded as the underlying),
 stop-limit stop losses, `opg` / `cls`, `extendedHours: true`, `test: true`, and
 `percent_of_position` with buy or sell (send exit).
 """
@@ -60,8 +61,6 @@ def to_native(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(ticker, str) and " " in ticker.strip():
         raise NotSupported(f"ticker {ticker[:40]!r} is an option symbol: options are not supported")
     action = data.get("action")
-    if action == "add":
-        raise NotSupported("action add is not supported: send buy or sell with the quantity to add")
     if data.get("timeInForce") in ("opg", "cls"):
         raise NotSupported(f"timeInForce {data['timeInForce']} (at the open / close) is not supported")
     if data.get("extendedHours") is True:
@@ -70,6 +69,8 @@ def to_native(data: dict[str, Any]) -> dict[str, Any]:
                                                    "time") if k in data}
     sentiment = data.get("sentiment")
     closing = sentiment == "flat" or (action, sentiment) in (("buy", "bearish"), ("sell", "bullish"))
+    if action == "add" and sentiment is not None:
+        raise NotSupported("action add with a sentiment is not supported: add follows the open position's side")
     native["action"] = "exit" if closing and action in ("buy", "sell") else action
     price = data.get("price", data.get("signalPrice"))
     _put(native, "price", price)

@@ -25,7 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.settings import Settings
 from daemon.domain import Intent
 from daemon.engine import Engine
-from daemon.fanout import child, plan
+from daemon.fanout import plan
+from daemon.intake import for_account, normalize_ticker
 from daemon.metrics import CONTENT_TYPE_LATEST, Metrics
 from daemon.store.repository import FanoutChild
 from daemon.store.retry import describe
@@ -35,7 +36,6 @@ from daemon.web.signals import (
     SignalError,
     dedup_keys,
     new_signal_id,
-    normalize_ticker,
     parse_body,
     timing_problem,
     to_intent,
@@ -135,7 +135,7 @@ class TradingViewWebhook:
             raw = {k: v for k, v in data.items() if k not in ("secret", "passphrase")}
             if targets.is_fanout:
                 return await self._fanout(intent, plan(intent, targets, received.date()), raw, keys)
-            one = child(intent, targets.legs[0], received.date(), signal_id=intent.signal_id)
+            one = for_account(intent, targets.legs[0], received.date(), signal_id=intent.signal_id)
             if one.reason is not None:
                 return self._refuse(422, "zero_quantity", one.reason)
             intent = one.intent

@@ -482,6 +482,10 @@ class AlpacaStandIn:
             new.update({kind: _s(patch.get("trail", old[kind])), "hwm": old["hwm"]})
             new["trail_price" if kind == "trail_percent" else "trail_percent"] = None
             self._trail(new, self.prices[new["symbol"]])
+        if old.get("_parent"):  # a replaced bracket leg stays in its bracket (and its OCO)
+            new["_parent"] = old["_parent"]
+            legs = self.orders[old["_parent"]]["_legs"]
+            legs[legs.index(old["id"])] = new["id"]
         old.update(status="replaced", replaced_by=new["id"], replaced_at=_now(), updated_at=_now())
         if self._marketable(new):
             self._apply_fill(new, Decimal(new["qty"]), self.prices[new["symbol"]])

@@ -1,16 +1,16 @@
 """A stateful stand-in of Binance's spot REST API on loopback, validated against the published spec.
 
-Serves what traderd's ccxt adapter uses (`exchangeInfo`, `ticker/24hr`, `account`, `order` POST/GET/DELETE,
-`openOrders` GET/DELETE, `allOrders`, `myTrades`, `orderList/oco`, `orderList/otoco`, `order/cancelReplace`,
-`time`, `ping`)
-over the bookkeeping of `tests.standins.binance_book`. Signed endpoints check `X-MBX-APIKEY` (401 -2015),
-`timestamp` within `recvWindow` (400 -1021) and the HMAC-SHA256 `signature` over the query string followed
-by the form body (400 -1022), as Binance does. Every exchange is checked against
-`contracts/binance/spot_api.yaml`: the parameters of a form-encoded body are checked as the query parameters
-the spec declares (Binance takes either; `deviations.BINANCE`). Fault knobs: `faults` (status, delay, drop
-after the request took effect; `tests.standins.faults.Faults`), `throttle_next` (429 / 418 with
-`Retry-After`) and `unknown_next` (the request takes effect, the answer is `-1007` "execution status unknown").
-`requests` lists every (method, path) seen; `hosts_seen` of `watched_session` shows where a client went.
+Serves what traderd's ccxt adapter uses (`exchangeInfo`, `ticker/24hr`, `klines`, `account`, `order`
+POST/GET/DELETE, `openOrders` GET/DELETE, `allOrders`, `myTrades`, `orderList/oco`, `orderList/otoco`,
+`order/cancelReplace`, `time`, `ping`) over the bookkeeping of `tests.standins.binance_book` (candles:
+`binance_klines`). Signed endpoints check `X-MBX-APIKEY` (401 -2015), `timestamp` within `recvWindow` (400
+-1021) and the HMAC-SHA256 `signature` over the query string followed by the form body (400 -1022), as
+Binance does. Every exchange is checked against `contracts/binance/spot_api.yaml`: the parameters of a
+form-encoded body are checked as the query parameters the spec declares (Binance takes either;
+`deviations.BINANCE`). Fault knobs: `faults` (status, delay, drop after the request took effect;
+`tests.standins.faults.Faults`), `throttle_next` (429 / 418 with `Retry-After`) and `unknown_next` (the
+request takes effect, the answer is `-1007` "execution status unknown"). `requests` lists every (method,
+path) seen; `hosts_seen` of `watched_session` shows where a client went.
 The same app serves the WebSocket API's user data stream at `ws_url` (`tests.standins.binance_stream`,
 over the same book: `stream`), outside the REST contract checks.
 """
@@ -30,6 +30,7 @@ import yaml
 from aiohttp import web
 
 from tests.standins.binance_book import OPEN, PENDING, BinanceError, Book, s8
+from tests.standins.binance_klines import Klines
 from tests.standins.binance_stream import PATH as WS_PATH
 from tests.standins.binance_stream import UserDataStream
 from tests.standins.contract import Contract, ContractViolation, spec_path
@@ -79,6 +80,7 @@ class BinanceStandIn(StandinServer):
         super().__init__()
         self.api_key, self.secret = api_key, secret
         self.book = Book()
+        self.klines = Klines()
         self.faults = Faults()
         self.contract = load_contract()
         self.tolerated = tolerated
@@ -113,6 +115,7 @@ class BinanceStandIn(StandinServer):
         r.add_get(f"{v3}/time", self._time)
         r.add_get(f"{v3}/exchangeInfo", self._exchange_info)
         r.add_get(f"{v3}/ticker/24hr", self._ticker)
+        r.add_get(f"{v3}/klines", self._klines)
         r.add_get(f"{v3}/account", self._account)
         r.add_post(f"{v3}/order", self._new_order)
         r.add_get(f"{v3}/order", self._get_order)
@@ -266,6 +269,13 @@ class BinanceStandIn(StandinServer):
             "askPrice": p, "askQty": "1.00000000", "openPrice": p, "highPrice": p, "lowPrice": p,
             "volume": "100.00000000", "quoteVolume": "1000000.00000000", "openTime": now - 86_400_000,
             "closeTime": now, "firstId": 1, "lastId": 100, "count": 100})
+
+    async def _klines(self, request: web.Request) -> web.Response:
+        try:
+            self.book.market(request.query.get("symbol", ""))
+            return json_response(self.klines.answer(dict(request.query)))
+        except BinanceError as exc:
+            return self._error(exc)
 
     async def _account(self, request: web.Request) -> web.Response:
         assets = sorted(set(self.book.free) | set(self.book.locked))

@@ -6,12 +6,14 @@ Its flatten/cancel/pause really change its state, so tests assert outcomes. The 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from daemon.chat.replies import (
     AccountInfo,
+    CloseResult,
     ControlResult,
+    DayLine,
     HealthCheck,
     PnlLine,
     RiskLine,
@@ -30,6 +32,8 @@ from daemon.domain import (
     Position,
     Side,
 )
+from daemon.queries import TimeExitCountdown
+from daemon.shapes import AtrOffset, TimeExit
 
 T0 = datetime(2025, 3, 3, 14, 30, tzinfo=UTC)
 
@@ -98,6 +102,8 @@ class FakeBackend:
         ]
         self.audits: list[tuple[str, str, str, bool, str]] = []
         self.flatten_calls = 0
+        self.closes: list[tuple[str, str, str, str]] = []  # (account, symbol, actor, request id)
+        self.actors: list[str] = []  # who each control action was attributed to
         self.request_ids: list[str] = []
         self.fail_health = False
         self.strategies_: dict[str, StrategyInfo] = {
@@ -144,6 +150,15 @@ class FakeBackend:
     async def positions(self, account: str | None) -> list[Position]:
         return [p for name in self._names(account) for p in self.positions_[name]]
 
+    def time_exits(self, position: Position) -> list[TimeExitCountdown]:
+        return []
+
+    async def set_stop(self, account: str, symbol: str, offset: AtrOffset, actor: str) -> str:
+        raise ValueError("the stand-in backend has no bars")
+
+    async def exit_after(self, account: str, symbol: str, spec: TimeExit, actor: str) -> str:
+        raise ValueError("the stand-in backend arms no time exits")
+
     async def open_orders(self, account: str | None) -> list[Order]:
         return [o for name in self._names(account) for o in self.orders_[name]]
 
@@ -181,7 +196,29 @@ class FakeBackend:
             ),
         ]
 
+    async def daily(self, days: int) -> list[DayLine]:
+        first = T0.date() - timedelta(days=days - 1)
+        lines = [DayLine(day=date(2025, 2, 27), account="paper", realized=Decimal("-50"), fees=Decimal("2"), fills=2),
+                 DayLine(day=date(2025, 3, 3), account="paper", realized=Decimal("120.5"), fees=Decimal("4.5"),
+                         fills=4),
+                 DayLine(day=date(2025, 3, 3), account="topstep1", realized=Decimal("300"), fees=Decimal("10"),
+                         fills=6)]
+        return [line for line in lines if line.day >= first]
+
+    async def close(self, account: str, symbol: str, actor: str, request_id: str) -> CloseResult:
+        self.closes.append((account, symbol, actor, request_id))
+        held = next((p for p in self.positions_[account] if p.symbol == symbol), None)
+        if held is None:
+            return CloseResult(account=account, symbol=symbol, ok=True, detail=f"no {symbol} position to close")
+        self.positions_[account] = [p for p in self.positions_[account] if p.symbol != symbol]
+        order = Order(broker_order_id="c" + symbol, client_order_id="tdc" + symbol, account=account, symbol=symbol,
+                      side=Side.SELL if held.quantity > 0 else Side.BUY, quantity=abs(held.quantity),
+                      order_type=OrderType.MARKET, status=OrderStatus.FILLED, filled_quantity=abs(held.quantity),
+                      average_fill_price=held.market_price)
+        return CloseResult(account=account, symbol=symbol, ok=True, order=order)
+
     async def pause(self, target: str, actor: str) -> list[ControlResult]:
+        self.actors.append(actor)
         out = []
         for name in self._names(target):
             out.append(ControlResult(account=name, changed=name not in self.paused))

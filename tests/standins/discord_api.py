@@ -1,11 +1,11 @@
 """Stand-in of Discord on loopback: the REST API a bot uses plus the gateway websocket, for discord.py tests.
 
-`DiscordStandin` serves REST under `/api/v10` (point `discord.http.Route.BASE` at `.api_base`): GET
+`DiscordStandin` serves REST under `/api/v10` (give `.api_base` to the transport as `api_base`): GET
 /gateway(/bot), /users/@me, /oauth2/applications/@me, PUT global and guild application commands, POST
 interaction callbacks (`?with_response=1` answered like Discord), PATCH/GET the original response and POST
-follow-ups, POST channel messages, and webhook execute (`/webhooks/{id}/{token}`). The gateway at `.gateway_url`
-(discord.py 2.7 `Client` does not ask `/gateway/bot`; it connects to `DiscordWebSocket.DEFAULT_GATEWAY`, so
-point that at the stand-in too; later reconnects use READY's `resume_gateway_url`, which is this stand-in)
+follow-ups, POST channel messages, and webhook execute and GET (`/webhooks/{id}/{token}`). The gateway at
+`.gateway_url` (named by `GET /gateway/bot`, which the transport asks for a non-default `api_base`; later
+reconnects use READY's `resume_gateway_url`, which is this stand-in)
 speaks HELLO, IDENTIFY -> READY, heartbeat -> ACK, RESUME -> RESUMED, and dispatches INTERACTION_CREATE for
 slash commands (`slash(...)`, type 2) and button clicks (`click(...)`, type 3). `drop()` closes the socket
 with 4000 so the client resumes. Everything is recorded: `.identifies`, `.resumes`, `.heartbeats`,
@@ -103,6 +103,7 @@ class DiscordStandin:
         r.add_post("/api/v10/interactions/{id}/{token}/callback", self._callback)
         r.add_route("*", "/api/v10/webhooks/{app}/{token}/messages/@original", self._original)
         r.add_post("/api/v10/webhooks/{id}/{token}", self._webhook_post)
+        r.add_get("/api/v10/webhooks/{id}/{token}", self._webhook_get)
         r.add_post("/api/v10/channels/{channel}/messages", self._channel_message)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -262,6 +263,12 @@ class DiscordStandin:
         if request.query.get("wait") in ("true", "1"):
             return _json(message)
         return web.Response(status=204)
+
+    async def _webhook_get(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != WEBHOOK_TOKEN:
+            return _json({"message": "Invalid Webhook Token", "code": 50027}, status=401)
+        return _json({"id": request.match_info["id"], "type": 1, "name": "traderd-hook", "token": WEBHOOK_TOKEN,
+                      "channel_id": CHANNEL_ID, "guild_id": GUILD_ID, "application_id": None, "avatar": None})
 
     async def _channel_message(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

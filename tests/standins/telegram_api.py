@@ -3,8 +3,11 @@
 `TelegramStandin` serves `/bot<token>/<method>` like api.telegram.org: getMe, getUpdates (long poll, bounded
 by the request's `timeout` and `max_poll`), deleteWebhook, sendMessage, sendPhoto (multipart upload; the
 bytes are kept in `.photos`), editMessageText, answerCallbackQuery,
-setMyCommands / getMyCommands / deleteMyCommands, close/logOut. Parameters arrive as JSON or form fields
-(python-telegram-bot sends form fields with JSON-encoded values), answers are `{"ok": ..., "result": ...}`.
+setMyCommands / getMyCommands / deleteMyCommands per `scope` (`.menus`, `menu(user, chat)` resolves what a
+user sees in a chat as Telegram does: chat member, chat, all private/group chats, default; with
+`known_chats_only = True` a private chat the user never wrote from answers 400 "chat not found"), close/logOut.
+Parameters arrive as JSON or form fields (python-telegram-bot sends form fields with JSON-encoded values),
+answers are `{"ok": ..., "result": ...}`.
 
 Tests inject updates with `send_command(user_id, chat_id, "/status")` and `press(user_id, message, data)`,
 read what the bot did from `.sent`, `.edits`, `.answers`, `.commands`, `.calls`, and wait for it with
@@ -54,7 +57,9 @@ class TelegramStandin:
         self.photo_failures = 0
         self.edits: list[dict[str, Any]] = []
         self.answers: list[dict[str, Any]] = []
-        self.commands: list[dict[str, Any]] = []
+        self.menus: dict[str, list[dict[str, Any]]] = {}  # scope key (see `_scope_key`) -> commands
+        self.known_chats_only = False
+        self.known_chats: set[int] = set()
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.rate_limits: dict[str, list[int]] = {}  # method -> [times left, retry_after]
         self.limited: list[tuple[str, float]] = []  # (method, monotonic time) of each 429 answered
@@ -95,8 +100,29 @@ class TelegramStandin:
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         self.rate_limits[method] = [times, retry_after]
 
+    @property
+    def commands(self) -> list[dict[str, Any]]:
+        """The default menu (what anyone without a more specific scope sees)."""
+        return self.menus.get("default", [])
+
+    def menu(self, user_id: int, chat_id: int | None = None) -> list[str]:
+        """The command names `user_id` sees in `chat_id` (default: their private chat with the bot)."""
+        chat = user_id if chat_id is None else chat_id
+        for key in (f"chat_member:{chat}:{user_id}", f"chat:{chat}",
+                    "all_group_chats" if chat < 0 else "all_private_chats", "default"):
+            if key in self.menus:
+                return [c["command"] for c in self.menus[key]]
+        return []
+
+    def redeliver_from(self, update_id: int) -> None:
+        """Telegram never got the confirmation of updates from `update_id` on: it sends them again."""
+        self.confirmed_offset = update_id
+
     async def _push(self, update: dict[str, Any]) -> dict[str, Any]:
         update["update_id"] = next(self._update_ids)
+        sender = (update.get("message") or update.get("callback_query") or {}).get("from", {}).get("id")
+        if sender is not None:
+            self.known_chats.add(int(sender))
         async with self._changed:
             self.updates.append(update)
             self._changed.notify_all()
@@ -277,19 +303,32 @@ class TelegramStandin:
         self.answers.append(params)
         return _ok(True)
 
+    @staticmethod
+    def _scope_key(params: dict[str, Any]) -> str:
+        scope = params.get("scope") or {"type": "default"}
+        if scope["type"] == "chat_member":
+            return f"chat_member:{scope['chat_id']}:{scope['user_id']}"
+        if scope["type"] in ("chat", "chat_administrators"):
+            return f"{scope['type']}:{scope['chat_id']}"
+        return str(scope["type"])
+
     async def _m_setmycommands(self, params: dict[str, Any]) -> web.Response:
         commands = params.get("commands") or []
         for c in commands:
             if not (1 <= len(c["command"]) <= 32 and c["command"].islower() and 1 <= len(c["description"]) <= 256):
                 return _error(400, f"Bad Request: invalid command {c!r}")
-        self.commands = commands
+        scope = params.get("scope") or {}
+        chat = scope.get("chat_id")
+        if self.known_chats_only and chat is not None and int(chat) > 0 and int(chat) not in self.known_chats:
+            return _error(400, "Bad Request: chat not found")
+        self.menus[self._scope_key(params)] = commands
         return _ok(True)
 
     async def _m_getmycommands(self, params: dict[str, Any]) -> web.Response:
-        return _ok(self.commands)
+        return _ok(self.menus.get(self._scope_key(params), []))
 
     async def _m_deletemycommands(self, params: dict[str, Any]) -> web.Response:
-        self.commands = []
+        self.menus.pop(self._scope_key(params), None)
         return _ok(True)
 
     async def _m_close(self, params: dict[str, Any]) -> web.Response:

@@ -42,6 +42,7 @@ STORE_TABLES = {
     "account_controls",
     "outbox",
     "leases",
+    "time_exits",
 }
 
 

@@ -14,7 +14,9 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 from sqlmodel import SQLModel
 
-import daemon.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata for autogenerate)
+# Registers the tables on SQLModel.metadata for autogenerate.
+import daemon.store.tables
+import daemon.store.time_exits  # noqa: F401
 from daemon.store.database import normalize_url
 
 config = context.config
