@@ -10,6 +10,9 @@ while connected and authenticated; `on_up` / `on_down` let the adapter speed its
 stream is down and catch up right after it reconnects. A refused authentication (`StreamAuthFailed`) is
 logged as an error with the broker's reason and retried at the longest backoff; the adapter keeps
 polling meanwhile. A bug in `on_message` is logged and never ends the stream.
+
+`ReconnectingStream` is that loop and state without the socket, for a stream whose websocket a client
+library owns (ccxt.pro's in `brokers.ccxt.stream`): it supplies one session, the base retries it.
 """
 
 from __future__ import annotations
@@ -69,34 +72,27 @@ async def receive_text(ws: Socket, within: float) -> str:
     raise StreamClosed(f"connection ended ({msg.type.name})")
 
 
-class StreamClient:
-    """One broker stream: `start()`, `stop()`, `healthy()`; see the module docstring."""
+class ReconnectingStream:
+    """The reconnect loop and up/down state every stream shares; a subclass supplies one session (`_run`).
+
+    A session authenticates, calls `_authenticated()` (up), then serves until its connection ends; it
+    raises `StreamAuthFailed` for refused credentials. `_loop` retries it after the backoff.
+    """
 
     def __init__(
         self,
         name: str,
-        url: Callable[[], str],
         *,
-        authenticate: Callable[[Socket], Awaitable[None]],
-        on_message: Callable[[str], Awaitable[None]],
-        heartbeat: Callable[[Socket], Awaitable[None]] | None = None,
-        heartbeat_interval: float = 0.0,
-        idle_timeout: float = 60.0,
         connect_timeout: float = 10.0,
-        ws_heartbeat: float | None = None,
         backoff: Backoff | None = None,
         on_up: Callable[[], None] | None = None,
         on_down: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
-        self._url = url
-        self._authenticate, self._on_message = authenticate, on_message
-        self._heartbeat, self.heartbeat_interval = heartbeat, heartbeat_interval
-        self.idle_timeout, self.connect_timeout, self.ws_heartbeat = idle_timeout, connect_timeout, ws_heartbeat
+        self.connect_timeout = connect_timeout
         self.backoff = backoff or Backoff()
         self._on_up, self._on_down = on_up, on_down
         self._task: asyncio.Task[None] | None = None
-        self._ws: Socket | None = None
         self._up = False
         self._down_since = time.monotonic()
         self.connects = 0  # sessions that authenticated
@@ -134,8 +130,7 @@ class StreamClient:
 
     async def drop(self) -> None:
         """Close the current connection (it reconnects); for operators and tests."""
-        if self._ws is not None:
-            await self._ws.close()
+        raise NotImplementedError
 
     # -- loop ----------------------------------------------------------------------------------------------
 
@@ -152,38 +147,82 @@ class StreamClient:
             except Exception:
                 log.exception("%s: stream state hook failed", self.name)
 
+    def _authenticated(self, where: str) -> None:
+        self.auth_failed, self.last_error = False, None
+        self.connects += 1
+        log.info("%s: stream connected to %s", self.name, where)
+        self._set_up(True)
+
     async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def _loop(self, session: Callable[[], Awaitable[None]]) -> None:
+        """Run `session` again and again, with the backoff in between, until cancelled."""
         failures = 0
+        while True:
+            before = self.connects
+            try:
+                await session()
+                self.last_error = "connection closed by the broker"
+            except asyncio.CancelledError:
+                raise
+            except StreamAuthFailed as exc:
+                self.auth_failed, self.last_error = True, exc.reason
+                log.error("%s: stream authentication refused: %s; polling continues, retrying in %.0f s",
+                          self.name, exc.reason, self.backoff.maximum)
+            except (aiohttp.ClientError, StreamClosed, TimeoutError, OSError, ValueError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("%s: stream error", self.name)
+            finally:
+                self._set_up(False)
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # Python 3.11: a cancel that lands as an asyncio.timeout fires surfaces as TimeoutError,
+                # which the except above swallowed; stop() is waiting for us.
+                raise asyncio.CancelledError
+            failures = 1 if self.connects > before else failures + 1
+            delay = self.backoff.maximum if self.auth_failed else self.backoff.delay(failures)
+            log.warning("%s: stream down (%s); reconnecting in %.1f s", self.name, self.last_error, delay)
+            await asyncio.sleep(delay)
+
+
+class StreamClient(ReconnectingStream):
+    """One broker websocket on aiohttp: `start()`, `stop()`, `healthy()`; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        url: Callable[[], str],
+        *,
+        authenticate: Callable[[Socket], Awaitable[None]],
+        on_message: Callable[[str], Awaitable[None]],
+        heartbeat: Callable[[Socket], Awaitable[None]] | None = None,
+        heartbeat_interval: float = 0.0,
+        idle_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        ws_heartbeat: float | None = None,
+        backoff: Backoff | None = None,
+        on_up: Callable[[], None] | None = None,
+        on_down: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(name, connect_timeout=connect_timeout, backoff=backoff, on_up=on_up, on_down=on_down)
+        self._url = url
+        self._authenticate, self._on_message = authenticate, on_message
+        self._heartbeat, self.heartbeat_interval = heartbeat, heartbeat_interval
+        self.idle_timeout, self.ws_heartbeat = idle_timeout, ws_heartbeat
+        self._ws: Socket | None = None
+
+    async def drop(self) -> None:
+        """Close the current connection (it reconnects); for operators and tests."""
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                before = self.connects
-                try:
-                    await self._session(session)
-                    self.last_error = "connection closed by the broker"
-                except asyncio.CancelledError:
-                    raise
-                except StreamAuthFailed as exc:
-                    self.auth_failed, self.last_error = True, exc.reason
-                    log.error("%s: stream authentication refused: %s; polling continues, retrying in %.0f s",
-                              self.name, exc.reason, self.backoff.maximum)
-                except (aiohttp.ClientError, StreamClosed, TimeoutError, OSError, ValueError) as exc:
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                except Exception as exc:
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.exception("%s: stream error", self.name)
-                finally:
-                    self._ws = None
-                    self._set_up(False)
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    # Python 3.11: a cancel that lands as an asyncio.timeout fires surfaces as TimeoutError,
-                    # which the except above swallowed; stop() is waiting for us.
-                    raise asyncio.CancelledError
-                failures = 1 if self.connects > before else failures + 1
-                delay = self.backoff.maximum if self.auth_failed else self.backoff.delay(failures)
-                log.warning("%s: stream down (%s); reconnecting in %.1f s", self.name, self.last_error, delay)
-                await asyncio.sleep(delay)
+            await self._loop(lambda: self._session(session))
 
     async def _session(self, session: aiohttp.ClientSession) -> None:
         """One connection, from connect to close."""
@@ -195,10 +234,7 @@ class StreamClient:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await self._authenticate(ws)
-            self.auth_failed, self.last_error = False, None
-            self.connects += 1
-            log.info("%s: stream connected to %s", self.name, url)
-            self._set_up(True)
+            self._authenticated(url)
             if self._heartbeat is not None and self.heartbeat_interval > 0:
                 pinger = asyncio.create_task(self._beat(ws), name=f"{self.name}-heartbeat")
             while True:
@@ -208,6 +244,7 @@ class StreamClient:
                 except Exception:
                     log.exception("%s: stream message handler failed on %.200s", self.name, text)
         finally:
+            self._ws = None
             if pinger is not None:
                 pinger.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from brokers.base import BrokerError, BrokerReport
 from brokers.http import Throttled
-from brokers.stream import StreamClient
+from brokers.stream import ReconnectingStream
 from daemon.domain import Fill, Order, OrderStatus
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class Poller:
         self.interval = interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.rounds = 0  # rounds run (ok or failed): shows whether a report came by polling or by the stream
 
     def wake(self) -> None:
         """Poll now rather than at the end of the interval: a stream went down (polling takes over at once)
@@ -73,6 +74,7 @@ class Poller:
                 log.warning("%s: polling failed: %s", self.name, exc.reason)
             except Exception:
                 log.exception("%s: polling error", self.name)
+            self.rounds += 1
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise asyncio.CancelledError  # a cancel swallowed as a timeout inside poll_once (Python 3.11)
@@ -86,7 +88,7 @@ class Feed:
     """A poller with an optional stream over it, started, stopped and judged together (module docstring).
 
     `interval` and `streaming` are read on every round, so a changed setting applies at the next one; set
-    `stream` (a `StreamClient` whose hooks call `wake`) before `start()`.
+    `stream` (a `brokers.stream.ReconnectingStream` whose hooks call `wake`) before `start()`.
     """
 
     def __init__(
@@ -98,7 +100,7 @@ class Feed:
     ) -> None:
         self._interval, self._streaming = interval, streaming
         self.poller = Poller(name, poll_once, self.pace)
-        self.stream: StreamClient | None = None
+        self.stream: ReconnectingStream | None = None
 
     def pace(self) -> float:
         """Seconds between polls: the slower `streaming` interval while the stream is up."""

@@ -132,7 +132,7 @@ class TradovateSettings(_Streaming, _BrokerSection):
     token_renew_seconds: float = Field(60 * 60, gt=60, description="Renew the ~80-90 min token after this")
 
 
-class SchwabSettings(_BrokerSection):
+class SchwabSettings(_Streaming, _BrokerSection):
     app_key: SecretStr = Field(..., description="The app's key (OAuth client id) from developer.schwab.com")
     app_secret: SecretStr = Field(..., description="The app's secret")
     callback_url: str = Field("https://127.0.0.1:8182", description="The app's registered callback URL")
@@ -166,8 +166,9 @@ class SchwabSettings(_BrokerSection):
         return value.rstrip("/")
 
 
-class CcxtSettings(_BrokerSection):
-    """A crypto exchange account through ccxt's unified API (spot markets)."""
+class CcxtSettings(_Streaming, _BrokerSection):
+    """A crypto exchange account through ccxt's unified API (spot markets); `stream` is ccxt.pro's user
+    data stream (Binance: the WebSocket API at `stream_url`, ccxt's own URL if unset), other exchanges poll."""
 
     exchange: str = Field(..., min_length=2, description="ccxt exchange id: binance, bybit, kraken, ...")
     api_key: SecretStr
@@ -211,7 +212,13 @@ class CcxtSettings(_BrokerSection):
         return {key: url.rstrip("/") for key, url in value.items()}
 
 
-class TastytradeSettings(_BrokerSection):
+STREAMERS = {  # tastytrade's account streamer for each API host (as the tastytrade SDK names them)
+    "api.cert.tastyworks.com": "wss://streamer.cert.tastyworks.com",
+    "api.tastyworks.com": "wss://streamer.tastyworks.com",
+}
+
+
+class TastytradeSettings(_Streaming, _BrokerSection):
     base_url: str = Field(
         "https://api.cert.tastyworks.com", description="api.cert.tastyworks.com (sandbox) or api.tastyworks.com"
     )
@@ -228,6 +235,12 @@ class TastytradeSettings(_BrokerSection):
         300, ge=0, le=3600, description="Clock tolerance when a lost placement is looked up by received time"
     )
     check_symbol: str = Field("SPY", description="`traderd check --online` dry-runs buying 1 of this")
+
+    def streamer_url(self) -> str | None:
+        """`stream_url`, else the account streamer of tastytrade's sandbox or production host; None for any
+        other `base_url` (a proxy, a stand-in): its streamer cannot be guessed, so the account is polled."""
+        host = self.base_url.partition("://")[2].partition("/")[0]
+        return self.stream_url or STREAMERS.get(host)
 
     @model_validator(mode="after")
     def _one_login(self) -> TastytradeSettings:

@@ -152,6 +152,9 @@ class AccountWorkers:
                     if self._fenced is not None:
                         self._fenced(account, str(exc))
                     return
+                except Exception:  # never let one signal's fault stop the account: the next one still runs
+                    log.exception("%s: signal %s ended with an error; the worker goes on (a restart re-runs "
+                                  "it if it is unfinished)", account, intent.signal_id)
                 finally:
                     self._busy_since[account] = None
                     # Its outcome is committed: a later announcement finds it finished in the store.

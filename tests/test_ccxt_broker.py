@@ -26,7 +26,8 @@ def settings_for(standin: BinanceStandIn, **over: Any) -> CcxtSettings:
     values: dict[str, Any] = {
         "exchange": "binance", "api_key": standin.api_key, "secret": standin.secret, "sandbox": True,
         "api_urls": {"public": api, "private": api, "v1": f"{standin.url}/api/v1"}, "timeout_seconds": 2,
-        "rate_limit_per_minute": 60000, "weight_throttle": False, **over}
+        "rate_limit_per_minute": 60000, "weight_throttle": False, "stream": False, "stream_url": standin.ws_url,
+        **over}
     return CcxtSettings.model_validate(values)
 
 

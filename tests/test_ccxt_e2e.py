@@ -30,6 +30,7 @@ def crypto_account(standin: BinanceStandIn, **risk: Any) -> dict[str, Any]:
         "exchange": "binance", "api_key": standin.api_key, "secret": standin.secret, "sandbox": True,
         "api_urls": {"public": api, "private": api, "v1": f"{standin.url}/api/v1"}, "timeout_seconds": 2,
         "poll_interval_seconds": 0.2, "rate_limit_per_minute": 60000, "weight_throttle": False,
+        "stream_url": standin.ws_url,
     }}
 
 

@@ -45,6 +45,7 @@ def settings_of(stand: SchwabStandin, **kw: Any) -> SchwabSettings:
         "app_key": SecretStr(stand.app_key), "app_secret": SecretStr(stand.app_secret),
         "base_url": stand.url + BASE, "oauth_url": stand.url + "/v1/oauth", "timeout_seconds": 2.0,
         "rate_limit_per_minute": 6000, "order_rate_limit_per_minute": 6000, "account_number": ACCOUNT_NUMBER,
+        "stream": False,
     }
     values.update(kw)
     return SchwabSettings(**values)

@@ -37,7 +37,7 @@ def tastytrade_account(stand: TastytradeStandin, **risk: Any) -> dict[str, Any]:
     return {"broker": "tastytrade", "risk": risk, "tastytrade": {
         "client_secret": stand.client_secret, "refresh_token": stand.refresh_token, "base_url": stand.url,
         "account_number": ACCOUNT_NUMBER, "timeout_seconds": 2, "rate_limit_per_minute": 6000,
-        "poll_interval_seconds": 0.1,
+        "poll_interval_seconds": 0.1, "stream_url": stand.ws_url,
     }}
 
 

@@ -34,7 +34,7 @@ from brokers.alpaca import models as ap
 from brokers.alpaca.stream import trade_stream
 from brokers.base import BrokerBase, BrokerContext, BrokerUnavailable, OrderNotFound, OrderRejected, UnknownSymbol
 from brokers.http import HttpBroker, RateLimiter, RetryPolicy, place_once
-from brokers.stream import Backoff, StreamClient
+from brokers.stream import Backoff, ReconnectingStream
 from brokers.symbols import is_continuous, normalize
 from brokers.updates import Feed, ReportGate
 from config.brokers import AlpacaSettings
@@ -96,7 +96,7 @@ class AlpacaBroker(BrokerBase):
         self._assets: dict[str, bool] = {}
 
     @property
-    def stream(self) -> StreamClient | None:
+    def stream(self) -> ReconnectingStream | None:
         return self.updates.stream
 
     def _auth_headers(self) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Crypto exchange adapter over ccxt's async unified API (spot): orders, OCO/OTOCO exits, balances, fills by polling.
+"""Crypto exchange adapter over ccxt's async unified API (spot): orders, OCO/OTOCO exits, balances, streamed fills.
 
 One adapter for every exchange ccxt knows (`exchange = "binance" | "bybit" | "kraken" | ...`), tested
 against Binance's spot API. Symbols are TradingView's (`BTCUSDT`), mapped to ccxt's (`BTC/USDT`) by
@@ -16,7 +16,9 @@ Brackets: a market entry with take-profit and stop-loss is followed by Binance's
 STOP_LOSS) for the filled quantity net of a base-currency fee; a limit entry with both is one Binance
 OTOCO (`/api/v3/orderList/otoco`); one exit alone is a plain limit or stop order on any exchange; stop
 entries with exits are refused. Modify is Binance's cancel-replace (elsewhere edit, or cancel then place).
-Fills and order changes are polled (`brokers.updates.Feed`) and reach the engine once each (`ReportGate`).
+Fills and order changes are polled (`brokers.updates.Feed`) and, on Binance with `stream` on, also streamed
+by ccxt.pro (`brokers.ccxt.stream`; polling then slows by `stream_poll_factor`); each reaches the engine
+once (`ReportGate`, keyed by the exchange's trade id on both paths).
 Market data: `bars()` reads the exchange's candles (`fetch_ohlcv`, Binance `/api/v3/klines`) through
 `brokers.ccxt.history`.
 """
@@ -37,12 +39,14 @@ from brokers.ccxt import history
 from brokers.ccxt import models as cm
 from brokers.ccxt.brackets import OrderLists
 from brokers.ccxt.calls import Caller
-from brokers.ccxt.exchange import make_exchange
+from brokers.ccxt.exchange import STREAMED, make_exchange
 from brokers.ccxt.markets import Markets
 from brokers.ccxt.portfolio import Portfolio
+from brokers.ccxt.reporting import CcxtReporting
 from brokers.flatten import cancel_then_close
 from brokers.http import RateLimiter, RetryPolicy, place_once
 from brokers.journal import OrderJournal, sent_before
+from brokers.stream import Backoff
 from brokers.updates import Feed, ReportGate
 from config.brokers import CcxtSettings
 from daemon.domain import (
@@ -61,13 +65,15 @@ from daemon.domain import (
 log = logging.getLogger(__name__)
 
 
-class CcxtBroker(OrderLists, BrokerBase):
+class CcxtBroker(OrderLists, BrokerBase, CcxtReporting):
     name = "ccxt"
+    STREAM_GRACE = 120.0  # seconds the stream may be down (reconnecting) before healthy() says so
 
     def __init__(self, account: str, settings: CcxtSettings, state_dir: Path,
                  clock: Callable[[], datetime] = utcnow, *, exchange: Any = None, session: Any = None,
                  retry: RetryPolicy | None = None, poll_interval: float | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 stream_backoff: Backoff | None = None) -> None:
         super().__init__(account)
         self.settings, self.clock, self._sleep = settings, clock, sleep
         self.exchange = exchange if exchange is not None else make_exchange(settings, session)
@@ -77,8 +83,11 @@ class CcxtBroker(OrderLists, BrokerBase):
         self.portfolio = Portfolio(account, self.exchange, self.calls, settings, clock)
         self.journal = OrderJournal(state_dir / "ccxt" / f"{account}.orders")
         self.poll_interval = settings.poll_interval_seconds if poll_interval is None else poll_interval
-        self.updates = Feed(f"ccxt {account}", self.poll_once, lambda: self.poll_interval, lambda: self.poll_interval)
+        self.updates = Feed(f"ccxt {account}", self.poll_once, lambda: self.poll_interval,
+                            lambda: self.poll_interval * settings.stream_poll_factor)
         self.reports = ReportGate(self.emit)
+        if settings.stream and self.id in STREAMED:
+            self.updates.stream = self._init_stream(f"ccxt {account}", stream_backoff)
         self.markets: Markets | None = None
         self._symbol_of: dict[str, str] = {}  # order id -> ccxt symbol
         self._cids: dict[str, str] = {}  # order id -> engine client order id
@@ -111,7 +120,8 @@ class CcxtBroker(OrderLists, BrokerBase):
         await self.exchange.close()
 
     def healthy(self) -> bool:
-        return self.calls.healthy() and self.updates.healthy(0)
+        """REST answering and polling alive; a stream refused or down past the grace period too."""
+        return self.calls.healthy() and self.updates.healthy(self.STREAM_GRACE)
 
     def quantity_step(self, symbol: str) -> Decimal:
         """The market's lot step (ccxt's `precision.amount`): a quote-currency notional (`dollar_amount`) is
@@ -271,15 +281,6 @@ class CcxtBroker(OrderLists, BrokerBase):
     async def account_state(self) -> AccountState:
         return await self.portfolio.account_state()
 
-    async def _client_id(self, order_id: str, symbol: str) -> str:
-        if order_id and order_id not in self._cids:
-            self._symbol_of.setdefault(order_id, symbol)
-            try:
-                await self._fetch(order_id)
-            except OrderNotFound:
-                self._cids[order_id] = ""
-        return self._cids.get(order_id, "")
-
     async def fills(self, since: datetime | None = None) -> list[Fill]:
         held = set(self.portfolio.held(await self.portfolio.balances()))
         return await self.portfolio.fills(self._traded() | held, since, self._client_id)
@@ -318,30 +319,6 @@ class CcxtBroker(OrderLists, BrokerBase):
                                          lambda: self.exchange.fetch_ohlcv(market, iv, since, limit))
 
         return await history.fetch_bars(fetch, interval, base, symbol, timeframe_seconds, start, end, self.clock())
-
-    # -- polling -----------------------------------------------------------------------------------------
-
-    async def poll_once(self) -> None:
-        """Push new fills, then the changes of the orders this adapter knows open (placed, or seen by
-        `open_orders`), and the end of each one that left the open list."""
-        since = self._fills_after
-        for fill in await self.fills(since - timedelta(seconds=2) if since else None):
-            await self.reports.fill(fill)
-            if self._fills_after is None or fill.filled_at > self._fills_after:
-                self._fills_after = fill.filled_at
-        watched = set(self._watch)
-        open_now = []  # per market: Binance weighs an all-markets openOrders 80, one market 6
-        for symbol in sorted({self._symbol_of[i] for i in watched if i in self._symbol_of}):
-            data = await self.calls.safe(f"{self.id} open orders {symbol}",
-                                         lambda s=symbol: self.exchange.fetch_open_orders(s))  # type: ignore[misc]
-            open_now += [order for item in data if (order := self._order(item)).status.is_open]
-        for order in open_now:
-            await self.reports.order(order)
-        for order_id in watched - {o.broker_order_id for o in open_now}:
-            order = await self._fetch(order_id)
-            await self.reports.order(order)
-            if not order.status.is_open:
-                self._watch.discard(order_id)
 
 
 def build(account: str, settings: CcxtSettings, context: BrokerContext) -> CcxtBroker:

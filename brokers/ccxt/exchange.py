@@ -4,6 +4,8 @@
 which has no `/sapi`), then `api_urls` overrides single `urls['api']` entries (a private gateway, or the
 test stand-in). The options keep ccxt on spot: Binance's `load_markets` would otherwise also read the
 futures exchangeInfo (fapi, dapi) and, with keys, margin pairs and `/sapi/v1/capital/config/getall`.
+With `stream` on, an exchange in `STREAMED` is built from ccxt.pro (the same REST methods, plus
+`watch_orders` / `watch_my_trades`), and `stream_url` replaces its WebSocket API URL.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import ccxt.async_support as ccxt
+import ccxt.pro as ccxtpro
 
 from config.brokers import CcxtSettings
 
+STREAMED = frozenset({"binance"})  # exchanges whose account stream this adapter uses (tested against Binance's)
 SPOT_OPTIONS: dict[str, Any] = {"defaultType": "spot", "warnOnFetchOpenOrdersWithoutSymbol": False}
 EXCHANGE_OPTIONS: dict[str, dict[str, Any]] = {
     "binance": {
@@ -44,7 +48,8 @@ def make_exchange(settings: CcxtSettings, session: Any = None) -> Any:
         config["password"] = settings.password.get_secret_value()
     if session is not None:
         config["session"] = session
-    exchange = getattr(ccxt, settings.exchange)(config)
+    streamed = settings.stream and settings.exchange in STREAMED
+    exchange = getattr(ccxtpro if streamed else ccxt, settings.exchange)(config)
     if settings.sandbox:
         try:
             exchange.set_sandbox_mode(True)
@@ -55,4 +60,7 @@ def make_exchange(settings: CcxtSettings, session: Any = None) -> Any:
             exchange.urls["api"] = {**exchange.urls["api"], **settings.api_urls}
         else:
             exchange.urls["api"] = settings.api_urls.get("api", exchange.urls.get("api"))
+    if streamed and settings.stream_url:
+        exchange.urls["api"]["ws"] = {**exchange.urls["api"]["ws"],
+                                      "ws-api": {**exchange.urls["api"]["ws"]["ws-api"], "spot": settings.stream_url}}
     return exchange

@@ -96,7 +96,7 @@ def to_order(data: dict[str, Any], account: str, markets: Markets, now: datetime
     if status is OrderStatus.NEW and filled > 0:
         status = OrderStatus.PARTIALLY_FILLED
     kind = order_type(data)
-    list_id = info.get("orderListId") if isinstance(info, dict) else None
+    list_id = info.get("orderListId", info.get("g")) if isinstance(info, dict) else None  # "g": stream events
     created = when(data.get("timestamp"), now)
     return Order(
         broker_order_id=str(data["id"]),

@@ -7,8 +7,9 @@ be sold and is not reported. Its average price comes from the account's own trad
 they do not explain, e.g. a deposit, is valued at the mark). Cash is the quote currency's balance; equity is
 cash plus the positions at the mark. Currencies without a market against the quote currency are not valued.
 
-Fills come from the trade history (Binance `myTrades`), which needs a market: the markets read are those
-configured (`symbols`), those held, and those this daemon has traded (its order journal).
+Fills come from the trade history (Binance `myTrades`) or the stream (`fill_of`). The history needs a
+market: the markets read are those configured (`symbols`), those held, and those this daemon has traded
+(its order journal).
 """
 
 from __future__ import annotations
@@ -106,21 +107,25 @@ class Portfolio:
                     client_id: Callable[[str, str], Any]) -> list[Fill]:
         """Fills of `symbols` since `since`, oldest first; `client_id(order id, symbol)` awaits the engine's
         client order id of an order."""
-        markets, out = self._markets(), []
+        out: list[Fill] = []
         rates: dict[str, Decimal] = {}
         for symbol in sorted(set(symbols)):
-            market = markets.market(symbol)
             for trade in await self.trades(symbol, since):
-                when = cm.when(trade.get("timestamp"), self.clock())
-                if since is not None and when < since:
+                if since is not None and cm.when(trade.get("timestamp"), self.clock()) < since:
                     continue
-                await self._rates_for(trade, market, rates)
-                fee = cm.fee_in_quote(trade, str(market["quote"]), str(market["base"]),
-                                      Decimal(str(trade["price"])), rates)
-                cid = await client_id(str(trade.get("order") or ""), symbol)
-                out.append(cm.to_fill(trade, self.account, markets, cid, fee, self.clock()))
+                out.append(await self.fill_of(trade, client_id, rates))
         out.sort(key=lambda f: f.filled_at)
         return out
+
+    async def fill_of(self, trade: dict[str, Any], client_id: Callable[[str, str], Any],
+                      rates: dict[str, Decimal] | None = None) -> Fill:
+        """One ccxt trade (from the trade history or the stream) as a Fill, its fees in the quote currency."""
+        markets, symbol = self._markets(), str(trade["symbol"])
+        market, rates = markets.market(symbol), {} if rates is None else rates
+        await self._rates_for(trade, market, rates)
+        fee = cm.fee_in_quote(trade, str(market["quote"]), str(market["base"]), Decimal(str(trade["price"])), rates)
+        cid = await client_id(str(trade.get("order") or ""), symbol)
+        return cm.to_fill(trade, self.account, markets, cid, fee, self.clock())
 
     async def _rates_for(self, trade: dict[str, Any], market: dict[str, Any], rates: dict[str, Decimal]) -> None:
         """The quote-currency price of a fee paid in a third currency (Binance BNB discounts)."""

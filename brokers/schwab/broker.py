@@ -1,4 +1,4 @@
-"""Charles Schwab Trader API adapter (US stocks): orders, TRIGGER/OCO brackets, positions, balances, fills by polling.
+"""Charles Schwab Trader API adapter (US stocks): orders, TRIGGER/OCO brackets, positions, balances, fills.
 
 - Login (`brokers.schwab.session`): the OAuth token file `traderd auth schwab` wrote; access tokens are
   renewed by the daemon, the login's end is announced 48 h and 6 h ahead, and once it has ended every call
@@ -11,8 +11,9 @@
 - Brackets are `TRIGGER` orders whose child is the `OCO` of the take-profit limit and the stop-loss.
   Modify is Schwab's replace (`PUT`): the order gets a new id, kept under the same client order id.
 - Fills are the execution legs of each order's activity (fill id `<order id>:<n>`), heard by polling the
-  orders entered in the last `order_lookback_days` plus every order known to be open (Schwab's streamer
-  is not used yet), through one `brokers.updates.ReportGate`.
+  orders entered in the last `order_lookback_days` plus every order known to be open, through one
+  `brokers.updates.ReportGate`. With `stream` on, Schwab's streamer (`brokers.schwab.stream`) wakes the
+  poller on each account activity, and polling otherwise slows by `stream_poll_factor`.
 - Market data: `bars()` reads the Market Data API's price history (`marketdata_url`, the same login and
   request budget) through `brokers.schwab.prices`.
 """
@@ -46,7 +47,9 @@ from brokers.schwab import models as sm
 from brokers.schwab import prices
 from brokers.schwab.claims import LEG_SUFFIXES, Claims, intent_of, split_cid
 from brokers.schwab.session import SchwabSession
+from brokers.schwab.stream import ActivityStream, SchwabStreaming
 from brokers.schwab.tokens import TokenFile, token_path
+from brokers.stream import Backoff
 from brokers.symbols import is_continuous, normalize
 from brokers.updates import Feed, ReportGate
 from config.brokers import SchwabSettings
@@ -73,6 +76,7 @@ def _quiet(text: str) -> None:
 
 class SchwabBroker(BrokerBase):
     name = "schwab"
+    STREAM_GRACE = 120.0  # seconds the streamer may be down (reconnecting) before healthy() says so
 
     def __init__(
         self,
@@ -86,6 +90,7 @@ class SchwabBroker(BrokerBase):
         retry: RetryPolicy | None = None,
         poll_interval: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stream_backoff: Backoff | None = None,
     ) -> None:
         super().__init__(account)
         self.settings, self.clock, self._sleep = settings, clock, sleep
@@ -96,7 +101,10 @@ class SchwabBroker(BrokerBase):
         self.account_hash: str | None = None
         self.reports = ReportGate(self.emit)
         self.updates = Feed(f"schwab {account}", self.poll_once, lambda: self.poll_interval,
-                            lambda: self.poll_interval)
+                            lambda: self.poll_interval * settings.stream_poll_factor)
+        if settings.stream:
+            self.updates.stream = ActivityStream(f"schwab {account}", SchwabStreaming(self.session, settings),
+                                                 self.updates.wake, self.updates.wake, stream_backoff)
         self._links: dict[str, tuple[str | None, str | None]] = {}  # order id -> (entry id, OCO group)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -118,8 +126,9 @@ class SchwabBroker(BrokerBase):
         await self.session.aclose()
 
     def healthy(self) -> bool:
-        """Logged in (the refresh token alive), the last request answered, and polling alive."""
-        return self.session.healthy() and self.updates.healthy(0)
+        """Logged in (the refresh token alive), the last request answered, polling alive, and the streamer
+        (if on) up or reconnecting within its grace period."""
+        return self.session.healthy() and self.updates.healthy(self.STREAM_GRACE)
 
     def _path(self, tail: str = "") -> str:
         if self.account_hash is None:

@@ -125,6 +125,11 @@ class SchwabSession:
         if self.clock() + RENEW_MARGIN >= self.tokens.access_expires_at:
             await self.renew()
 
+    async def access_token(self) -> str:
+        """A live access token (renewed first when near its end), for the streamer's LOGIN."""
+        await self.ensure_token()
+        return self.tokens.access_token if self.tokens else ""
+
     async def renew(self) -> None:
         async with self._lock:
             self.check_login()

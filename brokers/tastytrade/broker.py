@@ -1,4 +1,4 @@
-"""tastytrade adapter (stocks and futures): orders, OTOCO brackets, dry runs, positions, balances, fills by polling.
+"""tastytrade adapter (stocks, futures): orders, OTOCO brackets, dry runs, positions, balances, streamed fills.
 
 - Login and renewal: `brokers.tastytrade.session` (OAuth refresh token or session login + remember-token).
 - Symbols: `NASDAQ:AAPL` is the equity `AAPL`; `CME_MINI:ES1!` is the front contract `/ESZ6` (rolled by
@@ -11,8 +11,10 @@
   `OTO` when only one exit is given. Cancelling an entry cancels its complex order.
 - Modify is tastytrade's replace (`PUT`, prices and type only): the order gets a new id, same identifier.
 - `dry_run(order)` runs the preflight checks of `/orders/dry-run` without placing anything.
-- Fills are each order leg's `fills`, heard by polling `/orders/live` plus every order known to be open
-  (the account streamer is not used), through one `brokers.updates.ReportGate`.
+- Fills are each order leg's `fills`, heard from the account streamer's Order notifications
+  (`brokers.tastytrade.stream`, when `stream` is on and its URL is known) and by polling `/orders/live`
+  plus every order known to be open (slower by `stream_poll_factor` while the streamer is up), through
+  one `brokers.updates.ReportGate`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from brokers.base import (
 from brokers.flatten import cancel_then_close, closing_request
 from brokers.http import RetryPolicy, place_once
 from brokers.journal import OrderJournal, sent_before
+from brokers.stream import Backoff
 from brokers.symbols import (
     POINT_VALUES,
     RollRule,
@@ -45,6 +48,7 @@ from brokers.symbols import (
 from brokers.tastytrade import models as tm
 from brokers.tastytrade.orders import Orders, Raw
 from brokers.tastytrade.session import TastytradeSession
+from brokers.tastytrade.stream import account_stream
 from brokers.updates import Feed, ReportGate
 from config.brokers import TastytradeSettings
 from daemon.domain import (
@@ -64,6 +68,7 @@ log = logging.getLogger(__name__)
 
 class TastytradeBroker(BrokerBase):
     name = "tastytrade"
+    STREAM_GRACE = 120.0  # seconds the streamer may be down (reconnecting) before healthy() says so
 
     def __init__(
         self,
@@ -77,6 +82,7 @@ class TastytradeBroker(BrokerBase):
         poll_interval: float | None = None,
         roll: RollRule | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stream_backoff: Backoff | None = None,
     ) -> None:
         super().__init__(account)
         self.settings, self.clock, self.roll, self._sleep = settings, clock, roll or RollRule(), sleep
@@ -87,7 +93,11 @@ class TastytradeBroker(BrokerBase):
         self.orders = Orders(self.session, account, clock, self.roll, self.journal.aliases(), self.skew)
         self.reports = ReportGate(self.emit)
         self.updates = Feed(f"tastytrade {account}", self.poll_once, lambda: self.poll_interval,
-                            lambda: self.poll_interval)
+                            lambda: self.poll_interval * settings.stream_poll_factor)
+        if settings.stream and (url := settings.streamer_url()):
+            self.updates.stream = account_stream(f"tastytrade {account}", url, self.session,
+                                                 lambda: self.orders.account_number, self._report,
+                                                 self.updates.wake, stream_backoff)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -108,7 +118,7 @@ class TastytradeBroker(BrokerBase):
         await self.session.aclose()
 
     def healthy(self) -> bool:
-        return self.session.healthy() and self.updates.healthy(0)
+        return self.session.healthy() and self.updates.healthy(self.STREAM_GRACE)
 
     def multiplier(self, symbol: str) -> Decimal:
         return POINT_VALUES.get(futures_root(symbol) or "", Decimal(1))
@@ -308,10 +318,14 @@ class TastytradeBroker(BrokerBase):
     async def poll_once(self) -> None:
         """Push new fills and order status changes (each exactly once) to the report handler."""
         for raw in await self.orders.with_open(await self.orders.live(), self.reports.known):
-            order = await self.orders.order(raw)
-            for fill in tm.fills_of(order, raw):
-                await self.reports.fill(fill)
-            await self.reports.order(order)
+            await self._report(raw)
+
+    async def _report(self, raw: Raw) -> None:
+        """An order as polled or streamed: its new fills, then its status."""
+        order = await self.orders.order(raw)
+        for fill in tm.fills_of(order, raw):
+            await self.reports.fill(fill)
+        await self.reports.order(order)
 
 
 def _pick_account(rows: list[Raw], wanted: str | None, account: str) -> str:

@@ -72,6 +72,11 @@ class TastytradeSession:
             headers["Authorization"] = f"Bearer {self.token}" if self.oauth else self.token
         return headers
 
+    async def auth_token(self) -> str:
+        """The token as the `Authorization` header carries it (the account streamer's `auth-token`), fresh."""
+        await self.ensure()
+        return self._headers()["Authorization"]
+
     def healthy(self) -> bool:
         return self.refused is None and self.http.healthy()
 

@@ -40,7 +40,7 @@ from brokers.base import (
 from brokers.flatten import cancel_working
 from brokers.http import RetryPolicy, place_once
 from brokers.journal import OrderJournal, sent_before
-from brokers.stream import Backoff, StreamClient
+from brokers.stream import Backoff, ReconnectingStream
 from brokers.symbols import POINT_VALUES, RollRule, futures_root
 from brokers.tradovate.contracts import Contracts
 from brokers.tradovate.models import (
@@ -114,7 +114,7 @@ class TradovateBroker(BrokerBase, TradovateStreaming):
                                                 self.updates.wake)
 
     @property
-    def stream(self) -> StreamClient | None:
+    def stream(self) -> ReconnectingStream | None:
         return self.updates.stream
 
     # -- lifecycle ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ the durable writes that many callers make at once; the repositories (`daemon.sto
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,12 @@ class Database:
         if self._writer is None:
             raise RuntimeError("Store is not open")
         return self._writer
+
+    def writing(self, durable: bool = True) -> AbstractContextManager[Session]:
+        """A write transaction for code beside the repositories (durable by default). On SQLite it begins
+        `IMMEDIATE`: one that read first and then wrote would fail at once, not wait, whenever another
+        connection (the commit thread) had committed since its read began."""
+        return self._write(durable)
 
     @contextmanager
     def _write(self, durable: bool = False) -> Iterator[Session]:

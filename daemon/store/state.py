@@ -29,7 +29,7 @@ class StateStore:
             return None if row is None else json.loads(row.value_json)
 
     def put(self, namespace: str, key: str, value: dict[str, Any]) -> None:
-        with Session(self.database.engine) as session, session.begin():
+        with self.database.writing() as session:
             row = session.get(KvRow, (namespace, key))
             text = json.dumps(value, default=str, sort_keys=True)
             if row is None:
@@ -43,7 +43,7 @@ class StateStore:
             return {row.key: json.loads(row.value_json) for row in rows}
 
     def delete(self, namespace: str, key: str) -> None:
-        with Session(self.database.engine) as session, session.begin():
+        with self.database.writing() as session:
             row = session.get(KvRow, (namespace, key))
             if row is not None:
                 session.delete(row)
@@ -54,7 +54,7 @@ class StateStore:
         row = KvRow(namespace=namespace, key=key, value_json=json.dumps(value, default=str, sort_keys=True),
                     updated_at=utcnow())
         try:
-            with Session(self.database.engine) as session, session.begin():
+            with self.database.writing() as session:
                 session.add(row)
         except IntegrityError:
             return False
@@ -62,5 +62,5 @@ class StateStore:
 
     def prune(self, namespace: str, before: datetime) -> None:
         """Forget a namespace's documents last written before `before`."""
-        with Session(self.database.engine) as session, session.begin():
+        with self.database.writing() as session:
             session.execute(delete(KvRow).where(col(KvRow.namespace) == namespace, col(KvRow.updated_at) < before))

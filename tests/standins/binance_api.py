@@ -11,6 +11,8 @@ form-encoded body are checked as the query parameters the spec declares (Binance
 `tests.standins.faults.Faults`), `throttle_next` (429 / 418 with `Retry-After`) and `unknown_next` (the
 request takes effect, the answer is `-1007` "execution status unknown"). `requests` lists every (method,
 path) seen; `hosts_seen` of `watched_session` shows where a client went.
+The same app serves the WebSocket API's user data stream at `ws_url` (`tests.standins.binance_stream`,
+over the same book: `stream`), outside the REST contract checks.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from aiohttp import web
 
 from tests.standins.binance_book import OPEN, PENDING, BinanceError, Book, s8
 from tests.standins.binance_klines import Klines
+from tests.standins.binance_stream import PATH as WS_PATH
+from tests.standins.binance_stream import UserDataStream
 from tests.standins.contract import Contract, ContractViolation, spec_path
 from tests.standins.deviations import BINANCE, Deviation
 from tests.standins.faults import Faults, StandinServer, json_response
@@ -82,6 +86,11 @@ class BinanceStandIn(StandinServer):
         self.tolerated = tolerated
         self.requests: list[tuple[str, str]] = []
         self._knobs: list[_Knob] = []
+        self.stream = UserDataStream(self.book, api_key, secret, self.violations)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{WS_PATH}"
 
     # -- knobs -------------------------------------------------------------------------------------------
 
@@ -118,6 +127,7 @@ class BinanceStandIn(StandinServer):
         r.add_post(f"{v3}/orderList/oco", self._oco)
         r.add_post(f"{v3}/orderList/otoco", self._otoco)
         r.add_post(f"{v3}/order/cancelReplace", self._cancel_replace)
+        r.add_get(WS_PATH, self.stream.handle)
         return app
 
     @staticmethod
@@ -134,6 +144,8 @@ class BinanceStandIn(StandinServer):
 
     @web.middleware
     async def _contract_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == WS_PATH:
+            return await self.stream.handle(request)  # the WebSocket API: not in the REST contract
         self.requests.append((request.method, request.path))
         params = await self._params(request)
         try:

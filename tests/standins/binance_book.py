@@ -10,11 +10,14 @@ locked; stop orders trigger when `set_price` reaches their stop price; when one 
 executes, the other is expired. An OTOCO's two pending orders wait as `PENDING_NEW` (listed among open
 orders, nothing locked, never triggered) until its working order has fully filled, then go on the book as
 an OCO (expired if the balance no longer covers them); cancelling any order of a list cancels all of it.
+Every change of an order on the book is told to `listeners` as (order, execution type, trade or None), in
+the order Binance sends its `executionReport` events: `NEW`, `TRADE`, `CANCELED`, `EXPIRED`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -65,7 +68,12 @@ class Book:
     trades: list[dict[str, Any]] = field(default_factory=list)
     lists: dict[int, list[int]] = field(default_factory=dict)
     working: dict[int, int] = field(default_factory=dict)  # OTOCO list id -> its working order id
+    listeners: list[Callable[[dict[str, Any], str, dict[str, Any] | None], None]] = field(default_factory=list)
     _next: int = 1000
+
+    def _tell(self, order: dict[str, Any], execution: str, trade: dict[str, Any] | None = None) -> None:
+        for listener in self.listeners:
+            listener(order, execution, trade)
 
     def _id(self) -> int:
         self._next += 1
@@ -133,6 +141,7 @@ class Book:
                  "fills": [], "_lock": (asset, amount)}
         self.orders[order["orderId"]] = order
         self._move(asset, amount, lock=True)
+        self._tell(order, "NEW")
         if kind == "MARKET" or (kind == "LIMIT" and self._marketable(order, last)):
             self._execute(order, last if kind == "MARKET" else min(price or last, last) if side == "BUY"
                           else max(price or last, last))
@@ -172,6 +181,7 @@ class Book:
         self.trades.append(trade)
         order["fills"].append({"price": s8(price), "qty": s8(qty), "commission": s8(fee), "commissionAsset": fee_asset,
                                "tradeId": trade["id"]})
+        self._tell(order, "TRADE", trade)
         list_id = order["orderListId"]
         if self.working.get(list_id) == order["orderId"]:
             self._activate(list_id)
@@ -197,6 +207,7 @@ class Book:
             leg["status"], leg["updateTime"] = "NEW", now_ms()
             leg["workingTime"] = leg["updateTime"] if leg["type"] == "LIMIT_MAKER" else -1
             leg["_lock"] = (asset, amount if n == 0 else Decimal(0))
+            self._tell(leg, "NEW")
 
     def _end(self, order: dict[str, Any], status: str) -> None:
         asset, amount = order["_lock"]
@@ -204,6 +215,7 @@ class Book:
         order["_lock"] = (asset, Decimal(0))
         order["status"] = status
         order["updateTime"] = now_ms()
+        self._tell(order, status)
 
     def cancel(self, order: dict[str, Any]) -> list[dict[str, Any]]:
         """Cancel an open order (and the rest of its OCO list); -2011 when it is no longer open."""

@@ -156,6 +156,16 @@ TRADOVATE: tuple[Deviation, ...] = (
 SCHWAB: tuple[Deviation, ...] = (
     Deviation(
         broker="schwab",
+        reason="Spec vs client: the spec types the `GET /userPreference` answer as an array of UserPreference, "
+        "but schwab-py (used against the live API) reads it as one object (`prefs['streamerInfo'][0]`); the "
+        "stand-in answers the object and the adapter reads either.",
+        message=r"is not of type 'array'",
+        direction="response",
+        method="GET",
+        path="/trader/v1/userPreference",
+    ),
+    Deviation(
+        broker="schwab",
         reason="Spec defect: `AccountsBaseInstrument` requires `name`, a property it does not even declare; "
         "Schwab's own order examples send `{symbol, assetType}` and its answers carry `description` instead.",
         message=r"instrument: 'name' is a required property",

@@ -12,6 +12,8 @@ hash only: a plain account number is a 404, like the real service.
 
 Knobs: `set_price`, `fill(order_id)`, `expire_access_tokens()`, `revoke_refresh_tokens()`, and `.faults`
 (`fail_next`, `delay_next`, `drop_next` from `tests.standins.faults`, paths relative to `/trader/v1`).
+`GET /userPreference` names the streamer (`tests.standins.schwab_stream`, `streamer`), served on the same
+app; it tells subscribers of every order that a Trader API request or a knob changed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tests.standins.deviations import BY_BROKER, Deviation
 from tests.standins.faults import Faults, Handler, StandinServer, json_response
 from tests.standins.schwab_book import Refused, SchwabBook
 from tests.standins.schwab_prices import PriceHistory
+from tests.standins.schwab_stream import PATH as STREAM_PATH
+from tests.standins.schwab_stream import Streamer, streamer_info
 
 SPEC = spec_path("schwab", "trader_api.openapi.json")
 BASE = "/trader/v1"
@@ -61,14 +65,18 @@ class SchwabStandin(StandinServer):
         self.refresh: set[str] = set()
         self.calls: list[tuple[str, str, Any]] = []  # (method, path, JSON body) of every Trader API request
         self.grants: list[str] = []  # grant_type of every token request
+        self.streamer = Streamer(self.book, ACCOUNT_NUMBER,
+                                 lambda token: self.access.get(token, 0.0) >= time.monotonic(), self.violations)
 
     # -- knobs -------------------------------------------------------------------------------------------
 
     def set_price(self, symbol: str, price: Decimal | str | int) -> None:
         self.book.set_price(symbol, price)
+        self.streamer.publish()
 
     def fill(self, order_id: int | str, price: Decimal | None = None) -> None:
         self.book.fill(int(order_id), price)
+        self.streamer.publish()
 
     def issue_code(self) -> str:
         code = f"C0.{secrets.token_urlsafe(24)}@"
@@ -103,13 +111,18 @@ class SchwabStandin(StandinServer):
                 self.calls.append((inner.method, inner.path, json.loads(body) if body else None))
                 return await handler(inner)
 
-            return await checked(request, record)
+            try:
+                return await checked(request, record)
+            finally:
+                self.streamer.publish()
 
         app = web.Application(middlewares=[trader_only, self.faults.middleware, self._auth])
         r = app.router
         r.add_get("/v1/oauth/authorize", self._authorize)
         r.add_post("/v1/oauth/token", self._token)
         r.add_get(BASE + "/accounts/accountNumbers", self._numbers)
+        r.add_get(BASE + "/userPreference", self._preferences)
+        r.add_get(STREAM_PATH, self.streamer.handle)
         r.add_get(BASE + "/accounts/{hash}", self._account)
         r.add_get(BASE + "/accounts/{hash}/orders", self._orders)
         r.add_post(BASE + "/accounts/{hash}/orders", self._place)
@@ -175,6 +188,15 @@ class SchwabStandin(StandinServer):
         return web.json_response({"error": "unsupported_grant_type"}, status=400)
 
     # -- Trader API --------------------------------------------------------------------------------------
+
+    async def _preferences(self, request: web.Request) -> web.Response:
+        # one object, as the live API answers and schwab-py reads it (the spec says a list: `deviations`)
+        return json_response({
+            "accounts": [{"accountNumber": ACCOUNT_NUMBER, "primaryAccount": True, "type": "BROKERAGE",
+                          "nickName": "Individual", "displayAcctId": "...678", "autoPositionEffect": False,
+                          "accountColor": "Green"}],
+            "streamerInfo": [streamer_info(f"ws://127.0.0.1:{self.port}{STREAM_PATH}")],
+            "offers": [{"level2Permissions": False, "mktDataPermission": "NP"}]})
 
     async def _numbers(self, request: web.Request) -> web.Response:
         return json_response([{"accountNumber": ACCOUNT_NUMBER, "hashValue": ACCOUNT_HASH}])

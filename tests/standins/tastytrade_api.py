@@ -11,6 +11,8 @@ are `{error: {code, message}}`. Every API exchange is checked against the three 
 SDK's models (`tests.standins.tastytrade_sdk`); the two logins are in neither spec.
 
 Knobs: `set_price`, `fill(order_id)`, `expire_access_tokens()`, `revoke_logins()`, and `.faults`.
+The account streamer (`tests.standins.tastytrade_stream`, `streamer`) is served on the same app at
+`ws_url`, outside the REST checks; it tells subscribers what each request or knob changed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tests.standins.deviations import BY_BROKER, Deviation
 from tests.standins.faults import Faults, Handler, StandinServer, dumps
 from tests.standins.tastytrade_book import OPEN, Refused, TastytradeBook, now_text, qty
 from tests.standins.tastytrade_sdk import sdk_errors
+from tests.standins.tastytrade_stream import PATH as STREAM_PATH
+from tests.standins.tastytrade_stream import AccountStreamer
 
 ACCOUNT_NUMBER = "5WT00001"
 SPECS = ("orders.json", "accounts-and-customers.json", "balances-and-positions.json")
@@ -80,14 +84,22 @@ class TastytradeStandin(StandinServer):
         self.calls: list[tuple[str, str, Any]] = []  # (method, path, JSON body) of every API request
         self.logins: list[tuple[str, bool]] = []  # (how, accepted) of every login request
         self.agents: set[str] = set()
+        self.streamer = AccountStreamer(self.book, ACCOUNT_NUMBER,
+                                        lambda token: self.tokens.get(token, 0.0) >= time.monotonic(), self.violations)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{STREAM_PATH}"
 
     # -- knobs -------------------------------------------------------------------------------------------
 
     def set_price(self, symbol: str, price: Decimal | str | int) -> None:
         self.book.set_price(symbol, price)
+        self.streamer.publish()
 
     def fill(self, order_id: int | str, price: Decimal | None = None) -> None:
         self.book.fill(int(order_id), price)
+        self.streamer.publish()
 
     def expire_access_tokens(self) -> None:
         self.tokens = {token: 0.0 for token in self.tokens}
@@ -110,6 +122,8 @@ class TastytradeStandin(StandinServer):
 
         @web.middleware
         async def api_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path == STREAM_PATH:
+                return await self.streamer.handle(request)  # the account streamer: not in the REST contract
             if request.path in LOGINS:
                 return await handler(request)
 
@@ -123,7 +137,10 @@ class TastytradeStandin(StandinServer):
                     self.violations.extend(sdk_errors(inner.method, inner.path, response.status, sent, answer))
                 return response
 
-            return await checked(request, record)
+            try:
+                return await checked(request, record)
+            finally:
+                self.streamer.publish()
 
         app = web.Application(middlewares=[api_only, self.faults.middleware, self._auth])
         r, acct = app.router, "/accounts/{account}"
