@@ -213,15 +213,16 @@ class Engine:
         """`accept` for the event loop: the commit is shared with concurrent submissions (one fsync for a
         burst) and done off the loop, which serves other requests meanwhile. Returns once committed.
 
-        The signal is queued on its worker when its commit lands, in commit order, even if this wait has
-        given up (`within` seconds, then `CommitWaitExpired`): a resend is then answered as a duplicate.
+        The signal is queued on its worker once committed, before this returns (so the answer is written
+        before the worker runs it); if this wait gives up (`within` seconds, then `CommitWaitExpired`) or is
+        cancelled, it is queued when the commit lands, and a resend is answered as a duplicate.
         """
         existing = self.known_signal(intent.account, also_known_as)
         if existing is not None:
             return Acceptance(existing, False)
         pending = asyncio.wrap_future(self.store.submit_signal(intent, raw))
-        self._on_commit(pending, lambda result: self._queue([intent] if result[1] else []))
-        signal_id, is_new = await self._committed(pending, within)
+        signal_id, is_new = await self._committed(pending, within,
+                                                  lambda result: self._queue([intent] if result[1] else []))
         return Acceptance(signal_id, is_new)
 
     async def submit_fanout(self, parent: Intent, children: Sequence[FanoutChild],
@@ -232,8 +233,8 @@ class Engine:
         if existing is not None:
             return FanoutAcceptance(existing, False)
         pending = asyncio.wrap_future(self.store.submit_fanout(parent, raw, children))
-        self._on_commit(pending, lambda result: self._fanout_committed(children, *result))
-        parent_id, is_new, fresh = await self._committed(pending, within)
+        parent_id, is_new, fresh = await self._committed(pending, within,
+                                                         lambda result: self._fanout_committed(children, *result))
         return FanoutAcceptance(parent_id, is_new, list(zip(children, fresh, strict=True)) if is_new else [])
 
     def _fanout_committed(self, children: Sequence[FanoutChild], parent_id: str, is_new: bool, fresh: list[bool]
@@ -255,20 +256,28 @@ class Engine:
 
     @staticmethod
     def _on_commit(pending: asyncio.Future[T], act: Callable[[T], None]) -> None:
-        """Act on a commit once it lands (on the loop, in commit order), whoever is still waiting for it.
-        Nothing committed: the caller was (or will be) told."""
+        """Act on a commit once it lands, whoever is still waiting for it. Nothing committed: the caller was
+        (or will be) told."""
         def landed(done: asyncio.Future[T]) -> None:
             if not done.cancelled() and done.exception() is None:
                 act(done.result())
 
         pending.add_done_callback(landed)
 
-    @staticmethod
-    async def _committed(pending: asyncio.Future[T], within: float) -> T:
+    @classmethod
+    async def _committed(cls, pending: asyncio.Future[T], within: float, act: Callable[[T], None]) -> T:
+        """Wait for the commit, then `act` on it (queue its signals) here, so that the caller's answer goes
+        out before the workers run them; a wait that gives up or is cancelled leaves `act` to the commit."""
         try:
-            return await asyncio.wait_for(asyncio.shield(pending), within)
+            result = await asyncio.wait_for(asyncio.shield(pending), within)
         except TimeoutError:
+            cls._on_commit(pending, act)
             raise CommitWaitExpired(within) from None
+        except asyncio.CancelledError:
+            cls._on_commit(pending, act)
+            raise
+        act(result)
+        return result
 
     def known_signal(self, account: str, dedup_keys: Iterable[str]) -> str | None:
         """The id of a signal already accepted for `account` under one of `dedup_keys` (first match), or None."""
