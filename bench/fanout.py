@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.webhook_load import free_port, percentile  # noqa: E402
+from bench.webhook_load import cpu_seconds, free_port, percentile  # noqa: E402
 from daemon.store.repository import Store  # noqa: E402
 from daemon.store.tables import FillRow, SignalRow  # noqa: E402
 
@@ -118,12 +118,19 @@ def main() -> int:
         load_before = os.getloadavg()
         process = start_daemon(path, port)
         try:
+            # The daemon's CPU while idle (its periodic jobs) is measured first and taken out of the figure.
+            idle_from, idle_cpu = time.monotonic(), cpu_seconds(process.pid)
+            time.sleep(2)
+            idle_rate = (cpu_seconds(process.pid) - idle_cpu) / (time.monotonic() - idle_from)
+            started, cpu = time.monotonic(), cpu_seconds(process.pid)
             acked = asyncio.run(send(f"http://127.0.0.1:{port}/webhook/tradingview/{SECRET}", args.alerts,
                                      args.gap))
             store = Store(f"sqlite:///{state / 'traderd.db'}")
             store.open()
             result = measure(store, acked, args.accounts)
             store.close()
+            busy = cpu_seconds(process.pid) - cpu - idle_rate * (time.monotonic() - started)
+            result["cpu_ms_per_alert"] = round(busy * 1000 / args.alerts, 2)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)

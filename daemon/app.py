@@ -99,7 +99,7 @@ class Daemon:
         self.exits = ExitControls(settings=settings, store=self.store, brokers=self.brokers, engine=self.engine,
                                   events=self.events, clock=clock, fence=self.ownership.fence, owns=self.owns)
         self.fanout_reports = FanoutReports(store=self.store, wait_for=self.engine.wait_for,
-                                            publish=self.events.publish)
+                                            expect=self.engine.outcome_of_queued, publish=self.events.publish)
         self.events.subscribe(self.fanout_reports.publish)
         self.events.subscribe(Copier(groups=settings.groups, targets=settings.targets, position=self.store.held,
                                      accept=self.engine.accept_fanout, clock=clock).on_event)  # copy trading

@@ -244,10 +244,11 @@ class Engine:
             return
         listed = [{"account": c.intent.account, "signal_id": c.intent.signal_id, "new": new,
                    "dedup_key": c.intent.dedup_key} for c, new in zip(children, fresh, strict=True)]
-        self.events.publish(Event(kind="signal_accepted", account=None, summary=f"fan-out {parent_id} to "
-                                  f"{len(children)} accounts", data={"fanout": parent_id, "children": listed}))
+        # Queued first: the report that follows the children can then tell which ones this process runs.
         self._queue([c.intent for c, new in zip(children, fresh, strict=True)
                      if new and c.status is SignalStatus.PENDING])
+        self.events.publish(Event(kind="signal_accepted", account=None, summary=f"fan-out {parent_id} to "
+                                  f"{len(children)} accounts", data={"fanout": parent_id, "children": listed}))
 
     def _queue(self, intents: Iterable[Intent]) -> None:
         if not self.shared:  # shared: the store announces new signals to their account's owner
@@ -286,6 +287,13 @@ class Engine:
             if existing:
                 return existing
         return None
+
+    def outcome_of_queued(self, account: str, signal_id: str) -> asyncio.Future[Outcome] | None:
+        """The future outcome of a signal this process's worker has queued, without reading the store
+        (None: not queued here; ask `wait_for`). Taken before the worker runs it, it cannot miss the end."""
+        if signal_id not in self._workers.queued(account):
+            return None
+        return self._executor.outcome_future(signal_id)
 
     async def wait_for(self, signal_id: str, within: float) -> Outcome:
         """Wait until a queued signal is finished (used by control actions that report their result)."""

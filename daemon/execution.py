@@ -134,11 +134,14 @@ class Executor:
 
     async def wait_for(self, signal_id: str, within: float) -> Outcome:
         """Wait until a queued signal is finished (used by control actions that report their result)."""
-        record = self.store.get_signal(signal_id)
-        if record is not None and record.status.is_final:
-            return Outcome(signal_id, record.status, record.reason)
-        future = self._waiters.setdefault(signal_id, asyncio.get_running_loop().create_future())
-        return await asyncio.wait_for(asyncio.shield(future), within)
+        known = self.store.signal_outcome(signal_id)
+        if known is not None and known[0].is_final:
+            return Outcome(signal_id, *known)
+        return await asyncio.wait_for(asyncio.shield(self.outcome_future(signal_id)), within)
+
+    def outcome_future(self, signal_id: str) -> asyncio.Future[Outcome]:
+        """Resolved when this process finishes the signal (the caller knows it has not finished yet)."""
+        return self._waiters.setdefault(signal_id, asyncio.get_running_loop().create_future())
 
     async def execute(self, intent: Intent, recovered: bool = False) -> Outcome:
         broker = self.brokers[intent.account]

@@ -40,9 +40,9 @@ class ExitGuard:
 
     def has_exits(self, account: str, symbol: str) -> bool:
         managed = self.managed(account)
-        return any(o.symbol == symbol and (o.parent_order_id is not None or o.order_type is OrderType.TRAILING_STOP
-                                           or o.broker_order_id in managed)
-                   for o in self.store.orders(account, open_only=True))
+        return any(o.parent_order_id is not None or o.order_type is OrderType.TRAILING_STOP
+                   or o.broker_order_id in managed
+                   for o in self.store.orders(account, open_only=True, symbol=symbol))
 
     def soon(self, account: str, symbol: str) -> None:
         """Check `symbol` once the account's worker is free (a fill reported outside any signal)."""

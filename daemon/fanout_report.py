@@ -24,6 +24,7 @@ log = logging.getLogger("traderd.fanout")
 
 Subscriber = Callable[[Event], None]
 WaitFor = Callable[[str, float], Awaitable[Any]]
+Expect = Callable[[str, str], "asyncio.Future[Any] | None"]  # (account, signal id): its outcome, if run here
 _REFUSED = (SignalStatus.REJECTED, SignalStatus.FAILED, SignalStatus.EXPIRED)
 
 
@@ -64,9 +65,12 @@ def _settled(record: SignalRecord) -> bool:
 
 class FanoutReports:
     def __init__(self, *, store: Store, wait_for: WaitFor, publish: Subscriber, within: float = 60.0,
-                 settle_seconds: float = 2.0) -> None:
+                 settle_seconds: float = 2.0, expect: Expect = lambda account, signal_id: None) -> None:
+        """`expect` gives the outcome future of a child this process has queued, so following it costs no
+        store read while the children run; `wait_for` follows any other (run by another daemon)."""
         self.store = store
         self.wait_for = wait_for
+        self.expect = expect
         self.bus_publish = publish
         self.within = within
         self.settle_seconds = settle_seconds
@@ -111,18 +115,21 @@ class FanoutReports:
         for kid in kids:
             self._signals[kid["signal_id"]] = parent_id
             self._orders[client_order_id(kid["account"], kid["dedup_key"])] = parent_id
-        task = asyncio.get_running_loop().create_task(self._report(parent_id, [k["signal_id"] for k in kids]),
-                                                      name=f"fanout-{parent_id}")
+        # Taken now, before any child can run: a child that ends first cannot be missed.
+        ends = [(k["signal_id"], self.expect(k["account"], k["signal_id"])) for k in kids]
+        task = asyncio.get_running_loop().create_task(self._report(parent_id, ends), name=f"fanout-{parent_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _report(self, parent_id: str, child_ids: list[str]) -> None:
+    async def _report(self, parent_id: str, ends: list[tuple[str, asyncio.Future[Any] | None]]) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.within
         try:
-            for child_id in child_ids:
+            for child_id, end in ends:
+                left = max(0.0, deadline - loop.time())
                 try:
-                    await self.wait_for(child_id, max(0.0, deadline - loop.time()))
+                    await (self.wait_for(child_id, left) if end is None
+                           else asyncio.wait_for(asyncio.shield(end), left))
                 except TimeoutError:
                     break
             settle_until = min(deadline, loop.time() + self.settle_seconds)

@@ -71,7 +71,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_on_begin(conn: Connection) -> None:
     options = conn.get_execution_options()
     if options.get(_WRITE):
-        conn.exec_driver_sql("PRAGMA synchronous=FULL" if options.get(_DURABLE) else "PRAGMA synchronous=NORMAL")
+        wanted = "FULL" if options.get(_DURABLE) else "NORMAL"
+        if conn.info.get("synchronous") != wanted:  # a connection keeps it: one statement less per commit
+            conn.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+            conn.info["synchronous"] = wanted
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         conn.exec_driver_sql("BEGIN")

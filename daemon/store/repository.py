@@ -12,7 +12,6 @@ On PostgreSQL the same guarantees come from `INSERT ... ON CONFLICT` and `SELECT
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import date, datetime
@@ -20,7 +19,6 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_
 from sqlmodel import col, select, update
 
 from daemon.domain import ZERO, Fill, Intent, Order, OrderStatus, Position, SignalStatus, utcnow
@@ -30,28 +28,14 @@ from daemon.store.intake import FanoutChild, SignalIntake, raw_json, signal_row
 from daemon.store.paging import Page
 from daemon.store.records import AccountRecords
 from daemon.store.scope import Accounts, only
-from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow, order_root
+from daemon.store.signal_reads import fill_of, order_of, outcome_of, read_signal, summary_of
+from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow
 from daemon.store.time_exits import TimeExitRecords
 from daemon.store.views import DailyPnl, SignalRecord, SignalSummary
 from daemon.store.writes import DuplicateFill, HotWrites
 
 _OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]
 _FLAT = {"quantity": ZERO, "average_price": ZERO, "cost_basis": ZERO, "realized_pnl": ZERO}
-
-
-def _order(row: OrderRow) -> Order:
-    return Order.model_validate(row, from_attributes=True)
-
-
-def _fill(row: FillRow) -> Fill:
-    return Fill.model_validate(row, from_attributes=True)
-
-
-def _summary(row: SignalRow) -> SignalSummary:
-    return SignalSummary(seq=row.seq or 0, signal_id=row.signal_id, account=row.account, source=row.source,
-                         status=SignalStatus(row.status), reason=row.reason,
-                         intent=Intent.model_validate_json(row.intent_json), received_at=row.received_at,
-                         updated_at=row.updated_at, client_order_id=row.client_order_id)
 
 
 class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
@@ -128,34 +112,12 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     def get_signal(self, signal_id: str) -> SignalRecord | None:
         """A signal with its orders and fills; a fan-out parent also with each child's."""
         with self._read() as session:
-            row = session.exec(select(SignalRow).where(SignalRow.signal_id == signal_id)).first()
-            if row is None:
-                return None
-            children = session.exec(
-                select(SignalRow).where(SignalRow.parent_id == signal_id).order_by(col(SignalRow.seq))
-            ).all()
-            return self._record(session, row, [self._record(session, child, []) for child in children])
+            return read_signal(session, signal_id)
 
-    @staticmethod
-    def _record(session: Any, row: SignalRow, children: list[SignalRecord]) -> SignalRecord:
-        match = [col(OrderRow.signal_id) == row.signal_id]
-        if row.client_order_id:  # its legs carry no signal id; they extend its order's id (indexed)
-            root = order_root(row.client_order_id)
-            match.append(and_(col(OrderRow.account) == row.account, col(OrderRow.client_order_root) == root))
-        orders = session.exec(
-            select(OrderRow).where(or_(*match)).order_by(col(OrderRow.created_at), col(OrderRow.id))
-        ).all()
-        fills: list[FillRow] = []
-        if orders:  # by the broker_order_id index; the account is checked after (it would pick its own)
-            found = session.exec(
-                select(FillRow)
-                .where(col(FillRow.broker_order_id).in_([o.broker_order_id for o in orders]))
-                .order_by(col(FillRow.filled_at), col(FillRow.id))
-            ).all()
-            fills = [f for f in found if f.account == row.account]
-        return SignalRecord(**_summary(row).model_dump(), orders=[_order(o) for o in orders],
-                            fills=[_fill(f) for f in fills], parent_id=row.parent_id,
-                            route=None if row.route_json is None else json.loads(row.route_json), children=children)
+    def signal_outcome(self, signal_id: str) -> tuple[SignalStatus, str | None] | None:
+        """Only the signal's status and reason (None: unknown id)."""
+        with self._read() as session:
+            return outcome_of(session, signal_id)
 
     def signals_page(self, account: Accounts = None, after: str | None = None, limit: int = 100
                      ) -> Page[SignalSummary]:
@@ -169,7 +131,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         with self._read() as session:
             rows = list(session.exec(stmt.order_by(col(SignalRow.seq).desc()).limit(limit + 1)).all())
         rows, cursor = paging.page(rows, limit, lambda r: paging.encode(None, r.seq))
-        return Page([_summary(r) for r in rows], cursor)
+        return Page([summary_of(r) for r in rows], cursor)
 
     def unfinished_signals(self) -> list[tuple[Intent, SignalStatus]]:
         """PENDING and SUBMITTING signals in arrival order, for the workers to resume after a restart."""
@@ -201,23 +163,25 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
                 self._hot.upsert_order(conn, report, None)
             for fill, multiplier in fills:
                 try:
-                    with conn.begin_nested():  # a known fill rolls back alone, not the signal
-                        realized.append(self._hot.apply_fill(conn, fill, multiplier))
-                except DuplicateFill:
+                    realized.append(self._hot.apply_fill(conn, fill, multiplier))
+                except DuplicateFill:  # a known fill changed nothing; the signal's writes go on
                     realized.append(None)
             if order is not None:
                 self._hot.upsert_order(conn, order, signal_id)
             self._hot.finish_signal(conn, signal_id, status, reason, order.client_order_id if order else None)
         return realized
 
-    def orders(self, account: Accounts = None, open_only: bool = False, limit: int = 200) -> list[Order]:
+    def orders(self, account: Accounts = None, open_only: bool = False, limit: int = 200,
+               symbol: str | None = None) -> list[Order]:
         """Newest first."""
         stmt = only(select(OrderRow), OrderRow.account, account)
         if open_only:
             stmt = stmt.where(col(OrderRow.status).in_(_OPEN_STATUSES))
+        if symbol is not None:
+            stmt = stmt.where(col(OrderRow.symbol) == symbol)
         stmt = stmt.order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc()).limit(limit)
         with self._read() as session:
-            return [_order(r) for r in session.exec(stmt).all()]
+            return [order_of(r) for r in session.exec(stmt).all()]
 
     def orders_page(self, account: Accounts = None, open_only: bool = False, after: str | None = None,
                     limit: int = 100) -> Page[Order]:
@@ -231,7 +195,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         with self._read() as session:
             rows = list(session.exec(stmt).all())
         rows, cursor = paging.page(rows, limit, lambda r: paging.encode(r.created_at, r.id))
-        return Page([_order(r) for r in rows], cursor)
+        return Page([order_of(r) for r in rows], cursor)
 
     def order_by_client_id(self, account: str, client_order_id: str) -> Order | None:
         stmt = (
@@ -241,7 +205,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         )
         with self._read() as session:
             row = session.exec(stmt).first()
-        return None if row is None else _order(row)
+        return None if row is None else order_of(row)
 
     def record_fill(self, fill: Fill, multiplier: Decimal = Decimal(1)) -> Decimal | None:
         """Record a fill and apply it to the positions ledger atomically; None (no change) if known."""
@@ -270,7 +234,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         self, account: str | None = None, since: datetime | None = None, limit: int = 500
     ) -> list[Fill]:
         """Newest first."""
-        return [_fill(r) for r in self._fill_rows(account, since, True, limit)]
+        return [fill_of(r) for r in self._fill_rows(account, since, True, limit)]
 
     def fills_page(self, account: Accounts = None, since: datetime | None = None, after: str | None = None,
                    limit: int = 100) -> Page[Fill]:
@@ -284,7 +248,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         with self._read() as session:
             rows = list(session.exec(stmt).all())
         rows, cursor = paging.page(rows, limit, lambda r: paging.encode(r.filled_at, r.id))
-        return Page([_fill(r) for r in rows], cursor)
+        return Page([fill_of(r) for r in rows], cursor)
 
     def fill_ids(self, account: str, since: datetime | None) -> set[str]:
         """Ids of the fills recorded for `account` since a time: one query, for reconciliation."""
@@ -296,11 +260,11 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
 
     def fills_with_pnl(self, account: str | None, since: datetime) -> list[tuple[Fill, Decimal]]:
         """Oldest first, each with the P&L it realized on the ledger."""
-        return [(_fill(r), r.realized_pnl) for r in self._fill_rows(account, since, False, None)]
+        return [(fill_of(r), r.realized_pnl) for r in self._fill_rows(account, since, False, None)]
 
     def journal_fills(self, account: Accounts) -> list[tuple[Fill, Decimal, Decimal]]:
         """Every fill oldest first with its realized P&L and multiplier, for the trade journal."""
-        return [(_fill(r), r.realized_pnl, r.multiplier) for r in self._fill_rows(account, None, False, None)]
+        return [(fill_of(r), r.realized_pnl, r.multiplier) for r in self._fill_rows(account, None, False, None)]
 
     # -- positions -----------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from daemon.domain import ZERO, Fill, Order, OrderStatus, SignalStatus, utcnow
@@ -38,8 +38,10 @@ class HotWrites:
 
         upsert = insert(OrderRow.__table__)  # type: ignore[attr-defined]
         new = upsert.excluded
-        # A late "new" report never reopens a final order.
-        regress = and_(orders.status.in_(_FINAL), new.status.in_(_OPEN))
+        # A late "new" report never reopens a final order. The statuses are written into the SQL: a list of
+        # bound values would be re-rendered into the statement on every execution.
+        regress = and_(orders.status.in_([literal_column(f"'{s}'") for s in _FINAL]),
+                       new.status.in_([literal_column(f"'{s}'") for s in _OPEN]))
         changes: dict[str, Any] = {name: case((regress, orders[name]), else_=new[name]) for name in _ORDER_UPDATES}
         changes["signal_id"] = case((new.signal_id.is_(None), orders.signal_id), else_=new.signal_id)
         self.order_upsert = upsert.on_conflict_do_update(index_elements=["account", "broker_order_id"],
@@ -74,11 +76,14 @@ class HotWrites:
         conn.execute(self.order_upsert, values)
 
     def apply_fill(self, conn: Connection, fill: Fill, multiplier: Decimal) -> Decimal:
-        """Insert the fill and move the (account, symbol) ledger; raises DuplicateFill for a known fill."""
+        """Insert the fill and move the (account, symbol) ledger; raises DuplicateFill for a known fill, having
+        changed nothing (the caller's transaction goes on)."""
         now = utcnow()
         key = {"k_account": fill.account, "k_symbol": fill.symbol}
         row = conn.execute(self.position_lock, key).first()
+        seeded = None
         if row is None:  # first fill of this symbol: create the flat row, then lock it
+            seeded = conn.begin_nested()  # undone if the fill turns out to be known
             conn.execute(self.position_seed, {"account": fill.account, "symbol": fill.symbol, "quantity": ZERO,
                                               "average_price": ZERO, "cost_basis": ZERO, "realized_pnl": ZERO,
                                               "updated_at": now})
@@ -87,7 +92,12 @@ class HotWrites:
                                               fill.price, multiplier)
         values = fill.model_dump(mode="python")
         values.update(side=fill.side.value, realized_pnl=realized, multiplier=multiplier)
-        if conn.execute(self.fill_insert, values).first() is None:
+        known = conn.execute(self.fill_insert, values).first() is None  # the insert is the first write otherwise
+        if seeded is not None and known:
+            seeded.rollback()
+        elif seeded is not None:
+            seeded.commit()
+        if known:
             raise DuplicateFill
         conn.execute(self.position_update, {**key, "v_quantity": quantity, "v_cost_basis": cost,
                                             "v_average_price": average_of(quantity, cost),

@@ -1,0 +1,93 @@
+"""Reading stored signals back: one signal with its orders and fills in a fixed number of queries.
+
+A fan-out parent comes with every child's orders and fills, and the count of queries does not grow with the
+number of children: the fan-out report reads a 20-account parent on the event loop right after its last
+child filled, while the next alert's children wait for the same loop. Rows become domain objects here too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_
+from sqlmodel import col, select
+
+from daemon.domain import Fill, Intent, Order, SignalStatus
+from daemon.store.tables import FillRow, OrderRow, SignalRow, order_root
+from daemon.store.views import SignalRecord, SignalSummary
+
+
+def order_of(row: OrderRow) -> Order:
+    return Order.model_validate(row, from_attributes=True)
+
+
+def fill_of(row: FillRow) -> Fill:
+    return Fill.model_validate(row, from_attributes=True)
+
+
+def summary_of(row: SignalRow) -> SignalSummary:
+    return SignalSummary(seq=row.seq or 0, signal_id=row.signal_id, account=row.account, source=row.source,
+                         status=SignalStatus(row.status), reason=row.reason,
+                         intent=Intent.model_validate_json(row.intent_json), received_at=row.received_at,
+                         updated_at=row.updated_at, client_order_id=row.client_order_id)
+
+
+def outcome_of(session: Any, signal_id: str) -> tuple[SignalStatus, str | None] | None:
+    """A signal's status and reason alone (one indexed row, no orders): for waiting on an outcome."""
+    row = session.exec(select(SignalRow.status, SignalRow.reason).where(SignalRow.signal_id == signal_id)).first()
+    return None if row is None else (SignalStatus(row[0]), row[1])
+
+
+def read_signal(session: Any, signal_id: str) -> SignalRecord | None:
+    """The signal, its orders and fills; a fan-out parent also each child's, in four queries in all."""
+    row = session.exec(select(SignalRow).where(SignalRow.signal_id == signal_id)).first()
+    if row is None:
+        return None
+    children = list(session.exec(
+        select(SignalRow).where(SignalRow.parent_id == signal_id).order_by(col(SignalRow.seq))
+    ).all())
+    orders, fills = _orders_and_fills(session, [row, *children])
+    kids = [_record(child, orders, fills, []) for child in children]
+    return _record(row, orders, fills, kids)
+
+
+def _record(row: SignalRow, orders: dict[str, list[OrderRow]], fills: dict[tuple[str, str], list[FillRow]],
+            children: list[SignalRecord]) -> SignalRecord:
+    own = orders.get(row.signal_id, [])
+    found = [f for o in own for f in fills.get((row.account, o.broker_order_id), [])]
+    found.sort(key=lambda f: (f.filled_at, f.id or 0))
+    return SignalRecord(**summary_of(row).model_dump(), orders=[order_of(o) for o in own],
+                        fills=[fill_of(f) for f in found], parent_id=row.parent_id,
+                        route=None if row.route_json is None else json.loads(row.route_json), children=children)
+
+
+def _orders_and_fills(session: Any, rows: Sequence[SignalRow]
+                      ) -> tuple[dict[str, list[OrderRow]], dict[tuple[str, str], list[FillRow]]]:
+    """Each signal's orders (by its id, or, for legs that carry no signal id, by its order's id root within
+    its account: both indexed), and the fills of those orders by (account, broker order id)."""
+    match: list[ColumnElement[bool]] = [col(OrderRow.signal_id).in_([r.signal_id for r in rows])]
+    roots: dict[tuple[str, str], str] = {}
+    for r in rows:
+        if r.client_order_id:
+            roots[(r.account, order_root(r.client_order_id))] = r.signal_id
+    match += [and_(col(OrderRow.account) == account, col(OrderRow.client_order_root) == root)
+              for account, root in roots]
+    found = session.exec(select(OrderRow).where(or_(*match)).order_by(col(OrderRow.created_at), col(OrderRow.id))
+                         ).all()
+    by_signal: dict[str, list[OrderRow]] = defaultdict(list)
+    for order in found:
+        owners = {order.signal_id} if order.signal_id else set()
+        root_owner = roots.get((order.account, order.client_order_root or ""))
+        if root_owner is not None:
+            owners.add(root_owner)
+        for owner in owners:
+            by_signal[owner].append(order)
+    fills: dict[tuple[str, str], list[FillRow]] = defaultdict(list)
+    ids = sorted({o.broker_order_id for o in found})
+    if ids:  # by the broker_order_id index; the account is matched after (another's order may share an id)
+        for fill in session.exec(select(FillRow).where(col(FillRow.broker_order_id).in_(ids))).all():
+            fills[(fill.account, fill.broker_order_id)].append(fill)
+    return by_signal, fills
