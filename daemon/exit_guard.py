@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 from brokers.base import Broker, BrokerError, OrderRejected
-from daemon.domain import ZERO, Event, OrderType
+from daemon.domain import ZERO, Event
 from daemon.events import EventBus
 from daemon.ownership.fence import NotOwner, no_fence
 from daemon.planner import protect_exits
@@ -39,10 +39,7 @@ class ExitGuard:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def has_exits(self, account: str, symbol: str) -> bool:
-        managed = self.managed(account)
-        return any(o.parent_order_id is not None or o.order_type is OrderType.TRAILING_STOP
-                   or o.broker_order_id in managed
-                   for o in self.store.orders(account, open_only=True, symbol=symbol))
+        return self.store.has_open_exit(account, symbol, self.managed(account))
 
     def soon(self, account: str, symbol: str) -> None:
         """Check `symbol` once the account's worker is free (a fill reported outside any signal)."""

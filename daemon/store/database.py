@@ -24,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, select
 
 from daemon.store.commits import GroupCommit
+from daemon.store.prepared import Cursor, HotConnection
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _WRITE = "traderd_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
@@ -120,6 +121,7 @@ class Database:
         self._engine: Engine | None = None
         self._writer: Engine | None = None
         self._commits: GroupCommit | None = None
+        self._hot_connection: HotConnection | None = None
 
     @property
     def engine(self) -> Engine:
@@ -141,6 +143,9 @@ class Database:
     def close(self) -> None:
         if self._commits is not None:
             self._commits.close()  # what is queued commits first
+        if self._hot_connection is not None:
+            self._hot_connection.close()
+            self._hot_connection = None
         if self._engine is not None:
             self._engine.dispose()
         self._engine = self._writer = self._commits = None
@@ -191,6 +196,12 @@ class Database:
             if self.dialect == "postgresql":
                 conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield conn
+
+    def _hot_write(self) -> AbstractContextManager[Cursor]:
+        """A non-durable write transaction for prepared statements (`daemon.store.prepared`)."""
+        if self._hot_connection is None:
+            self._hot_connection = HotConnection(self.engine)
+        return self._hot_connection.transaction()
 
     def _insert(self, model: type[SQLModel]) -> Any:
         """A Core (not ORM-bulk) dialect insert, for `on_conflict_*` (SQLite >= 3.24, PostgreSQL)."""

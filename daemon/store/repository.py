@@ -12,20 +12,22 @@ On PostgreSQL the same guarantees come from `INSERT ... ON CONFLICT` and `SELECT
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import or_
 from sqlmodel import col, select, update
 
-from daemon.domain import ZERO, Fill, Intent, Order, OrderStatus, Position, SignalStatus, utcnow
+from daemon.domain import ZERO, Fill, Intent, Order, OrderStatus, OrderType, Position, SignalStatus, utcnow
 from daemon.store import paging
 from daemon.store.exit_rules import ExitRuleRecords
 from daemon.store.intake import FanoutChild, SignalIntake, raw_json, signal_row
 from daemon.store.paging import Page
+from daemon.store.prepared import written_in
 from daemon.store.records import AccountRecords
 from daemon.store.scope import Accounts, only
 from daemon.store.signal_reads import fill_of, order_of, outcome_of, read_signal, summary_of
@@ -58,7 +60,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     @property
     def _hot(self) -> HotWrites:
         if self._hot_writes is None:
-            self._hot_writes = HotWrites(self.dialect, self._redact)
+            self._hot_writes = HotWrites(self.engine.dialect, self._redact)
         return self._hot_writes
 
     # -- signals -------------------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
 
     def upsert_order(self, order: Order, signal_id: str | None = None) -> None:
         """Insert or update by (account, broker_order_id); a late 'open' report never reopens a final one."""
-        with self._core_write() as conn:
+        with self._hot_write() as conn:
             self._hot.upsert_order(conn, order, signal_id)
 
     def finish_signal(self, signal_id: str, status: SignalStatus, reason: str | None, order: Order | None, *,
@@ -158,7 +160,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         (order updates, fills with their multiplier), in one transaction: one commit per signal on the hot
         path. Returns each fill's realized P&L, or None for a fill that was already recorded."""
         realized: list[Decimal | None] = []
-        with self._core_write() as conn:
+        with self._hot_write() as conn:
             for report in reports:
                 self._hot.upsert_order(conn, report, None)
             for fill, multiplier in fills:
@@ -176,19 +178,30 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         """Newest first."""
         stmt = only(select(OrderRow), OrderRow.account, account)
         if open_only:
-            stmt = stmt.where(col(OrderRow.status).in_(_OPEN_STATUSES))
+            stmt = stmt.where(written_in(col(OrderRow.status), _OPEN_STATUSES))
         if symbol is not None:
             stmt = stmt.where(col(OrderRow.symbol) == symbol)
         stmt = stmt.order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc()).limit(limit)
         with self._read() as session:
             return [order_of(r) for r in session.exec(stmt).all()]
 
+    def has_open_exit(self, account: str, symbol: str, managed: Collection[str] = ()) -> bool:
+        """Whether `symbol` has a resting exit in the account: a bracket leg, a trailing stop, or one of the
+        `managed` plain stops the daemon trails. One indexed row at most (it runs after every exit signal)."""
+        exits = [col(OrderRow.parent_order_id).is_not(None), col(OrderRow.order_type) == OrderType.TRAILING_STOP.value]
+        if managed:
+            exits.append(col(OrderRow.broker_order_id).in_(sorted(managed)))
+        stmt = (select(OrderRow.id).where(OrderRow.account == account, OrderRow.symbol == symbol,
+                                          written_in(col(OrderRow.status), _OPEN_STATUSES), or_(*exits)).limit(1))
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
     def orders_page(self, account: Accounts = None, open_only: bool = False, after: str | None = None,
                     limit: int = 100) -> Page[Order]:
         """Newest first, `limit` at a time; `after` is the `next` of the previous page."""
         stmt = only(select(OrderRow), OrderRow.account, account)
         if open_only:
-            stmt = stmt.where(col(OrderRow.status).in_(_OPEN_STATUSES))
+            stmt = stmt.where(written_in(col(OrderRow.status), _OPEN_STATUSES))
         if after is not None:
             stmt = stmt.where(paging.before(col(OrderRow.created_at), col(OrderRow.id), after))
         stmt = stmt.order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc()).limit(limit + 1)
@@ -210,7 +223,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     def record_fill(self, fill: Fill, multiplier: Decimal = Decimal(1)) -> Decimal | None:
         """Record a fill and apply it to the positions ledger atomically; None (no change) if known."""
         try:
-            with self._core_write() as conn:
+            with self._hot_write() as conn:
                 return self._hot.apply_fill(conn, fill, multiplier)
         except DuplicateFill:
             return None  # the transaction rolled back, including a ledger row it may have created
