@@ -197,11 +197,16 @@ class Database:
                 conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield conn
 
-    def _hot_write(self) -> AbstractContextManager[Cursor]:
-        """A non-durable write transaction for prepared statements (`daemon.store.prepared`)."""
+    @property
+    def _kept(self) -> HotConnection:
+        """The kept connection of prepared statements (made on first use)."""
         if self._hot_connection is None:
             self._hot_connection = HotConnection(self.engine)
-        return self._hot_connection.transaction()
+        return self._hot_connection
+
+    def _hot_write(self) -> AbstractContextManager[Cursor]:
+        """A non-durable write transaction for prepared statements (`daemon.store.prepared`)."""
+        return self._kept.transaction()
 
     def _insert(self, model: type[SQLModel]) -> Any:
         """A Core (not ORM-bulk) dialect insert, for `on_conflict_*` (SQLite >= 3.24, PostgreSQL)."""

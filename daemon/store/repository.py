@@ -19,7 +19,6 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_
 from sqlmodel import col, select, update
 
 from daemon.domain import ZERO, Fill, Intent, Order, OrderStatus, OrderType, Position, SignalStatus, utcnow
@@ -187,14 +186,10 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
 
     def has_open_exit(self, account: str, symbol: str, managed: Collection[str] = ()) -> bool:
         """Whether `symbol` has a resting exit in the account: a bracket leg, a trailing stop, or one of the
-        `managed` plain stops the daemon trails. One indexed row at most (it runs after every exit signal)."""
-        exits = [col(OrderRow.parent_order_id).is_not(None), col(OrderRow.order_type) == OrderType.TRAILING_STOP.value]
-        if managed:
-            exits.append(col(OrderRow.broker_order_id).in_(sorted(managed)))
-        stmt = (select(OrderRow.id).where(OrderRow.account == account, OrderRow.symbol == symbol,
-                                          written_in(col(OrderRow.status), _OPEN_STATUSES), or_(*exits)).limit(1))
-        with self.engine.connect() as conn:
-            return conn.execute(stmt).first() is not None
+        `managed` plain stops the daemon trails (it is asked after every exit signal)."""
+        rows = self._kept.query(self._hot.open_orders_of, {"k_account": account, "k_symbol": symbol})
+        return any(parent is not None or kind == OrderType.TRAILING_STOP.value or broker_id in managed
+                   for broker_id, parent, kind in rows)
 
     def orders_page(self, account: Accounts = None, open_only: bool = False, after: str | None = None,
                     limit: int = 100) -> Page[Order]:

@@ -66,6 +66,10 @@ class HotWrites:
             **{name: bindparam(f"v_{name}", type_=positions.c[name].type)
                for name in ("quantity", "cost_basis", "average_price", "realized_pnl", "updated_at")}
         ), dialect)
+        self.open_orders_of = Prepared(  # a symbol's resting orders: few, by the (account, status) index
+            select(orders.broker_order_id, orders.parent_order_id, orders.order_type)
+            .where(orders.account == bindparam("k_account"), orders.symbol == bindparam("k_symbol"),
+                   written_in(orders.status, _OPEN)), dialect)
         self.signal_finish = Prepared(update(signals).where(signals.c.signal_id == bindparam("k_signal_id")).values(
             status=bindparam("v_status", type_=signals.c.status.type),
             reason=bindparam("v_reason", type_=signals.c.reason.type),
