@@ -17,6 +17,7 @@ from typing import Any
 
 from brokers.base import Broker, BrokerError, BrokerReport, DeadlinePassed, OrderRejected, UnknownSymbol
 from brokers.symbols import tick_size
+from daemon.cancelling import cancel_open
 from daemon.domain import (
     Action,
     Event,
@@ -38,7 +39,7 @@ from daemon.managed_exits import trailing
 from daemon.managed_exits.runner import ManagedExits
 from daemon.metrics import Metrics
 from daemon.ownership.fence import NotOwner, no_fence
-from daemon.planner import EXIT_LEG, Instrument, PlanError, after_exit_leg, cancel_order_of
+from daemon.planner import EXIT_LEG, Instrument, PlanError, after_exit_leg
 from daemon.risk.context import OrderContext
 from daemon.risk.engine import AccountView, RiskEngine
 from daemon.shapes import QuantityType
@@ -288,28 +289,7 @@ class Executor:
         return await broker.place_order(request)
 
     async def _cancel_open(self, intent: Intent, broker: Broker) -> list[Order]:
-        """Cancel the symbol's (or the account's) open orders, each group through its root, which the broker
-        cancels with its legs; returns the orders that were really cancelled (not those that filled)."""
-        wanted = [o for o in await broker.open_orders() if not intent.symbol or o.symbol == intent.symbol]
-        self.fence(intent.account)
-        final = {o.broker_order_id: await broker.cancel_order(o.broker_order_id) for o in cancel_order_of(wanted)}
-        if len(final) < len(wanted):
-            still = {o.broker_order_id for o in await broker.open_orders()}
-            for order in wanted:
-                if order.broker_order_id in final:
-                    continue
-                if order.broker_order_id in still:  # a leg this broker does not cancel with its group
-                    self.fence(intent.account)
-                    final[order.broker_order_id] = await broker.cancel_order(order.broker_order_id)
-                    continue
-                root = final.get(order.parent_order_id or "") or next(
-                    (r for r in final.values() if r.oco_group is not None and r.oco_group == order.oco_group), None)
-                if root is not None and root.status is OrderStatus.CANCELLED:  # went with its group
-                    final[order.broker_order_id] = order.model_copy(update={"status": OrderStatus.CANCELLED,
-                                                                            "updated_at": root.updated_at})
-        for result in final.values():
-            self.store.upsert_order(result)
-        return [o for o in final.values() if o.status is OrderStatus.CANCELLED]
+        return await cancel_open(broker, intent.account, intent.symbol, store=self.store, fence=self.fence)
 
     async def _flatten(self, intent: Intent, broker: Broker) -> Outcome:
         self.fence(intent.account)

@@ -24,7 +24,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("daemon.engine", "daemon.workers", "daemon.execution", "daemon.planner", "daemon.ladder", "daemon.exit_guard",
      "daemon.exit_follow", "daemon.reconcile", "daemon.queries", "daemon.history", "daemon.intake", "daemon.fanout",
      "daemon.fanout_report", "daemon.copier", "daemon.handover", "daemon.cluster", "daemon.links",
-     "daemon.managed_exits", "daemon.entry_hooks"),
+     "daemon.managed_exits", "daemon.entry_hooks", "daemon.cancelling"),
     ("daemon.web", "daemon.chat", "daemon.strategy"),
     ("daemon.app", "daemon.site", "daemon.offline"),
     ("daemon.cli",),

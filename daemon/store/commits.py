@@ -1,6 +1,6 @@
 """Group commit: one writer thread runs the store's hot writes, and queued durable ones share one fsync.
 
-Callers (concurrent webhook requests, the account workers) hand `submit` a function of a connection and get
+Callers (concurrent webhook requests, the account workers) hand `submit` a function of a cursor and get
 a future. The thread takes everything queued at that moment and runs it in at most two transactions: the
 fast writes (outcomes, orders, fills: derived from the broker, which reconciliation re-reads after a crash)
 in one that does not wait for the disk, then the durable ones (accepted signals: promises) in one that does
@@ -25,13 +25,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
+
+from daemon.store.prepared import Cursor
 
 log = logging.getLogger("traderd.store")
 T = TypeVar("T")
-Work = Callable[[Connection], Any]
-Begin = Callable[[], AbstractContextManager[Connection]]
+Work = Callable[[Cursor], Any]
+Begin = Callable[[], AbstractContextManager[Cursor]]
 Item = tuple[Work, "Future[Any]", bool]  # (work, its future, durable)
 
 MAX_BATCH = 512  # bounds one transaction's size (and the wait of its first caller) under any backlog
@@ -68,7 +69,7 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(self, work: Callable[[Connection], T], *, durable: bool = True) -> Future[T]:
+    def submit(self, work: Callable[[Cursor], T], *, durable: bool = True) -> Future[T]:
         """Queue `work`; the future has its result once the transaction that ran it has committed."""
         future: Future[T] = Future()
         if not self._threaded:

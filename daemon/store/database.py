@@ -9,7 +9,7 @@ the durable writes that many callers make at once; the repositories (`daemon.sto
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, select
 
 from daemon.store.commits import GroupCommit
-from daemon.store.prepared import Cursor, HotConnection
+from daemon.store.prepared import Cursor, KeptConnection, Prepared
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _WRITE = "traderd_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
@@ -121,7 +121,7 @@ class Database:
         self._engine: Engine | None = None
         self._writer: Engine | None = None
         self._commits: GroupCommit | None = None
-        self._hot_connection: HotConnection | None = None
+        self._kept: dict[bool, KeptConnection] = {}  # durable or not -> the prepared statements' connections
 
     @property
     def engine(self) -> Engine:
@@ -136,16 +136,17 @@ class Database:
     def open(self) -> None:
         if self._engine is None:
             self._engine, self._writer = open_engine(self.url)
+            self._kept = {durable: KeptConnection(self._engine, durable=durable) for durable in (True, False)}
             # An in-memory SQLite database is one connection, which the commit thread may not share.
-            self._commits = GroupCommit(self._writer.begin, self._core_write,
+            self._commits = GroupCommit(self._kept[True].transaction, self._kept[False].transaction,
                                         threaded=not isinstance(self._engine.pool, StaticPool))
 
     def close(self) -> None:
         if self._commits is not None:
             self._commits.close()  # what is queued commits first
-        if self._hot_connection is not None:
-            self._hot_connection.close()
-            self._hot_connection = None
+        for kept in self._kept.values():
+            kept.close()
+        self._kept = {}
         if self._engine is not None:
             self._engine.dispose()
         self._engine = self._writer = self._commits = None
@@ -189,24 +190,17 @@ class Database:
                 session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
 
-    @contextmanager
-    def _core_write(self) -> Iterator[Connection]:
-        """A non-durable write transaction on a plain connection (the hot path; see _DURABLE)."""
-        with self._writer_engine.execution_options(**{_DURABLE: False}).begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            yield conn
+    def _prepared_write(self, durable: bool = False) -> AbstractContextManager[Cursor]:
+        """A write transaction for prepared statements (`daemon.store.prepared`); not durable by default."""
+        if not self._kept:
+            raise RuntimeError("Store is not open")
+        return self._kept[durable].transaction()
 
-    @property
-    def _kept(self) -> HotConnection:
-        """The kept connection of prepared statements (made on first use)."""
-        if self._hot_connection is None:
-            self._hot_connection = HotConnection(self.engine)
-        return self._hot_connection
-
-    def _hot_write(self) -> AbstractContextManager[Cursor]:
-        """A non-durable write transaction for prepared statements (`daemon.store.prepared`)."""
-        return self._kept.transaction()
+    def _prepared_read(self, statement: Prepared, values: Mapping[str, Any]) -> list[Any]:
+        """The rows of a prepared read, on this thread's kept connection."""
+        if not self._kept:
+            raise RuntimeError("Store is not open")
+        return self._kept[False].query(statement, values)
 
     def _insert(self, model: type[SQLModel]) -> Any:
         """A Core (not ORM-bulk) dialect insert, for `on_conflict_*` (SQLite >= 3.24, PostgreSQL)."""

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import IntegrityError
 
 from daemon.domain import Intent, SignalStatus
+from daemon.store.prepared import Cursor, Prepared
 from daemon.store.tables import SignalRow
 
 
@@ -34,6 +36,10 @@ def raw_json(raw: dict[str, Any] | None) -> str | None:
     return None if raw is None else json.dumps(raw, default=str, ensure_ascii=False)
 
 
+_WRITTEN = ("signal_id", "account", "dedup_key", "source", "status", "reason", "intent_json", "raw_json",
+            "received_at", "updated_at", "parent_id", "route_json")  # the columns a new signal sets
+
+
 def signal_row(intent: Intent, status: SignalStatus, now: datetime, *, reason: str | None = None,
                raw: str | None = None, parent_id: str | None = None, route: str | None = None) -> dict[str, Any]:
     return {"signal_id": intent.signal_id, "account": intent.account, "dedup_key": intent.dedup_key,
@@ -43,18 +49,21 @@ def signal_row(intent: Intent, status: SignalStatus, now: datetime, *, reason: s
 
 
 class SignalIntake:
-    """Writes new signals with one cached `INSERT ... ON CONFLICT DO NOTHING RETURNING` (Core, no ORM)."""
+    """Writes new signals with one prepared `INSERT ... ON CONFLICT DO NOTHING RETURNING`."""
 
-    def __init__(self, insert: Any) -> None:
+    def __init__(self, insert: Any, dialect: Dialect) -> None:
         """`insert` is the dialect's insert of the signals table (`on_conflict_*` differs by dialect)."""
-        self._columns = SignalRow.__table__.c  # type: ignore[attr-defined]
-        self._insert = insert.on_conflict_do_nothing(index_elements=["account", "dedup_key"]).returning(
-            self._columns.seq)
+        columns = SignalRow.__table__.c  # type: ignore[attr-defined]
+        self._insert = Prepared(insert.on_conflict_do_nothing(index_elements=["account", "dedup_key"])
+                                .returning(columns.seq), dialect, _WRITTEN)
+        self._existing = Prepared(select(columns.signal_id).where(columns.account == bindparam("k_account"),
+                                                                  columns.dedup_key == bindparam("k_dedup_key")),
+                                  dialect)
 
-    def write_signal(self, conn: Connection, row: dict[str, Any]) -> tuple[str, bool]:
+    def write_signal(self, conn: Cursor, row: dict[str, Any]) -> tuple[str, bool]:
         """(signal_id, True) when inserted, (existing id, False) when (account, dedup_key) is known."""
         try:
-            inserted = conn.execute(self._insert, row).first()
+            inserted = conn.execute(self._insert, row).fetchone()
         except IntegrityError:  # the primary key: this signal_id is another signal's
             raise ValueError(f"signal_id {row['signal_id']!r} is already used by another signal") from None
         if inserted is not None:
@@ -64,14 +73,14 @@ class SignalIntake:
             raise ValueError(f"signal_id {row['signal_id']!r} is already used by another signal")
         return existing, False
 
-    def write_fanout(self, conn: Connection, parent: Intent, raw: dict[str, Any] | None,
+    def write_fanout(self, conn: Cursor, parent: Intent, raw: dict[str, Any] | None,
                      children: list[FanoutChild], now: datetime) -> tuple[str, bool, list[bool]]:
         """The parent and every child, or nothing when the parent is known: (parent id, True, which children
         are new) or (existing parent id, False, []). A child whose (account, dedup_key) is taken (the same
         alert sent to that account alone) is not new."""
         summary = f"fanned out to {len(children)} accounts"
         parent_row = signal_row(parent, SignalStatus.FANNED_OUT, now, reason=summary, raw=raw_json(raw))
-        if conn.execute(self._insert, parent_row).first() is None:
+        if conn.execute(self._insert, parent_row).fetchone() is None:
             existing = self.existing(conn, parent.account, parent.dedup_key)
             if existing is None:
                 raise ValueError(f"signal_id {parent.signal_id!r} is already used by another signal")
@@ -80,11 +89,10 @@ class SignalIntake:
         for child in children:
             row = signal_row(child.intent, child.status, now, reason=child.reason, parent_id=parent.signal_id,
                              route=json.dumps(child.route, default=str))
-            new.append(conn.execute(self._insert, row).first() is not None)
+            new.append(conn.execute(self._insert, row).fetchone() is not None)
         return parent.signal_id, True, new
 
-    def existing(self, conn: Connection, account: str, dedup_key: str) -> str | None:
+    def existing(self, conn: Cursor, account: str, dedup_key: str) -> str | None:
         # On PostgreSQL ON CONFLICT waited for a racing insert to commit, so its row is visible here.
-        where = (self._columns.account == account, self._columns.dedup_key == dedup_key)
-        found = conn.execute(select(self._columns.signal_id).where(*where)).scalar()
-        return None if found is None else str(found)
+        found = conn.execute(self._existing, {"k_account": account, "k_dedup_key": dedup_key}).fetchone()
+        return None if found is None else str(found[0])

@@ -5,8 +5,9 @@ statements. Run through SQLAlchemy, each execution costs an execution context, c
 processing and events, and each transaction a pool checkout and reset: at 20 accounts per alert, that was
 most of a fan-out's time on the loop. Here each statement is compiled once (its SQL text, its parameter order
 and its types' bind processors, so stored values are exactly what SQLAlchemy would store), and one connection
-per thread is kept for these writes. Driver errors are raised as SQLAlchemy's (`OperationalError`, ...), so the
-callers' retry of transient faults works unchanged, and a lost connection is replaced on the next use.
+per thread is kept for these writes (`KeptConnection`). Driver errors are raised as SQLAlchemy's
+(`OperationalError`, ...), so the callers' retry of transient faults works unchanged, and a lost connection is
+replaced on the next use.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 _SAVEPOINT = "traderd_hot"
+LOOP_CHECKPOINT_PAGES = 20_000  # SQLite's own default, for every other connection, is 1,000 pages
 
 
 def written_in(column: Any, values: Iterable[str]) -> Any:
@@ -86,17 +88,22 @@ class Cursor:
         return cursor
 
 
-class HotConnection:
-    """A non-durable write connection per thread (SQLite: `synchronous=NORMAL`, `BEGIN IMMEDIATE`;
-    PostgreSQL: `synchronous_commit` off for the transaction), kept open between transactions."""
+class KeptConnection:
+    """A write connection per thread, kept open between transactions. Durable: each commit waits for the
+    disk (SQLite `synchronous=FULL`; PostgreSQL `synchronous_commit` as configured, on by default). Not
+    durable: it does not (SQLite `synchronous=NORMAL`; PostgreSQL `synchronous_commit` off for the
+    transaction), for writes that reconciliation re-derives from the broker after a crash."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, durable: bool) -> None:
         self.engine = engine
+        self.durable = durable
         self.dialect = engine.dialect
         self._dbapi = engine.dialect.loaded_dbapi
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: list[Any] = []  # every thread's, to hand back at close
+        sqlite = self.dialect.name == "sqlite"
+        self._begin = "BEGIN IMMEDIATE" if sqlite else None if durable else "SET LOCAL synchronous_commit TO OFF"
 
     def close(self) -> None:
         """Hand every thread's connection back to the pool (before the engine is disposed)."""
@@ -112,8 +119,14 @@ class HotConnection:
             raw = self.engine.raw_connection()
             if self.dialect.name == "sqlite":
                 driver: Any = raw.driver_connection
-                driver.execute("PRAGMA synchronous=NORMAL")
-                raw.info["synchronous"] = "NORMAL"  # what the durable writes' begin checks before it relies on it
+                wanted = "FULL" if self.durable else "NORMAL"
+                driver.execute(f"PRAGMA synchronous={wanted}")
+                raw.info["synchronous"] = wanted  # what the begin of SQLAlchemy's writes checks
+                if not self.durable:
+                    # Checkpoints (copying the log into the database, with an fsync) are left to the other
+                    # connections, the commit thread's above all, unless the log grows far past their
+                    # threshold: this one writes from the event loop.
+                    driver.execute(f"PRAGMA wal_autocheckpoint={LOOP_CHECKPOINT_PAGES}")
             self._local.raw = raw
             with self._lock:
                 self._open.append(raw)
@@ -139,8 +152,8 @@ class HotConnection:
         driver = raw.driver_connection
         try:
             try:
-                driver.execute("BEGIN IMMEDIATE" if self.dialect.name == "sqlite"
-                               else "SET LOCAL synchronous_commit TO OFF")
+                if self._begin is not None:
+                    driver.execute(self._begin)
                 yield Cursor(driver, self._dbapi)
                 driver.commit()
             except self._dbapi.Error as exc:  # BEGIN or COMMIT (statements raise through Cursor already)

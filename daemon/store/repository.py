@@ -53,7 +53,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     @property
     def _intake(self) -> SignalIntake:
         if self._signal_intake is None:
-            self._signal_intake = SignalIntake(self._insert(SignalRow))
+            self._signal_intake = SignalIntake(self._insert(SignalRow), self.engine.dialect)
         return self._signal_intake
 
     @property
@@ -67,7 +67,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     def record_signal(self, intent: Intent, raw: dict[str, Any] | None = None) -> tuple[str, bool]:
         """Commit a new PENDING signal; a known (account, dedup_key) gives (existing_id, False) unchanged."""
         row = signal_row(intent, SignalStatus.PENDING, utcnow(), raw=raw_json(raw))
-        with self._writer_engine.begin() as conn:
+        with self._prepared_write(durable=True) as conn:
             return self._intake.write_signal(conn, row)
 
     def submit_signal(self, intent: Intent, raw: dict[str, Any] | None = None) -> Future[tuple[str, bool]]:
@@ -81,7 +81,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
                       ) -> tuple[str, bool, list[bool]]:
         """Commit a fan-out parent and all its children in one transaction, or nothing when the parent is
         known (see `SignalIntake.write_fanout`)."""
-        with self._writer_engine.begin() as conn:
+        with self._prepared_write(durable=True) as conn:
             return self._intake.write_fanout(conn, parent, raw, list(children), utcnow())
 
     def submit_fanout(self, parent: Intent, raw: dict[str, Any] | None, children: Sequence[FanoutChild]
@@ -149,7 +149,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
 
     def upsert_order(self, order: Order, signal_id: str | None = None) -> None:
         """Insert or update by (account, broker_order_id); a late 'open' report never reopens a final one."""
-        with self._hot_write() as conn:
+        with self._prepared_write() as conn:
             self._hot.upsert_order(conn, order, signal_id)
 
     def finish_signal(self, signal_id: str, status: SignalStatus, reason: str | None, order: Order | None, *,
@@ -159,7 +159,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         (order updates, fills with their multiplier), in one transaction: one commit per signal on the hot
         path. Returns each fill's realized P&L, or None for a fill that was already recorded."""
         realized: list[Decimal | None] = []
-        with self._hot_write() as conn:
+        with self._prepared_write() as conn:
             for report in reports:
                 self._hot.upsert_order(conn, report, None)
             for fill, multiplier in fills:
@@ -187,7 +187,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     def has_open_exit(self, account: str, symbol: str, managed: Collection[str] = ()) -> bool:
         """Whether `symbol` has a resting exit in the account: a bracket leg, a trailing stop, or one of the
         `managed` plain stops the daemon trails (it is asked after every exit signal)."""
-        rows = self._kept.query(self._hot.open_orders_of, {"k_account": account, "k_symbol": symbol})
+        rows = self._prepared_read(self._hot.open_orders_of, {"k_account": account, "k_symbol": symbol})
         return any(parent is not None or kind == OrderType.TRAILING_STOP.value or broker_id in managed
                    for broker_id, parent, kind in rows)
 
@@ -218,7 +218,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     def record_fill(self, fill: Fill, multiplier: Decimal = Decimal(1)) -> Decimal | None:
         """Record a fill and apply it to the positions ledger atomically; None (no change) if known."""
         try:
-            with self._hot_write() as conn:
+            with self._prepared_write() as conn:
                 return self._hot.apply_fill(conn, fill, multiplier)
         except DuplicateFill:
             return None  # the transaction rolled back, including a ledger row it may have created

@@ -1,7 +1,7 @@
 """The per-signal hot path's writes: order upsert, fill + positions ledger, signal outcome, prepared once.
 
 Each statement is built once per Store and compiled for its dialect (`daemon.store.prepared`), then run with
-parameters on the driver's cursor in a transaction of `HotConnection`. At 20 accounts an alert, building
+parameters on the driver's cursor in a transaction of a `KeptConnection`. At 20 accounts an alert, building
 statements per call (value coercion, cache keys), the ORM unit of work or even SQLAlchemy's per-execution
 machinery cost more CPU than the SQLite commit itself, and the event loop that acknowledges webhooks and runs
 every account's signal waits on every millisecond of it.

@@ -21,12 +21,11 @@ def held_commit(store: Store) -> tuple[GroupCommit, list[int], Any]:
     submissions made meanwhile queue up, as a burst does behind an fsync. Counts the transactions it runs."""
     gate = threading.Event()
     sizes: list[int] = []
-    writer = store._writer_engine  # the store's durable write transactions, exactly as the daemon uses them
-
     @contextmanager
     def durable() -> Any:
         gate.wait(10)
-        with writer.begin() as conn:
+        # the store's durable write transactions, exactly as the daemon uses them
+        with store._prepared_write(durable=True) as conn:
             sizes.append(1)
             yield conn
 
