@@ -68,15 +68,18 @@ def _orders_and_fills(session: Any, rows: Sequence[SignalRow]
                       ) -> tuple[dict[str, list[OrderRow]], dict[tuple[str, str], list[FillRow]]]:
     """Each signal's orders (by its id, or, for legs that carry no signal id, by its order's id root within
     its account: both indexed), and the fills of those orders by (account, broker order id)."""
+    wanted = {r.signal_id for r in rows}
     match: list[ColumnElement[bool]] = [col(OrderRow.signal_id).in_([r.signal_id for r in rows])]
     roots: dict[tuple[str, str], str] = {}
     for r in rows:
         if r.client_order_id:
             roots[(r.account, order_root(r.client_order_id))] = r.signal_id
-    match += [and_(col(OrderRow.account) == account, col(OrderRow.client_order_root) == root)
-              for account, root in roots]
-    found = session.exec(select(OrderRow).where(or_(*match)).order_by(col(OrderRow.created_at), col(OrderRow.id))
-                         ).all()
+    if roots:  # (account IN ..., root IN ...) keeps the statement's shape, and its cache entry, the same
+        match.append(and_(col(OrderRow.account).in_(sorted({a for a, _ in roots})),
+                          col(OrderRow.client_order_root).in_(sorted({root for _, root in roots}))))
+    found = [o for o in session.exec(select(OrderRow).where(or_(*match))
+                                     .order_by(col(OrderRow.created_at), col(OrderRow.id))).all()
+             if o.signal_id in wanted or (o.account, o.client_order_root or "") in roots]
     by_signal: dict[str, list[OrderRow]] = defaultdict(list)
     for order in found:
         owners = {order.signal_id} if order.signal_id else set()
