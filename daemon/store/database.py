@@ -197,10 +197,9 @@ class Database:
         return self._kept[durable].transaction()
 
     def _prepared_read(self, statement: Prepared, values: Mapping[str, Any]) -> list[Any]:
-        """The rows of a prepared read, on this thread's kept connection."""
-        if not self._kept:
-            raise RuntimeError("Store is not open")
-        return self._kept[False].query(statement, values)
+        """The rows of a prepared read (through SQLAlchemy's connection, so its events see the query)."""
+        with self.engine.connect() as conn:
+            return list(conn.exec_driver_sql(statement.sql, statement.parameters(values)).fetchall())
 
     def _insert(self, model: type[SQLModel]) -> Any:
         """A Core (not ORM-bulk) dialect insert, for `on_conflict_*` (SQLite >= 3.24, PostgreSQL)."""

@@ -132,19 +132,6 @@ class KeptConnection:
                 self._open.append(raw)
         return raw
 
-    def query(self, statement: Prepared, values: Mapping[str, Any]) -> list[Any]:
-        """The rows of a read, outside any write transaction (its own snapshot; never takes the write lock)."""
-        raw = self._connection()
-        driver = raw.driver_connection
-        try:
-            rows = Cursor(driver, self._dbapi).execute(statement, values).fetchall()
-            if self.dialect.name != "sqlite":
-                driver.rollback()  # ends the read transaction the driver began
-            return list(rows)
-        except BaseException as exc:
-            self._after_failure(raw, exc)
-            raise
-
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
         """Commits when the block ends, rolls back if it raises; a driver error arrives as SQLAlchemy's."""

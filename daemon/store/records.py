@@ -30,6 +30,7 @@ class AccountRecords(Database):
             select(SnapshotRow.state_json)
             .where(SnapshotRow.account == account)
             .order_by(col(SnapshotRow.as_of).desc(), col(SnapshotRow.id).desc())
+            .limit(1)  # the session reads every row a query returns, even for `.first()`
         )
         with self._read() as session:
             state_json = session.exec(stmt).first()

@@ -39,6 +39,17 @@ _OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]
 _FLAT = {"quantity": ZERO, "average_price": ZERO, "cost_basis": ZERO, "realized_pnl": ZERO}
 
 
+def _scoped_orders(account: Accounts, open_only: bool) -> Any:
+    """The orders of `account`, or only its open ones: those are picked by id from `ix_orders_status_account`.
+    Asked as `account = ? AND status IN (...)` beside the newest-first order, SQLite walks
+    `ix_orders_account_created` instead (it saves the sort) through every order the account ever had."""
+    if not open_only:
+        return only(select(OrderRow), OrderRow.account, account)
+    open_ids = only(select(OrderRow.id).where(written_in(col(OrderRow.status), _OPEN_STATUSES)), OrderRow.account,
+                    account)
+    return select(OrderRow).where(col(OrderRow.id).in_(open_ids))
+
+
 class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     """The repository. Call `open()` before use and `close()` at shutdown."""
 
@@ -172,14 +183,9 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
             self._hot.finish_signal(conn, signal_id, status, reason, order.client_order_id if order else None)
         return realized
 
-    def orders(self, account: Accounts = None, open_only: bool = False, limit: int = 200,
-               symbol: str | None = None) -> list[Order]:
+    def orders(self, account: Accounts = None, open_only: bool = False, limit: int = 200) -> list[Order]:
         """Newest first."""
-        stmt = only(select(OrderRow), OrderRow.account, account)
-        if open_only:
-            stmt = stmt.where(written_in(col(OrderRow.status), _OPEN_STATUSES))
-        if symbol is not None:
-            stmt = stmt.where(col(OrderRow.symbol) == symbol)
+        stmt = _scoped_orders(account, open_only)
         stmt = stmt.order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc()).limit(limit)
         with self._read() as session:
             return [order_of(r) for r in session.exec(stmt).all()]
@@ -194,9 +200,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     def orders_page(self, account: Accounts = None, open_only: bool = False, after: str | None = None,
                     limit: int = 100) -> Page[Order]:
         """Newest first, `limit` at a time; `after` is the `next` of the previous page."""
-        stmt = only(select(OrderRow), OrderRow.account, account)
-        if open_only:
-            stmt = stmt.where(written_in(col(OrderRow.status), _OPEN_STATUSES))
+        stmt = _scoped_orders(account, open_only)
         if after is not None:
             stmt = stmt.where(paging.before(col(OrderRow.created_at), col(OrderRow.id), after))
         stmt = stmt.order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc()).limit(limit + 1)
@@ -210,6 +214,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
             select(OrderRow)
             .where(OrderRow.account == account, OrderRow.client_order_id == client_order_id)
             .order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc())
+            .limit(1)
         )
         with self._read() as session:
             row = session.exec(stmt).first()

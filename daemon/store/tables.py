@@ -77,7 +77,7 @@ class SignalRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("signal_id", name="uq_signals_signal_id"),
         UniqueConstraint("account", "dedup_key", name="uq_signals_account_dedup"),
-        Index("ix_signals_status", "status"),
+        Index("ix_signals_status_account", "status", "account"),  # the unfinished signals (of an account)
         Index("ix_signals_parent_id", "parent_id"),
     )
 
@@ -105,6 +105,7 @@ class OrderRow(SQLModel, table=True):
         Index("ix_orders_signal_id", "signal_id"),
         Index("ix_orders_account_created", "account", "created_at"),
         Index("ix_orders_account_root", "account", "client_order_root"),
+        Index("ix_orders_status_account", "status", "account"),  # the open orders (of an account)
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -136,6 +137,7 @@ class FillRow(SQLModel, table=True):
         UniqueConstraint("account", "fill_id", name="uq_fills_account_fill_id"),
         Index("ix_fills_broker_order_id", "broker_order_id"),
         Index("ix_fills_filled_at", "filled_at"),
+        Index("ix_fills_account_filled_at", "account", "filled_at"),  # an account's fills since a time
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -199,7 +201,7 @@ class SnapshotRow(SQLModel, table=True):
 
 class ViolationRow(SQLModel, table=True):
     __tablename__ = "violations"
-    __table_args__ = (Index("ix_violations_account_at", "account", "at"),)
+    __table_args__ = (Index("ix_violations_account_at", "account", "at"), Index("ix_violations_at", "at"))
 
     id: int | None = Field(default=None, primary_key=True)
     account: str
@@ -326,7 +328,7 @@ class OutboxRow(SQLModel, table=True):
     """One alert for one destination (transport + chat), pending until delivered; see `daemon.chat.outbox`."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "transport", "status", "id"),)
+    __table_args__ = (Index("ix_outbox_status_transport", "status", "transport", "id"),)  # what is to send
 
     id: int | None = Field(default=None, primary_key=True)
     transport: str
