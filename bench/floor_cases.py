@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from floor_store import fanout_of, fills_of
 from floor_targets import GROUP, Target, started
 from webhook_load import cpu_seconds, peak_rss_mb, percentile
 
-Case = Callable[[Target], Awaitable[dict[str, Any]]]
+Case = Callable[[Target], Coroutine[Any, Any, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ def run_case(name: str, case: Case, stores: Stores, tag: str, group_size: int = 
         cpu = cpu_seconds(target.process.pid) - cpu_before
         result["receiver_cpu_s"] = round(cpu, 2)
         if target.is_traderd:  # every signal's whole cost: intake, execution, and the fills drained after
-            signals = result.get("accepted_signals", result["answered"])
+            # (a fan-out counts its children: each is executed as a signal of its own)
+            signals = int(result.get("accepted_signals") or result["codes"].get("202", 0))
             result["cpu_ms_per_signal"] = round(cpu * 1000 / max(1, signals), 3)
         result["receiver_peak_rss_mb"] = round(peak_rss_mb(target.process.pid), 1)
     return result

@@ -18,8 +18,8 @@ from sqlalchemy import Engine, create_engine, func, select
 from daemon.store.database import normalize_url
 from daemon.store.tables import FillRow, SignalRow
 
-_SIGNALS = SignalRow.__table__.c  # type: ignore[attr-defined]
-_FILLS = FillRow.__table__.c  # type: ignore[attr-defined]
+_SIGNALS = SignalRow.__table__.c
+_FILLS = FillRow.__table__.c
 _CHUNK = 500
 _UNFINISHED = ("pending", "submitting")
 _ENDED_WITHOUT_FILL = ("expired", "rejected", "skipped")  # not lost: the daemon decided not to trade
@@ -55,15 +55,24 @@ def _rows(engine: Engine, column: Any, keys: list[str]) -> list[Any]:
 
 
 def _wait_final(engine: Engine, column: Any, keys: list[str], within: float, expected: int | None) -> list[Any]:
-    """The signal rows for `keys`, once none is pending or submitting (and, when `expected` is given, that
-    many exist), or when `within` seconds have passed."""
+    """The signal rows for `keys`, once the store has nothing pending or submitting (and, when `expected` is
+    given, that many rows exist), or when `within` seconds have passed. Each case has a store of its own, so
+    "nothing unfinished" (the status index: what is in flight, not the history) means the run is done."""
     deadline = time.monotonic() + within
+    while _unfinished(engine) and time.monotonic() < deadline:
+        time.sleep(0.25)
     while True:
         rows = _rows(engine, column, keys)
         done = all(r.status not in _UNFINISHED for r in rows) and (expected is None or len(rows) >= expected)
         if done or time.monotonic() > deadline:
             return rows
         time.sleep(0.25)
+
+
+def _unfinished(engine: Engine) -> int:
+    with engine.connect() as conn:
+        query = select(func.count()).select_from(SignalRow.__table__).where(_SIGNALS.status.in_(_UNFINISHED))
+        return int(conn.execute(query).scalar() or 0)
 
 
 def fills_of(url: str, accepted: list[str], since_wall: float, within: float) -> dict[str, Any]:
@@ -106,26 +115,18 @@ def fanout_of(url: str, parents: list[str], group_size: int, since_wall: float, 
             "last_child_final_at": _last(k.updated_at for k in kids)}
 
 
-def unfinished(url: str) -> int:
-    """Signals the daemon has accepted but not yet finished (the status index)."""
-    engine = reader(url)
-    try:
-        with engine.connect() as conn:
-            query = select(func.count()).select_from(SignalRow.__table__).where(  # type: ignore[attr-defined]
-                _SIGNALS.status.in_(_UNFINISHED))
-            return int(conn.execute(query).scalar() or 0)
-    finally:
-        engine.dispose()
-
-
 def wait_drained(url: str, within: float) -> bool:
     """True once nothing accepted is waiting to be executed; False if `within` seconds pass first."""
+    engine = reader(url)
     deadline = time.monotonic() + within
-    while unfinished(url):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
+    try:
+        while _unfinished(engine):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.25)
+        return True
+    finally:
+        engine.dispose()
 
 
 def _since(wall: float) -> datetime:

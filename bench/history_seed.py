@@ -52,8 +52,9 @@ _COMMISSION = Decimal("0.005")
 _MIN_COMMISSION = Decimal(1)
 _CASH = Decimal(100000)  # the paper broker's default starting cash: the snapshots agree with it
 # Outcomes of an entry: (weight, status, order status or None, fills)
-_ENTRY_OUTCOMES = [(85, "executed", "filled", 1), (5, "executed", "filled", 2), (4, "rejected", None, 0),
-                   (2, "expired", None, 0), (2, "failed", "rejected", 0), (2, "executed", "cancelled", 0)]
+_ENTRY_OUTCOMES: list[tuple[int, str, str | None, int]] = [
+    (85, "executed", "filled", 1), (5, "executed", "filled", 2), (4, "rejected", None, 0),
+    (2, "expired", None, 0), (2, "failed", "rejected", 0), (2, "executed", "cancelled", 0)]
 
 
 def trading_days(count: int, before: date) -> list[date]:
@@ -79,7 +80,7 @@ class Rows:
         for model, rows in ((SignalRow, self.signals), (OrderRow, self.orders), (FillRow, self.fills),
                             (ViolationRow, self.violations)):
             if rows:
-                conn.execute(model.__table__.insert(), rows)  # type: ignore[attr-defined]
+                conn.execute(model.__table__.insert(), rows)
                 rows.clear()
 
 
@@ -111,6 +112,7 @@ class Seeder:
     def signal(self, n: int, account: str, symbol: str, at: datetime) -> None:
         held = self.book.position.get((account, symbol), (Decimal(0), Decimal(0), Decimal(0)))
         price = self.book.quote(symbol)
+        order_status: str | None
         if held[0] > 0:  # an open position: the exit, filled at market
             status, order_status, fills, action, quantity = "executed", "filled", 1, Action.SELL, held[0]
         else:
@@ -235,7 +237,7 @@ def _positions_and_snapshots(conn: Any, seeder: Seeder, accounts: list[str], cal
     positions = [{"account": a, "symbol": s, "quantity": q, "average_price": Decimal(0), "cost_basis": c,
                   "realized_pnl": r, "updated_at": last} for (a, s), (q, c, r) in seeder.book.position.items()]
     if positions:
-        conn.execute(PositionRow.__table__.insert(), positions)  # type: ignore[attr-defined]
+        conn.execute(PositionRow.__table__.insert(), positions)
     snapshots = []
     for day in calendar:  # one end-of-day snapshot per account
         at = datetime(day.year, day.month, day.day, 21, tzinfo=UTC)
@@ -245,7 +247,7 @@ def _positions_and_snapshots(conn: Any, seeder: Seeder, accounts: list[str], cal
             row = SnapshotRow.of(state)
             snapshots.append({"account": row.account, "as_of": row.as_of, "equity": row.equity, "cash": row.cash,
                               "state_json": row.state_json})
-    conn.execute(SnapshotRow.__table__.insert(), snapshots)  # type: ignore[attr-defined]
+    conn.execute(SnapshotRow.__table__.insert(), snapshots)
 
 
 def main() -> int:
