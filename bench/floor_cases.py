@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from floor_load import Alerts, Endpoint, Tally, closed_loop, open_loop, post
-from floor_store import fanout_of, fills_of
+from floor_load import Alerts, Endpoint, Tally, closed_loop, counted_loop, open_loop, post, request
+from floor_store import fanout_of, fills_of, wait_drained
 from floor_targets import GROUP, Target, started
 from webhook_load import cpu_seconds, peak_rss_mb, percentile
 
@@ -65,7 +65,9 @@ def run_case(name: str, case: Case, stores: Stores, tag: str, group_size: int = 
         if target.is_traderd:  # every signal's whole cost: intake, execution, and the fills drained after
             # (a fan-out counts its children: each is executed as a signal of its own)
             signals = int(result.get("accepted_signals") or result["codes"].get("202", 0))
-            result["cpu_ms_per_signal"] = round(cpu * 1000 / max(1, signals), 3)
+            if signals:
+                result["cpu_ms_per_signal"] = round(cpu * 1000 / signals, 3)
+            result["receiver_ready_s"] = target.ready_seconds
         result["receiver_peak_rss_mb"] = round(peak_rss_mb(target.process.pid), 1)
     return result
 
@@ -128,6 +130,26 @@ def fanout_burst_case(count: int, group_size: int) -> Case:
         result["last_child_final_after_last_alert_ms"] = ms(last_final - tally.last_sent_at)
         result["doubled"] = found["children_doubled"]
         return result
+    return case
+
+
+def reads_case(paths: list[str], repeat: int, prime: int = 200) -> Case:
+    """The control API's reads, each `repeat` times on fresh connections, after `prime` signals are executed
+    (so an empty store too has full pages of today's signals and fills): how they cost as history grows."""
+    async def case(target: Target) -> dict[str, Any]:
+        await counted_loop(endpoint(target), Alerts("reads"), 4, prime)
+        drained = wait_drained(target.store_url or "", 60)
+        reads: dict[str, Any] = {}
+        for path in paths:
+            times, codes = [], set()
+            await request(target.port, "GET", path)  # warm-up
+            for _ in range(repeat):
+                status, elapsed, _ = await request(target.port, "GET", path)
+                times.append(elapsed)
+                codes.add(status)
+            reads[path] = {**latency(times), "codes": sorted(codes)}
+        return {"primed_signals": prime, "drained": drained, "answered": len(paths) * repeat, "codes": {},
+                "reads_ms": reads}
     return case
 
 

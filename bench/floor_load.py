@@ -43,7 +43,12 @@ class Alerts:
 
 async def post(port: int, path: str, body: bytes) -> tuple[int, float, bytes]:
     """One alert on a fresh connection: (status, seconds from connect to the end of the answer, body)."""
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\n"
+    return await request(port, "POST", path, body)
+
+
+async def request(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, float, bytes]:
+    """One request on a fresh connection: (status, seconds from connect to the end of the answer, body)."""
+    head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
     started = time.perf_counter()
     async with asyncio.timeout(REQUEST_TIMEOUT):

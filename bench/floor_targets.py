@@ -36,6 +36,7 @@ class Target:
     port: int
     path: str
     store_url: str | None = None
+    ready_seconds: float = 0.0  # process start to ready (traderd: migrations, reconciliation, READY)
 
     @property
     def is_traderd(self) -> bool:
@@ -86,6 +87,7 @@ def start_traderd(state: Path, store_url: str | None, group_size: int = 0) -> Ta
     port = free_port()
     config = state / "traderd.toml"
     config.write_text(traderd_config(state, port, store_url, group_size))
+    begun = time.monotonic()
     with open(state / "traderd.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config", str(config)],
                                    env=_clean_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
@@ -96,7 +98,8 @@ def start_traderd(state: Path, store_url: str | None, group_size: int = 0) -> Ta
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
                 if answer.status == 200:
                     url = store_url or f"sqlite:///{state / 'traderd.db'}"
-                    return Target("traderd", process, port, f"/webhook/tradingview/{SECRET}", url)
+                    return Target("traderd", process, port, f"/webhook/tradingview/{SECRET}", url,
+                                  round(time.monotonic() - begun, 2))
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     process.kill()
@@ -201,7 +204,9 @@ def started(name: str, state: Path, *, admin_url: str | None, tag: str, group_si
         raise SystemExit(f"{name} needs --database-url")
     if name == "traderd":
         if sqlite_template is not None:
-            shutil.copyfile(sqlite_template, state / "traderd.db")
+            for suffix in ("", "-wal"):  # the seeder closed its connections, so the log is normally empty
+                if Path(f"{sqlite_template}{suffix}").exists():
+                    shutil.copyfile(f"{sqlite_template}{suffix}", state / f"traderd.db{suffix}")
         target = start_traderd(state, None, group_size)
     else:
         target = start_floor(name, state, None)

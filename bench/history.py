@@ -4,8 +4,10 @@ Compare (the default): seeds a store once with `--history` signals and their ord
 (`bench/history_seed.py`, default 1,000,000; a year of trading over the paper and group accounts), then runs
 each traderd case of `bench/floor.py` (closed loop at 1 and 16 connections, open loop, both bursts) twice
 back to back, on an empty store and on a copy of the seeded one, and prints per-signal CPU (the daemon's CPU
-seconds over the case / its signals) and the p99s side by side with the ratio seeded/empty (the target:
-within 10 %). On PostgreSQL (`--database-url`) the seeded store is a template database each case copies.
+seconds over the case / its signals), the p99s, the daemon's time to ready (migrations, start-up
+reconciliation) and the p99 of the control API's reads (`/api/pnl`, `/api/risk`, ...) side by side with the
+ratio seeded/empty (the target: within 10 %). On PostgreSQL (`--database-url`) the seeded store is a
+template database each case copies.
 
 Soak (`--soak K`): one daemon takes K signals (closed loop, `--connections` at a time) as fast as it
 takes them; after every `--every` signals the bench waits (bounded) until nothing is left to execute and
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from floor import add_plan_options, header, plan_of, ratio, write_results  # noqa: E402
-from floor_cases import Plan, Stores, latency, planned, run_case  # noqa: E402
+from floor_cases import Plan, Stores, latency, planned, reads_case, run_case  # noqa: E402
 from floor_load import Alerts, Endpoint, counted_loop, post  # noqa: E402
 from floor_store import wait_drained  # noqa: E402
 from floor_targets import Target, create_database, database_name, drop_database, group_accounts, started  # noqa: E402
@@ -46,7 +48,11 @@ from webhook_load import cpu_seconds  # noqa: E402
 # What is compared, empty against seeded: (label, path into a case's result)
 MEASURES = [("cpu_ms_per_signal", ("cpu_ms_per_signal",)), ("ack_p99_ms", ("ack_ms", "p99")),
             ("signal_to_fill_p99_ms", ("signal_to_fill_ms", "p99")),
-            ("last_fill_after_last_alert_ms", ("last_fill_after_last_alert_ms",))]
+            ("last_fill_after_last_alert_ms", ("last_fill_after_last_alert_ms",)),
+            ("ready_s", ("receiver_ready_s",))]
+# The control API's reads, timed on the same two stores: what grows with history shows here.
+READS = ["/api/pnl", "/api/positions", "/api/risk", "/api/status", "/api/fills", "/api/signals",
+         "/api/orders?open=true"]
 TOLERANCE = 0.10
 
 
@@ -75,7 +81,8 @@ def compare(empty: dict[str, Any], seeded: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in empty:
         row: dict[str, Any] = {}
-        for label, path in MEASURES:
+        reads = [(f"{p} p99_ms", ("reads_ms", p, "p99")) for p in empty[key].get("reads_ms", {})]
+        for label, path in [*MEASURES, *reads]:
             a, b = _get(empty[key], path), _get(seeded.get(key, {}), path)
             if isinstance(a, (int, float)) and isinstance(b, (int, float)):
                 r = ratio(b, a)
@@ -85,11 +92,11 @@ def compare(empty: dict[str, Any], seeded: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(comparison: dict[str, Any]) -> None:
-    print(f"{'case':<28} {'measure':<30} {'empty':>10} {'seeded':>10} {'ratio':>7}")
+    print(f"{'case':<28} {'measure':<34} {'empty':>10} {'seeded':>10} {'ratio':>7}")
     for key, row in comparison.items():
         for label, v in row.items():
             mark = "" if v["within_10pct"] else "  > +10 %"
-            print(f"{key:<28} {label:<30} {v['empty']:>10} {v['seeded']:>10} {v['ratio']:>7}{mark}")
+            print(f"{key:<28} {label:<34} {v['empty']:>10} {v['seeded']:>10} {v['ratio']:>7}{mark}")
 
 
 def run_compare(args: argparse.Namespace, plan: Plan) -> int:
@@ -102,7 +109,8 @@ def run_compare(args: argparse.Namespace, plan: Plan) -> int:
         empty: dict[str, Any] = {}
         full: dict[str, Any] = {}
         results["empty"], results["history"] = empty, full
-        for n, (key, name, case, group_size) in enumerate(planned(["traderd"], plan)):
+        cases = [*planned(["traderd"], plan), ("api_reads/traderd", "traderd", reads_case(READS, args.reads), 0)]
+        for n, (key, name, case, group_size) in enumerate(cases):
             # Back to back, so both halves of a pair see the same machine.
             empty[key] = run_case(name, case, empty_stores, tag=f"e{n}", group_size=group_size)
             print(f"empty/{key}", json.dumps(empty[key]), flush=True)
@@ -205,6 +213,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8, help="soak: concurrent senders (closed loop)")
     parser.add_argument("--drain-seconds", type=float, default=300.0,
                         help="soak: longest wait for the backlog to drain before a sample")
+    parser.add_argument("--reads", type=int, default=50, help="compare: times each control API read is timed")
     parser.add_argument("--json", type=Path, help="where to write the results (default bench/results/...)")
     args = parser.parse_args()
     if args.soak:
