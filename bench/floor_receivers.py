@@ -45,7 +45,7 @@ def sqlite_store(path: Path) -> sqlite3.Connection:
 def pg_store(url: str) -> Any:
     import psycopg
 
-    conn = psycopg.connect(url)
+    conn = psycopg.connect(url, connect_timeout=10)
     conn.execute("SET synchronous_commit TO on")  # the server default, said out loud: each commit is durable
     conn.execute("CREATE TABLE IF NOT EXISTS signals (seq BIGSERIAL PRIMARY KEY, dedup_key TEXT UNIQUE, "
                  "body TEXT NOT NULL, received_at TIMESTAMPTZ NOT NULL)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -118,8 +119,9 @@ def start_floor(name: str, state: Path, database_url: str | None) -> Target:
                                stdin=subprocess.DEVNULL)
     assert process.stdout is not None
     deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:  # the receiver prints one line when it listens, or exits
-        if b"listening" in process.stdout.readline():
+    while (left := deadline - time.monotonic()) > 0:  # the receiver prints one line when it listens, or exits
+        readable, _, _ = select.select([process.stdout], [], [], left)
+        if readable and b"listening" in process.stdout.readline():
             return Target(name, process, port, "/webhook")
         if process.poll() is not None:
             break
@@ -146,7 +148,7 @@ def with_database(url: str, name: str) -> str:
 def _admin(url: str) -> object:
     import psycopg
 
-    return psycopg.connect(url, autocommit=True)
+    return psycopg.connect(url, autocommit=True, connect_timeout=10)
 
 
 def create_database(admin_url: str, name: str, template: str | None = None) -> str:
@@ -157,6 +159,8 @@ def create_database(admin_url: str, name: str, template: str | None = None) -> s
         create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template:
             create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+            if conn.info.server_version >= 150000:  # a file copy, not the whole seeded store through the WAL
+                create += sql.SQL(" STRATEGY FILE_COPY")
         conn.execute(create)
     return with_database(admin_url, name)
 
