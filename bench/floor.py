@@ -18,7 +18,7 @@ every child filled exactly once). Each receiver of each case gets a fresh store:
 on PostgreSQL a new database created from the `--database-url` server and dropped after. Every load loop
 stops by itself and every wait is bounded. Results go to `bench/results/floor-<time>.json`.
 
-    python bench/floor.py                      # the full run (about 6 minutes)
+    python bench/floor.py                      # the full run (about 7 minutes)
     python bench/floor.py --open-seconds 10    # shorter open loop
     python bench/floor.py --database-url postgresql://postgres@127.0.0.1:55432/postgres
 """
