@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -23,9 +24,10 @@ FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry
 
 
 @asynccontextmanager
-async def alpaca_running() -> AsyncIterator[AlpacaStandIn]:
-    """A started Alpaca stand-in, stopped afterwards; a clean exit also proves no exchange broke the contract."""
-    stand = AlpacaStandIn()
+async def alpaca_running(**options: Any) -> AsyncIterator[AlpacaStandIn]:
+    """A started Alpaca stand-in (built with `options`), stopped afterwards; a clean exit also proves no
+    exchange broke the contract."""
+    stand = AlpacaStandIn(**options)
     await stand.start()
     try:
         yield stand
