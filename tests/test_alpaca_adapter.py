@@ -7,15 +7,17 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from brokers.alpaca.broker import AlpacaBroker
-from brokers.base import AuthenticationFailed, Broker, BrokerReport, BrokerUnavailable, OrderRejected, UnknownSymbol
+from brokers.base import AuthenticationFailed, Broker, BrokerUnavailable, OrderRejected, UnknownSymbol
 from brokers.http import RetryPolicy
 from config.brokers import AlpacaSettings
 from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, TimeInForce, client_order_id
+from tests.standin_fixtures import connected, reports_until_fills
 from tests.standins.alpaca_api import AlpacaStandIn
 from tests.standins.contract import assert_no_violations
 
@@ -23,9 +25,10 @@ FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry
 
 
 @asynccontextmanager
-async def alpaca_running() -> AsyncIterator[AlpacaStandIn]:
-    """A started Alpaca stand-in, stopped afterwards; a clean exit also proves no exchange broke the contract."""
-    stand = AlpacaStandIn()
+async def alpaca_running(**options: Any) -> AsyncIterator[AlpacaStandIn]:
+    """A started Alpaca stand-in (built with `options`), stopped afterwards; a clean exit also proves no
+    exchange broke the contract."""
+    stand = AlpacaStandIn(**options)
     await stand.start()
     try:
         yield stand
@@ -53,12 +56,8 @@ def make_broker(standin: AlpacaStandIn, *, key: str | None = None, timeout: floa
 
 @pytest.fixture
 async def broker(standin: AlpacaStandIn) -> AsyncIterator[AlpacaBroker]:
-    b = make_broker(standin)
-    await b.connect()
-    try:
+    async with connected(make_broker(standin)) as b:
         yield b
-    finally:
-        await b.close()
 
 
 def req(symbol: str = "AAPL", qty: str = "5", key: str = "sig-1", **kw: object) -> OrderRequest:
@@ -236,15 +235,7 @@ async def test_broker_down_at_connect_is_unavailable_with_reason() -> None:
 async def test_polling_emits_each_fill_and_status_change_once(standin: AlpacaStandIn) -> None:
     broker = make_broker(standin)
     broker.poll_interval = 0.05
-    reports: list[BrokerReport] = []
-    three_fills = asyncio.Event()
-
-    async def handler(report: BrokerReport) -> None:
-        reports.append(report)
-        if sum(r.fill is not None for r in reports) >= 3:
-            three_fills.set()
-
-    broker.set_report_handler(handler)
+    reports, three_fills = reports_until_fills(broker, 3)
     await broker.connect()
     try:
         resting = await broker.place_order(req("AAPL", "4", order_type=OrderType.LIMIT, limit_price=Decimal(90)))

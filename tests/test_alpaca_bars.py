@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -29,6 +27,7 @@ from daemon import calendar as cal
 from daemon.domain import Bar
 from daemon.strategy.bars import last_bar_close
 from daemon.strategy.broker_bars import BrokerBarSource
+from tests.cli_run import traderd
 from tests.conftest import settings_for, wait_until
 from tests.standins.alpaca_api import AlpacaStandIn
 from tests.standins.alpaca_data import AlpacaDataStandIn, Minute
@@ -36,7 +35,6 @@ from tests.standins.contract import assert_no_violations
 from tests.test_alpaca_adapter import FAST
 from tests.test_alpaca_e2e import alpaca_account
 
-ROOT = Path(__file__).resolve().parent.parent
 MONDAY, TUESDAY = datetime(2026, 11, 9).date(), datetime(2026, 11, 10).date()
 Connect = Callable[..., Awaitable[AlpacaBroker]]
 
@@ -234,20 +232,6 @@ async def test_a_live_strategy_trades_on_alpaca_bars(start_daemon, trading: Alpa
                             within=15)
 
 
-async def _traderd(*args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADERD_")}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon.cli", *args, cwd=ROOT, env=env,
-                                                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    except TimeoutError:
-        proc.kill()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 @pytest.mark.slow
 async def test_bars_fetch_from_an_alpaca_account(trading: AlpacaStandIn, data: AlpacaDataStandIn,
                                                  tmp_path: Path) -> None:
@@ -267,7 +251,7 @@ data_url = "{data.base_url}"
 stream = false
 """)
     end = cal.session_close(TUESDAY).astimezone(UTC) + timedelta(hours=1)
-    code, out, err = await _traderd("bars", "fetch", "--config", str(config), "--account", "stocks",
+    code, out, err = await traderd("bars", "fetch", "--config", str(config), "--account", "stocks",
                                     "--symbol", "AAPL", "--timeframe", "5m", "--days", "2", "--end", end.isoformat())
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))

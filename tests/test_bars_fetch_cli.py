@@ -3,12 +3,9 @@ aggregated as a live strategy sees them, and `traderd replay` reads it back."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,13 +14,12 @@ from pathlib import Path
 import pytest
 
 from daemon import calendar as cal
+from tests.cli_run import traderd
 from tests.standins.projectx_api import ProjectXStandin
 from tests.test_broker_bars import expected, minute_series
 from tests.test_projectx_adapter import contract_id, projectx_running
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _three_sessions() -> tuple[datetime, datetime]:
@@ -68,25 +64,11 @@ stream = false
     return path
 
 
-async def _traderd(*args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADERD_")}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon.cli", *args, cwd=ROOT, env=env,
-                                                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    except TimeoutError:
-        proc.kill()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_fetch_writes_the_brokers_bars_and_replay_reads_them(standin: ProjectXStandin,
                                                                    tmp_path: Path) -> None:
     config = _config(tmp_path, standin.url)
     end = LAST_CLOSE
-    code, out, err = await _traderd("bars", "fetch", "--config", str(config), "--account", "topstep",
+    code, out, err = await traderd("bars", "fetch", "--config", str(config), "--account", "topstep",
                                     "--symbol", "MES1!", "--timeframe", "15m", "--days", "3",
                                     "--end", end.isoformat())
     assert code == 0, err
@@ -105,13 +87,13 @@ async def test_fetch_writes_the_brokers_bars_and_replay_reads_them(standin: Proj
 
     data = tmp_path / "mes.csv"
     data.write_text(out)
-    code, out, err = await _traderd("replay", "--strategy", "sma_cross", "--data", str(data), "--symbol", "MES1!",
+    code, out, err = await traderd("replay", "--strategy", "sma_cross", "--data", str(data), "--symbol", "MES1!",
                                     "--timeframe", "15m", "--calendar", "cme", "--param", "fast=4",
                                     "--param", "slow=12", "--json")
     assert code == 0, err
     assert json.loads(out)["bars"] == len(rows)
 
-    code, out, err = await _traderd("bars", "fetch", "--config", str(config), "--account", "topstep",
+    code, out, err = await traderd("bars", "fetch", "--config", str(config), "--account", "topstep",
                                     "--symbol", "MES1!", "--timeframe", "1d", "--days", "3", "--end", end.isoformat())
     assert code == 0, err
     days = list(csv.DictReader(io.StringIO(out)))
@@ -120,14 +102,14 @@ async def test_fetch_writes_the_brokers_bars_and_replay_reads_them(standin: Proj
 
 async def test_fetch_refuses_clearly(standin: ProjectXStandin, tmp_path: Path) -> None:
     config = _config(tmp_path, standin.url)
-    code, _, err = await _traderd("bars", "fetch", "--config", str(config), "--account", "paper", "--symbol", "AAPL")
+    code, _, err = await traderd("bars", "fetch", "--config", str(config), "--account", "paper", "--symbol", "AAPL")
     assert code == 1 and "no market data" in err
-    code, _, err = await _traderd("bars", "fetch", "--config", str(config), "--account", "nope", "--symbol", "AAPL")
+    code, _, err = await traderd("bars", "fetch", "--config", str(config), "--account", "nope", "--symbol", "AAPL")
     assert code == 2 and "not in the configuration" in err
-    code, _, err = await _traderd("bars", "fetch", "--config", str(config), "--account", "topstep",
+    code, _, err = await traderd("bars", "fetch", "--config", str(config), "--account", "topstep",
                                   "--symbol", "ZZ1!", "--days", "1")
     assert code == 1 and "ZZ" in err
-    code, _, err = await _traderd("bars", "fetch", "--config", str(config), "--account", "topstep",
+    code, _, err = await traderd("bars", "fetch", "--config", str(config), "--account", "topstep",
                                   "--symbol", "MES1!", "--end", "2026-11-30T21:00:00")
     assert code == 2 and "offset" in err
     assert "px-api-key" not in err

@@ -15,6 +15,7 @@ from brokers.projectx.models import PxBarUnit, bar_unit
 from daemon import calendar as cal
 from daemon.strategy.bars import BarDataError
 from daemon.strategy.broker_bars import BrokerBarSource, base_seconds
+from tests.standin_fixtures import connected
 from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.projectx_history import MinuteBar
 from tests.test_projectx_adapter import contract_id, make_broker, projectx_running
@@ -57,12 +58,8 @@ async def standin() -> AsyncIterator[ProjectXStandin]:
 
 @pytest.fixture
 async def broker(standin: ProjectXStandin) -> AsyncIterator[ProjectXBroker]:
-    b = make_broker(standin)
-    await b.connect()
-    try:
+    async with connected(make_broker(standin)) as b:
         yield b
-    finally:
-        await b.close()
 
 
 def test_bar_units() -> None:

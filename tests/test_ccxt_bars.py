@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,6 +19,7 @@ from brokers.ccxt.history import interval_for
 from daemon.domain import Bar
 from daemon.strategy.bars import last_bar_close
 from daemon.strategy.broker_bars import BrokerBarSource
+from tests.cli_run import traderd
 from tests.conftest import settings_for, wait_until
 from tests.standins.binance_api import BinanceStandIn
 from tests.standins.binance_klines import Candle
@@ -28,7 +27,6 @@ from tests.test_ccxt_broker import FAST
 from tests.test_ccxt_broker import settings_for as ccxt_settings
 from tests.test_ccxt_e2e import crypto_account
 
-ROOT = Path(__file__).resolve().parent.parent
 FIRST = datetime(2026, 11, 9, tzinfo=UTC)  # a Monday, midnight UTC
 MINUTES = 2 * 24 * 60
 Connect = Callable[..., Awaitable[CcxtBroker]]
@@ -187,20 +185,6 @@ async def test_a_live_strategy_trades_on_the_exchanges_bars(start_daemon, standi
                                      if o["side"] == "BUY" and o["status"] == "FILLED"], within=15)
 
 
-async def _traderd(*args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADERD_")}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon.cli", *args, cwd=ROOT, env=env,
-                                                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    except TimeoutError:
-        proc.kill()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 @pytest.mark.slow
 async def test_bars_fetch_from_a_ccxt_account(standin: BinanceStandIn, tmp_path: Path) -> None:
     api = f"{standin.url}/api/v3"
@@ -220,7 +204,7 @@ api_urls = {{ public = "{api}", private = "{api}", v1 = "{standin.url}/api/v1" }
 weight_throttle = false
 """)
     end = FIRST + timedelta(days=2)
-    code, out, err = await _traderd("bars", "fetch", "--config", str(config), "--account", "crypto",
+    code, out, err = await traderd("bars", "fetch", "--config", str(config), "--account", "crypto",
                                     "--symbol", "BTCUSDT", "--timeframe", "15m", "--days", "2",
                                     "--calendar", "24x7", "--end", end.isoformat())
     assert code == 0, err

@@ -15,12 +15,12 @@ import pytest
 
 from daemon.domain import Order, SignalStatus
 from tests.conftest import SECRET, client_for, settings_for, settled, wait_until
+from tests.standin_fixtures import tradovate_fronts as tv_fronts
 from tests.standins.alpaca_api import AlpacaStandIn
 from tests.standins.contract import assert_no_violations
 from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.tradovate_api import TradovateStandin
 from tests.test_projectx_adapter import ensure_front_contracts as px_fronts
-from tests.test_tradovate_adapter import ensure_front_contracts as tv_fronts
 
 URL = f"/webhook/tradingview/{SECRET}"
 

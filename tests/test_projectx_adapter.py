@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,6 +26,7 @@ from brokers.symbols import normalize
 from config.brokers import ProjectXSettings
 from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, client_order_id, utcnow
 from tests.conftest import wait_until
+from tests.standin_fixtures import connected, running
 from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.projectx_engine import PxContract
 
@@ -53,22 +54,15 @@ def contract_id(standin: ProjectXStandin, ticker: str) -> str:
     return next(c.id for c in standin.broker.contracts.values() if c.name == name)
 
 
-@asynccontextmanager
-async def projectx_running(prepare: Callable[[ProjectXStandin], None] | None = None, *, check: bool = True
-                           ) -> AsyncIterator[ProjectXStandin]:
-    """A started ProjectX stand-in with today's front contracts (and whatever `prepare` adds), stopped
-    afterwards; with `check`, a clean exit also proves no exchange broke the contract."""
+def projectx_running(prepare: Callable[[ProjectXStandin], None] | None = None, *, check: bool = True
+                     ) -> AbstractAsyncContextManager[ProjectXStandin]:
+    """A started ProjectX stand-in with today's front contracts (and whatever `prepare` adds); see
+    `tests.standin_fixtures.running`."""
     stand = ProjectXStandin()
     ensure_front_contracts(stand)
     if prepare is not None:
         prepare(stand)
-    await stand.start()
-    try:
-        yield stand
-    finally:
-        await stand.stop()
-    if check:
-        stand.assert_no_violations()
+    return running(stand, check=check)
 
 
 @pytest.fixture
@@ -89,12 +83,8 @@ def make_broker(standin: ProjectXStandin, *, api_key: str = "px-api-key", timeou
 
 @pytest.fixture
 async def broker(standin: ProjectXStandin) -> AsyncIterator[ProjectXBroker]:
-    b = make_broker(standin)
-    await b.connect()
-    try:
+    async with connected(make_broker(standin)) as b:
         yield b
-    finally:
-        await b.close()
 
 
 def req(symbol: str = "ES1!", qty: str = "1", key: str = "sig-1", **kw: Any) -> OrderRequest:

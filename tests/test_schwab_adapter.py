@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from brokers.base import Broker, BrokerReport, BrokerUnavailable, OrderNotFound, OrderRejected, UnknownSymbol
+from brokers.base import Broker, BrokerUnavailable, OrderNotFound, OrderRejected, UnknownSymbol
 from brokers.http import RetryPolicy
 from brokers.schwab.broker import SchwabBroker
 from brokers.schwab.tokens import SchwabTokens, TokenFile, token_path
 from config.brokers import SchwabSettings
 from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, client_order_id
+from tests.standin_fixtures import connected, reports_until_fills, schwab_running
 from tests.standins.schwab_api import ACCOUNT_HASH, ACCOUNT_NUMBER, BASE, SchwabStandin
 
 FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=5.0)
@@ -58,23 +59,15 @@ def make_broker(stand: SchwabStandin, state_dir: Path, **kw: Any) -> SchwabBroke
 
 @pytest.fixture
 async def stand() -> AsyncIterator[SchwabStandin]:
-    standin = await SchwabStandin().start()
-    try:
+    async with schwab_running() as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 @pytest.fixture
 async def broker(stand: SchwabStandin, tmp_path: Path) -> AsyncIterator[SchwabBroker]:
     login(stand, tmp_path)
-    b = make_broker(stand, tmp_path)
-    await b.connect()
-    try:
+    async with connected(make_broker(stand, tmp_path)) as b:
         yield b
-    finally:
-        await b.close()
 
 
 def req(symbol: str = "AAPL", qty: str = "10", key: str = "sig-1", **kw: Any) -> OrderRequest:
@@ -285,15 +278,7 @@ async def test_polling_emits_each_fill_and_status_change_once(stand: SchwabStand
 
     login(stand, tmp_path)
     broker = make_broker(stand, tmp_path, poll_interval=0.05)
-    reports: list[BrokerReport] = []
-    two_fills = asyncio.Event()
-
-    async def handler(report: BrokerReport) -> None:
-        reports.append(report)
-        if sum(r.fill is not None for r in reports) >= 2:
-            two_fills.set()
-
-    broker.set_report_handler(handler)
+    reports, two_fills = reports_until_fills(broker, 2)
     await broker.connect()
     try:
         resting = await broker.place_order(req(qty="2", order_type=OrderType.LIMIT, limit_price=Decimal(95)))

@@ -21,33 +21,27 @@ from brokers.schwab.broker import SchwabBroker
 from daemon import calendar as cal
 from daemon.strategy.bars import last_bar_close
 from daemon.strategy.broker_bars import BrokerBarSource
+from tests.cli_run import traderd
 from tests.conftest import settings_for, wait_until
+from tests.standin_fixtures import connected, schwab_running
 from tests.standins.schwab_api import ACCOUNT_NUMBER, MARKETDATA, SchwabStandin
-from tests.test_alpaca_bars import MONDAY, TUESDAY, _crossing_series, _traderd, expected, ohlcv, session_minutes
+from tests.test_alpaca_bars import MONDAY, TUESDAY, _crossing_series, expected, ohlcv, session_minutes
 from tests.test_schwab_adapter import login, make_broker
 from tests.test_schwab_e2e import schwab_account
 
 
 @pytest.fixture
 async def stand() -> AsyncIterator[SchwabStandin]:
-    standin = await SchwabStandin().start()
-    standin.history.add_minutes("AAPL", session_minutes([MONDAY, TUESDAY]))
-    try:
+    async with schwab_running() as standin:
+        standin.history.add_minutes("AAPL", session_minutes([MONDAY, TUESDAY]))
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 @pytest.fixture
 async def broker(stand: SchwabStandin, tmp_path: Path) -> AsyncIterator[SchwabBroker]:
     login(stand, tmp_path)
-    b = make_broker(stand, tmp_path, config={"marketdata_url": stand.url + MARKETDATA})
-    await b.connect()
-    try:
+    async with connected(make_broker(stand, tmp_path, config={"marketdata_url": stand.url + MARKETDATA})) as b:
         yield b
-    finally:
-        await b.close()
 
 
 def schwab_py_client(stand: SchwabStandin):  # type: ignore[no-untyped-def]
@@ -184,7 +178,7 @@ marketdata_url = "{stand.url}{MARKETDATA}"
 account_number = "{ACCOUNT_NUMBER}"
 """)
     end = cal.session_close(TUESDAY).astimezone(UTC) + timedelta(hours=1)
-    code, out, err = await _traderd("bars", "fetch", "--config", str(config), "--account", "schwab1",
+    code, out, err = await traderd("bars", "fetch", "--config", str(config), "--account", "schwab1",
                                     "--symbol", "AAPL", "--timeframe", "15m", "--days", "2", "--end", end.isoformat())
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))

@@ -14,6 +14,7 @@ import pytest
 from brokers.schwab.broker import SchwabBroker
 from daemon.domain import Event, OrderStatus, SignalStatus
 from tests.conftest import SECRET, alert, client_for, settings_for, settled, wait_until
+from tests.standin_fixtures import schwab_running
 from tests.standins.schwab_api import ACCOUNT_NUMBER, BASE, SchwabStandin
 from tests.test_schwab_adapter import login
 
@@ -22,12 +23,8 @@ URL = f"/webhook/tradingview/{SECRET}"
 
 @pytest.fixture
 async def stand() -> AsyncIterator[SchwabStandin]:
-    standin = await SchwabStandin().start()
-    try:
+    async with schwab_running() as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 def schwab_account(stand: SchwabStandin, **risk: Any) -> dict[str, Any]:

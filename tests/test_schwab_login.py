@@ -16,6 +16,7 @@ import pytest
 from brokers.base import AuthenticationFailed, BrokerUnavailable
 from brokers.schwab.tokens import TokenFile, token_path
 from daemon.domain import OrderStatus
+from tests.standin_fixtures import schwab_running
 from tests.standins.schwab_api import BASE, SchwabStandin
 from tests.test_schwab_adapter import ACCOUNT, login, make_broker, req
 
@@ -24,12 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 async def stand() -> AsyncIterator[SchwabStandin]:
-    standin = await SchwabStandin().start()
-    try:
+    async with schwab_running() as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 async def test_access_token_renewed_before_expiry_and_on_401(stand: SchwabStandin, tmp_path: Path) -> None:

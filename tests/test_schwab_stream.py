@@ -18,6 +18,7 @@ from brokers.schwab.broker import SchwabBroker
 from brokers.stream import Backoff, ReconnectingStream
 from daemon.domain import Fill, OrderType
 from tests.conftest import wait_until
+from tests.standin_fixtures import schwab_running
 from tests.standins.schwab_api import ACCOUNT_NUMBER, SchwabStandin
 from tests.test_schwab_adapter import login, make_broker, req
 
@@ -31,12 +32,8 @@ QUICK = Backoff(initial=0.05, maximum=0.5, jitter=0.0)
 
 @pytest.fixture
 async def stand() -> AsyncIterator[SchwabStandin]:
-    standin = await SchwabStandin().start()
-    try:
+    async with schwab_running() as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 class ToStandin(httpx2.AsyncBaseTransport):

@@ -17,6 +17,7 @@ from brokers.symbols import normalize
 from brokers.tastytrade.broker import TastytradeBroker
 from config.brokers import TastytradeSettings
 from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, TimeInForce, client_order_id
+from tests.standin_fixtures import connected, tastytrade_running
 from tests.standins.tastytrade_api import ACCOUNT_NUMBER, TastytradeStandin
 
 FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=5.0)
@@ -43,22 +44,14 @@ def make_broker(stand: TastytradeStandin, state_dir: Path, **kw: Any) -> Tastytr
 
 @pytest.fixture
 async def stand() -> AsyncIterator[TastytradeStandin]:
-    standin = await TastytradeStandin().start()
-    try:
+    async with tastytrade_running() as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 @pytest.fixture
 async def broker(stand: TastytradeStandin, tmp_path: Path) -> AsyncIterator[TastytradeBroker]:
-    b = make_broker(stand, tmp_path)
-    await b.connect()
-    try:
+    async with connected(make_broker(stand, tmp_path)) as b:
         yield b
-    finally:
-        await b.close()
 
 
 def req(symbol: str = "AAPL", qty: str = "10", key: str = "sig-1", **kw: Any) -> OrderRequest:

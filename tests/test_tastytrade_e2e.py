@@ -15,6 +15,7 @@ import pytest
 from brokers.tastytrade.broker import TastytradeBroker
 from daemon.domain import OrderStatus, SignalStatus
 from tests.conftest import SECRET, alert, client_for, settings_for, settled, wait_until
+from tests.standin_fixtures import tastytrade_running
 from tests.standins.tastytrade_api import ACCOUNT_NUMBER, TastytradeStandin
 from tests.test_cli_subprocess import clean_env
 from tests.test_tastytrade_adapter import ES
@@ -25,12 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 async def stand() -> AsyncIterator[TastytradeStandin]:
-    standin = await TastytradeStandin().start()
-    try:
+    async with tastytrade_running() as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 def tastytrade_account(stand: TastytradeStandin, **risk: Any) -> dict[str, Any]:

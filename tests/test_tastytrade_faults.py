@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from brokers.base import AuthenticationFailed, BrokerReport, BrokerUnavailable
+from brokers.base import AuthenticationFailed, BrokerUnavailable
 from daemon.domain import OrderStatus, OrderType, client_order_id
+from tests.standin_fixtures import reports_until_fills
 from tests.standins.tastytrade_api import ACCOUNT_NUMBER, TastytradeStandin
 from tests.test_tastytrade_adapter import ACCOUNT, COMPLEX, ORDERS, bodies, broker, make_broker, req, stand
 
@@ -123,15 +124,7 @@ async def test_polling_emits_each_fill_and_status_change_once(stand: TastytradeS
     await old.close()
 
     broker = make_broker(stand, tmp_path, poll_interval=0.05)
-    reports: list[BrokerReport] = []
-    two_fills = asyncio.Event()
-
-    async def handler(report: BrokerReport) -> None:
-        reports.append(report)
-        if sum(r.fill is not None for r in reports) >= 2:
-            two_fills.set()
-
-    broker.set_report_handler(handler)
+    reports, two_fills = reports_until_fills(broker, 2)
     await broker.connect()
     try:
         resting = await broker.place_order(req(qty="2", order_type=OrderType.LIMIT, limit_price=Decimal(95)))

@@ -17,6 +17,7 @@ from brokers.tastytrade.broker import TastytradeBroker
 from config.brokers import TastytradeSettings
 from daemon.domain import Fill, OrderStatus, OrderType
 from tests.conftest import wait_until
+from tests.standin_fixtures import tastytrade_running
 from tests.standins.tastytrade_api import ACCOUNT_NUMBER, TastytradeStandin
 from tests.test_tastytrade_adapter import make_broker, req, settings_of
 
@@ -32,12 +33,8 @@ LIVE = f"/accounts/{ACCOUNT_NUMBER}/orders/live"
 
 @pytest.fixture
 async def stand() -> AsyncIterator[TastytradeStandin]:
-    standin = await TastytradeStandin().start()
-    try:
+    async with tastytrade_running() as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 class Brokers:

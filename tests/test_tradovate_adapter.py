@@ -16,7 +16,6 @@ from pydantic import SecretStr
 from brokers.base import (
     AuthenticationFailed,
     Broker,
-    BrokerReport,
     BrokerUnavailable,
     OrderNotFound,
     OrderRejected,
@@ -27,23 +26,12 @@ from brokers.symbols import normalize
 from brokers.tradovate.broker import TradovateBroker
 from config.brokers import TradovateSettings
 from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, client_order_id
-from tests.standins.tradovate_api import TradovateStandin, TvContract
+from tests.standin_fixtures import connected, reports_until_fills, tradovate_running
+from tests.standins.tradovate_api import TradovateStandin
 
 FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=5.0)
 ACCOUNT = "tv1"
 ORDER_PATHS = ("/order/placeorder", "/order/placeoso", "/order/cancelorder", "/order/modifyorder")
-
-
-def ensure_front_contracts(tv: TradovateStandin) -> None:
-    """The stand-in lists the Dec 2026 contracts; after a roll, add today's front ones so `ES1!` resolves."""
-    values = {"ES": ("50", "6000"), "NQ": ("20", "21000"), "MES": ("5", "6000"), "MNQ": ("2", "21000")}
-    for root, (point_value, price) in values.items():
-        name = normalize(f"{root}1!")
-        if not any(c.name == name for c in tv.contracts.values()):
-            contract_id = max(tv.contracts) + 1
-            tv.contracts[contract_id] = TvContract(contract_id, name, contract_id + 50000, Decimal("0.25"),
-                                                   Decimal(point_value))
-            tv.prices[contract_id] = Decimal(price)
 
 
 ES, MNQ = normalize("ES1!"), normalize("MNQ1!")
@@ -51,13 +39,8 @@ ES, MNQ = normalize("ES1!"), normalize("MNQ1!")
 
 @pytest.fixture
 async def tv() -> AsyncIterator[TradovateStandin]:
-    standin = await TradovateStandin().start()
-    ensure_front_contracts(standin)
-    try:
+    async with tradovate_running() as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 def settings_of(tv: TradovateStandin, **kw: Any) -> TradovateSettings:
@@ -76,12 +59,8 @@ def make_broker(tv: TradovateStandin, state_dir: Path, **kw: Any) -> TradovateBr
 
 @pytest.fixture
 async def broker(tv: TradovateStandin, tmp_path: Path) -> AsyncIterator[TradovateBroker]:
-    b = make_broker(tv, tmp_path)
-    await b.connect()
-    try:
+    async with connected(make_broker(tv, tmp_path)) as b:
         yield b
-    finally:
-        await b.close()
 
 
 def req(symbol: str = "ES1!", qty: str = "1", key: str = "sig-1", **kw: Any) -> OrderRequest:
@@ -378,15 +357,7 @@ async def test_polling_emits_each_fill_and_status_change_once(tv: TradovateStand
     await tv_order.close()
 
     broker = make_broker(tv, tmp_path, poll_interval=0.05)
-    reports: list[BrokerReport] = []
-    two_fills = asyncio.Event()
-
-    async def handler(report: BrokerReport) -> None:
-        reports.append(report)
-        if sum(r.fill is not None for r in reports) >= 2:
-            two_fills.set()
-
-    broker.set_report_handler(handler)
+    reports, two_fills = reports_until_fills(broker, 2)
     await broker.connect()
     try:
         resting = await broker.place_order(req(qty="2", order_type=OrderType.LIMIT, limit_price=Decimal(5990)))

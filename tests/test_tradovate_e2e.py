@@ -13,21 +13,16 @@ from brokers.symbols import normalize
 from brokers.tradovate.broker import TradovateBroker
 from daemon.domain import OrderStatus, SignalStatus
 from tests.conftest import SECRET, alert, client_for, settings_for, settled, wait_until
+from tests.standin_fixtures import tradovate_fronts, tradovate_running
 from tests.standins.tradovate_api import TradovateStandin
-from tests.test_tradovate_adapter import ensure_front_contracts
 
 URL = f"/webhook/tradingview/{SECRET}"
 
 
 @pytest.fixture
 async def tv() -> AsyncIterator[TradovateStandin]:
-    standin = await TradovateStandin().start()
-    ensure_front_contracts(standin)
-    try:
+    async with tradovate_running() as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 def tradovate_account(tv: TradovateStandin) -> dict[str, Any]:
@@ -83,7 +78,7 @@ async def test_webhook_to_tradovate_fill_and_position(start_daemon, tv: Tradovat
 
 async def test_tradovate_down_at_start_is_reported_then_reconnects(start_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     tv = await TradovateStandin().start()
-    ensure_front_contracts(tv)
+    tradovate_fronts(tv)
     port = tv.port
     await tv.stop()  # the broker is down when the daemon starts
     account = tradovate_account(tv)

@@ -17,8 +17,9 @@ from brokers.stream import Backoff
 from brokers.tradovate.broker import TradovateBroker
 from daemon.domain import OrderStatus, OrderType
 from tests.conftest import wait_until
+from tests.standin_fixtures import tradovate_running
 from tests.standins.tradovate_api import TradovateStandin
-from tests.test_tradovate_adapter import ES, FAST, ensure_front_contracts, req, settings_of
+from tests.test_tradovate_adapter import ES, FAST, req, settings_of
 
 QUICK = Backoff(initial=0.05, maximum=0.2, jitter=0.1)
 FILLED = [OrderStatus.FILLED]
@@ -27,14 +28,9 @@ NEW_FILLED = [OrderStatus.NEW, OrderStatus.FILLED]  # NEW when the stream saw th
 
 @pytest.fixture
 async def tv() -> AsyncIterator[TradovateStandin]:
-    standin = await TradovateStandin().start()
-    ensure_front_contracts(standin)
-    standin.stream.heartbeat = 0.2
-    try:
+    async with tradovate_running() as standin:
+        standin.stream.heartbeat = 0.2
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 class Recorder:

@@ -14,6 +14,7 @@ from brokers.symbols import normalize
 from daemon.app import Daemon
 from daemon.domain import OrderType, SignalStatus
 from tests.conftest import settings_for
+from tests.standin_fixtures import tradovate_running
 from tests.standins.alpaca_api import AlpacaStandIn
 from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.tradovate_api import TradovateStandin
@@ -21,7 +22,6 @@ from tests.test_alpaca_adapter import alpaca_running
 from tests.test_alpaca_e2e import alpaca_account
 from tests.test_projectx_adapter import contract_id, projectx_running
 from tests.test_projectx_e2e import px_account
-from tests.test_tradovate_adapter import ensure_front_contracts as tradovate_fronts
 from tests.test_tradovate_e2e import tradovate_account
 from tests.test_trailing_e2e import eventually, post
 
@@ -118,13 +118,8 @@ async def _is(probe: Awaitable[Any], expected: Any) -> bool:
 
 @pytest.fixture
 async def tv() -> AsyncIterator[TradovateStandin]:
-    standin = await TradovateStandin().start()
-    tradovate_fronts(standin)
-    try:
+    async with tradovate_running() as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 async def test_tradovate_trails_an_entrys_bracket_stop_and_a_trailing_order_natively(  # type: ignore[no-untyped-def]

@@ -40,6 +40,7 @@ from brokers.base import (
     OrderRejected,
     UnknownSymbol,
 )
+from brokers.changes import cancel_then_reload, modifiable
 from brokers.flatten import cancel_then_close, closing_request
 from brokers.http import RetryPolicy, place_once
 from brokers.journal import sent_before
@@ -250,15 +251,11 @@ class SchwabBroker(BrokerBase):
     # -- changing orders ---------------------------------------------------------------------------------
 
     async def cancel_order(self, broker_order_id: str) -> Order:
-        what = f"schwab cancel {broker_order_id}"
-        order, _ = await self._load(broker_order_id)
-        if order.status.is_open:
-            try:  # cancelling twice is harmless: a lost answer may be resent
-                await self.session.call("DELETE", self._path(f"/orders/{broker_order_id}"), safe=True, order=True,
-                                        what=what)
-            except OrderRejected:
-                pass  # no longer cancelable (filled meanwhile): answer with the order as it is
-            order, _ = await self._load(broker_order_id)
+        async def cancel(_: Tree) -> None:
+            await self.session.call("DELETE", self._path(f"/orders/{broker_order_id}"), safe=True, order=True,
+                                    what=f"schwab cancel {broker_order_id}")
+
+        order = await cancel_then_reload(broker_order_id, self._load, cancel)
         self.reports.remember(order)
         return order
 
@@ -271,9 +268,7 @@ class SchwabBroker(BrokerBase):
         stop_price: Decimal | None = None,
     ) -> Order:
         what = f"schwab modify {broker_order_id}"
-        current, raw = await self._load(broker_order_id)
-        if not current.status.is_open:
-            raise OrderRejected(f"{what}: order is {current.status.value}, it cannot be modified")
+        current, raw = await modifiable(broker_order_id, self._load, what)
         body = sm.replace_body(raw, quantity, limit_price, stop_price)
         cid = current.client_order_id or client_order_id(self.account, f"schwab-{broker_order_id}")
         sent_at = self.clock()

@@ -36,6 +36,7 @@ from brokers.base import (
     OrderNotFound,
     OrderRejected,
 )
+from brokers.changes import cancel_then_reload, modifiable
 from brokers.flatten import cancel_then_close, closing_request
 from brokers.http import RetryPolicy, place_once
 from brokers.journal import OrderJournal, sent_before
@@ -218,17 +219,14 @@ class TastytradeBroker(BrokerBase):
     # -- changing orders ---------------------------------------------------------------------------------
 
     async def cancel_order(self, broker_order_id: str) -> Order:
-        order, raw = await self.orders.load(broker_order_id)
-        if order.status.is_open:
+        async def cancel(raw: Raw) -> None:
             complex_id = str(raw.get("complex-order-id") or "")
             whole = complex_id and self.orders.entries.get(complex_id) == broker_order_id  # an entry: its exits too
             path = f"/complex-orders/{complex_id}" if whole else f"/orders/{broker_order_id}"
-            try:  # cancelling twice is harmless: a lost answer may be resent
-                await self.session.call("DELETE", self.orders.path(path), safe=True,
-                                        what=f"tastytrade cancel {broker_order_id}")
-            except OrderRejected:
-                pass  # no longer cancellable (filled meanwhile): answer with the order as it is
-            order, _ = await self.orders.load(broker_order_id)
+            await self.session.call("DELETE", self.orders.path(path), safe=True,
+                                    what=f"tastytrade cancel {broker_order_id}")
+
+        order = await cancel_then_reload(broker_order_id, self.orders.load, cancel)
         self.reports.remember(order)
         return order
 
@@ -241,9 +239,7 @@ class TastytradeBroker(BrokerBase):
         stop_price: Decimal | None = None,
     ) -> Order:
         what = f"tastytrade modify {broker_order_id}"
-        current, raw = await self.orders.load(broker_order_id)
-        if not current.status.is_open:
-            raise OrderRejected(f"{what}: order is {current.status.value}, it cannot be modified")
+        current, raw = await modifiable(broker_order_id, self.orders.load, what)
         if quantity is not None and quantity != current.quantity:
             raise OrderRejected(f"{what}: tastytrade's replace changes prices, not the quantity; cancel the order "
                                 "and place a new one")

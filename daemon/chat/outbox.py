@@ -181,8 +181,10 @@ class Outbox:
         if not self._unsaved:
             return True
         batch = list(self._unsaved)
+        # Not durable (no wait for the disk flush, still safe from a crash of the process): this runs on the
+        # event loop, and an alert is news of an event, not a promise made to the outside world.
         try:
-            with Session(self.store.engine) as session, session.begin():
+            with self.store.writing(durable=False) as session:
                 session.execute(insert(OutboxRow), batch)
         except Exception as exc:
             log.warning("outbox: %d alert(s) kept in memory, the store did not take them: %s", len(batch), exc)
@@ -220,14 +222,14 @@ class Outbox:
             return list(session.exec(stmt).all())
 
     def _update(self, ids: Sequence[int], **values: Any) -> None:
-        with Session(self.store.engine) as session, session.begin():
+        with self.store.writing(durable=False) as session:
             session.execute(update(OutboxRow).where(col(OutboxRow.id).in_(ids)).values(**values))
 
     def mark_sent(self, ids: Sequence[int]) -> None:
         self._update(ids, status="sent", sent_at=self.clock(), last_error=None)
 
     def mark_failed(self, rows: Sequence[OutboxRow], error: str, retry_at: datetime, give_up: bool) -> None:
-        with Session(self.store.engine) as session, session.begin():
+        with self.store.writing(durable=False) as session:
             for row in rows:
                 session.execute(
                     update(OutboxRow).where(col(OutboxRow.id) == row.id).values(
@@ -243,7 +245,7 @@ class Outbox:
 
     def due_now(self, transport: str) -> None:
         """Pending rows of `transport` may go now (the chat answers again after an outage)."""
-        with Session(self.store.engine) as session, session.begin():
+        with self.store.writing(durable=False) as session:
             session.execute(update(OutboxRow).where(col(OutboxRow.status) == "pending",
                                                     col(OutboxRow.transport) == transport)
                             .values(next_attempt_at=self.clock()))
@@ -251,7 +253,7 @@ class Outbox:
     def restart(self) -> None:
         """At start: pending rows are due now (whatever backoff they had), old delivered rows go."""
         now = self.clock()
-        with Session(self.store.engine) as session, session.begin():
+        with self.store.writing(durable=False) as session:
             session.execute(update(OutboxRow).where(col(OutboxRow.status) == "pending").values(next_attempt_at=now))
             session.execute(delete(OutboxRow).where(col(OutboxRow.status) == "sent",
                                                     col(OutboxRow.sent_at) < now - KEEP_SENT))

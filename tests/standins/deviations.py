@@ -262,3 +262,18 @@ BY_BROKER: dict[str, tuple[Deviation, ...]] = {
     "binance": BINANCE,
     "tastytrade": TASTYTRADE,
 }
+
+# Only for the test of a worker that meets an answer no adapter can read.
+ALPACA_MALFORMED: tuple[Deviation, ...] = (
+    Deviation(
+        broker="alpaca",
+        reason=(
+            "Fault injection: a 200 whose body is an error object instead of the list of orders (a broker "
+            "misbehaving), so the adapter fails with a plain Python error rather than a broker error."
+        ),
+        message=r"body: \$: \{'code': 20000000, 'message': 'injected 200'\} is not of type 'array'",
+        direction="response",
+        method="GET",
+        path="/v2/orders",
+    ),
+)

@@ -1,0 +1,93 @@
+"""Started broker stand-ins for the adapter tests, adapters connected to them, and a collector of reports.
+
+Each `*_running` is an async context manager: the stand-in started on loopback, stopped afterwards, and on a
+clean exit (with `check`) proof that no exchange broke the published contract. `projectx_running` (beside
+its front contracts, in the ProjectX adapter tests) is built on `running`; `alpaca_running` (in the Alpaca
+adapter tests) is the same pattern for a stand-in of another kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from brokers.base import Broker, BrokerReport
+from brokers.symbols import normalize
+from tests.standins.faults import StandinServer
+from tests.standins.schwab_api import SchwabStandin
+from tests.standins.tastytrade_api import TastytradeStandin
+from tests.standins.tradovate_api import TradovateStandin, TvContract
+
+S = TypeVar("S", bound=StandinServer)
+B = TypeVar("B", bound=Broker)
+
+
+@asynccontextmanager
+async def running(stand: S, *, check: bool = True) -> AsyncIterator[S]:
+    """`stand` started, stopped afterwards; with `check`, a clean exit also proves no exchange broke the
+    contract."""
+    await stand.start()
+    try:
+        yield stand
+    finally:
+        await stand.stop()
+    if check:
+        stand.assert_no_violations()
+
+
+@asynccontextmanager
+async def connected(broker: B) -> AsyncIterator[B]:
+    """`broker` connected, and closed afterwards."""
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
+def schwab_running(*, check: bool = True, **options: Any) -> AbstractAsyncContextManager[SchwabStandin]:
+    """A started Schwab stand-in (built with `options`); see `running`."""
+    return running(SchwabStandin(**options), check=check)
+
+
+def tastytrade_running(*, check: bool = True, **options: Any
+                       ) -> AbstractAsyncContextManager[TastytradeStandin]:
+    """A started tastytrade stand-in (built with `options`); see `running`."""
+    return running(TastytradeStandin(**options), check=check)
+
+
+def tradovate_fronts(tv: TradovateStandin) -> None:
+    """The stand-in lists the Dec 2026 contracts; after a roll, add today's front ones so `ES1!` resolves."""
+    values = {"ES": ("50", "6000"), "NQ": ("20", "21000"), "MES": ("5", "6000"), "MNQ": ("2", "21000")}
+    for root, (point_value, price) in values.items():
+        name = normalize(f"{root}1!")
+        if not any(c.name == name for c in tv.contracts.values()):
+            contract_id = max(tv.contracts) + 1
+            tv.contracts[contract_id] = TvContract(contract_id, name, contract_id + 50000, Decimal("0.25"),
+                                                   Decimal(point_value))
+            tv.prices[contract_id] = Decimal(price)
+
+
+def tradovate_running(*, check: bool = True, **options: Any
+                      ) -> AbstractAsyncContextManager[TradovateStandin]:
+    """A started Tradovate stand-in (built with `options`) with today's front contracts; see `running`."""
+    stand = TradovateStandin(**options)
+    tradovate_fronts(stand)
+    return running(stand, check=check)
+
+
+def reports_until_fills(broker: Broker, fills: int) -> tuple[list[BrokerReport], asyncio.Event]:
+    """Collect `broker`'s reports; the event is set once `fills` of them carry a fill."""
+    reports: list[BrokerReport] = []
+    enough = asyncio.Event()
+
+    async def handler(report: BrokerReport) -> None:
+        reports.append(report)
+        if sum(r.fill is not None for r in reports) >= fills:
+            enough.set()
+
+    broker.set_report_handler(handler)
+    return reports, enough
