@@ -48,7 +48,10 @@ class ExitGuard:
 
         async def later() -> None:
             async with self.exclusive(account):
-                await self.protect(account, symbol)
+                try:
+                    await self.protect(account, symbol)
+                except Exception:  # a task of its own: nobody else would hear of it
+                    log.exception("%s: checking the exits of %s failed", account, symbol)
 
         task = asyncio.get_running_loop().create_task(later())
         self._tasks.add(task)

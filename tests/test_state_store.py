@@ -13,6 +13,7 @@ from sqlalchemy import event, insert
 from sqlalchemy.orm import Session as OrmSession
 
 from daemon.domain import utcnow
+from daemon.store.prepared import Prepared
 from daemon.store.repository import Store
 from daemon.store.state import StateStore
 from daemon.store.tables import KvRow
@@ -41,7 +42,8 @@ def test_documents_round_trip_and_survive_reopen(tmp_path: Path) -> None:
 def _commit_thread_write(store: Store, key: str) -> Future[Any]:
     """One write on the store's group commit (its own thread and connection), as intake makes them."""
     row = {"namespace": "commits", "key": key, "value_json": "{}", "updated_at": utcnow()}
-    return store.commits.submit(lambda conn: conn.execute(insert(KvRow).values(**row)), durable=False)
+    statement = Prepared(insert(KvRow.__table__), store.engine.dialect, list(row))  # type: ignore[attr-defined]
+    return store.commits.submit(lambda conn: conn.execute(statement, row), durable=False)
 
 
 def test_read_then_write_holds_its_own_beside_the_commit_thread(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ the durable writes that many callers make at once; the repositories (`daemon.sto
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlmodel import Session, SQLModel, select
 
 from daemon.store.commits import GroupCommit
 from daemon.store.prepared import Cursor, KeptConnection, Prepared
+from daemon.store.turns import Turns
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _WRITE = "traderd_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
@@ -122,6 +123,7 @@ class Database:
         self._writer: Engine | None = None
         self._commits: GroupCommit | None = None
         self._kept: dict[bool, KeptConnection] = {}  # durable or not -> the prepared statements' connections
+        self._turns: Turns | None = None  # SQLite: this process's writers, one at a time, first come first served
 
     @property
     def engine(self) -> Engine:
@@ -136,7 +138,9 @@ class Database:
     def open(self) -> None:
         if self._engine is None:
             self._engine, self._writer = open_engine(self.url)
-            self._kept = {durable: KeptConnection(self._engine, durable=durable) for durable in (True, False)}
+            self._turns = Turns() if self._engine.dialect.name == "sqlite" else None
+            self._kept = {durable: KeptConnection(self._engine, durable=durable, turns=self._turns)
+                          for durable in (True, False)}
             # An in-memory SQLite database is one connection, which the commit thread may not share.
             self._commits = GroupCommit(self._kept[True].transaction, self._kept[False].transaction,
                                         threaded=not isinstance(self._engine.pool, StaticPool))
@@ -185,7 +189,7 @@ class Database:
     @contextmanager
     def _write(self, durable: bool = False) -> Iterator[Session]:
         engine = self._writer_engine if durable else self._writer_engine.execution_options(**{_DURABLE: False})
-        with Session(engine, expire_on_commit=False) as session, session.begin():
+        with self._turns or nullcontext(), Session(engine, expire_on_commit=False) as session, session.begin():
             if not durable and self.dialect == "postgresql":
                 session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, literal_column
@@ -94,9 +94,11 @@ class KeptConnection:
     durable: it does not (SQLite `synchronous=NORMAL`; PostgreSQL `synchronous_commit` off for the
     transaction), for writes that reconciliation re-derives from the broker after a crash."""
 
-    def __init__(self, engine: Engine, *, durable: bool) -> None:
+    def __init__(self, engine: Engine, *, durable: bool, turns: AbstractContextManager[None] | None = None) -> None:
+        """`turns` is the process's queue of SQLite writers (`daemon.store.turns`), None on PostgreSQL."""
         self.engine = engine
         self.durable = durable
+        self._turns = turns if turns is not None else nullcontext()
         self.dialect = engine.dialect
         self._dbapi = engine.dialect.loaded_dbapi
         self._local = threading.local()
@@ -137,17 +139,18 @@ class KeptConnection:
         """Commits when the block ends, rolls back if it raises; a driver error arrives as SQLAlchemy's."""
         raw = self._connection()
         driver = raw.driver_connection
-        try:
+        with self._turns:
             try:
-                if self._begin is not None:
-                    driver.execute(self._begin)
-                yield Cursor(driver, self._dbapi)
-                driver.commit()
-            except self._dbapi.Error as exc:  # BEGIN or COMMIT (statements raise through Cursor already)
-                raise DBAPIError.instance("BEGIN/COMMIT", None, exc, self._dbapi.Error) from exc
-        except BaseException as exc:
-            self._after_failure(raw, exc)
-            raise
+                try:
+                    if self._begin is not None:
+                        driver.execute(self._begin)
+                    yield Cursor(driver, self._dbapi)
+                    driver.commit()
+                except self._dbapi.Error as exc:  # BEGIN or COMMIT (statements raise through Cursor already)
+                    raise DBAPIError.instance("BEGIN/COMMIT", None, exc, self._dbapi.Error) from exc
+            except BaseException as exc:
+                self._after_failure(raw, exc)
+                raise
 
     def _after_failure(self, raw: Any, exc: BaseException) -> None:
         """Roll back; a connection that is gone (or cannot roll back) is dropped for a new one next time."""
