@@ -100,6 +100,10 @@ class BasicLimits:
         return found
 
     def record_order(self, at: datetime) -> None:
+        """Only the last minute's orders are kept, whether or not a per-minute limit is set."""
+        cutoff = at - timedelta(minutes=1)
+        while self._recent_orders and self._recent_orders[0] <= cutoff:
+            self._recent_orders.popleft()
         self._recent_orders.append(at)
 
     def describe(self, positions: Mapping[str, Decimal] | None, now: datetime) -> list[LimitStatus]:
