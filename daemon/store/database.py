@@ -38,6 +38,7 @@ _DURABLE = "traderd_durable"
 # How long a write waits for another process's write lock before failing. TradingView gives up on a request
 # after 3 s and never resends a timeout, but it resends a 5xx: the webhook's 503 must be sent before then.
 BUSY_TIMEOUT_MS = 2000
+BACKSTOP_CHECKPOINT_PAGES = 20_000  # SQLite's own default is 1,000 pages (4 MB)
 _PG_MIGRATION_LOCK = 0x7472_6164_6572  # advisory lock id ("trader"): one migrator at a time
 
 
@@ -66,6 +67,9 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # No commit copies the log into the database on its own (an fsync while it holds the write turn), unless
+        # the log grows far: the commit thread checkpoints it between batches (`checkpoint`).
+        cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
     finally:
         cursor.close()
 
@@ -143,7 +147,8 @@ class Database:
                           for durable in (True, False)}
             # An in-memory SQLite database is one connection, which the commit thread may not share.
             self._commits = GroupCommit(self._kept[True].transaction, self._kept[False].transaction,
-                                        threaded=not isinstance(self._engine.pool, StaticPool))
+                                        threaded=not isinstance(self._engine.pool, StaticPool),
+                                        between=self._kept[True].checkpoint)
 
     def close(self) -> None:
         if self._commits is not None:

@@ -24,7 +24,6 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 _SAVEPOINT = "traderd_hot"
-LOOP_CHECKPOINT_PAGES = 20_000  # SQLite's own default, for every other connection, is 1,000 pages
 
 
 def written_in(column: Any, values: Iterable[str]) -> Any:
@@ -124,15 +123,20 @@ class KeptConnection:
                 wanted = "FULL" if self.durable else "NORMAL"
                 driver.execute(f"PRAGMA synchronous={wanted}")
                 raw.info["synchronous"] = wanted  # what the begin of SQLAlchemy's writes checks
-                if not self.durable:
-                    # Checkpoints (copying the log into the database, with an fsync) are left to the other
-                    # connections, the commit thread's above all, unless the log grows far past their
-                    # threshold: this one writes from the event loop.
-                    driver.execute(f"PRAGMA wal_autocheckpoint={LOOP_CHECKPOINT_PAGES}")
             self._local.raw = raw
             with self._lock:
                 self._open.append(raw)
         return raw
+
+    def checkpoint(self) -> None:
+        """Copy what the log holds into the database file without taking the write lock (SQLite's PASSIVE
+        checkpoint: writers go on meanwhile); nothing to do on PostgreSQL. Errors are left to the next try."""
+        if self.dialect.name != "sqlite":
+            return
+        try:
+            self._connection().driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except self._dbapi.Error:
+            pass
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
