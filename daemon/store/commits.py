@@ -9,9 +9,6 @@ its futures resolved: a caller learns of its write after the commit that holds i
 durable" holds for each, while a burst of N costs one fsync instead of N. One thread writes, so these writes
 never wait on each other's locks, and no fsync blocks the event loop.
 
-Between batches the thread also runs the store's checkpoint (SQLite: the log copied into the database
-without taking the write lock), so no writer pays for it inside its own commit.
-
 A function that raises rolls its transaction back; its writes are then run again one per transaction, so a
 bad write fails only its own caller. A fault of the transaction itself (disk full, lock timeout) fails every
 caller in it, with nothing committed. Futures of one kind resolve in submission order.
@@ -22,7 +19,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -39,8 +35,6 @@ Work = Callable[[Cursor], Any]
 Begin = Callable[[], AbstractContextManager[Cursor]]
 Item = tuple[Work, "Future[Any]", bool]  # (work, its future, durable)
 
-BETWEEN_SECONDS = 1.0
-BUSY_BETWEEN_SECONDS = 5.0
 MAX_BATCH = 512  # bounds one transaction's size (and the wait of its first caller) under any backlog
 # How long a caller waits for its commit. Under the webhook's answer deadline: TradingView gives up after 3 s
 # and never resends a timeout, but resends a 503, which a caller that waited this long answers.
@@ -67,12 +61,7 @@ class GroupCommit:
     """`durable()` and `fast()` each open one write transaction of their kind. `threaded=False` runs each
     write in the caller's thread instead (an in-memory SQLite database is one connection, not to be shared)."""
 
-    def __init__(self, durable: Begin, fast: Begin, *, threaded: bool = True, max_batch: int = MAX_BATCH,
-                 between: Callable[[], None] = lambda: None) -> None:
-        """`between` runs on the thread when the queue is empty after a batch, at most once a second (the
-        store's checkpoint)."""
-        self._between = between
-        self._between_at = 0.0
+    def __init__(self, durable: Begin, fast: Begin, *, threaded: bool = True, max_batch: int = MAX_BATCH) -> None:
         self._begin = {True: durable, False: fast}
         self._threaded = threaded
         self._max_batch = max_batch
@@ -106,11 +95,7 @@ class GroupCommit:
 
     def _serve(self) -> None:
         while True:
-            try:
-                item = self._queue.get(timeout=BETWEEN_SECONDS)
-            except queue.Empty:  # idle: the log still gets its checkpoint
-                self._maybe_between(idle=True)
-                continue
+            item = self._queue.get()
             if item is None:
                 return
             batch = [item]
@@ -128,18 +113,6 @@ class GroupCommit:
                 kind = [entry for entry in batch if entry[2] is durable]
                 if kind:
                     self._run(kind)
-            self._maybe_between(idle=self._queue.empty())
-
-    def _maybe_between(self, *, idle: bool) -> None:
-        """Between batches when the queue is empty, once a second at most; under a backlog that never
-        empties, every `BUSY_BETWEEN_SECONDS` anyway."""
-        waited = time.monotonic() - self._between_at
-        if waited >= (BETWEEN_SECONDS if idle else BUSY_BETWEEN_SECONDS):
-            self._between_at = time.monotonic()
-            try:
-                self._between()
-            except Exception:
-                log.exception("the commit thread's between-batches step failed")
 
     def _run(self, batch: list[Item]) -> None:
         if len(batch) == 1:

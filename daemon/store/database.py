@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, select
 
+from daemon.store.checkpoints import Checkpointer
 from daemon.store.commits import GroupCommit
 from daemon.store.prepared import Cursor, KeptConnection, Prepared
 from daemon.store.turns import Turns
@@ -68,7 +69,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         # No commit copies the log into the database on its own (an fsync while it holds the write turn), unless
-        # the log grows far: the commit thread checkpoints it between batches (`checkpoint`).
+        # the log grows far: `daemon.store.checkpoints` does it on a thread of its own.
         cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
     finally:
         cursor.close()
@@ -127,6 +128,7 @@ class Database:
         self._writer: Engine | None = None
         self._commits: GroupCommit | None = None
         self._kept: dict[bool, KeptConnection] = {}  # durable or not -> the prepared statements' connections
+        self._checkpoints: Checkpointer | None = None
         self._turns: Turns | None = None  # SQLite: this process's writers, one at a time, first come first served
 
     @property
@@ -146,13 +148,19 @@ class Database:
             self._kept = {durable: KeptConnection(self._engine, durable=durable, turns=self._turns)
                           for durable in (True, False)}
             # An in-memory SQLite database is one connection, which the commit thread may not share.
+            threaded = not isinstance(self._engine.pool, StaticPool)
             self._commits = GroupCommit(self._kept[True].transaction, self._kept[False].transaction,
-                                        threaded=not isinstance(self._engine.pool, StaticPool),
-                                        between=self._kept[True].checkpoint)
+                                        threaded=threaded)
+            if threaded and self._engine.dialect.name == "sqlite":
+                self._checkpoints = Checkpointer(self._engine)
+                self._checkpoints.start()
 
     def close(self) -> None:
         if self._commits is not None:
             self._commits.close()  # what is queued commits first
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
+            self._checkpoints = None
         for kept in self._kept.values():
             kept.close()
         self._kept = {}

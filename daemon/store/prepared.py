@@ -128,16 +128,6 @@ class KeptConnection:
                 self._open.append(raw)
         return raw
 
-    def checkpoint(self) -> None:
-        """Copy what the log holds into the database file without taking the write lock (SQLite's PASSIVE
-        checkpoint: writers go on meanwhile); nothing to do on PostgreSQL. Errors are left to the next try."""
-        if self.dialect.name != "sqlite":
-            return
-        try:
-            self._connection().driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except self._dbapi.Error:
-            pass
-
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
         """Commits when the block ends, rolls back if it raises; a driver error arrives as SQLAlchemy's."""
