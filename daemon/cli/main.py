@@ -14,10 +14,8 @@ import asyncio
 import gc
 import os
 import sys
-from collections.abc import Coroutine
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from config.settings import Settings
 from daemon.cli.cluster import cmd_release
@@ -78,17 +76,6 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run the daemon on uvloop where it is installed (libuv's loop: about a sixth less CPU per webhook and
-    shorter tails, measured with bench/webhook_load.py), else on asyncio's own loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    uvloop.run(main)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from daemon.app import Daemon
     from daemon.identity import traderd_version, webhook_secret
@@ -127,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         await daemon.run_forever(on_ready=announce)
 
     try:
-        run_loop(serve())
+        asyncio.run(serve())
     except (OSError, AlreadyRunning) as exc:
         print(f"traderd: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
