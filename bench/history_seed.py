@@ -215,6 +215,9 @@ def seed(url: str, signals: int, accounts: list[str], days: int = 250, rng_seed:
             _close_all(seeder, calendar[-1], signals)
             seeder.rows.write(conn)
             _positions_and_snapshots(conn, seeder, accounts, calendar)
+        if engine.dialect.name == "sqlite":  # a store at rest: its log copied into the database, as a year of
+            with engine.connect() as conn:  # checkpoints would have left it (not a 400 MB log for the run)
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         engine.dispose()
     seconds = time.perf_counter() - started
