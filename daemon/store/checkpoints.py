@@ -1,10 +1,11 @@
 """SQLite's log copied into the database file on a thread of its own, so that no writer pays for it.
 
-In WAL mode every commit appends to the log, and by default the commit that takes the log past 1,000 pages
-also copies it into the database and fsyncs it: that writer (the event loop's, or the commit thread's with
-webhooks waiting on it) stalls for the whole copy. Here every connection's own threshold is far above that
-(a backstop), and this thread runs a PASSIVE checkpoint once a second: it takes no write lock, so writers go
-on meanwhile, and it copies only what no reader still needs.
+In WAL mode every commit appends to the log, and the commit that takes the log past 1,000 pages also copies
+it into the database and fsyncs it: that writer (the event loop's, or the commit thread's with webhooks
+waiting on it) stalls for the whole copy. This thread runs a PASSIVE checkpoint once a second, so the log
+seldom gets there: it takes no write lock, writers go on meanwhile, and it copies only what no reader still
+needs. The commits keep SQLite's own threshold as the bound on the log's size: a log let grow further is not
+given back, and on a full disk it is what must still fit.
 """
 
 from __future__ import annotations

@@ -39,7 +39,6 @@ _DURABLE = "traderd_durable"
 # How long a write waits for another process's write lock before failing. TradingView gives up on a request
 # after 3 s and never resends a timeout, but it resends a 5xx: the webhook's 503 must be sent before then.
 BUSY_TIMEOUT_MS = 2000
-BACKSTOP_CHECKPOINT_PAGES = 20_000  # SQLite's own default is 1,000 pages (4 MB)
 _PG_MIGRATION_LOCK = 0x7472_6164_6572  # advisory lock id ("trader"): one migrator at a time
 
 
@@ -68,9 +67,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        # No commit copies the log into the database on its own (an fsync while it holds the write turn), unless
-        # the log grows far: `daemon.store.checkpoints` does it on a thread of its own.
-        cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
     finally:
         cursor.close()
 
