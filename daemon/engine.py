@@ -302,9 +302,9 @@ class Engine:
             return await self._executor.wait_for(signal_id, within)
         deadline = asyncio.get_running_loop().time() + within  # another daemon may be the one executing it
         while True:
-            record = self.store.get_signal(signal_id)
-            if record is not None and record.status.is_final:
-                return Outcome(signal_id, record.status, record.reason)
+            known = self.store.signal_outcome(signal_id)  # status and reason only, not orders and fills
+            if known is not None and known[0].is_final:
+                return Outcome(signal_id, *known)
             if asyncio.get_running_loop().time() >= deadline:
                 raise TimeoutError(f"signal {signal_id} not finished within {within:g} s")
             await asyncio.sleep(0.1)
