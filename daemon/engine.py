@@ -288,10 +288,15 @@ class Engine:
                 return existing
         return None
 
+    def is_queued(self, account: str, signal_id: str) -> bool:
+        """Whether this process's worker has the signal queued or is still running it (its follow-up work,
+        such as resizing the resting exits, comes after its outcome is written)."""
+        return signal_id in self._workers.queued(account)
+
     def outcome_of_queued(self, account: str, signal_id: str) -> asyncio.Future[Outcome] | None:
         """The future outcome of a signal this process's worker has queued, without reading the store
         (None: not queued here; ask `wait_for`). Taken before the worker runs it, it cannot miss the end."""
-        if signal_id not in self._workers.queued(account):
+        if not self.is_queued(account, signal_id):
             return None
         return self._executor.outcome_future(signal_id)
 

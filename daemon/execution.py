@@ -43,6 +43,7 @@ from daemon.planner import EXIT_LEG, Instrument, PlanError, after_exit_leg
 from daemon.risk.context import OrderContext
 from daemon.risk.engine import AccountView, RiskEngine
 from daemon.shapes import QuantityType
+from daemon.store.commits import written
 from daemon.store.repository import Store
 from daemon.store.retry import Backoff, describe, is_transient, until_written
 
@@ -117,7 +118,7 @@ class Executor:
                     if is_transient(exc):
                         raise
                     log.exception("signal %s failed unexpectedly", intent.signal_id)  # a bug: keep the worker
-                    self._finish(intent, SignalStatus.FAILED, f"internal error: {type(exc).__name__}")
+                    await self._finish(intent, SignalStatus.FAILED, f"internal error: {type(exc).__name__}")
                 break
             except Exception as exc:
                 if not is_transient(exc):
@@ -156,12 +157,12 @@ class Executor:
                 if found is None and intent.action is not Action.CANCEL:
                     sent = await broker.find_order(client_order_id(intent.account, intent.dedup_key, EXIT_LEG))
             except BrokerError as exc:
-                return self._finish(intent, SignalStatus.FAILED, f"could not look up order {coid}: {exc.reason}")
+                return await self._finish(intent, SignalStatus.FAILED, f"could not look up order {coid}: {exc.reason}")
             if found is not None:
-                return self._finish(intent, SignalStatus.EXECUTED, "order found at the broker after restart",
+                return await self._finish(intent, SignalStatus.EXECUTED, "order found at the broker after restart",
                                     order=found)
         if intent.expires_at is not None and now > intent.expires_at:
-            return self._finish(intent, SignalStatus.EXPIRED,
+            return await self._finish(intent, SignalStatus.EXPIRED,
                                 f"not executed before it expired at {intent.expires_at.isoformat()}")
         placed: list[Order] = [] if sent is None else [sent]
         try:
@@ -174,7 +175,7 @@ class Executor:
                 return await self._flatten(intent, broker)
             if intent.action is Action.CANCEL:
                 cancelled = await self._cancel_open(intent, broker)
-                return self._finish(intent, SignalStatus.EXECUTED, f"cancelled {len(cancelled)} orders",
+                return await self._finish(intent, SignalStatus.EXECUTED, f"cancelled {len(cancelled)} orders",
                                     result=cancelled)
             positions = {p.symbol: p for p in await broker.positions()}
             quantities = {s: p.quantity for s, p in positions.items()}
@@ -186,7 +187,7 @@ class Executor:
                 shaped = await self.shapes.measure(intent, instrument, now) if self.shapes is not None and \
                     needs_shapes(intent) else intent
             except PlanError as exc:
-                return self._finish(intent, SignalStatus.REJECTED, str(exc))
+                return await self._finish(intent, SignalStatus.REJECTED, str(exc))
             if sent is None:
                 todo = plan(shaped, position=held, account=account, instrument=instrument, market_price=market)
             else:
@@ -194,13 +195,13 @@ class Executor:
                                       market_price=market, plan=plan)
             todo = trailing.shape(todo, intent, instrument, market)
             if todo.refusal is not None:
-                return self._finish(intent, SignalStatus.REJECTED, todo.refusal)
+                return await self._finish(intent, SignalStatus.REJECTED, todo.refusal)
             if not todo.orders:
-                return self._finish(intent, SignalStatus.EXECUTED, todo.note, order=sent)
+                return await self._finish(intent, SignalStatus.EXECUTED, todo.note, order=sent)
             refused = self._check_risk(intent, broker, todo.orders, quantities, market,
                                        await self.risk.prepare(intent.account, broker, now), now)
             if refused is not None:
-                return self._finish(intent, SignalStatus.REJECTED, refused)
+                return await self._finish(intent, SignalStatus.REJECTED, refused)
             if todo.cancel_first:
                 # Only once the exit is allowed: stale brackets must not reopen a closed position, and a
                 # refused exit must not leave the position without its stop-loss.
@@ -221,23 +222,23 @@ class Executor:
                 if managed and rule is not None:
                     self.managed.add(rule)  # the daemon trails this stop: saved before the signal ends
         except UnknownSymbol as exc:
-            return self._finish(intent, SignalStatus.FAILED, f"order rejected: unknown symbol {intent.symbol} "
+            return await self._finish(intent, SignalStatus.FAILED, f"order rejected: unknown symbol {intent.symbol} "
                                 f"({exc.reason})", order=placed[-1] if placed else None)
         except OrderRejected as exc:
-            return self._finish(intent, SignalStatus.FAILED, f"broker rejected the order: {exc.reason}",
+            return await self._finish(intent, SignalStatus.FAILED, f"broker rejected the order: {exc.reason}",
                                 order=placed[-1] if placed else None)
         except DeadlinePassed as exc:
             done = f" after sending {placed[-1].client_order_id}" if placed else "; nothing was sent"
-            return self._finish(intent, SignalStatus.EXPIRED, f"{exc.reason}{done}",
+            return await self._finish(intent, SignalStatus.EXPIRED, f"{exc.reason}{done}",
                                 order=placed[-1] if placed else None)
         except BrokerError as exc:
             self.events.publish(Event(kind="broker", account=intent.account,
                                       summary=f"broker problem: {exc.reason}"))
-            return self._finish(intent, SignalStatus.FAILED, f"broker unavailable: {exc.reason}",
+            return await self._finish(intent, SignalStatus.FAILED, f"broker unavailable: {exc.reason}",
                                 order=placed[-1] if placed else None)
         for order in placed[:-1]:  # the exit half of a flip; the entry is stored with the outcome
             self.store.upsert_order(order, intent.signal_id)
-        return self._finish(intent, SignalStatus.EXECUTED, None, order=placed[-1])
+        return await self._finish(intent, SignalStatus.EXECUTED, None, order=placed[-1])
 
     def _check_risk(self, intent: Intent, broker: Broker, requests: list[OrderRequest],
                     quantities: Mapping[str, Decimal], market: Decimal | None, view: AccountView,
@@ -306,20 +307,26 @@ class Executor:
                                   data={"signal_id": intent.signal_id, "report": report.model_dump(mode="json"),
                                         "requested": intent.comment}))
         status = SignalStatus.FAILED if report.errors else SignalStatus.EXECUTED
-        return self._finish(intent, status, summary, result=report)
+        return await self._finish(intent, status, summary, result=report)
 
-    def _finish(self, intent: Intent, status: SignalStatus, reason: str | None, *, order: Order | None = None,
-                result: Any = None) -> Outcome:
-        reports = self._deferred.get(intent.account) or []
+    async def _finish(self, intent: Intent, status: SignalStatus, reason: str | None, *, order: Order | None = None,
+                      result: Any = None) -> Outcome:
+        waiting = self._deferred.get(intent.account)
+        reports = list(waiting or ())
         broker = self.brokers[intent.account]
         fills = [(r.fill, broker.multiplier(r.fill.symbol)) for r in reports if r.fill is not None]
         # Fills of other orders (a take-profit, a manual close) may have shrunk a position under its exits.
         own = {client_order_id(intent.account, intent.dedup_key, leg) for leg in ("", EXIT_LEG)}
         self._check_exits.setdefault(intent.account, set()).update(
             f.symbol for f, _ in fills if f.client_order_id not in own)
-        realized = self.store.finish_signal(intent.signal_id, status, reason, order,
-                                            reports=[r.order for r in reports if r.order is not None], fills=fills)
-        self._deferred.pop(intent.account, None)  # only once written: a refused write keeps them for the retry
+        # On the commit thread, beside the other accounts' outcomes: the loop runs their signals meanwhile.
+        realized = await written(self.store.submit_finish(
+            intent.signal_id, status, reason, order, reports=[r.order for r in reports if r.order is not None],
+            fills=fills))
+        if waiting is not None:  # only once written: a refused write keeps them for the retry
+            del waiting[:len(reports)]
+            if not waiting and self._deferred.get(intent.account) is waiting:
+                del self._deferred[intent.account]  # reports that came in during the write stay queued
         for (fill, _), pnl in zip(fills, realized, strict=True):
             if pnl is not None:
                 self._fill_recorded(fill, pnl)

@@ -108,6 +108,8 @@ async def settled(daemon: Daemon, signal_id: str, within: float = 15.0) -> Any:
 
     def final() -> Any:
         record = daemon.store.get_signal(signal_id)
-        return record if record is not None and record.status.is_final else None
+        if record is None or not record.status.is_final or daemon.engine.is_queued(record.account, signal_id):
+            return None
+        return record
 
     return await wait_until(final, within)

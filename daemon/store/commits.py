@@ -16,6 +16,7 @@ caller in it, with nothing committed. Futures of one kind resolve in submission 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -54,6 +55,15 @@ def committed(future: Future[T], within: float = COMMIT_WAIT_SECONDS) -> T:
     try:
         return future.result(timeout=within)
     except FutureTimeout:
+        raise CommitWaitExpired(within) from None
+
+
+async def written(future: Future[T], within: float = COMMIT_WAIT_SECONDS) -> T:
+    """`committed` for the event loop, which serves other work while it waits (bounded the same way)."""
+    try:
+        # Shielded: a wait that gives up must not cancel the write, which the commit thread still resolves.
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), within)
+    except TimeoutError:
         raise CommitWaitExpired(within) from None
 
 

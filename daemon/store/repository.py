@@ -26,7 +26,7 @@ from daemon.store import paging
 from daemon.store.exit_rules import ExitRuleRecords
 from daemon.store.intake import FanoutChild, SignalIntake, raw_json, signal_row
 from daemon.store.paging import Page
-from daemon.store.prepared import written_in
+from daemon.store.prepared import Cursor, written_in
 from daemon.store.records import AccountRecords
 from daemon.store.scope import Accounts, only
 from daemon.store.signal_reads import fill_of, order_of, outcome_of, read_signal, summary_of
@@ -169,18 +169,32 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         """A signal's final status, the order it placed, and the broker's reports that came in meanwhile
         (order updates, fills with their multiplier), in one transaction: one commit per signal on the hot
         path. Returns each fill's realized P&L, or None for a fill that was already recorded."""
-        realized: list[Decimal | None] = []
         with self._prepared_write() as conn:
-            for report in reports:
-                self._hot.upsert_order(conn, report, None)
-            for fill, multiplier in fills:
-                try:
-                    realized.append(self._hot.apply_fill(conn, fill, multiplier))
-                except DuplicateFill:  # a known fill changed nothing; the signal's writes go on
-                    realized.append(None)
-            if order is not None:
-                self._hot.upsert_order(conn, order, signal_id)
-            self._hot.finish_signal(conn, signal_id, status, reason, order.client_order_id if order else None)
+            return self._finish_writes(conn, signal_id, status, reason, order, reports, fills)
+
+    def submit_finish(self, signal_id: str, status: SignalStatus, reason: str | None, order: Order | None, *,
+                      reports: Sequence[Order] = (), fills: Sequence[tuple[Fill, Decimal]] = ()
+                      ) -> Future[list[Decimal | None]]:
+        """`finish_signal` on the group commit, in its transaction that does not wait for the disk: signals
+        of several accounts that end together share one commit, made off the caller's thread."""
+        reports, fills = list(reports), list(fills)
+        return self.commits.submit(
+            lambda conn: self._finish_writes(conn, signal_id, status, reason, order, reports, fills), durable=False)
+
+    def _finish_writes(self, conn: Cursor, signal_id: str, status: SignalStatus, reason: str | None,
+                       order: Order | None, reports: Sequence[Order], fills: Sequence[tuple[Fill, Decimal]]
+                       ) -> list[Decimal | None]:
+        realized: list[Decimal | None] = []
+        for report in reports:
+            self._hot.upsert_order(conn, report, None)
+        for fill, multiplier in fills:
+            try:
+                realized.append(self._hot.apply_fill(conn, fill, multiplier))
+            except DuplicateFill:  # a known fill changed nothing; the signal's writes go on
+                realized.append(None)
+        if order is not None:
+            self._hot.upsert_order(conn, order, signal_id)
+        self._hot.finish_signal(conn, signal_id, status, reason, order.client_order_id if order else None)
         return realized
 
     def orders(self, account: Accounts = None, open_only: bool = False, limit: int = 200) -> list[Order]:
