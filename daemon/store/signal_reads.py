@@ -28,11 +28,15 @@ def fill_of(row: FillRow) -> Fill:
     return Fill.model_validate(row, from_attributes=True)
 
 
+def _summary_fields(row: SignalRow) -> dict[str, Any]:
+    return {"seq": row.seq or 0, "signal_id": row.signal_id, "account": row.account, "source": row.source,
+            "status": SignalStatus(row.status), "reason": row.reason,
+            "intent": Intent.model_validate_json(row.intent_json), "received_at": row.received_at,
+            "updated_at": row.updated_at, "client_order_id": row.client_order_id}
+
+
 def summary_of(row: SignalRow) -> SignalSummary:
-    return SignalSummary(seq=row.seq or 0, signal_id=row.signal_id, account=row.account, source=row.source,
-                         status=SignalStatus(row.status), reason=row.reason,
-                         intent=Intent.model_validate_json(row.intent_json), received_at=row.received_at,
-                         updated_at=row.updated_at, client_order_id=row.client_order_id)
+    return SignalSummary(**_summary_fields(row))
 
 
 def outcome_of(session: Any, signal_id: str) -> tuple[SignalStatus, str | None] | None:
@@ -59,7 +63,8 @@ def _record(row: SignalRow, orders: dict[str, list[OrderRow]], fills: dict[tuple
     own = orders.get(row.signal_id, [])
     found = [f for o in own for f in fills.get((row.account, o.broker_order_id), [])]
     found.sort(key=lambda f: (f.filled_at, f.id or 0))
-    return SignalRecord(**summary_of(row).model_dump(), orders=[order_of(o) for o in own],
+    # Built from the row's fields directly: going through a summary and its dump parsed the intent twice.
+    return SignalRecord(**_summary_fields(row), orders=[order_of(o) for o in own],
                         fills=[fill_of(f) for f in found], parent_id=row.parent_id,
                         route=None if row.route_json is None else json.loads(row.route_json), children=children)
 
