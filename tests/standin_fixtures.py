@@ -11,10 +11,12 @@ adapter tests) is the same pattern for a stand-in of another kind.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
+
+import httpx
 
 from brokers.base import Broker, BrokerReport
 from brokers.http import RetryPolicy
@@ -30,6 +32,13 @@ S = TypeVar("S", bound=StandinServer)
 B = TypeVar("B", bound=Broker)
 
 
+class LogsIn(Protocol):
+    async def login(self) -> Any: ...
+
+
+C = TypeVar("C", bound=LogsIn)
+
+
 @asynccontextmanager
 async def running(stand: S, *, check: bool = True) -> AsyncIterator[S]:
     """`stand` started, stopped afterwards; with `check`, a clean exit also proves no exchange broke the
@@ -41,6 +50,15 @@ async def running(stand: S, *, check: bool = True) -> AsyncIterator[S]:
         await stand.stop()
     if check:
         stand.assert_no_violations()
+
+
+@asynccontextmanager
+async def logged_in(client: Callable[[httpx.AsyncClient], C], url: str) -> AsyncIterator[C]:
+    """A test's own HTTP client of a stand-in at `url` (`client` wraps the httpx client), logged in."""
+    async with httpx.AsyncClient(base_url=url, timeout=5.0) as http:
+        made = client(http)
+        await made.login()
+        yield made
 
 
 @asynccontextmanager
