@@ -162,7 +162,30 @@ class Collected(Generic[B]):
         return [r.fill for r in self.reports if r.fill is not None and order_id in (None, r.fill.broker_order_id)]
 
     def statuses(self, order_id: str) -> list[OrderStatus]:
-        return [r.order.status for r in self.reports if r.order is not None and r.order.broker_order_id == order_id]
+        return statuses_of(self.reports, order_id)
+
+
+def statuses_of(reports: list[BrokerReport], order_id: str) -> list[OrderStatus]:
+    """The statuses reported for one order, in the order they came."""
+    return [r.order.status for r in reports if r.order is not None and r.order.broker_order_id == order_id]
+
+
+class Recorder:
+    """A report handler that keeps every report (install it with `set_report_handler`)."""
+
+    def __init__(self) -> None:
+        self.reports: list[BrokerReport] = []
+
+    async def __call__(self, report: BrokerReport) -> None:
+        self.reports.append(report)
+
+    @property
+    def fills(self) -> list[tuple[str, Decimal, str]]:
+        """(symbol, quantity, fill id) of each reported fill."""
+        return [(r.fill.symbol, r.fill.quantity, r.fill.fill_id) for r in self.reports if r.fill is not None]
+
+    def statuses(self, order_id: str) -> list[OrderStatus]:
+        return statuses_of(self.reports, order_id)
 
 
 def stream_of(broker: Any) -> ReconnectingStream:
