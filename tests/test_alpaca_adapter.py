@@ -14,14 +14,13 @@ from pydantic import SecretStr
 
 from brokers.alpaca.broker import AlpacaBroker
 from brokers.base import AuthenticationFailed, Broker, BrokerUnavailable, OrderRejected, UnknownSymbol
-from brokers.http import RetryPolicy
 from config.brokers import AlpacaSettings
-from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, TimeInForce, client_order_id
-from tests.standin_fixtures import connected, reports_until_fills
+from daemon.domain import OrderStatus, OrderType, Side, TimeInForce, client_order_id
+from tests.standin_fixtures import connected, quick_retries, reports_until_fills, request_maker
 from tests.standins.alpaca_api import AlpacaStandIn
 from tests.standins.contract import assert_no_violations
 
-FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=2.0)
+FAST = quick_retries(max_retry_after=2.0)
 
 
 @asynccontextmanager
@@ -60,15 +59,7 @@ async def broker(standin: AlpacaStandIn) -> AsyncIterator[AlpacaBroker]:
         yield b
 
 
-def req(symbol: str = "AAPL", qty: str = "5", key: str = "sig-1", **kw: object) -> OrderRequest:
-    return OrderRequest(
-        client_order_id=client_order_id("acct1", key),
-        account="acct1",
-        symbol=symbol,
-        side=kw.pop("side", Side.BUY),  # type: ignore[arg-type]
-        quantity=Decimal(qty),
-        **kw,  # type: ignore[arg-type]
-    )
+req = request_maker("acct1", "AAPL", "5")
 
 
 async def test_is_a_broker(broker: AlpacaBroker) -> None:

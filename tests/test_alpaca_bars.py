@@ -27,8 +27,10 @@ from daemon import calendar as cal
 from daemon.domain import Bar
 from daemon.strategy.bars import last_bar_close
 from daemon.strategy.broker_bars import BrokerBarSource
+from tests.bar_timing import clear_of_a_bar_close
 from tests.cli_run import traderd
 from tests.conftest import settings_for, wait_until
+from tests.standin_fixtures import Collected
 from tests.standins.alpaca_api import AlpacaStandIn
 from tests.standins.alpaca_data import AlpacaDataStandIn, Minute
 from tests.standins.contract import assert_no_violations
@@ -89,19 +91,16 @@ def alpaca_settings(trading: AlpacaStandIn, data: AlpacaDataStandIn, **extra: ob
 
 @pytest.fixture
 async def connect(trading: AlpacaStandIn, data: AlpacaDataStandIn) -> AsyncIterator[Connect]:
-    made: list[AlpacaBroker] = []
+    made: Collected[AlpacaBroker] = Collected()
 
     async def make(now: datetime | None = None, **extra: object) -> AlpacaBroker:
         clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
         broker = AlpacaBroker("a1", alpaca_settings(trading, data, **extra), clock=clock, retry=FAST,
                               poll_interval=3600)
-        made.append(broker)
-        await broker.connect()
-        return broker
+        return await made.attach(broker)
 
     yield make
-    for broker in made:
-        await broker.close()
+    await made.close()
 
 
 async def sdk(fn, *args):  # type: ignore[no-untyped-def]
@@ -207,13 +206,7 @@ def _crossing_series(bar_end: datetime) -> list[Minute]:
 
 async def test_a_live_strategy_trades_on_alpaca_bars(start_daemon, trading: AlpacaStandIn,  # type: ignore[no-untyped-def]
                                                       data: AlpacaDataStandIn, tmp_path: Path) -> None:
-    now = datetime.now(UTC)
-    if cal.is_market_open(now) and last_bar_close("nyse", "5m", now) + timedelta(minutes=5) - now < timedelta(
-            seconds=30):
-        # building the series and running must happen within one 5-minute bar: wait for the next one
-        await asyncio.sleep((last_bar_close("nyse", "5m", now) + timedelta(minutes=5, seconds=1) - now)
-                            .total_seconds())
-        now = datetime.now(UTC)
+    now = await clear_of_a_bar_close("nyse", cal.is_market_open)
     bar_end = last_bar_close("nyse", "5m", now)
     data.add_minutes("AAPL", _crossing_series(bar_end))
     trading.set_price("AAPL", Decimal("190"))

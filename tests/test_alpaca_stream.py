@@ -12,11 +12,11 @@ from pydantic import SecretStr
 
 from brokers.alpaca.broker import AlpacaBroker
 from brokers.alpaca.models import fill_key
-from brokers.base import BrokerReport
 from brokers.stream import Backoff
 from config.brokers import AlpacaSettings
 from daemon.domain import OrderStatus, OrderType
 from tests.conftest import wait_until
+from tests.standin_fixtures import Recorder
 from tests.standins.alpaca_api import AlpacaStandIn
 from tests.test_alpaca_adapter import FAST, alpaca_running, req
 
@@ -27,18 +27,6 @@ QUICK = Backoff(initial=0.05, maximum=0.2, jitter=0.1)
 async def standin() -> AsyncIterator[AlpacaStandIn]:
     async with alpaca_running() as stand:
         yield stand
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.reports: list[BrokerReport] = []
-
-    async def __call__(self, report: BrokerReport) -> None:
-        self.reports.append(report)
-
-    @property
-    def fills(self) -> list[tuple[str, Decimal, str]]:
-        return [(r.fill.symbol, r.fill.quantity, r.fill.fill_id) for r in self.reports if r.fill is not None]
 
 
 async def streaming_broker(

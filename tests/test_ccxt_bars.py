@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,8 +18,10 @@ from brokers.ccxt.history import interval_for
 from daemon.domain import Bar
 from daemon.strategy.bars import last_bar_close
 from daemon.strategy.broker_bars import BrokerBarSource
+from tests.bar_timing import clear_of_a_bar_close
 from tests.cli_run import traderd
 from tests.conftest import settings_for, wait_until
+from tests.standin_fixtures import Collected
 from tests.standins.binance_api import BinanceStandIn
 from tests.standins.binance_klines import Candle
 from tests.test_ccxt_broker import FAST
@@ -69,18 +70,15 @@ async def standin() -> AsyncIterator[BinanceStandIn]:
 
 @pytest.fixture
 async def connect(standin: BinanceStandIn, tmp_path: Path) -> AsyncIterator[Connect]:
-    made: list[CcxtBroker] = []
+    made: Collected[CcxtBroker] = Collected()
 
     async def make(now: datetime | None = None) -> CcxtBroker:
         clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
         broker = CcxtBroker("c1", ccxt_settings(standin), tmp_path, clock, retry=FAST, poll_interval=3600)
-        made.append(broker)
-        await broker.connect()
-        return broker
+        return await made.attach(broker)
 
     yield make
-    for broker in made:
-        await broker.close()
+    await made.close()
 
 
 def test_interval_choice() -> None:
@@ -165,12 +163,7 @@ def _crossing_series(now: datetime) -> list[Candle]:
 
 async def test_a_live_strategy_trades_on_the_exchanges_bars(start_daemon, standin: BinanceStandIn,  # type: ignore[no-untyped-def]
                                                             tmp_path: Path) -> None:
-    now = datetime.now(UTC)
-    if (last_bar_close("24x7", "5m", now) + timedelta(minutes=5) - now) < timedelta(seconds=30):
-        # building the series and running must happen within one 5-minute bar: wait for the next one
-        await asyncio.sleep((last_bar_close("24x7", "5m", now) + timedelta(minutes=5, seconds=1) - now)
-                            .total_seconds())
-        now = datetime.now(UTC)
+    now = await clear_of_a_bar_close("24x7")
     standin.klines.add_minutes("BTCUSDT", _crossing_series(now))
     strategy = {"strategy": "sma_cross", "account": "crypto", "symbol": "BTCUSDT", "timeframe": "5m",
                 "calendar": "24x7", "max_lag_seconds": 600,

@@ -12,13 +12,13 @@ import pytest
 
 from brokers.base import AuthenticationFailed, Broker, BrokerReport, OrderRejected, UnknownSymbol
 from brokers.ccxt.broker import CcxtBroker
-from brokers.http import RetryPolicy
 from brokers.registry import ADAPTERS
 from config.brokers import BROKER_SECTIONS, CcxtSettings
-from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, client_order_id
+from daemon.domain import OrderStatus, OrderType, Side, client_order_id
+from tests.standin_fixtures import quick_retries, request_maker
 from tests.standins.binance_api import BinanceStandIn, watched_session
 
-FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=2.0)
+FAST = quick_retries(max_retry_after=2.0)
 
 
 def settings_for(standin: BinanceStandIn, **over: Any) -> CcxtSettings:
@@ -79,9 +79,7 @@ async def broker(harness: Harness) -> CcxtBroker:
     return await harness.broker()
 
 
-def req(symbol: str = "BTCUSDT", qty: str = "0.01", key: str = "sig-1", **kw: Any) -> OrderRequest:
-    return OrderRequest(client_order_id=client_order_id("c1", key), account="c1", symbol=symbol,
-                        side=kw.pop("side", Side.BUY), quantity=Decimal(qty), **kw)
+req = request_maker("c1", "BTCUSDT", "0.01")
 
 
 def posts(standin: BinanceStandIn) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,26 +12,11 @@ from brokers.ccxt.broker import CcxtBroker
 from brokers.http import Throttled
 from daemon.domain import OrderStatus, OrderType
 from tests.standins.binance_api import BinanceStandIn
-from tests.test_ccxt_broker import Harness, posts, req
+from tests.test_ccxt_broker import Harness, harness, posts, req, standin
+
+__all__ = ["harness", "standin"]  # the fixtures, shared with the adapter tests
 
 ORDER = "/api/v3/order"
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[BinanceStandIn]:
-    async with BinanceStandIn() as stand:
-        yield stand
-    stand.assert_no_violations()
-
-
-@pytest.fixture
-async def harness(standin: BinanceStandIn, tmp_path: Path) -> AsyncIterator[Harness]:
-    h = Harness(standin, tmp_path)
-    try:
-        yield h
-    finally:
-        await h.close()
-    assert set(h.hosts) <= {"127.0.0.1"}, h.hosts
 
 
 @pytest.fixture

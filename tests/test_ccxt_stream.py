@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from brokers.base import BrokerReport
 from brokers.ccxt.broker import CcxtBroker
@@ -16,26 +12,12 @@ from brokers.stream import Backoff
 from daemon.domain import Fill, Order, OrderStatus, OrderType
 from tests.conftest import wait_until
 from tests.standins.binance_api import BinanceStandIn
-from tests.test_ccxt_broker import FAST, Harness, req, settings_for
+from tests.test_ccxt_broker import FAST, Harness, harness, req, settings_for, standin
 
+# the adapter tests' fixtures; their harness's check of dialled hosts covers the websocket too (ccxt.pro dials
+# through the same session)
+__all__ = ["harness", "standin"]
 QUICK = Backoff(initial=0.05, maximum=0.5, jitter=0.0)
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[BinanceStandIn]:
-    async with BinanceStandIn() as stand:
-        yield stand
-    stand.assert_no_violations()
-
-
-@pytest.fixture
-async def harness(standin: BinanceStandIn, tmp_path: Path) -> AsyncIterator[Harness]:
-    h = Harness(standin, tmp_path)
-    try:
-        yield h
-    finally:
-        await h.close()
-    assert set(h.hosts) <= {"127.0.0.1"}, h.hosts  # the websocket too: ccxt.pro dials through the same session
 
 
 async def streaming(h: Harness, poll_interval: float, factor: float = 10, **over: Any) -> CcxtBroker:

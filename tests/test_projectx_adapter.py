@@ -20,17 +20,16 @@ from brokers.base import (
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.http import RetryPolicy
 from brokers.projectx.broker import ProjectXBroker
 from brokers.symbols import normalize
 from config.brokers import ProjectXSettings
-from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, client_order_id, utcnow
+from daemon.domain import OrderStatus, OrderType, Side, client_order_id, utcnow
 from tests.conftest import wait_until
-from tests.standin_fixtures import connected, running
+from tests.standin_fixtures import connected, quick_retries, request_maker, running
 from tests.standins.projectx_api import ProjectXStandin
 from tests.standins.projectx_engine import PxContract
 
-FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=2.0)
+FAST = quick_retries(max_retry_after=2.0)
 PLACE = "/api/Order/place"
 ROOTS = {"ES": ("EP", "0.25", "12.50"), "NQ": ("ENQ", "0.25", "5.00"), "MES": ("MES", "0.25", "1.25"),
          "MNQ": ("MNQ", "0.25", "0.50")}
@@ -87,9 +86,7 @@ async def broker(standin: ProjectXStandin) -> AsyncIterator[ProjectXBroker]:
         yield b
 
 
-def req(symbol: str = "ES1!", qty: str = "1", key: str = "sig-1", **kw: Any) -> OrderRequest:
-    return OrderRequest(client_order_id=client_order_id("px1", key), account="px1", symbol=symbol,
-                        side=kw.pop("side", Side.BUY), quantity=Decimal(qty), **kw)
+req = request_maker("px1", "ES1!", "1")
 
 
 def tagged(standin: ProjectXStandin, key: str) -> list[Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.standin_fixtures import logged_in, running
 from tests.standins.projectx_api import ProjectXStandin
 
 ES, MNQ = "CON.F.US.EP.Z26", "CON.F.US.MNQ.Z26"
@@ -52,19 +53,13 @@ class Client:
 
 @pytest.fixture
 async def px() -> AsyncIterator[ProjectXStandin]:
-    standin = await ProjectXStandin().start()
-    try:
+    async with running(ProjectXStandin()) as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 @pytest.fixture
 async def client(px: ProjectXStandin) -> AsyncIterator[Client]:
-    async with httpx.AsyncClient(base_url=px.url, timeout=5.0) as http:
-        c = Client(http)
-        await c.login()
+    async with logged_in(Client, px.url) as c:
         yield c
 
 

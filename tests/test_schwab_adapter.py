@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -14,16 +13,17 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from brokers.base import Broker, BrokerUnavailable, OrderNotFound, OrderRejected, UnknownSymbol
-from brokers.http import RetryPolicy
+from brokers.base import Broker, OrderNotFound, OrderRejected, UnknownSymbol
 from brokers.schwab.broker import SchwabBroker
 from brokers.schwab.tokens import SchwabTokens, TokenFile, token_path
 from config.brokers import SchwabSettings
-from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, client_order_id
-from tests.standin_fixtures import connected, reports_until_fills, schwab_running
+from daemon.domain import OrderStatus, OrderType, Side, client_order_id
+from tests import stock_adapter_checks as checks
+from tests.standin_fixtures import connected, quick_retries, request_maker, schwab_running
 from tests.standins.schwab_api import ACCOUNT_HASH, ACCOUNT_NUMBER, BASE, SchwabStandin
+from tests.stock_adapter_checks import Venue
 
-FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=5.0)
+FAST = quick_retries(max_retry_after=5.0)
 ACCOUNT = "sw1"
 ORDERS = f"/accounts/{ACCOUNT_HASH}/orders"
 DOWN = '{"message": "Service unavailable", "errors": ["try again later"]}'  # a ServiceError body
@@ -70,13 +70,14 @@ async def broker(stand: SchwabStandin, tmp_path: Path) -> AsyncIterator[SchwabBr
         yield b
 
 
-def req(symbol: str = "AAPL", qty: str = "10", key: str = "sig-1", **kw: Any) -> OrderRequest:
-    return OrderRequest(client_order_id=client_order_id(ACCOUNT, key), account=ACCOUNT, symbol=symbol,
-                        side=kw.pop("side", Side.BUY), quantity=Decimal(qty), **kw)
+req = request_maker(ACCOUNT, "AAPL", "10")
 
 
 def bodies(stand: SchwabStandin, method: str = "POST", path: str = ORDERS) -> list[Any]:
     return [body for m, p, body in stand.calls if m == method and p == BASE + path]
+
+
+VENUE = Venue(ACCOUNT, req, make_broker, bodies, ORDERS, DOWN, lambda b, cid: b.claims.entry(cid), login)
 
 
 async def test_is_a_broker_addressed_by_hash(broker: SchwabBroker, stand: SchwabStandin) -> None:
@@ -85,27 +86,14 @@ async def test_is_a_broker_addressed_by_hash(broker: SchwabBroker, stand: Schwab
 
 
 async def test_market_order_fills_into_position_account_and_fills(broker: SchwabBroker, stand: SchwabStandin) -> None:
-    stand.set_price("AAPL", "187.5")
-    order = await broker.place_order(req("NASDAQ:AAPL"))
-    assert (order.status, order.filled_quantity, order.average_fill_price) == (OrderStatus.FILLED, 10, Decimal("187.5"))
-    assert order.client_order_id == client_order_id(ACCOUNT, "sig-1") and order.symbol == "AAPL"
+    order = await checks.market_order_fills(VENUE, broker, stand)
     [sent] = bodies(stand)
     assert sent["orderStrategyType"] == "SINGLE" and sent["orderType"] == "MARKET" and sent["session"] == "NORMAL"
     assert sent["orderLegCollection"] == [{"instruction": "BUY", "quantity": 10,
                                            "instrument": {"symbol": "AAPL", "assetType": "EQUITY"}}]
-    [position] = await broker.positions()
-    assert (position.symbol, position.quantity, position.average_price) == ("AAPL", 10, Decimal("187.5"))
-    stand.set_price("AAPL", 190)
-    account = await broker.account_state()
-    assert (account.cash, account.equity, account.unrealized_pnl) == (100000 - 1875, 100025, 25)
-    [fill] = await broker.fills()
-    assert (fill.quantity, fill.price, fill.side, fill.client_order_id) == (10, Decimal("187.5"), Side.BUY,
-                                                                            order.client_order_id)
+    fill = await checks.held_valued_and_filled(broker, stand, order)
     assert fill.fill_id == f"{order.broker_order_id}:1"
-    assert await broker.fills(datetime.now(UTC) + timedelta(minutes=1)) == []
-    found = await broker.find_order(order.client_order_id)
-    assert found is not None and found.broker_order_id == order.broker_order_id
-    assert await broker.find_order("td-never-sent") is None
+    await checks.found_by_its_client_order_id(broker, order)
 
 
 async def test_limit_stop_and_stop_limit_rest_modify_cancel(broker: SchwabBroker, stand: SchwabStandin) -> None:
@@ -156,17 +144,7 @@ async def test_bracket_is_a_trigger_with_an_oco_of_exits(broker: SchwabBroker, s
     tp, sl = oco["childOrderStrategies"]
     assert (tp["orderType"], tp["price"], tp["orderLegCollection"][0]["instruction"]) == ("LIMIT", 110, "SELL")
     assert (sl["orderType"], sl["stopPrice"], sl["duration"]) == ("STOP", 95, "GOOD_TILL_CANCEL")
-    legs = [o for o in await broker.open_orders() if o.parent_order_id == entry.broker_order_id]
-    assert sorted((o.order_type, o.client_order_id) for o in legs) == [
-        (OrderType.LIMIT, entry.client_order_id + "-tp"), (OrderType.STOP, entry.client_order_id + "-sl")]
-    assert len({o.oco_group for o in legs}) == 1 and legs[0].oco_group is not None
-    found = await broker.find_order(entry.client_order_id + "-sl")
-    assert found is not None and found.stop_price == 95
-    stand.set_price("AAPL", 99)
-    [position] = await broker.positions()
-    assert position.quantity == 10
-    stand.set_price("AAPL", 111)  # the take-profit fills, the stop goes with it
-    assert await broker.positions() == [] and await broker.open_orders() == []
+    await checks.bracket_exits_cancel_each_other(broker, stand, entry)
 
 
 async def test_short_sale_close_position_and_flatten(broker: SchwabBroker, stand: SchwabStandin) -> None:
@@ -209,24 +187,11 @@ async def test_same_client_order_id_twice_places_once(broker: SchwabBroker, stan
 
 
 async def test_reset_after_accept_is_found_by_its_details(broker: SchwabBroker, stand: SchwabStandin) -> None:
-    stand.faults.drop_next(path=ORDERS)
-    order = await broker.place_order(req())
-    assert order.status is OrderStatus.FILLED and order.client_order_id == client_order_id(ACCOUNT, "sig-1")
-    assert len(bodies(stand)) == 1 and len(stand.orders_for("AAPL")) == 1
-    entry = broker.claims.entry(order.client_order_id)
-    assert entry is not None and entry["found_by"] == "lookup" and entry["order_id"] == order.broker_order_id
+    await checks.reset_after_accept_is_looked_up(VENUE, broker, stand)
 
 
 async def test_timeout_after_accept_does_not_duplicate(stand: SchwabStandin, tmp_path: Path) -> None:
-    login(stand, tmp_path)
-    broker = make_broker(stand, tmp_path, config={"timeout_seconds": 0.3})
-    await broker.connect()
-    try:
-        stand.faults.delay_next(1.0, path=ORDERS, after_handling=True)
-        order = await broker.place_order(req())
-        assert order.status is OrderStatus.FILLED and len(bodies(stand)) == 1
-    finally:
-        await broker.close()
+    await checks.timeout_after_accept_does_not_duplicate(VENUE, stand, tmp_path)
 
 
 async def test_5xx_and_429_before_accept_are_resent_once_looked_up(broker: SchwabBroker, stand: SchwabStandin) -> None:
@@ -248,50 +213,9 @@ async def test_identical_orders_with_lost_answers_each_claim_their_own(broker: S
 
 
 async def test_restart_after_lost_answer_does_not_duplicate(stand: SchwabStandin, tmp_path: Path) -> None:
-    login(stand, tmp_path)
-    first = make_broker(stand, tmp_path)
-    await first.connect()
-    stand.faults.drop_next(path=ORDERS)  # accepted, answer lost ...
-    stand.faults.fail_next(20, status=503, path=ORDERS, body=DOWN)  # ... and the lookup (GET) cannot tell
-    try:
-        with pytest.raises(BrokerUnavailable, match="state unknown"):
-            await first.place_order(req())
-    finally:
-        await first.close()  # the process dies here
-    stand.faults.clear()
-    second = make_broker(stand, tmp_path)  # a new process, same state directory
-    await second.connect()
-    try:
-        order = await second.place_order(req())  # the engine resends the signal's order
-    finally:
-        await second.close()
-    assert stand.count("POST", ORDERS) == 1 and len(stand.orders_for("AAPL")) == 1
-    assert order.client_order_id == client_order_id(ACCOUNT, "sig-1")
+    await checks.restart_after_lost_answer_does_not_duplicate(VENUE, stand, tmp_path)
 
 
 async def test_polling_emits_each_fill_and_status_change_once(stand: SchwabStandin, tmp_path: Path) -> None:
-    login(stand, tmp_path / "other", account=ACCOUNT)
-    old = make_broker(stand, tmp_path / "other")  # an order that exists before connect is not news
-    await old.connect()
-    await old.place_order(req("MSFT", key="old"))
-    await old.close()
-
-    login(stand, tmp_path)
-    broker = make_broker(stand, tmp_path, poll_interval=0.05)
-    reports, two_fills = reports_until_fills(broker, 2)
-    await broker.connect()
-    try:
-        resting = await broker.place_order(req(qty="2", order_type=OrderType.LIMIT, limit_price=Decimal(95)))
-        await asyncio.sleep(0.2)
-        stand.set_price("AAPL", 95)
-        await broker.place_order(req("SPY", key="m"))
-        await asyncio.wait_for(two_fills.wait(), timeout=5)
-        await asyncio.sleep(0.3)  # several more polls: nothing new may appear
-    finally:
-        await broker.close()
-    fills = [r.fill for r in reports if r.fill is not None]
-    assert sorted((f.symbol, f.quantity) for f in fills) == [("AAPL", 2), ("SPY", 10)]
-    statuses = [r.order.status for r in reports if r.order and r.order.broker_order_id == resting.broker_order_id]
-    # NEW only if a poll saw the order before place_order returned; never a status twice
-    assert statuses in ([OrderStatus.FILLED], [OrderStatus.NEW, OrderStatus.FILLED])
-    assert not any(r.order is not None and r.order.symbol == "MSFT" for r in reports)
+    await checks.polling_emits_each_fill_and_status_change_once(VENUE, stand, tmp_path, req("SPY", key="m"),
+                                                                [("AAPL", 2), ("SPY", 10)])

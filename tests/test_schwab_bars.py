@@ -21,6 +21,7 @@ from brokers.schwab.broker import SchwabBroker
 from daemon import calendar as cal
 from daemon.strategy.bars import last_bar_close
 from daemon.strategy.broker_bars import BrokerBarSource
+from tests.bar_timing import clear_of_a_bar_close
 from tests.cli_run import traderd
 from tests.conftest import settings_for, wait_until
 from tests.standin_fixtures import connected, schwab_running
@@ -133,13 +134,7 @@ async def test_refusals(broker: SchwabBroker, stand: SchwabStandin) -> None:
 
 async def test_a_live_strategy_trades_on_schwab_price_history(start_daemon, stand: SchwabStandin,  # type: ignore[no-untyped-def]
                                                               tmp_path: Path) -> None:
-    now = datetime.now(UTC)
-    if cal.is_market_open(now) and last_bar_close("nyse", "5m", now) + timedelta(minutes=5) - now < timedelta(
-            seconds=30):
-        # building the series and running must happen within one 5-minute bar: wait for the next one
-        await asyncio.sleep((last_bar_close("nyse", "5m", now) + timedelta(minutes=5, seconds=1) - now)
-                            .total_seconds())
-        now = datetime.now(UTC)
+    now = await clear_of_a_bar_close("nyse", cal.is_market_open)
     bar_end = last_bar_close("nyse", "5m", now)
     stand.history.add_minutes("AAPL", _crossing_series(bar_end))
     stand.set_price("AAPL", "190")

@@ -13,14 +13,14 @@ from typing import Any
 import httpx2
 import pytest
 
-from brokers.base import BrokerReport
 from brokers.schwab.broker import SchwabBroker
-from brokers.stream import Backoff, ReconnectingStream
-from daemon.domain import Fill, OrderType
+from brokers.stream import Backoff
+from daemon.domain import OrderType
+from tests import stock_adapter_checks as checks
 from tests.conftest import wait_until
-from tests.standin_fixtures import schwab_running
+from tests.standin_fixtures import Collected, schwab_running, stream_of
 from tests.standins.schwab_api import ACCOUNT_NUMBER, SchwabStandin
-from tests.test_schwab_adapter import login, make_broker, req
+from tests.test_schwab_adapter import VENUE, login, make_broker, req
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # schwab-py imports websockets.legacy
@@ -81,27 +81,16 @@ async def test_schwab_py_streams_account_activity_from_the_stand_in(stand: Schwa
         await client.close_async_session()
 
 
-class Brokers:
+class Brokers(Collected[SchwabBroker]):
     def __init__(self, stand: SchwabStandin, state: Path) -> None:
+        super().__init__()
         self.stand, self.state = stand, state
-        self.reports: list[BrokerReport] = []
-        self.made: list[SchwabBroker] = []
 
     async def streaming(self, poll_interval: float, factor: float = 10) -> SchwabBroker:
         login(self.stand, self.state)
-        b = make_broker(self.stand, self.state, poll_interval=poll_interval, stream_backoff=QUICK,
-                        config={"stream": True, "stream_poll_factor": factor})
-        self.made.append(b)
-
-        async def keep(report: BrokerReport) -> None:
-            self.reports.append(report)
-
-        b.set_report_handler(keep)
-        await b.connect()
-        return b
-
-    def fills(self, order_id: str | None = None) -> list[Fill]:
-        return [r.fill for r in self.reports if r.fill is not None and order_id in (None, r.fill.broker_order_id)]
+        return await self.attach(make_broker(self.stand, self.state, poll_interval=poll_interval,
+                                             stream_backoff=QUICK, config={"stream": True,
+                                                                           "stream_poll_factor": factor}))
 
 
 @pytest.fixture
@@ -110,13 +99,7 @@ async def brokers(stand: SchwabStandin, tmp_path: Path) -> AsyncIterator[Brokers
     try:
         yield made
     finally:
-        for b in made.made:
-            await b.close()
-
-
-def stream_of(b: SchwabBroker) -> ReconnectingStream:
-    assert b.updates.stream is not None
-    return b.updates.stream
+        await made.close()
 
 
 async def test_account_activity_brings_the_fill_long_before_the_next_poll(brokers: Brokers,
@@ -139,51 +122,13 @@ async def test_account_activity_brings_the_fill_long_before_the_next_poll(broker
 
 async def test_a_drop_is_bridged_by_polling_and_the_streamer_comes_back(brokers: Brokers,
                                                                         stand: SchwabStandin) -> None:
-    stand.set_price("AAPL", "100")
-    b = await brokers.streaming(poll_interval=0.3, factor=100)
-    stream = stream_of(b)
-    await wait_until(stream.healthy)
-    stand.streamer.down = True
-    await stand.streamer.drop()
-    await wait_until(lambda: not stream.healthy())
-    assert b.healthy()  # reconnecting within the grace period
-    gap = await b.place_order(req("AAPL", "10", "gap"))
-    await wait_until(lambda: brokers.fills(gap.broker_order_id))
-    assert stand.streamer.subscribed() == 0 and stand.streamer.connects == 1  # so the timer's poll found it
-    stand.streamer.down = False
-    await wait_until(lambda: stream.healthy() and stand.streamer.connects == 2)
-    after = await b.place_order(req("AAPL", "10", "after", order_type=OrderType.LIMIT, limit_price=Decimal(99)))
-    stand.set_price("AAPL", "98.5")
-    await wait_until(lambda: brokers.fills(after.broker_order_id))
-    await b.poll_once()
-    ids = [f.fill_id for f in brokers.fills()]
-    assert len(ids) == len(set(ids)) == 2
+    await checks.drop_is_bridged_by_polling_and_the_stream_comes_back(VENUE, brokers, stand)
 
 
 async def test_activity_and_polling_together_hand_over_each_fill_once(brokers: Brokers,
                                                                       stand: SchwabStandin) -> None:
-    stand.set_price("AAPL", "100")
-    b = await brokers.streaming(poll_interval=0.05, factor=1)
-    await wait_until(stream_of(b).healthy)
-    placed = [await b.place_order(req("AAPL", "1", f"race-{n}")) for n in range(4)]
-    for order in placed:
-        await wait_until(lambda o=order: brokers.fills(o.broker_order_id))  # type: ignore[misc]
-    await b.poll_once()
-    ids = [f.fill_id for f in brokers.fills()]
-    assert len(ids) == len(set(ids)) == 4
+    await checks.stream_and_polling_together_hand_over_each_fill_once(VENUE, brokers, stand)
 
 
 async def test_a_refused_login_leaves_polling_to_deliver(brokers: Brokers, stand: SchwabStandin) -> None:
-    stand.streamer.refuse = True
-    stand.set_price("AAPL", "100")
-    b = await brokers.streaming(poll_interval=0.2)
-    stream = stream_of(b)
-    await wait_until(lambda: stream.auth_failed)
-    assert "Login Denied" in (stream.last_error or "") and stand.app_secret not in (stream.last_error or "")
-    assert not b.healthy()  # a refused streamer is reported, not hidden
-    order = await b.place_order(req("AAPL", "10", "polled"))
-    [fill] = await wait_until(lambda: brokers.fills(order.broker_order_id))
-    assert fill.quantity == 10 and stand.streamer.connects == 0
-    stand.streamer.refuse = False
-    await wait_until(stream.healthy)
-    assert b.healthy() and not stream.auth_failed
+    await checks.refused_stream_leaves_polling_to_deliver(VENUE, brokers, stand, "Login Denied", stand.app_secret)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,15 +11,16 @@ import pytest
 from pydantic import SecretStr
 
 from brokers.base import Broker, OrderNotFound, OrderRejected, UnknownSymbol
-from brokers.http import RetryPolicy
 from brokers.symbols import normalize
 from brokers.tastytrade.broker import TastytradeBroker
 from config.brokers import TastytradeSettings
-from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, TimeInForce, client_order_id
-from tests.standin_fixtures import connected, tastytrade_running
+from daemon.domain import OrderStatus, OrderType, Side, TimeInForce, client_order_id
+from tests import stock_adapter_checks as checks
+from tests.standin_fixtures import connected, quick_retries, request_maker, tastytrade_running
 from tests.standins.tastytrade_api import ACCOUNT_NUMBER, TastytradeStandin
+from tests.stock_adapter_checks import Venue
 
-FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=5.0)
+FAST = quick_retries(max_retry_after=5.0)
 ACCOUNT = "tt1"
 ORDERS = f"/accounts/{ACCOUNT_NUMBER}/orders"
 COMPLEX = f"/accounts/{ACCOUNT_NUMBER}/complex-orders"
@@ -54,13 +54,15 @@ async def broker(stand: TastytradeStandin, tmp_path: Path) -> AsyncIterator[Tast
         yield b
 
 
-def req(symbol: str = "AAPL", qty: str = "10", key: str = "sig-1", **kw: Any) -> OrderRequest:
-    return OrderRequest(client_order_id=client_order_id(ACCOUNT, key), account=ACCOUNT, symbol=symbol,
-                        side=kw.pop("side", Side.BUY), quantity=Decimal(qty), **kw)
+req = request_maker(ACCOUNT, "AAPL", "10")
 
 
 def bodies(stand: TastytradeStandin, method: str = "POST", path: str = ORDERS) -> list[Any]:
     return [body for m, p, body in stand.calls if m == method and p == path]
+
+
+DOWN = '{"error": {"code": "service_unavailable", "message": "try again later"}}'
+VENUE = Venue(ACCOUNT, req, make_broker, bodies, ORDERS, DOWN, lambda b, cid: b.journal.get(cid))
 
 
 async def test_is_a_broker_that_names_itself(broker: TastytradeBroker, stand: TastytradeStandin) -> None:
@@ -70,26 +72,13 @@ async def test_is_a_broker_that_names_itself(broker: TastytradeBroker, stand: Ta
 
 async def test_stock_market_order_fills_into_position_account_and_fills(broker: TastytradeBroker,
                                                                         stand: TastytradeStandin) -> None:
-    stand.set_price("AAPL", "187.5")
-    order = await broker.place_order(req("NASDAQ:AAPL"))
-    assert (order.status, order.filled_quantity, order.average_fill_price) == (OrderStatus.FILLED, 10, Decimal("187.5"))
-    assert order.client_order_id == client_order_id(ACCOUNT, "sig-1") and order.symbol == "AAPL"
+    order = await checks.market_order_fills(VENUE, broker, stand)
     [sent] = bodies(stand)
     assert sent["order-type"] == "Market" and sent["time-in-force"] == "Day" and sent["automated-source"] is True
     assert sent["external-identifier"] == order.client_order_id and "price" not in sent
     assert sent["legs"] == [{"instrument-type": "Equity", "symbol": "AAPL", "quantity": 10, "action": "Buy to Open"}]
-    [position] = await broker.positions()
-    assert (position.symbol, position.quantity, position.average_price) == ("AAPL", 10, Decimal("187.5"))
-    stand.set_price("AAPL", 190)
-    account = await broker.account_state()
-    assert (account.cash, account.equity, account.unrealized_pnl) == (100000 - 1875, 100025, 25)
-    [fill] = await broker.fills()
-    assert (fill.quantity, fill.price, fill.side, fill.client_order_id) == (10, Decimal("187.5"), Side.BUY,
-                                                                            order.client_order_id)
-    assert await broker.fills(datetime.now(UTC) + timedelta(minutes=1)) == []
-    found = await broker.find_order(order.client_order_id)
-    assert found is not None and found.broker_order_id == order.broker_order_id
-    assert await broker.find_order("td-never-sent") is None
+    await checks.held_valued_and_filled(broker, stand, order)
+    await checks.found_by_its_client_order_id(broker, order)
 
 
 async def test_futures_front_month_buy_sell_and_point_value(broker: TastytradeBroker,
@@ -163,17 +152,7 @@ async def test_bracket_is_an_otoco_whose_exits_cancel_each_other(broker: Tastytr
     assert (tp["order-type"], tp["price"], tp["price-effect"], tp["legs"][0]["action"]) == (
         "Limit", 110, "Credit", "Sell to Close")
     assert (sl["order-type"], sl["stop-trigger"], sl["time-in-force"]) == ("Stop", 95, "GTC")
-    legs = [o for o in await broker.open_orders() if o.parent_order_id == entry.broker_order_id]
-    assert sorted((o.order_type, o.client_order_id) for o in legs) == [
-        (OrderType.LIMIT, entry.client_order_id + "-tp"), (OrderType.STOP, entry.client_order_id + "-sl")]
-    assert len({o.oco_group for o in legs}) == 1 and legs[0].oco_group is not None
-    found = await broker.find_order(entry.client_order_id + "-sl")
-    assert found is not None and found.stop_price == 95
-    stand.set_price("AAPL", 99)
-    [position] = await broker.positions()
-    assert position.quantity == 10
-    stand.set_price("AAPL", 111)  # the take-profit fills, the stop goes with it
-    assert await broker.positions() == [] and await broker.open_orders() == []
+    await checks.bracket_exits_cancel_each_other(broker, stand, entry)
 
     other = await broker.place_order(req("MSFT", key="b2", order_type=OrderType.LIMIT, limit_price=Decimal(90),
                                          stop_loss=Decimal(85)))

@@ -3,30 +3,23 @@ the service down at start-up, a restart in the middle, and polling that reports 
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from brokers.base import AuthenticationFailed, BrokerUnavailable
-from daemon.domain import OrderStatus, OrderType, client_order_id
-from tests.standin_fixtures import reports_until_fills
+from daemon.domain import OrderStatus, OrderType
+from tests import stock_adapter_checks as checks
 from tests.standins.tastytrade_api import ACCOUNT_NUMBER, TastytradeStandin
-from tests.test_tastytrade_adapter import ACCOUNT, COMPLEX, ORDERS, bodies, broker, make_broker, req, stand
+from tests.test_tastytrade_adapter import COMPLEX, DOWN, ORDERS, VENUE, bodies, broker, make_broker, req, stand
 
 __all__ = ["broker", "stand"]  # the fixtures, shared with the adapter tests
-DOWN = '{"error": {"code": "service_unavailable", "message": "try again later"}}'
 POSITIONS = f"/accounts/{ACCOUNT_NUMBER}/positions"
 
 
 async def test_reset_after_accept_is_found_by_its_identifier(broker, stand: TastytradeStandin) -> None:  # type: ignore[no-untyped-def]
-    stand.faults.drop_next(path=ORDERS)
-    order = await broker.place_order(req())
-    assert order.status is OrderStatus.FILLED and order.client_order_id == client_order_id(ACCOUNT, "sig-1")
-    assert len(bodies(stand)) == 1 and len(stand.orders_for("AAPL")) == 1
-    entry = broker.journal.get(order.client_order_id)
-    assert entry is not None and entry["found_by"] == "lookup" and entry["order_id"] == order.broker_order_id
+    await checks.reset_after_accept_is_looked_up(VENUE, broker, stand)
 
 
 async def test_bracket_reset_after_accept_keeps_its_exits(broker, stand: TastytradeStandin) -> None:  # type: ignore[no-untyped-def]
@@ -39,14 +32,7 @@ async def test_bracket_reset_after_accept_keeps_its_exits(broker, stand: Tastytr
 
 
 async def test_timeout_after_accept_does_not_duplicate(stand: TastytradeStandin, tmp_path: Path) -> None:
-    broker = make_broker(stand, tmp_path, config={"timeout_seconds": 0.3})
-    await broker.connect()
-    try:
-        stand.faults.delay_next(1.0, path=ORDERS, after_handling=True)
-        order = await broker.place_order(req())
-        assert order.status is OrderStatus.FILLED and len(bodies(stand)) == 1
-    finally:
-        await broker.close()
+    await checks.timeout_after_accept_does_not_duplicate(VENUE, stand, tmp_path)
 
 
 async def test_5xx_and_429_before_accept_are_resent_once_looked_up(broker, stand: TastytradeStandin) -> None:  # type: ignore[no-untyped-def]
@@ -67,24 +53,7 @@ async def test_reads_ride_out_429_and_5xx(broker, stand: TastytradeStandin) -> N
 
 
 async def test_restart_after_lost_answer_does_not_duplicate(stand: TastytradeStandin, tmp_path: Path) -> None:
-    first = make_broker(stand, tmp_path)
-    await first.connect()
-    stand.faults.drop_next(path=ORDERS)  # accepted, answer lost ...
-    stand.faults.fail_next(20, status=503, path=ORDERS, body=DOWN)  # ... and the lookup cannot tell
-    try:
-        with pytest.raises(BrokerUnavailable, match="state unknown"):
-            await first.place_order(req())
-    finally:
-        await first.close()  # the process dies here
-    stand.faults.clear()
-    second = make_broker(stand, tmp_path)  # a new process, same state directory
-    await second.connect()
-    try:
-        order = await second.place_order(req())  # the engine resends the signal's order
-    finally:
-        await second.close()
-    assert stand.count("POST", ORDERS) == 1 and len(stand.orders_for("AAPL")) == 1
-    assert order.client_order_id == client_order_id(ACCOUNT, "sig-1")
+    await checks.restart_after_lost_answer_does_not_duplicate(VENUE, stand, tmp_path)
 
 
 async def test_expired_token_is_renewed_and_the_order_placed_once(broker, stand: TastytradeStandin) -> None:  # type: ignore[no-untyped-def]
@@ -118,25 +87,5 @@ async def test_down_at_startup_is_unavailable(tmp_path: Path) -> None:
 
 
 async def test_polling_emits_each_fill_and_status_change_once(stand: TastytradeStandin, tmp_path: Path) -> None:
-    old = make_broker(stand, tmp_path / "other")  # an order that exists before connect is not news
-    await old.connect()
-    await old.place_order(req("MSFT", key="old"))
-    await old.close()
-
-    broker = make_broker(stand, tmp_path, poll_interval=0.05)
-    reports, two_fills = reports_until_fills(broker, 2)
-    await broker.connect()
-    try:
-        resting = await broker.place_order(req(qty="2", order_type=OrderType.LIMIT, limit_price=Decimal(95)))
-        await asyncio.sleep(0.2)
-        stand.set_price("AAPL", 95)
-        await broker.place_order(req("ES1!", "1", key="m"))
-        await asyncio.wait_for(two_fills.wait(), timeout=5)
-        await asyncio.sleep(0.3)  # several more polls: nothing new may appear
-    finally:
-        await broker.close()
-    fills = [r.fill for r in reports if r.fill is not None]
-    assert sorted((f.symbol, f.quantity) for f in fills) == [("AAPL", 2), ("ES1!", 1)]
-    statuses = [r.order.status for r in reports if r.order and r.order.broker_order_id == resting.broker_order_id]
-    assert statuses in ([OrderStatus.FILLED], [OrderStatus.NEW, OrderStatus.FILLED])
-    assert not any(r.order is not None and r.order.symbol == "MSFT" for r in reports)
+    await checks.polling_emits_each_fill_and_status_change_once(VENUE, stand, tmp_path, req("ES1!", "1", key="m"),
+                                                                [("AAPL", 2), ("ES1!", 1)])

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from brokers.base import BrokerReport
-from brokers.stream import Backoff, ReconnectingStream, StreamClient
+from brokers.stream import Backoff, StreamClient
 from brokers.tastytrade.broker import TastytradeBroker
 from config.brokers import TastytradeSettings
-from daemon.domain import Fill, OrderStatus, OrderType
+from daemon.domain import OrderStatus, OrderType
+from tests import stock_adapter_checks as checks
 from tests.conftest import wait_until
-from tests.standin_fixtures import tastytrade_running
+from tests.standin_fixtures import Collected, stream_of, tastytrade_running
 from tests.standins.tastytrade_api import ACCOUNT_NUMBER, TastytradeStandin
-from tests.test_tastytrade_adapter import make_broker, req, settings_of
+from tests.test_tastytrade_adapter import VENUE, make_broker, req, settings_of
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -37,33 +37,19 @@ async def stand() -> AsyncIterator[TastytradeStandin]:
         yield standin
 
 
-class Brokers:
+class Brokers(Collected[TastytradeBroker]):
     def __init__(self, stand: TastytradeStandin, state: Path) -> None:
+        super().__init__()
         self.stand, self.state = stand, state
-        self.reports: list[BrokerReport] = []
-        self.made: list[TastytradeBroker] = []
 
     async def streaming(self, poll_interval: float, factor: float = 10, heartbeat: float | None = None,
                         **config: Any) -> TastytradeBroker:
         b = make_broker(self.stand, self.state, poll_interval=poll_interval, stream_backoff=QUICK, config={
             "stream_url": self.stand.ws_url, "stream_poll_factor": factor, **config})
-        self.made.append(b)
         if heartbeat is not None:
             assert isinstance(b.updates.stream, StreamClient)
             b.updates.stream.heartbeat_interval = heartbeat
-
-        async def keep(report: BrokerReport) -> None:
-            self.reports.append(report)
-
-        b.set_report_handler(keep)
-        await b.connect()
-        return b
-
-    def fills(self, order_id: str | None = None) -> list[Fill]:
-        return [r.fill for r in self.reports if r.fill is not None and order_id in (None, r.fill.broker_order_id)]
-
-    def statuses(self, order_id: str) -> list[OrderStatus]:
-        return [r.order.status for r in self.reports if r.order is not None and r.order.broker_order_id == order_id]
+        return await self.attach(b)
 
 
 @pytest.fixture
@@ -72,13 +58,7 @@ async def brokers(stand: TastytradeStandin, tmp_path: Path) -> AsyncIterator[Bro
     try:
         yield made
     finally:
-        for b in made.made:
-            await b.close()
-
-
-def stream_of(b: TastytradeBroker) -> ReconnectingStream:
-    assert b.updates.stream is not None
-    return b.updates.stream
+        await made.close()
 
 
 def limit_buy(key: str, price: str) -> Any:
@@ -145,54 +125,17 @@ async def test_heartbeats_keep_the_session(brokers: Brokers, stand: TastytradeSt
 
 async def test_a_drop_is_bridged_by_polling_and_the_streamer_comes_back(brokers: Brokers,
                                                                         stand: TastytradeStandin) -> None:
-    stand.set_price("AAPL", "100")
-    b = await brokers.streaming(poll_interval=0.3, factor=100)
-    stream = stream_of(b)
-    await wait_until(stream.healthy)
-    stand.streamer.down = True
-    await stand.streamer.drop()
-    await wait_until(lambda: not stream.healthy())
-    assert b.healthy()  # reconnecting within the grace period
-    gap = await b.place_order(req("AAPL", "10", "gap"))  # fills at once while nobody streams
-    await wait_until(lambda: brokers.fills(gap.broker_order_id))
-    assert stand.streamer.subscribed() == 0 and stand.streamer.connects == 1  # so the poller delivered it
-    stand.streamer.down = False
-    await wait_until(lambda: stream.healthy() and stand.streamer.connects == 2)
-    after = await b.place_order(limit_buy("after", "99"))
-    stand.set_price("AAPL", "98.5")
-    await wait_until(lambda: brokers.fills(after.broker_order_id))
-    await b.poll_once()
-    ids = [f.fill_id for f in brokers.fills()]
-    assert len(ids) == len(set(ids)) == 2
+    await checks.drop_is_bridged_by_polling_and_the_stream_comes_back(VENUE, brokers, stand)
 
 
 async def test_streamer_and_polling_together_hand_over_each_fill_once(brokers: Brokers,
                                                                       stand: TastytradeStandin) -> None:
-    stand.set_price("AAPL", "100")
-    b = await brokers.streaming(poll_interval=0.05, factor=1)  # both paths race for every fill
-    await wait_until(stream_of(b).healthy)
-    placed = [await b.place_order(req("AAPL", "1", f"race-{n}")) for n in range(4)]
-    for order in placed:
-        await wait_until(lambda o=order: brokers.fills(o.broker_order_id))  # type: ignore[misc]
-    await b.poll_once()
-    ids = [f.fill_id for f in brokers.fills()]
-    assert len(ids) == len(set(ids)) == 4
+    await checks.stream_and_polling_together_hand_over_each_fill_once(VENUE, brokers, stand)
 
 
 async def test_a_refused_streamer_leaves_polling_to_deliver(brokers: Brokers, stand: TastytradeStandin) -> None:
-    stand.streamer.refuse = True
-    stand.set_price("AAPL", "100")
-    b = await brokers.streaming(poll_interval=0.2)
-    stream = stream_of(b)
-    await wait_until(lambda: stream.auth_failed)
-    assert "not permitted" in (stream.last_error or "") and stand.refresh_token not in (stream.last_error or "")
-    assert not b.healthy()  # a refused streamer is reported, not hidden
-    order = await b.place_order(req("AAPL", "10", "polled"))
-    [fill] = await wait_until(lambda: brokers.fills(order.broker_order_id))
-    assert fill.quantity == 10 and stand.streamer.connects == 0
-    stand.streamer.refuse = False
-    await wait_until(stream.healthy)
-    assert b.healthy() and not stream.auth_failed
+    await checks.refused_stream_leaves_polling_to_deliver(VENUE, brokers, stand, "not permitted",
+                                                          stand.refresh_token)
 
 
 def test_settings_of_keeps_streaming_off_for_loopback() -> None:

@@ -21,15 +21,14 @@ from brokers.base import (
     OrderRejected,
     UnknownSymbol,
 )
-from brokers.http import RetryPolicy
 from brokers.symbols import normalize
 from brokers.tradovate.broker import TradovateBroker
 from config.brokers import TradovateSettings
-from daemon.domain import OrderRequest, OrderStatus, OrderType, Side, client_order_id
-from tests.standin_fixtures import connected, reports_until_fills, tradovate_running
+from daemon.domain import OrderStatus, OrderType, Side, client_order_id
+from tests.standin_fixtures import connected, quick_retries, reports_until_fills, request_maker, tradovate_running
 from tests.standins.tradovate_api import TradovateStandin
 
-FAST = RetryPolicy(retries=3, initial=0.01, maximum=0.05, jitter=0.01, max_retry_after=5.0)
+FAST = quick_retries(max_retry_after=5.0)
 ACCOUNT = "tv1"
 ORDER_PATHS = ("/order/placeorder", "/order/placeoso", "/order/cancelorder", "/order/modifyorder")
 
@@ -63,9 +62,7 @@ async def broker(tv: TradovateStandin, tmp_path: Path) -> AsyncIterator[Tradovat
         yield b
 
 
-def req(symbol: str = "ES1!", qty: str = "1", key: str = "sig-1", **kw: Any) -> OrderRequest:
-    return OrderRequest(client_order_id=client_order_id(ACCOUNT, key), account=ACCOUNT, symbol=symbol,
-                        side=kw.pop("side", Side.BUY), quantity=Decimal(qty), **kw)
+req = request_maker(ACCOUNT, "ES1!", "1")
 
 
 def bodies(tv: TradovateStandin, path: str) -> list[Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.standin_fixtures import logged_in, running
 from tests.standins.tradovate_api import TradovateStandin
 
 ACCOUNT = 7001
@@ -57,19 +58,13 @@ class Client:
 
 @pytest.fixture
 async def tv() -> AsyncIterator[TradovateStandin]:
-    standin = await TradovateStandin().start()
-    try:
+    async with running(TradovateStandin()) as standin:
         yield standin
-    finally:
-        await standin.stop()
-    standin.assert_no_violations()
 
 
 @pytest.fixture
 async def client(tv: TradovateStandin) -> AsyncIterator[Client]:
-    async with httpx.AsyncClient(base_url=tv.url, timeout=5.0) as http:
-        c = Client(http)
-        await c.login()
+    async with logged_in(Client, tv.url) as c:
         yield c
 
 

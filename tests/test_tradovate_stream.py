@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from brokers.base import BrokerReport
 from brokers.stream import Backoff
 from brokers.tradovate.broker import TradovateBroker
 from daemon.domain import OrderStatus, OrderType
 from tests.conftest import wait_until
-from tests.standin_fixtures import tradovate_running
+from tests.standin_fixtures import Recorder, tradovate_running
 from tests.standins.tradovate_api import TradovateStandin
 from tests.test_tradovate_adapter import ES, FAST, req, settings_of
 
@@ -31,21 +30,6 @@ async def tv() -> AsyncIterator[TradovateStandin]:
     async with tradovate_running() as standin:
         standin.stream.heartbeat = 0.2
         yield standin
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.reports: list[BrokerReport] = []
-
-    async def __call__(self, report: BrokerReport) -> None:
-        self.reports.append(report)
-
-    @property
-    def fills(self) -> list[tuple[str, Decimal, str]]:
-        return [(r.fill.symbol, r.fill.quantity, r.fill.fill_id) for r in self.reports if r.fill is not None]
-
-    def statuses(self, order_id: str) -> list[OrderStatus]:
-        return [r.order.status for r in self.reports if r.order is not None and r.order.broker_order_id == order_id]
 
 
 async def streaming_broker(tv: TradovateStandin, state_dir: Path, poll: float, **kw: Any) -> tuple[TradovateBroker,

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from brokers.alpaca.models import iso, parse_time
 from brokers.base import BrokerUnavailable
+from brokers.candles import ClosedBars, window, wire_bar
 from daemon.domain import Bar
 
 PAGE_LIMIT = 10_000  # Alpaca's maximum `limit`
@@ -38,51 +38,34 @@ def timeframe_of(seconds: int) -> str:
                               f"dividing the day, not {seconds} s")
 
 
-def _dec(value: Any, what: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BrokerUnavailable(f"alpaca bars: {what} is not a number")
-    return Decimal(str(value))
-
-
 def to_bar(raw: Mapping[str, Any], symbol: str, step: timedelta) -> Bar:
     """One wire bar (`t` its start) as a `Bar` of length `step`."""
     at = parse_time(raw.get("t"))
     if at is None:
         raise BrokerUnavailable("alpaca bars: a bar has no time")
-    at = at.astimezone(UTC)
-    try:
-        return Bar(symbol=symbol, start=at, end=at + step, open=_dec(raw.get("o"), "open"),
-                   high=_dec(raw.get("h"), "high"), low=_dec(raw.get("l"), "low"),
-                   close=_dec(raw.get("c"), "close"), volume=_dec(raw.get("v", 0), "volume"))
-    except ValueError as exc:
-        raise BrokerUnavailable(f"alpaca bars: {exc}") from None
+    return wire_bar(raw, ("o", "h", "l", "c", "v"), symbol, at.astimezone(UTC), step, "alpaca bars")
 
 
 async def fetch_bars(get: Get, wire_symbol: str, symbol: str, seconds: int, start: datetime, end: datetime,
                      now: datetime, *, feed: str, adjustment: str, page_limit: int = PAGE_LIMIT) -> list[Bar]:
     """Closed bars of `seconds` starting in [start, end), oldest first, named `symbol`."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("start and end must be timezone-aware")
-    step = timedelta(seconds=seconds)
-    stop = min(end, now)
+    step, stop = timedelta(seconds=seconds), window(start, end, now)
     if start >= stop:
         return []
     params: dict[str, Any] = {"symbols": wire_symbol, "timeframe": timeframe_of(seconds), "start": iso(start),
                               "end": iso(stop), "limit": page_limit, "adjustment": adjustment, "feed": feed,
                               "sort": "asc"}
-    out: dict[datetime, Bar] = {}
+    out = ClosedBars(start, end, now)
     for _ in range(MAX_PAGES):
         answer = await get(params)
         if not isinstance(answer, Mapping) or not isinstance(answer.get("bars") or {}, Mapping):
             raise BrokerUnavailable("alpaca bars: the answer has no `bars` object")
         for raw in (answer.get("bars") or {}).get(wire_symbol) or []:
-            bar = to_bar(raw, symbol, step)
-            if start <= bar.start < end and bar.end <= now:
-                out[bar.start] = bar
+            out.add(to_bar(raw, symbol, step))
         token = answer.get("next_page_token")
         if not token:
             break
         params["page_token"] = token
     else:
         raise BrokerUnavailable(f"alpaca bars: more than {MAX_PAGES} pages for {wire_symbol}")
-    return [out[at] for at in sorted(out)]
+    return out.oldest_first()

@@ -65,25 +65,15 @@ class AlpacaBroker(BrokerBase):
         self.clock = clock
         self._sleep = sleep
         self.poll_interval = settings.poll_interval_seconds if poll_interval is None else poll_interval
-        self.http = HttpBroker(
-            "alpaca",
-            settings.base_url,
-            timeout=settings.timeout_seconds,
-            auth_headers=self._auth_headers,
-            rate_limiter=RateLimiter.per_minute(settings.rate_limit_per_minute),
-            retry=retry or RetryPolicy(retries=settings.max_retries),
-            client=http,
-            sleep=sleep,
-        )
-        self.data = HttpBroker(
-            "alpaca data",
-            settings.data_url,
-            timeout=settings.timeout_seconds,
-            auth_headers=self._auth_headers,
-            rate_limiter=RateLimiter.per_minute(settings.rate_limit_per_minute),
-            retry=retry or RetryPolicy(retries=settings.max_retries),
-            sleep=sleep,
-        )
+
+        def rest(name: str, url: str, client: httpx.AsyncClient | None) -> HttpBroker:
+            """A REST client of one Alpaca host (trading, market data): same keys, budget and retries."""
+            return HttpBroker(name, url, timeout=settings.timeout_seconds, auth_headers=self._auth_headers,
+                              rate_limiter=RateLimiter.per_minute(settings.rate_limit_per_minute),
+                              retry=retry or RetryPolicy(retries=settings.max_retries), client=client, sleep=sleep)
+
+        self.http = rest("alpaca", settings.base_url, http)
+        self.data = rest("alpaca data", settings.data_url, None)
         self.updates = Feed(f"alpaca {account}", self.poll_once, lambda: self.poll_interval,
                             lambda: self.poll_interval * self.settings.stream_poll_factor)
         if settings.stream:

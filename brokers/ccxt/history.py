@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from brokers.candles import window
 from daemon.domain import Bar
 
 PAGE_LIMIT = 1000
@@ -51,10 +52,8 @@ def _bar(symbol: str, at: datetime, step: timedelta, candles: list[list[Any]]) -
 async def fetch_bars(fetch: Fetch, interval: str, base_seconds: int, symbol: str, seconds: int,
                      start: datetime, end: datetime, now: datetime, *, page_limit: int = PAGE_LIMIT) -> list[Bar]:
     """Closed bars of `seconds` starting in [start, end), oldest first, built from `interval` candles."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("start and end must be timezone-aware")
     base_ms, step = base_seconds * 1000, timedelta(seconds=seconds)
-    stop_ms = int(min(end, now).timestamp() * 1000)
+    stop_ms = int(window(start, end, now).timestamp() * 1000)
     since = int(start.timestamp() * 1000)
     candles: dict[int, list[Any]] = {}
     while since < stop_ms:

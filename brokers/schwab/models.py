@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from brokers.base import OrderRejected
+from brokers.position_effect import closes
 from daemon.domain import AccountState, Fill, Order, OrderRequest, OrderStatus, OrderType, Position, Side, TimeInForce
 
 STATUS = {
@@ -53,21 +54,13 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+_INSTRUCTIONS = {(Side.BUY, False): "BUY", (Side.BUY, True): "BUY_TO_COVER", (Side.SELL, False): "SELL_SHORT",
+                 (Side.SELL, True): "SELL"}  # (side, closes a holding) -> Schwab's equity instruction
+
+
 def instruction(side: Side, quantity: Decimal, held: Decimal) -> str:
     """The equity instruction for `side` given the signed position `held`; a flip through zero is refused."""
-    if side is Side.BUY:
-        if held >= 0:
-            return "BUY"
-        if quantity > -held:
-            raise OrderRejected(f"Schwab cannot cover {-held:f} short and buy {quantity + held:f} more in one order; "
-                                "close the short first")
-        return "BUY_TO_COVER"
-    if held <= 0:
-        return "SELL_SHORT"
-    if quantity > held:
-        raise OrderRejected(f"Schwab cannot sell {held:f} long and short {quantity - held:f} more in one order; "
-                            "close the long first")
-    return "SELL"
+    return _INSTRUCTIONS[side, closes("Schwab", side, quantity, held)]
 
 
 def _single(symbol: str, instr: str, quantity: Decimal, order_type: OrderType, duration: str,

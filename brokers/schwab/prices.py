@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from brokers.base import BrokerUnavailable
+from brokers.candles import ClosedBars, window, wire_bar
 from daemon.domain import Bar
 
 MINUTES = (1, 5, 10, 15, 30)
@@ -38,34 +38,21 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def _dec(value: Any, what: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BrokerUnavailable(f"schwab price history: {what} is not a number")
-    return Decimal(str(value))
-
-
 def to_bar(raw: Mapping[str, Any], symbol: str, step: timedelta) -> Bar:
     """One candle (`datetime` its start, epoch ms) as a `Bar` of length `step`."""
     stamp = raw.get("datetime")
     if isinstance(stamp, bool) or not isinstance(stamp, int | float):
         raise BrokerUnavailable("schwab price history: a candle has no datetime")
-    at = datetime.fromtimestamp(stamp / 1000, UTC)
-    try:
-        return Bar(symbol=symbol, start=at, end=at + step, open=_dec(raw.get("open"), "open"),
-                   high=_dec(raw.get("high"), "high"), low=_dec(raw.get("low"), "low"),
-                   close=_dec(raw.get("close"), "close"), volume=_dec(raw.get("volume", 0), "volume"))
-    except ValueError as exc:
-        raise BrokerUnavailable(f"schwab price history: {exc}") from None
+    return wire_bar(raw, ("open", "high", "low", "close", "volume"), symbol, datetime.fromtimestamp(stamp / 1000, UTC),
+                    step, "schwab price history")
 
 
 async def fetch_bars(get: Get, wire_symbol: str, symbol: str, seconds: int, start: datetime, end: datetime,
                      now: datetime) -> list[Bar]:
     """Closed bars of `seconds` starting in [start, end), oldest first, named `symbol`."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("start and end must be timezone-aware")
+    stop = window(start, end, now)
     frequency, step = frequency_of(seconds), timedelta(seconds=seconds)
-    stop = min(end, now)
-    out: dict[datetime, Bar] = {}
+    out = ClosedBars(start, end, now)
     at = start
     while at < stop:
         until = min(stop, at + CHUNK)
@@ -75,8 +62,6 @@ async def fetch_bars(get: Get, wire_symbol: str, symbol: str, seconds: int, star
         if not isinstance(answer, Mapping) or not isinstance(answer.get("candles") or [], list):
             raise BrokerUnavailable("schwab price history: the answer has no `candles` list")
         for raw in answer.get("candles") or []:
-            bar = to_bar(raw, symbol, step)
-            if start <= bar.start < end and bar.end <= now:
-                out[bar.start] = bar
+            out.add(to_bar(raw, symbol, step))
         at = until
-    return [out[t] for t in sorted(out)]
+    return out.oldest_first()

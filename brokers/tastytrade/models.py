@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from brokers.base import OrderRejected
+from brokers.position_effect import closes
 from daemon.domain import AccountState, Fill, Order, OrderRequest, OrderStatus, OrderType, Position, Side, TimeInForce
 
 EQUITY, FUTURE = "Equity", "Future"
@@ -88,23 +89,15 @@ def split_cid(cid: str) -> tuple[str, str]:
 
 # -- building ---------------------------------------------------------------------------------------------
 
+_EQUITY_ACTIONS = {(Side.BUY, False): "Buy to Open", (Side.BUY, True): "Buy to Close",
+                   (Side.SELL, False): "Sell to Open", (Side.SELL, True): "Sell to Close"}  # (side, closes) -> action
+
+
 def action(kind: str, side: Side, quantity: Decimal, held: Decimal) -> str:
     """The leg action for `side` given the signed position `held`; an equity flip through zero is refused."""
     if kind == FUTURE:
         return "Buy" if side is Side.BUY else "Sell"
-    if side is Side.BUY:
-        if held >= 0:
-            return "Buy to Open"
-        if quantity > -held:
-            raise OrderRejected(f"tastytrade cannot cover {-held:f} short and buy {quantity + held:f} more in one "
-                                "order; close the short first")
-        return "Buy to Close"
-    if held <= 0:
-        return "Sell to Open"
-    if quantity > held:
-        raise OrderRejected(f"tastytrade cannot sell {held:f} long and short {quantity - held:f} more in one order; "
-                            "close the long first")
-    return "Sell to Close"
+    return _EQUITY_ACTIONS[side, closes("tastytrade", side, quantity, held)]
 
 
 def _prices(body: dict[str, Any], order_type: OrderType, buy: bool, limit: Decimal | None,

@@ -19,16 +19,16 @@ a key without the permission), `down` (refuse the upgrade with 503), `drop()` (c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 from decimal import Decimal
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tests.standins.binance_book import Book, now_ms, s8
+from tests.standins.sockets import json_frames, stop_writer
 
 PATH = "/ws-api/v3"
 ZERO8 = "0.00000000"
@@ -103,14 +103,7 @@ class UserDataStream:
         await ws.prepare(request)
         writer: asyncio.Task[None] | None = None
         try:
-            async for msg in ws:
-                if msg.type is not WSMsgType.TEXT:
-                    continue
-                try:
-                    frame = json.loads(msg.data, parse_float=Decimal)
-                except ValueError:
-                    self.violations.append(f"ws-api: frame is not JSON: {msg.data[:100]!r}")
-                    continue
+            async for frame in json_frames(ws, self.violations, "ws-api", parse_float=Decimal):
                 request_id, method = frame.get("id"), frame.get("method")
                 if method != "userDataStream.subscribe.signature" or not isinstance(frame.get("params"), dict):
                     self.violations.append(f"ws-api: unexpected request {str(frame)[:200]}")
@@ -132,10 +125,7 @@ class UserDataStream:
                 writer = asyncio.create_task(self._write(ws, queue))
         finally:
             self._queues.pop(ws, None)
-            if writer is not None:
-                writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await writer
+            await stop_writer(writer)
         return ws
 
     async def _write(self, ws: web.WebSocketResponse, queue: asyncio.Queue[str]) -> None:

@@ -16,8 +16,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from tests.standins.matching import Kind, fill_price, match_until_quiet, trail
+
 LIMIT, MARKET, STOP_LIMIT, STOP, TRAILING_STOP, JOIN_BID, JOIN_ASK = 1, 2, 3, 4, 5, 6, 7
 OPEN, FILLED, CANCELLED = 1, 2, 3
+_KINDS: dict[int, Kind] = {MARKET: "market", STOP: "stop", TRAILING_STOP: "stop", STOP_LIMIT: "stop_limit"}
 BID, ASK = 0, 1
 
 
@@ -335,35 +338,16 @@ class ProjectXEngine:
 
     def _fill_price(self, order: PxOrder, price: Decimal) -> Decimal | None:
         buy = order.side == BID
-        if order.type == MARKET:
-            return price
         if order.type == TRAILING_STOP and order.trail_price is not None:
-            order.anchor = price if order.anchor is None else (min if buy else max)(order.anchor, price)
-            order.stop_price = order.anchor + order.trail_price if buy else order.anchor - order.trail_price
-        stop = order.stop_price
-        stop_hit = stop is not None and (price >= stop if buy else price <= stop)
-        if order.type in (STOP, TRAILING_STOP):
-            return price if stop_hit else None
-        if order.type == STOP_LIMIT and not order.triggered:
-            if not stop_hit:
-                return None
-            order.triggered = True
-        limit = order.limit_price
-        if limit is None or (price > limit if buy else price < limit):
-            return None
-        return min(price, limit) if buy else max(price, limit)
+            order.anchor, order.stop_price = trail(order.anchor, price, buy, order.trail_price)
+        at, order.triggered = fill_price(_KINDS.get(order.type, "limit"), buy, price, order.stop_price,
+                                         order.limit_price, order.triggered)
+        return at
 
     def _match(self, contract_id: str) -> None:
-        for _ in range(1000):
-            price = self.prices[contract_id]
-            for order in sorted(self.orders.values(), key=lambda o: o.id):
-                if order.status == OPEN and order.contract.id == contract_id:
-                    fill_price = self._fill_price(order, price)
-                    if fill_price is not None:
-                        self._fill(order, fill_price)
-                        break
-            else:
-                return
+        match_until_quiet(lambda: [o for o in sorted(self.orders.values(), key=lambda o: o.id)
+                                   if o.status == OPEN and o.contract.id == contract_id],
+                          lambda order: self._fill_price(order, self.prices[contract_id]), self._fill)
 
     def _fill(self, order: PxOrder, price: Decimal) -> None:
         now = datetime.now(UTC)

@@ -22,16 +22,16 @@ Knobs: `refuse`, `down` (503 on upgrade), `drop()`; `connects` counts subscribed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tests.standins.faults import dumps
 from tests.standins.schwab_book import SchwabBook
+from tests.standins.sockets import Subscribers, json_frames, stop_writer
 
 PATH = "/streamer"
 CUSTOMER, CORREL, CHANNEL, FUNCTION = "stand-in-customer", "stand-in-correl-0001", "N9", "APIAPP"
@@ -47,25 +47,17 @@ def streamer_info(url: str) -> dict[str, str]:
             "schwabClientChannel": CHANNEL, "schwabClientFunctionId": FUNCTION}
 
 
-class Streamer:
+class Streamer(Subscribers):
     def __init__(self, book: SchwabBook, account_number: str, token_ok: Callable[[str], bool],
                  violations: list[str], heartbeat: float = 10.0) -> None:
+        super().__init__()
         self.book, self.account_number, self.token_ok, self.violations = book, account_number, token_ok, violations
         self.heartbeat = heartbeat
         self.refuse = False
         self.down = False
         self.connects = 0
-        self._subscribed: dict[web.WebSocketResponse, asyncio.Queue[str]] = {}
         self._sent: dict[int, str] = {}
         self._seq = 0
-
-    async def drop(self) -> None:
-        for ws in list(self._subscribed):
-            await ws.close()
-        self._subscribed.clear()
-
-    def subscribed(self) -> int:
-        return len(self._subscribed)
 
     def publish(self) -> None:
         for order_id, node in sorted(self.book.nodes.items()):
@@ -82,8 +74,7 @@ class Streamer:
             frame = json.dumps({"data": [{"service": "ACCT_ACTIVITY", "timestamp": ms(), "command": "SUBS",
                                           "content": [{"seq": self._seq, "key": CORREL, "1": self.account_number,
                                                        "2": kind, "3": text}]}]})
-            for queue in self._subscribed.values():
-                queue.put_nowait(frame)
+            self.broadcast(frame)
 
     @staticmethod
     def _answer(request: dict[str, Any], code: int, msg: str) -> str:
@@ -124,23 +115,14 @@ class Streamer:
         writer = asyncio.create_task(self._write(ws))
         logged_in = False
         try:
-            async for msg in ws:
-                if msg.type is not WSMsgType.TEXT:
-                    continue
-                try:
-                    frame = json.loads(msg.data)
-                except ValueError:
-                    self.violations.append(f"schwab streamer: frame is not JSON: {msg.data[:100]!r}")
-                    continue
+            async for frame in json_frames(ws, self.violations, "schwab streamer"):
                 for item in frame.get("requests") or [] if isinstance(frame, dict) else []:
                     self._check(item)
                     answer, logged_in = self._reply(ws, item, logged_in)
                     await ws.send_str(answer)
         finally:
             self._subscribed.pop(ws, None)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+            await stop_writer(writer)
         return ws
 
     async def _write(self, ws: web.WebSocketResponse) -> None:

@@ -21,16 +21,16 @@ Knobs: `refuse` (every `connect` is refused), `down` (the upgrade is answered 50
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tests.standins.faults import dumps
+from tests.standins.sockets import Subscribers, json_frames, stop_writer
 from tests.standins.tastytrade_book import TastytradeBook
 
 PATH = "/streamer"
@@ -38,26 +38,18 @@ FIELDS = {"auth-token", "action", "request-id", "source", "value"}
 STAMPS = ("created-at", "updated-at")  # a position row is rendered with the time of the rendering
 
 
-class AccountStreamer:
+class AccountStreamer(Subscribers):
     def __init__(self, book: TastytradeBook, account_number: str, token_ok: Callable[[str], bool],
                  violations: list[str]) -> None:
+        super().__init__()
         self.book, self.account_number, self.token_ok, self.violations = book, account_number, token_ok, violations
         self.refuse = False
         self.down = False
         self.connects = 0
         self.heartbeats = 0
-        self._subscribed: dict[web.WebSocketResponse, asyncio.Queue[str]] = {}
         self._sent: dict[str, str] = {}  # order id / position symbol -> its last rendering
 
     # -- knobs -------------------------------------------------------------------------------------------
-
-    async def drop(self) -> None:
-        for ws in list(self._subscribed):
-            await ws.close()
-        self._subscribed.clear()
-
-    def subscribed(self) -> int:
-        return len(self._subscribed)
 
     def publish(self) -> None:
         """Send what changed since the last call to every subscribed connection."""
@@ -70,8 +62,7 @@ class AccountStreamer:
                 continue
             self._sent[key] = text
             frame = dumps({"type": kind, "data": data, "timestamp": now})
-            for queue in self._subscribed.values():
-                queue.put_nowait(frame)
+            self.broadcast(frame)
 
     # -- protocol ----------------------------------------------------------------------------------------
 
@@ -97,14 +88,7 @@ class AccountStreamer:
         session = secrets.token_hex(8)
         writer: asyncio.Task[None] | None = None
         try:
-            async for msg in ws:
-                if msg.type is not WSMsgType.TEXT:
-                    continue
-                try:
-                    frame = json.loads(msg.data)
-                except ValueError:
-                    self.violations.append(f"streamer: frame is not JSON: {msg.data[:100]!r}")
-                    continue
+            async for frame in json_frames(ws, self.violations, "streamer"):
                 self._check(frame)
                 action, token = frame.get("action"), str(frame.get("auth-token") or "")
                 if not self.token_ok(token.removeprefix("Bearer ")):
@@ -126,10 +110,7 @@ class AccountStreamer:
                     writer = asyncio.create_task(self._write(ws, queue))
         finally:
             self._subscribed.pop(ws, None)
-            if writer is not None:
-                writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await writer
+            await stop_writer(writer)
         return ws
 
     @staticmethod

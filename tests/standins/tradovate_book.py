@@ -12,7 +12,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from tests.standins.matching import Kind, fill_price, match_until_quiet, trail
+
 WORKING, FILLED, CANCELED, SUSPENDED = "Working", "Filled", "Canceled", "Suspended"
+_KINDS: dict[str, Kind] = {"Market": "market", "Stop": "stop", "TrailingStop": "stop", "StopLimit": "stop_limit"}
 
 
 @dataclass
@@ -120,38 +123,19 @@ class TradovateBook:
     def _fill_price(order: TvOrder, price: Decimal) -> Decimal | None:
         buy = order.action == "Buy"
         kind = order.order_type
-        if kind == "Market":
-            return price
         if kind == "MIT":
             level = order.price or Decimal(0)
             return price if (price <= level if buy else price >= level) else None
         if kind == "TrailingStop" and order.peg is not None:
-            order.anchor = price if order.anchor is None else (min if buy else max)(order.anchor, price)
-            order.stop_price = order.anchor + abs(order.peg) if buy else order.anchor - abs(order.peg)
-        stop = order.stop_price
-        stop_hit = stop is not None and (price >= stop if buy else price <= stop)
-        if kind in ("Stop", "TrailingStop"):
-            return price if stop_hit else None
-        if kind == "StopLimit" and not order.triggered:
-            if not stop_hit:
-                return None
-            order.triggered = True
-        limit = order.price
-        if limit is None or (price > limit if buy else price < limit):
-            return None
-        return min(price, limit) if buy else max(price, limit)
+            order.anchor, order.stop_price = trail(order.anchor, price, buy, abs(order.peg))
+        at, order.triggered = fill_price(_KINDS.get(kind, "limit"), buy, price, order.stop_price, order.price,
+                                         order.triggered)
+        return at
 
     def _match(self, contract_id: int) -> None:
-        for _ in range(1000):
-            price = self.prices[contract_id]
-            for order in sorted(self.orders.values(), key=lambda o: o.id):
-                if order.status == WORKING and order.contract.id == contract_id:
-                    fill_price = self._fill_price(order, price)
-                    if fill_price is not None:
-                        self._fill(order, fill_price)
-                        break
-            else:
-                return
+        match_until_quiet(lambda: [o for o in sorted(self.orders.values(), key=lambda o: o.id)
+                                   if o.status == WORKING and o.contract.id == contract_id],
+                          lambda order: self._fill_price(order, self.prices[contract_id]), self._fill)
 
     def _fill(self, order: TvOrder, price: Decimal) -> None:
         order.status = FILLED
