@@ -133,15 +133,24 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
 
     def signals_page(self, account: Accounts = None, after: str | None = None, limit: int = 100
                      ) -> Page[SignalSummary]:
-        """Newest first (by arrival), `limit` at a time; `after` is the `next` of the previous page."""
-        stmt = only(select(SignalRow), SignalRow.account, account)
+        """Newest first (by arrival), `limit` at a time; `after` is the `next` of the previous page.
+
+        Several accounts are read one at a time, each the newest `limit + 1` of `ix_signals_account_seq`,
+        and merged: `account IN (...)` would sort every signal the accounts ever had."""
+        before: int | None = None
         if after is not None:
-            at, seq = paging.decode(after)
+            at, before = paging.decode(after)
             if at is not None:
                 raise paging.BadCursor("this cursor belongs to another list")
-            stmt = stmt.where(col(SignalRow.seq) < seq)
+        scopes: list[str | None] = [account] if account is None or isinstance(account, str) else sorted(set(account))
+        rows: list[SignalRow] = []
         with self._read() as session:
-            rows = list(session.exec(stmt.order_by(col(SignalRow.seq).desc()).limit(limit + 1)).all())
+            for scope in scopes:
+                stmt = only(select(SignalRow), SignalRow.account, scope)
+                if before is not None:
+                    stmt = stmt.where(col(SignalRow.seq) < before)
+                rows += session.exec(stmt.order_by(col(SignalRow.seq).desc()).limit(limit + 1)).all()
+        rows = sorted(rows, key=lambda r: r.seq or 0, reverse=True)[:limit + 1]
         rows, cursor = paging.page(rows, limit, lambda r: paging.encode(None, r.seq))
         return Page([summary_of(r) for r in rows], cursor)
 
@@ -189,6 +198,12 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         stmt = stmt.order_by(col(OrderRow.created_at).desc(), col(OrderRow.id).desc()).limit(limit)
         with self._read() as session:
             return [order_of(r) for r in session.exec(stmt).all()]
+
+    def child_orders(self, account: str, parent_order_id: str) -> list[Order]:
+        """The orders placed under an entry (its bracket legs), however many orders came after them."""
+        stmt = select(OrderRow).where(OrderRow.account == account, OrderRow.parent_order_id == parent_order_id)
+        with self._read() as session:
+            return [order_of(r) for r in session.exec(stmt.order_by(col(OrderRow.id))).all()]
 
     def has_open_exit(self, account: str, symbol: str, managed: Collection[str] = ()) -> bool:
         """Whether `symbol` has a resting exit in the account: a bracket leg, a trailing stop, or one of the

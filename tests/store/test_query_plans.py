@@ -22,6 +22,7 @@ from config.chat import AlertSettings
 from daemon.chat.outbox import Outbox
 from daemon.domain import Action, Intent
 from daemon.events import EventBus
+from daemon.exit_follow import ExitFollower
 from daemon.exit_guard import ExitGuard
 from daemon.history import equity_curve, recent_signals
 from daemon.queries import account_period_start
@@ -31,7 +32,7 @@ from daemon.risk.wiring import build_risk_engine
 from daemon.store.feed import SignalFeed
 from daemon.store.repository import Store
 from tests.conftest import settings_for
-from tests.store.history import HOT, LIVE_FILLS, LIVE_ORDERS, NOW, capture, seed_history, seed_live
+from tests.store.history import HOT, LIVE_ENTRY, LIVE_FILLS, LIVE_ORDERS, NOW, capture, seed_history, seed_live
 
 HISTORY_TABLES = ("signals", "orders", "fills", "violations", "account_snapshots", "outbox", "time_exits",
                   "managed_exits")
@@ -75,6 +76,20 @@ def _adopted(store: Store) -> Any:
     return feed.intents([signal_id for _, signal_id in feed.unfinished_ids([HOT])])
 
 
+def _take_profit_filled(store: Store) -> Any:
+    """The exit follower's question before a ladder's break-even: did this entry's take-profit fill?"""
+    follower = ExitFollower(store=store, brokers={}, events=EventBus(), exclusive=lambda account: asyncio.Lock())
+    assert follower._take_profit_filled(HOT, LIVE_ENTRY) is True
+    return store.child_orders(HOT, LIVE_ENTRY)
+
+
+def _signals_next_page(store: Store) -> Any:
+    """`GET /api/signals?account=` and its next page (a cursor below the newest)."""
+    first = store.signals_page(HOT, limit=100)
+    assert first.next is not None
+    return [*first.items, *store.signals_page(HOT, after=first.next, limit=100).items]
+
+
 def _outbox(store: Store) -> Any:
     outbox = Outbox(store, {"telegram": ["1"]}, AlertSettings())
     assert outbox.pending_count() == 1
@@ -106,6 +121,11 @@ def hot_reads(tmp_path: Path) -> dict[str, tuple[Read, str, int | None]]:
         "status page equity": (lambda s: equity_curve(s, HOT, TODAY).marks, "ix_fills_account_filled_at",
                                LIVE_FILLS),
         "status page signals": (lambda s: recent_signals(s, 15), "SCAN signals", 15),  # newest 15 by key
+        "take-profit legs of an entry": (_take_profit_filled, "ix_orders_account_parent", 2),
+        "signals of an account": (lambda s: s.signals_page(HOT, limit=100).items, "ix_signals_account_seq", 100),
+        "signals of an account, next page": (_signals_next_page, "ix_signals_account_seq", 200),
+        "signals of a group": (lambda s: s.signals_page([HOT, "acct2", "@grp"], limit=100).items,
+                               "ix_signals_account_seq", 100),
         "violations of an account": (lambda s: s.violations(HOT, 100), "ix_violations_account_at", 100),
         "violations": (lambda s: s.violations(None, 100), "ix_violations_at", 100),
         "alert backlog": (_outbox, "ix_outbox_status_transport", 2),
