@@ -17,7 +17,6 @@ from concurrent.futures import Future
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select, update
 
@@ -32,7 +31,7 @@ from daemon.store.scope import Accounts, only
 from daemon.store.signal_reads import fill_of, order_of, outcome_of, read_signal, summary_of
 from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow
 from daemon.store.time_exits import TimeExitRecords
-from daemon.store.views import DailyPnl, SignalRecord, SignalSummary
+from daemon.store.views import DailyPnl, SignalRecord, SignalSummary, daily_pnl
 from daemon.store.writes import DuplicateFill, HotWrites
 
 _OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]
@@ -142,7 +141,7 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
             at, before = paging.decode(after)
             if at is not None:
                 raise paging.BadCursor("this cursor belongs to another list")
-        scopes: list[str | None] = [account] if account is None or isinstance(account, str) else sorted(set(account))
+        scopes: list[str | None] = [account] if account is None or isinstance(account, str) else [*sorted(set(account))]
         rows: list[SignalRow] = []
         with self._read() as session:
             for scope in scopes:
@@ -327,13 +326,4 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     ) -> list[DailyPnl]:
         """Realized P&L, fees and fill count per (local calendar day in `tz`, account), oldest day first;
         `day_of` gives another day of a fill (a futures account's trading day)."""
-        zone = ZoneInfo(tz)
-        days: dict[tuple[date, str], tuple[Decimal, Decimal, int]] = {}
-        for fill, realized in self.fills_with_pnl(account, since):
-            key = (day_of(fill.filled_at) if day_of else fill.filled_at.astimezone(zone).date(), fill.account)
-            r, f, n = days.get(key, (ZERO, ZERO, 0))
-            days[key] = (r + realized, f + fill.commission, n + 1)
-        return [
-            DailyPnl(day=day, account=acct, realized=r, fees=f, fills=n)
-            for (day, acct), (r, f, n) in sorted(days.items())
-        ]
+        return daily_pnl(self.fills_with_pnl(account, since), tz, day_of)

@@ -3,8 +3,8 @@
 `seed_history` writes rows the way years of trading leave them: executed signals, filled orders, fills, risk
 violations, account snapshots, delivered alerts, fired time exits and finished exit rules, spread over
 several accounts and dated long before `NOW` (some orders are bracket legs of older ones). `seed_live` adds
-what is open or recent at `NOW`: one pending signal, open orders (one with the legs of its bracket), today's
-fills, an armed time exit, an active exit rule, an undelivered alert.
+what is open or recent at `NOW`: one pending signal (and a quiet account's three old ones), open orders (one
+with the legs of its bracket), today's fills, an armed time exit, an active exit rule, an undelivered alert.
 
 `capture(store)` records every statement the store's engine executes inside the block (the SQL SQLAlchemy
 really emitted, with its parameters) and, on SQLite, counts the virtual-machine steps they took: a read that
@@ -42,6 +42,7 @@ HOT = "acct1"  # the account the reads below are made for
 ACCOUNTS = (HOT, "acct2", "acct3", "acct4")
 LIVE_ORDERS = 3  # open orders of HOT at NOW
 LIVE_FILLS = 4  # fills of HOT today
+QUIET = "acct9"  # an account that traded three times, years ago
 LIVE_ENTRY = "b0x"  # an open order of HOT with two bracket legs: its take-profit filled, its stop cancelled
 _OLD = datetime(2021, 1, 4, 14, 30, tzinfo=UTC)
 _STEP_EVERY = 10  # the progress handler runs every this many VM instructions
@@ -126,7 +127,8 @@ def _exit_rule(rule_id: str, account: str, at: datetime, status: str) -> dict[st
 def seed_live(store: Store) -> None:
     """What is open or recent at NOW, for HOT (and one open order of another account)."""
     recent = NOW - timedelta(hours=1)
-    _bulk(store, SignalRow, [_signal("live", HOT, recent, "pending", None)])
+    _bulk(store, SignalRow, [_signal("live", HOT, recent, "pending", None)]
+          + [_signal(f"quiet{i}", QUIET, _OLD + timedelta(days=i), "executed", None) for i in range(3)])
     _bulk(store, OrderRow, [_order(f"{i}x", HOT, recent + timedelta(minutes=i), "new", None)
                             for i in range(LIVE_ORDERS)] + [_order("9x", "acct2", recent, "new", None)]
           + [_order(f"0x{leg}", HOT, recent, status, None) | {"order_type": kind, "parent_order_id": LIVE_ENTRY}

@@ -23,6 +23,7 @@ from daemon.domain import (
     client_order_id,
 )
 from daemon.store.database import alembic_config, normalize_url
+from daemon.store.feed import SignalFeed
 from daemon.store.repository import Store
 from daemon.store.tables import SignalRow
 from tests.store.conftest import STORE_TABLES, T0, D, fill, intent, order, run_in_threads
@@ -128,6 +129,29 @@ def test_unfinished_signals_in_arrival_order(store: Store) -> None:
         ("sig_e", SignalStatus.PENDING),
     ]
     assert unfinished[0][0] == intent("a", account="acct0", received_at=T0)
+
+
+def _every_page(store: Store, accounts: Any, limit: int) -> list[list[str]]:
+    pages, after = [], None
+    while True:
+        page = store.signals_page(accounts, after=after, limit=limit)
+        pages.append([s.signal_id for s in page.items])
+        if page.next is None:
+            return pages
+        after = page.next
+
+
+def test_signal_pages_of_an_account_and_of_a_group_newest_first(store: Store) -> None:
+    for i in range(12):
+        store.record_signal(intent(f"k{i}", account=f"acct{i % 3}"))
+    assert _every_page(store, "acct1", 2) == [["sig_k10", "sig_k7"], ["sig_k4", "sig_k1"]]
+    assert _every_page(store, ["acct2", "acct0", "acct2"], 3) == [
+        ["sig_k11", "sig_k9", "sig_k8"], ["sig_k6", "sig_k5", "sig_k3"], ["sig_k2", "sig_k0"]]
+    assert _every_page(store, None, 5) == [[f"sig_k{i}" for i in range(11, 6, -1)],
+                                           [f"sig_k{i}" for i in range(6, 1, -1)], ["sig_k1", "sig_k0"]]
+    assert _every_page(store, [], 5) == [[]]
+    assert SignalFeed(store).unfinished_ids(["acct0", "acct2"]) == [
+        (f"acct{i % 3}", f"sig_k{i}") for i in range(12) if i % 3 != 1]
 
 
 def test_status_transitions(store: Store) -> None:
