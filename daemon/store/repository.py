@@ -243,11 +243,14 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
             return None  # the transaction rolled back, including a ledger row it may have created
 
     def _fill_rows(
-        self, account: Accounts, since: datetime | None, newest_first: bool, limit: int | None
+        self, account: Accounts, since: datetime | None, newest_first: bool, limit: int | None,
+        until: datetime | None = None,
     ) -> list[FillRow]:
         stmt = only(select(FillRow), FillRow.account, account)
         if since is not None:
             stmt = stmt.where(col(FillRow.filled_at) >= since)
+        if until is not None:
+            stmt = stmt.where(col(FillRow.filled_at) <= until)
         if newest_first:
             stmt = stmt.order_by(col(FillRow.filled_at).desc(), col(FillRow.id).desc())
         else:
@@ -258,10 +261,11 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
             return list(session.exec(stmt).all())
 
     def fills(
-        self, account: str | None = None, since: datetime | None = None, limit: int = 500
+        self, account: str | None = None, since: datetime | None = None, limit: int = 500,
+        until: datetime | None = None,
     ) -> list[Fill]:
-        """Newest first."""
-        return [fill_of(r) for r in self._fill_rows(account, since, True, limit)]
+        """Newest first (the newest `limit` up to `until`, when given)."""
+        return [fill_of(r) for r in self._fill_rows(account, since, True, limit, until)]
 
     def fills_page(self, account: Accounts = None, since: datetime | None = None, after: str | None = None,
                    limit: int = 100) -> Page[Fill]:

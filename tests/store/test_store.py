@@ -22,6 +22,7 @@ from daemon.domain import (
     Violation,
     client_order_id,
 )
+from daemon.history import equity_curve
 from daemon.store.database import alembic_config, normalize_url
 from daemon.store.feed import SignalFeed
 from daemon.store.repository import Store
@@ -283,6 +284,19 @@ def test_violations_and_snapshots(store: Store) -> None:
     store.record_snapshot(new)
     store.record_snapshot(old)  # recorded later but older: as_of decides
     assert store.latest_snapshot("acct1") == new
+
+
+def test_equity_curve_of_a_past_window_below_many_later_fills(store: Store) -> None:
+    """The chart of an earlier day keeps its fills however many came after the day it ends on."""
+    day_end = T0 + timedelta(hours=1)
+    store.record_fill(fill("early-buy", Side.BUY, "1", "100", filled_at=T0))
+    store.record_fill(fill("early-sell", Side.SELL, "1", "101", filled_at=T0 + timedelta(minutes=30)))
+    for n in range(600):
+        side = Side.BUY if n % 2 == 0 else Side.SELL
+        store.record_fill(fill(f"late{n}", side, "1", "100", filled_at=day_end + timedelta(minutes=n + 1)))
+    curve = equity_curve(store, "acct1", T0 - timedelta(hours=1), until=day_end)
+    assert [(m.at, m.side) for m in curve.marks] == [(T0, "buy"), (T0 + timedelta(minutes=30), "sell")]
+    assert len(equity_curve(store, "acct1", T0 - timedelta(hours=1)).marks) == 500  # the newest, for the chart
 
 
 def test_pnl_by_day_across_local_midnight(store: Store) -> None:
