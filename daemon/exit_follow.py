@@ -194,7 +194,7 @@ class ExitFollower:
         """True once the entry's take-profit leg filled, False once its bracket ended otherwise, else None."""
         if entry_order_id is None:
             return None
-        legs = [o for o in self.store.orders(account, limit=500) if o.parent_order_id == entry_order_id]
+        legs = self.store.child_orders(account, entry_order_id)
         if any(o.order_type is OrderType.LIMIT and o.status is OrderStatus.FILLED for o in legs):
             return True
         if any(o.order_type is not OrderType.LIMIT and o.status is OrderStatus.FILLED for o in legs):

@@ -56,8 +56,7 @@ def equity_curve(store: Store, account: str, since: datetime, live: tuple[dateti
     points = [(at, cents(equity)) for at, equity in rows]
     if live is not None and (not points or live[0] > points[-1][0]):
         points.append((live[0], cents(live[1])))
-    fills = [f for f in reversed(store.fills(account, since=since, limit=500))
-             if until is None or f.filled_at <= until]
+    fills = list(reversed(store.fills(account, since=since, until=until, limit=500)))
     marks = [Mark(at=f.filled_at, side=f.side.value, equity=equity_at(points, f.filled_at),
                   label=f"{f.side.value} {f.quantity.normalize():f} {f.symbol} @ {f.price.normalize():f}")
              for f in fills]

@@ -20,7 +20,7 @@ from brokers.base import Broker, BrokerError
 from daemon.calendar import futures_session_date, futures_session_start
 from daemon.domain import PERIODS, ZERO, AccountState, Order, Period, Position, utcnow
 from daemon.store.repository import Store
-from daemon.store.views import DailyPnl
+from daemon.store.views import DailyPnl, daily_pnl
 
 CENT = Decimal("0.01")
 
@@ -211,13 +211,13 @@ class Reader:
         since = min(starts.values(), default=period_start(period, now, self.timezone))
         per_account: list[AccountPnl] = []
         total_realized = total_fees = total_unrealized = ZERO
+        days: list[DailyPnl] = []
         for name in names:
-            realized = fees = ZERO
-            count = 0
-            for fill, pnl in self.store.fills_with_pnl(name, starts[name]):
-                realized += pnl
-                fees += fill.commission
-                count += 1
+            fills = self.store.fills_with_pnl(name, starts[name])  # read once: the totals and the days
+            realized = sum((pnl for _, pnl in fills), ZERO)
+            fees = sum((fill.commission for fill, _ in fills), ZERO)
+            count = len(fills)
+            days += daily_pnl(fills, self.timezone)
             unrealized = sum((view.position.unrealized_pnl for view in await self.positions(name)), ZERO)
             per_account.append(AccountPnl(account=name, since=starts[name], realized=cents(realized), fees=cents(fees),
                                           unrealized=cents(unrealized), net=cents(realized - fees + unrealized),
@@ -227,5 +227,4 @@ class Reader:
             total_unrealized += unrealized
         total = PnlTotal(realized=cents(total_realized), fees=cents(total_fees), unrealized=cents(total_unrealized),
                          net=cents(total_realized - total_fees + total_unrealized))
-        days = [day for name in names for day in self.store.pnl_by_day(name, starts[name], self.timezone)]
         return PnlReport(period=period, since=since, accounts=per_account, total=total, by_day=days)

@@ -42,8 +42,10 @@ async def standin() -> AsyncIterator[AlpacaStandIn]:
         yield stand
 
 
-def make_broker(standin: AlpacaStandIn, *, key: str | None = None, timeout: float = 2.0, **kw: object) -> AlpacaBroker:
+def make_broker(standin: AlpacaStandIn, *, key: str | None = None, timeout: float = 2.0, stream: bool = True,
+                **kw: object) -> AlpacaBroker:
     settings = AlpacaSettings(
+        stream=stream,
         key_id=SecretStr(key or standin.key_id),
         secret_key=SecretStr(standin.secret_key),
         base_url=standin.base_url,
@@ -243,3 +245,22 @@ async def test_polling_emits_each_fill_and_status_change_once(standin: AlpacaSta
     assert len({f.fill_id for f in fills}) == 3
     statuses = [r.order.status for r in reports if r.order is not None and r.order.symbol == "AAPL"]
     assert statuses == [OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED]
+
+
+async def test_polling_sees_a_change_of_an_order_below_500_newer_ones(standin: AlpacaStandIn) -> None:
+    """A page of the order list holds 500: the poller reads every page since its start, so a fill of the
+    newest of 501 resting orders is reported, not only those of the 500 oldest (no stream: the poll alone)."""
+    broker = make_broker(standin, stream=False)
+    reports, one_fill = reports_until_fills(broker, 1)
+    await broker.connect()
+    try:
+        placed = [await broker.place_order(req("AAPL", "2", key=f"rest-{n}", order_type=OrderType.LIMIT,
+                                               limit_price=Decimal(90))) for n in range(501)]
+        standin.fill_order(placed[-1].broker_order_id, qty=Decimal(1))
+        await broker.poll_once()
+        await asyncio.wait_for(one_fill.wait(), timeout=10)
+    finally:
+        await broker.close()
+    newest = placed[-1].broker_order_id
+    changed = [r.order.status for r in reports if r.order is not None and r.order.broker_order_id == newest]
+    assert changed == [OrderStatus.PARTIALLY_FILLED]

@@ -8,7 +8,17 @@ from decimal import Decimal
 from typing import Any
 
 from brokers.paper.broker import PaperBroker
-from daemon.domain import Action, Intent, OrderRequest, OrderType, Side, SignalStatus, client_order_id
+from daemon.domain import (
+    Action,
+    Intent,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    SignalStatus,
+    client_order_id,
+)
 from daemon.planner import EXIT_LEG
 from daemon.store.repository import Store
 from tests.conftest import SECRET, client_for, settled
@@ -87,6 +97,31 @@ async def test_a_ladder_level_fill_moves_the_stop_while_running(start_daemon) ->
     await wait_async(moved, within=15)
     assert await held(broker) == 2
     assert any("break-even" in e.summary for e in daemon.events.recent)
+
+
+async def test_break_even_finds_its_take_profit_below_many_newer_orders(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """A busy account: after the ladder went in, 600 other orders were recorded (a scalper on another
+    symbol); the first level's take-profit filling still moves the other level's stop to break-even."""
+    daemon = await start_daemon()
+    body = {**LADDER, "id": "lad-busy", "take_profit": [{"points": "2", "quantity": "1"}, {"points": "6"}],
+            "break_even": True}
+    assert (await send(daemon, body)).status is SignalStatus.EXECUTED
+    broker = daemon.brokers["paper"]
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    for n in range(600):
+        coid = client_order_id("paper", f"scalp-{n}")
+        daemon.store.upsert_order(Order(
+            broker_order_id=f"scalp-{n}", client_order_id=coid, account="paper", symbol="NQ1!", side=Side.BUY,
+            quantity=Decimal(1), order_type=OrderType.MARKET, status=OrderStatus.FILLED, filled_quantity=Decimal(1),
+            average_fill_price=Decimal(21000), created_at=later + timedelta(milliseconds=n)))
+    assert all(o.symbol == "NQ1!" for o in daemon.store.orders("paper", limit=500))
+    await broker.observe_price("ES1!", Decimal(6002), datetime.now(UTC))
+
+    async def at_break_even() -> bool:
+        return resting(await broker.open_orders()) == [("limit", 1, Decimal(6006)), ("stop", 1, Decimal(6000))]
+
+    await wait_async(at_break_even, within=15)
+    assert await held(broker) == 1
 
 
 async def test_relative_exits_are_priced_from_the_fill(start_daemon) -> None:  # type: ignore[no-untyped-def]

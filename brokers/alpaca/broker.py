@@ -41,6 +41,7 @@ from config.brokers import AlpacaSettings
 from daemon.domain import AccountState, Bar, Fill, FlattenReport, Order, OrderRequest, OrderStatus, Position, utcnow
 
 log = logging.getLogger(__name__)
+ORDERS_PAGE = 500  # the most GET /v2/orders returns at once
 
 
 class AlpacaBroker(BrokerBase):
@@ -312,13 +313,17 @@ class AlpacaBroker(BrokerBase):
             await self.reports.fill(fill)
             if self._fills_after is None or fill.filled_at > self._fills_after:
                 self._fills_after = fill.filled_at
-        params = {"status": "all", "limit": 500, "direction": "asc", "nested": "true"}
+        params = {"status": "all", "limit": ORDERS_PAGE, "direction": "asc", "nested": "true"}
         if since is not None:
             params["after"] = ap.iso(since - timedelta(minutes=5))
-        data = await self.http.json("GET", "/v2/orders", params=params, what="alpaca order updates")
-        for item in data:
-            for order in self._orders(item):
-                await self.reports.order(order)
+        for _ in range(20):  # a page is the oldest 500 after `after`: the newest changes are on the last one
+            data = await self.http.json("GET", "/v2/orders", params=params, what="alpaca order updates")
+            for item in data:
+                for order in self._orders(item):
+                    await self.reports.order(order)
+            if len(data) < ORDERS_PAGE or not data[-1].get("submitted_at"):
+                break
+            params["after"] = str(data[-1]["submitted_at"])
 
 
 def build(account: str, settings: AlpacaSettings, context: BrokerContext) -> AlpacaBroker:

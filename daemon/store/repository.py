@@ -17,7 +17,6 @@ from concurrent.futures import Future
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select, update
 
@@ -32,7 +31,7 @@ from daemon.store.scope import Accounts, only
 from daemon.store.signal_reads import fill_of, order_of, outcome_of, read_signal, summary_of
 from daemon.store.tables import FillRow, OrderRow, PositionRow, SignalRow
 from daemon.store.time_exits import TimeExitRecords
-from daemon.store.views import DailyPnl, SignalRecord, SignalSummary
+from daemon.store.views import DailyPnl, SignalRecord, SignalSummary, daily_pnl
 from daemon.store.writes import DuplicateFill, HotWrites
 
 _OPEN_STATUSES = [s.value for s in OrderStatus if s.is_open]
@@ -133,15 +132,24 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
 
     def signals_page(self, account: Accounts = None, after: str | None = None, limit: int = 100
                      ) -> Page[SignalSummary]:
-        """Newest first (by arrival), `limit` at a time; `after` is the `next` of the previous page."""
-        stmt = only(select(SignalRow), SignalRow.account, account)
+        """Newest first (by arrival), `limit` at a time; `after` is the `next` of the previous page.
+
+        Several accounts are read one at a time, each the newest `limit + 1` of `ix_signals_account_seq`,
+        and merged: `account IN (...)` would sort every signal the accounts ever had."""
+        before: int | None = None
         if after is not None:
-            at, seq = paging.decode(after)
+            at, before = paging.decode(after)
             if at is not None:
                 raise paging.BadCursor("this cursor belongs to another list")
-            stmt = stmt.where(col(SignalRow.seq) < seq)
+        scopes: list[str | None] = [account] if account is None or isinstance(account, str) else [*sorted(set(account))]
+        rows: list[SignalRow] = []
         with self._read() as session:
-            rows = list(session.exec(stmt.order_by(col(SignalRow.seq).desc()).limit(limit + 1)).all())
+            for scope in scopes:
+                stmt = only(select(SignalRow), SignalRow.account, scope)
+                if before is not None:
+                    stmt = stmt.where(col(SignalRow.seq) < before)
+                rows += session.exec(stmt.order_by(col(SignalRow.seq).desc()).limit(limit + 1)).all()
+        rows = sorted(rows, key=lambda r: r.seq or 0, reverse=True)[:limit + 1]
         rows, cursor = paging.page(rows, limit, lambda r: paging.encode(None, r.seq))
         return Page([summary_of(r) for r in rows], cursor)
 
@@ -204,6 +212,12 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         with self._read() as session:
             return [order_of(r) for r in session.exec(stmt).all()]
 
+    def child_orders(self, account: str, parent_order_id: str) -> list[Order]:
+        """The orders placed under an entry (its bracket legs), however many orders came after them."""
+        stmt = select(OrderRow).where(OrderRow.account == account, OrderRow.parent_order_id == parent_order_id)
+        with self._read() as session:
+            return [order_of(r) for r in session.exec(stmt.order_by(col(OrderRow.id))).all()]
+
     def has_open_exit(self, account: str, symbol: str, managed: Collection[str] = ()) -> bool:
         """Whether `symbol` has a resting exit in the account: a bracket leg, a trailing stop, or one of the
         `managed` plain stops the daemon trails (it is asked after every exit signal)."""
@@ -243,11 +257,14 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
             return None  # the transaction rolled back, including a ledger row it may have created
 
     def _fill_rows(
-        self, account: Accounts, since: datetime | None, newest_first: bool, limit: int | None
+        self, account: Accounts, since: datetime | None, newest_first: bool, limit: int | None,
+        until: datetime | None = None,
     ) -> list[FillRow]:
         stmt = only(select(FillRow), FillRow.account, account)
         if since is not None:
             stmt = stmt.where(col(FillRow.filled_at) >= since)
+        if until is not None:
+            stmt = stmt.where(col(FillRow.filled_at) <= until)
         if newest_first:
             stmt = stmt.order_by(col(FillRow.filled_at).desc(), col(FillRow.id).desc())
         else:
@@ -258,10 +275,11 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
             return list(session.exec(stmt).all())
 
     def fills(
-        self, account: str | None = None, since: datetime | None = None, limit: int = 500
+        self, account: str | None = None, since: datetime | None = None, limit: int = 500,
+        until: datetime | None = None,
     ) -> list[Fill]:
-        """Newest first."""
-        return [fill_of(r) for r in self._fill_rows(account, since, True, limit)]
+        """Newest first (the newest `limit` up to `until`, when given)."""
+        return [fill_of(r) for r in self._fill_rows(account, since, True, limit, until)]
 
     def fills_page(self, account: Accounts = None, since: datetime | None = None, after: str | None = None,
                    limit: int = 100) -> Page[Fill]:
@@ -326,13 +344,4 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     ) -> list[DailyPnl]:
         """Realized P&L, fees and fill count per (local calendar day in `tz`, account), oldest day first;
         `day_of` gives another day of a fill (a futures account's trading day)."""
-        zone = ZoneInfo(tz)
-        days: dict[tuple[date, str], tuple[Decimal, Decimal, int]] = {}
-        for fill, realized in self.fills_with_pnl(account, since):
-            key = (day_of(fill.filled_at) if day_of else fill.filled_at.astimezone(zone).date(), fill.account)
-            r, f, n = days.get(key, (ZERO, ZERO, 0))
-            days[key] = (r + realized, f + fill.commission, n + 1)
-        return [
-            DailyPnl(day=day, account=acct, realized=r, fees=f, fills=n)
-            for (day, acct), (r, f, n) in sorted(days.items())
-        ]
+        return daily_pnl(self.fills_with_pnl(account, since), tz, day_of)

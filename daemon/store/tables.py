@@ -79,6 +79,7 @@ class SignalRow(SQLModel, table=True):
         UniqueConstraint("account", "dedup_key", name="uq_signals_account_dedup"),
         Index("ix_signals_status_account", "status", "account"),  # the unfinished signals (of an account)
         Index("ix_signals_parent_id", "parent_id"),
+        Index("ix_signals_account_seq", "account", "seq"),  # an account's newest signals, by its LIMIT
     )
 
     seq: int | None = Field(default=None, primary_key=True)  # arrival order
@@ -106,6 +107,7 @@ class OrderRow(SQLModel, table=True):
         Index("ix_orders_account_created", "account", "created_at"),
         Index("ix_orders_account_root", "account", "client_order_root"),
         Index("ix_orders_status_account", "status", "account"),  # the open orders (of an account)
+        Index("ix_orders_account_parent", "account", "parent_order_id"),  # an entry's bracket legs
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,15 +1,17 @@
 """What the store returns besides domain types: stored signals with their outcome, audit entries, controls,
-daily P&L."""
+daily P&L (and how fills add up to it)."""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from daemon.domain import Fill, Intent, Order, SignalStatus
+from daemon.domain import ZERO, Fill, Intent, Order, SignalStatus
 
 
 class _Model(BaseModel):
@@ -70,3 +72,17 @@ class DailyPnl(_Model):
     @property
     def net(self) -> Decimal:
         return self.realized - self.fees
+
+
+def daily_pnl(fills: Iterable[tuple[Fill, Decimal]], tz: str = "America/New_York",
+              day_of: Callable[[datetime], date] | None = None) -> list[DailyPnl]:
+    """Realized P&L, fees and fill count per (local calendar day in `tz`, account) of fills with the P&L each
+    realized, oldest day first; `day_of` gives another day of a fill (a futures account's trading day)."""
+    zone = ZoneInfo(tz)
+    days: dict[tuple[date, str], tuple[Decimal, Decimal, int]] = {}
+    for fill, realized in fills:
+        key = (day_of(fill.filled_at) if day_of else fill.filled_at.astimezone(zone).date(), fill.account)
+        r, f, n = days.get(key, (ZERO, ZERO, 0))
+        days[key] = (r + realized, f + fill.commission, n + 1)
+    return [DailyPnl(day=day, account=acct, realized=r, fees=f, fills=n)
+            for (day, acct), (r, f, n) in sorted(days.items())]

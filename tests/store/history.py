@@ -2,8 +2,9 @@
 
 `seed_history` writes rows the way years of trading leave them: executed signals, filled orders, fills, risk
 violations, account snapshots, delivered alerts, fired time exits and finished exit rules, spread over
-several accounts and dated long before `NOW`. `seed_live` adds what is open or recent at `NOW`: one pending
-signal, open orders, today's fills, an armed time exit, an active exit rule, an undelivered alert.
+several accounts and dated long before `NOW` (some orders are bracket legs of older ones). `seed_live` adds
+what is open or recent at `NOW`: one pending signal (and a quiet account's three old ones), open orders (one
+with the legs of its bracket), today's fills, an armed time exit, an active exit rule, an undelivered alert.
 
 `capture(store)` records every statement the store's engine executes inside the block (the SQL SQLAlchemy
 really emitted, with its parameters) and, on SQLite, counts the virtual-machine steps they took: a read that
@@ -41,6 +42,8 @@ HOT = "acct1"  # the account the reads below are made for
 ACCOUNTS = (HOT, "acct2", "acct3", "acct4")
 LIVE_ORDERS = 3  # open orders of HOT at NOW
 LIVE_FILLS = 4  # fills of HOT today
+QUIET = "acct9"  # an account that traded three times, years ago
+LIVE_ENTRY = "b0x"  # an open order of HOT with two bracket legs: its take-profit filled, its stop cancelled
 _OLD = datetime(2021, 1, 4, 14, 30, tzinfo=UTC)
 _STEP_EVERY = 10  # the progress handler runs every this many VM instructions
 _BATCH = 5_000
@@ -90,7 +93,8 @@ def seed_history(store: Store, count: int, first: int = 0) -> None:
         account, at = ACCOUNTS[i % len(ACCOUNTS)], _OLD + timedelta(minutes=i)
         n = str(i)
         signals.append(_signal(f"old{n}", account, at, "executed", f"td{n.zfill(30)}"))
-        orders.append(_order(n, account, at, "filled" if i % 3 else "cancelled", f"s_old{n}"))
+        orders.append(_order(n, account, at, "filled" if i % 3 else "cancelled", f"s_old{n}")
+                      | ({"parent_order_id": f"b{i - 4}"} if i % 3 == 0 and i >= 4 else {}))  # a leg
         fills.append(_fill(n, account, at, Side.BUY if i % 2 == 0 else Side.SELL))
         violations.append({"account": account, "rule": "max_position", "detail": "too big", "numbers_json": "{}",
                            "signal_id": f"s_old{n}", "symbol": "AAPL", "at": at})
@@ -123,9 +127,12 @@ def _exit_rule(rule_id: str, account: str, at: datetime, status: str) -> dict[st
 def seed_live(store: Store) -> None:
     """What is open or recent at NOW, for HOT (and one open order of another account)."""
     recent = NOW - timedelta(hours=1)
-    _bulk(store, SignalRow, [_signal("live", HOT, recent, "pending", None)])
+    _bulk(store, SignalRow, [_signal("live", HOT, recent, "pending", None)]
+          + [_signal(f"quiet{i}", QUIET, _OLD + timedelta(days=i), "executed", None) for i in range(3)])
     _bulk(store, OrderRow, [_order(f"{i}x", HOT, recent + timedelta(minutes=i), "new", None)
-                            for i in range(LIVE_ORDERS)] + [_order("9x", "acct2", recent, "new", None)])
+                            for i in range(LIVE_ORDERS)] + [_order("9x", "acct2", recent, "new", None)]
+          + [_order(f"0x{leg}", HOT, recent, status, None) | {"order_type": kind, "parent_order_id": LIVE_ENTRY}
+             for leg, kind, status in (("tp", "limit", "filled"), ("sl", "stop", "cancelled"))])
     _bulk(store, FillRow, [_fill(f"{i}x", HOT, recent + timedelta(minutes=i), Side.BUY if i % 2 == 0 else Side.SELL)
                            for i in range(LIVE_FILLS)])
     _bulk(store, TimeExitRow, [_time_exit("s_live", HOT, recent, "armed")])

@@ -22,7 +22,9 @@ from daemon.domain import (
     Violation,
     client_order_id,
 )
+from daemon.history import equity_curve
 from daemon.store.database import alembic_config, normalize_url
+from daemon.store.feed import SignalFeed
 from daemon.store.repository import Store
 from daemon.store.tables import SignalRow
 from tests.store.conftest import STORE_TABLES, T0, D, fill, intent, order, run_in_threads
@@ -128,6 +130,29 @@ def test_unfinished_signals_in_arrival_order(store: Store) -> None:
         ("sig_e", SignalStatus.PENDING),
     ]
     assert unfinished[0][0] == intent("a", account="acct0", received_at=T0)
+
+
+def _every_page(store: Store, accounts: Any, limit: int) -> list[list[str]]:
+    pages, after = [], None
+    while True:
+        page = store.signals_page(accounts, after=after, limit=limit)
+        pages.append([s.signal_id for s in page.items])
+        if page.next is None:
+            return pages
+        after = page.next
+
+
+def test_signal_pages_of_an_account_and_of_a_group_newest_first(store: Store) -> None:
+    for i in range(12):
+        store.record_signal(intent(f"k{i}", account=f"acct{i % 3}"))
+    assert _every_page(store, "acct1", 2) == [["sig_k10", "sig_k7"], ["sig_k4", "sig_k1"]]
+    assert _every_page(store, ["acct2", "acct0", "acct2"], 3) == [
+        ["sig_k11", "sig_k9", "sig_k8"], ["sig_k6", "sig_k5", "sig_k3"], ["sig_k2", "sig_k0"]]
+    assert _every_page(store, None, 5) == [[f"sig_k{i}" for i in range(11, 6, -1)],
+                                           [f"sig_k{i}" for i in range(6, 1, -1)], ["sig_k1", "sig_k0"]]
+    assert _every_page(store, [], 5) == [[]]
+    assert SignalFeed(store).unfinished_ids(["acct0", "acct2"]) == [
+        (f"acct{i % 3}", f"sig_k{i}") for i in range(12) if i % 3 != 1]
 
 
 def test_status_transitions(store: Store) -> None:
@@ -259,6 +284,19 @@ def test_violations_and_snapshots(store: Store) -> None:
     store.record_snapshot(new)
     store.record_snapshot(old)  # recorded later but older: as_of decides
     assert store.latest_snapshot("acct1") == new
+
+
+def test_equity_curve_of_a_past_window_below_many_later_fills(store: Store) -> None:
+    """The chart of an earlier day keeps its fills however many came after the day it ends on."""
+    day_end = T0 + timedelta(hours=1)
+    store.record_fill(fill("early-buy", Side.BUY, "1", "100", filled_at=T0))
+    store.record_fill(fill("early-sell", Side.SELL, "1", "101", filled_at=T0 + timedelta(minutes=30)))
+    for n in range(600):
+        side = Side.BUY if n % 2 == 0 else Side.SELL
+        store.record_fill(fill(f"late{n}", side, "1", "100", filled_at=day_end + timedelta(minutes=n + 1)))
+    curve = equity_curve(store, "acct1", T0 - timedelta(hours=1), until=day_end)
+    assert [(m.at, m.side) for m in curve.marks] == [(T0, "buy"), (T0 + timedelta(minutes=30), "sell")]
+    assert len(equity_curve(store, "acct1", T0 - timedelta(hours=1)).marks) == 500  # the newest, for the chart
 
 
 def test_pnl_by_day_across_local_midnight(store: Store) -> None:
