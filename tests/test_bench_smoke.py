@@ -1,8 +1,9 @@
-"""The floor bench's smallest fan-out burst on a seeded store: the bench's own plumbing still measures truly.
+"""The benches' smallest fan-out runs: their own plumbing still measures truly.
 
-Seeds a few hundred signals of history with bench/history_seed.py, starts a real `traderd run` on a copy of
-that store with a group of two paper accounts, sends a small burst of group alerts and reads the store the
-way the bench does: every child filled exactly once, none lost or doubled.
+The floor bench's burst: seeds a few hundred signals of history with bench/history_seed.py, starts a real
+`traderd run` on a copy of that store with a group of two paper accounts, sends a small burst of group alerts
+and reads the store the way the bench does: every child filled exactly once, none lost or doubled.
+`bench/fanout.py` end to end: a few alerts to a group of three and to its one-account reference.
 """
 
 from __future__ import annotations
@@ -43,3 +44,20 @@ def test_fanout_burst_on_seeded_store(tmp_path: Path) -> None:
     assert result["children_filled_once"] == 20
     assert result["lost"] == 0 and result["doubled"] == 0
     assert result["last_fill_after_last_alert_ms"] > 0
+
+
+def test_fanout_bench_measures_every_child_and_its_reference(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    out = tmp_path / "fanout.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "fanout.py"), "--alerts", "4", "--accounts", "3",
+                           "--gap", "0.05", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert (result["children_filled"], result["children_expected"], result["doubled"]) == (12, 12, 0)
+    reference = result["reference_one_account"]
+    assert (reference["children_filled"], reference["children_expected"], reference["doubled"]) == (4, 4, 0)
+    assert result["receipt_to_last_fill_ms"]["p50"] > 0 and reference["receipt_to_last_fill_ms"]["p50"] > 0
+    assert len(result["slowest_five_ms"]) == 4
