@@ -273,6 +273,7 @@ class Daemon:
         self.started_at = self.clock()
         self.lock.acquire()  # AlreadyRunning, naming the other daemon's pid
         self.store.open()
+        await asyncio.to_thread(self.store.warm)
         await self.engine.start(accounts=())  # workers start as accounts are owned
         if self.shared:
             from daemon.ownership.listener import Listener  # psycopg: only with the postgres extra

@@ -113,6 +113,7 @@ class Engine:
         recovered = self._feed.intents([sid for _, sid in self._feed.unfinished_ids([account])])
         self._workers.start_account(account, recovered)
         self._executor.follow.reload()  # the account's last owner may have left plans to follow
+        self._executor.managed.load(account)  # and stops to trail
         self._executor.follow.soon(account)
         if recovered:
             log.info("%s: resuming %d unfinished signals", account, len(recovered))

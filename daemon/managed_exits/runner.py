@@ -39,6 +39,11 @@ class ManagedExits:
         self.fence = fence
         self._active: dict[str, dict[str, ExitRule]] = {}  # account -> rule id -> active rule
 
+    def load(self, account: str) -> None:
+        """Read the account's active rules afresh: when this process starts executing it (its last owner
+        may have left rules), and before its first signal needs them."""
+        self._reload(account)
+
     def rules(self, account: str, symbol: str | None = None) -> list[ExitRule]:
         if account not in self._active:
             self._reload(account)

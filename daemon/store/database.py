@@ -151,6 +151,14 @@ class Database:
                 self._checkpoints = Checkpointer(self._engine)
                 self._checkpoints.start()
 
+    def warm(self) -> None:
+        """Start the commit thread and open its connections now (an empty transaction of each kind), so the
+        first alert after a start does not wait for them."""
+        if isinstance(self.engine.pool, StaticPool):
+            return  # in memory: no commit thread
+        for durable in (False, True):
+            self.commits.submit(lambda conn: None, durable=durable).result(timeout=BUSY_TIMEOUT_MS / 1000 + 5)
+
     def close(self) -> None:
         if self._commits is not None:
             self._commits.close()  # what is queued commits first

@@ -60,6 +60,12 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
         self._hot_writes: HotWrites | None = None
         self._signal_intake: SignalIntake | None = None
 
+    def open(self) -> None:
+        super().open()
+        # The hot path's statements are compiled now, not while the first alert's orders wait for them.
+        self._signal_intake = SignalIntake(self._insert(SignalRow), self.engine.dialect)
+        self._hot_writes = HotWrites(self.engine.dialect, self._redact)
+
     @property
     def _intake(self) -> SignalIntake:
         if self._signal_intake is None:
