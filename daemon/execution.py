@@ -43,7 +43,7 @@ from daemon.planner import EXIT_LEG, Instrument, PlanError, after_exit_leg
 from daemon.risk.context import OrderContext
 from daemon.risk.engine import AccountView, RiskEngine
 from daemon.shapes import QuantityType
-from daemon.store.commits import written
+from daemon.store.commits import OUTCOME_WAIT_SECONDS, written
 from daemon.store.repository import Store
 from daemon.store.retry import Backoff, describe, is_transient, until_written
 
@@ -322,7 +322,7 @@ class Executor:
         # On the commit thread, beside the other accounts' outcomes: the loop runs their signals meanwhile.
         realized = await written(self.store.submit_finish(
             intent.signal_id, status, reason, order, reports=[r.order for r in reports if r.order is not None],
-            fills=fills))
+            fills=fills), OUTCOME_WAIT_SECONDS)
         if waiting is not None:  # only once written: a refused write keeps them for the retry
             del waiting[:len(reports)]
             if not waiting and self._deferred.get(intent.account) is waiting:

@@ -40,6 +40,10 @@ MAX_BATCH = 512  # bounds one transaction's size (and the wait of its first call
 # How long a caller waits for its commit. Under the webhook's answer deadline: TradingView gives up after 3 s
 # and never resends a timeout, but resends a 503, which a caller that waited this long answers.
 COMMIT_WAIT_SECONDS = 2.5
+# How long a worker waits for its signal's outcome to commit. No client waits on it, and a wait that gives up
+# executes the signal again (looked up at the broker first), so it is long enough for any backlog the commit
+# thread clears, and well under the watchdog's stall limit.
+OUTCOME_WAIT_SECONDS = 10.0
 
 
 class CommitWaitExpired(OperationalError):
