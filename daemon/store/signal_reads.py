@@ -12,30 +12,35 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, Row, and_, or_
 from sqlmodel import col, select
 
 from daemon.domain import Fill, Intent, Order, SignalStatus
 from daemon.store.tables import FillRow, OrderRow, SignalRow, order_root
 from daemon.store.views import SignalRecord, SignalSummary
 
+# An ORM object or a plain row of its table: the same attributes, read the same way.
+Signalish = SignalRow | Row[Any]
+Orderish = OrderRow | Row[Any]
+Fillish = FillRow | Row[Any]
 
-def order_of(row: OrderRow) -> Order:
+
+def order_of(row: Orderish) -> Order:
     return Order.model_validate(row, from_attributes=True)
 
 
-def fill_of(row: FillRow) -> Fill:
+def fill_of(row: Fillish) -> Fill:
     return Fill.model_validate(row, from_attributes=True)
 
 
-def _summary_fields(row: SignalRow) -> dict[str, Any]:
+def _summary_fields(row: Signalish) -> dict[str, Any]:
     return {"seq": row.seq or 0, "signal_id": row.signal_id, "account": row.account, "source": row.source,
             "status": SignalStatus(row.status), "reason": row.reason,
             "intent": Intent.model_validate_json(row.intent_json), "received_at": row.received_at,
             "updated_at": row.updated_at, "client_order_id": row.client_order_id}
 
 
-def summary_of(row: SignalRow) -> SignalSummary:
+def summary_of(row: Signalish) -> SignalSummary:
     return SignalSummary(**_summary_fields(row))
 
 
@@ -60,7 +65,7 @@ def read_signal(session: Any, signal_id: str) -> SignalRecord | None:
     return _record(row, orders, fills, kids)
 
 
-def _record(row: SignalRow, orders: dict[str, list[OrderRow]], fills: dict[tuple[str, str], list[FillRow]],
+def _record(row: Signalish, orders: dict[str, list[Orderish]], fills: dict[tuple[str, str], list[Fillish]],
             children: list[SignalRecord]) -> SignalRecord:
     own = orders.get(row.signal_id, [])
     found = [f for o in own for f in fills.get((row.account, o.broker_order_id), [])]
@@ -71,8 +76,8 @@ def _record(row: SignalRow, orders: dict[str, list[OrderRow]], fills: dict[tuple
                         route=None if row.route_json is None else json.loads(row.route_json), children=children)
 
 
-def _orders_and_fills(session: Any, rows: Sequence[SignalRow]
-                      ) -> tuple[dict[str, list[OrderRow]], dict[tuple[str, str], list[FillRow]]]:
+def _orders_and_fills(session: Any, rows: Sequence[Signalish]
+                      ) -> tuple[dict[str, list[Orderish]], dict[tuple[str, str], list[Fillish]]]:
     """Each signal's orders (by its id, or, for legs that carry no signal id, by its order's id root within
     its account: both indexed), and the fills of those orders by (account, broker order id)."""
     wanted = {r.signal_id for r in rows}
@@ -88,7 +93,7 @@ def _orders_and_fills(session: Any, rows: Sequence[SignalRow]
     found = [o for o in session.execute(select(orders).where(or_(*match))
                                         .order_by(col(OrderRow.created_at), col(OrderRow.id))).all()
              if o.signal_id in wanted or (o.account, o.client_order_root or "") in roots]
-    by_signal: dict[str, list[OrderRow]] = defaultdict(list)
+    by_signal: dict[str, list[Orderish]] = defaultdict(list)
     for order in found:
         owners = {order.signal_id} if order.signal_id else set()
         root_owner = roots.get((order.account, order.client_order_root or ""))
@@ -96,7 +101,7 @@ def _orders_and_fills(session: Any, rows: Sequence[SignalRow]
             owners.add(root_owner)
         for owner in owners:
             by_signal[owner].append(order)
-    fills: dict[tuple[str, str], list[FillRow]] = defaultdict(list)
+    fills: dict[tuple[str, str], list[Fillish]] = defaultdict(list)
     ids = sorted({o.broker_order_id for o in found})
     if ids:  # by the broker_order_id index; the account is matched after (another's order may share an id)
         fills_table = FillRow.__table__  # type: ignore[attr-defined]
