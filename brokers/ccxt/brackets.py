@@ -1,4 +1,5 @@
-"""The exits of a ccxt entry: an exit order or Binance's OCO after a market fill, an OTOCO for a limit entry.
+"""The exits of a ccxt entry: an exit order or Binance's OCO after a market fill, an OTOCO for a limit entry, and
+one leg of an OCO changed (the list placed again).
 
 A mixin of `CcxtBroker` (`brokers.ccxt.broker`), kept apart so the adapter stays readable: it places the
 order lists and records them (journal, parent links, the report gate) the way the adapter's single orders
@@ -8,6 +9,7 @@ are, and reads only what the adapter declares below.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -19,7 +21,7 @@ from brokers.ccxt.markets import Markets
 from brokers.http import RetryPolicy, place_once
 from brokers.journal import OrderJournal, sent_before
 from brokers.updates import ReportGate
-from daemon.domain import ZERO, Order, OrderRequest, OrderType, Side, TimeInForce
+from daemon.domain import ZERO, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
 log = logging.getLogger("brokers.ccxt.broker")
 
@@ -85,17 +87,51 @@ class OrderLists:
             self.reports.remember(order)
         return orders
 
-    async def _place_oco(self, request: OrderRequest, symbol: str, quantity: Decimal, entry: Order) -> None:
+    async def _place_oco(self, request: OrderRequest, symbol: str, quantity: Decimal, entry: Order | str) -> Order:
+        """The OCO of `request`'s exits for `quantity`, its legs pointing to `entry` (an order or its id); the
+        take-profit leg is returned."""
         params = cm.oco_params(request, symbol, quantity, self._markets())
-        cid = str(params["aboveClientOrderId"])
+        entry_id = entry if isinstance(entry, str) else entry.broker_order_id
+        cid = request.client_order_id + "tp"
         for leg in (params["aboveClientOrderId"], params["belowClientOrderId"]):
             self.journal.record(str(leg), "sending", symbol=symbol)
 
         async def send() -> Order:
             data = await self.calls.once(f"{self.id} oco {cid}", lambda: self.exchange.privatePostOrderListOco(params))
-            return self._listed(data, symbol, entry.broker_order_id)[0]
+            return next(o for o in self._listed(data, symbol, entry_id) if o.order_type is OrderType.LIMIT)
 
-        await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)
+        return await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)
+
+    async def _replace_oco(self, leg: Order, other: Order, quantity: Decimal | None, limit_price: Decimal | None,
+                           stop_price: Decimal | None) -> Order:
+        """Change one order of a Binance OCO. Binance changes neither in place and cancelling one cancels the
+        list, so the list is cancelled and placed again: the changed leg at its new price, the other as it
+        was, for what is left, under the same entry. Returns the new order of `leg`."""
+        take, stop = (leg, other) if leg.order_type is OrderType.LIMIT else (other, leg)
+        target = take.limit_price if limit_price is None or leg is not take else limit_price
+        protect = stop.stop_price if stop_price is None or leg is not stop else stop_price
+        symbol, entry = self._symbol_of[leg.broker_order_id], self._parents.get(leg.broker_order_id)
+        if entry is None:
+            raise OrderRejected(f"{self.id}: order {leg.broker_order_id} is in an OCO traderd did not place with an "
+                                "entry; change it at the exchange")
+        base = f"{leg.client_order_id[:28]}-{uuid.uuid4().hex[:3]}"  # Binance ids: 36 characters at most
+        size = quantity or leg.quantity - leg.filled_quantity
+        request = OrderRequest(client_order_id=base, account=self.account, symbol=leg.symbol,
+                               side=leg.side.opposite(), quantity=size, take_profit=target, stop_loss=protect)
+        cancelled = await self.cancel_order(leg.broker_order_id)
+        if cancelled.status is not OrderStatus.CANCELLED:
+            raise OrderRejected(f"{self.id}: order {leg.broker_order_id} is {cancelled.status.value}; its OCO is "
+                                "over, nothing to change")
+        try:
+            placed = await self._place_oco(request, symbol, size, entry)
+        except Exception as exc:
+            log.error("%s %s: the OCO of order %s was cancelled to change it and not placed again: the position "
+                      "has no exits there: %s", self.id, self.account, leg.broker_order_id, getattr(exc, "reason", exc))
+            raise
+        if leg is take:
+            return placed
+        return next(o for o in await self.open_orders()
+                    if o.oco_group == placed.oco_group and o.order_type is not OrderType.LIMIT)
 
     async def _place_otoco(self, request: OrderRequest, symbol: str, amount: Decimal) -> Order:
         """A limit entry with both exits as one Binance OTOCO, its exits sized to what the entry leaves."""

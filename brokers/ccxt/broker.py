@@ -242,6 +242,10 @@ class CcxtBroker(OrderLists, BrokerBase, CcxtReporting):
         current = await self._fetch(broker_order_id)
         if not current.status.is_open:
             raise OrderRejected(f"{self.id}: order {broker_order_id} is {current.status.value}; nothing to modify")
+        if current.oco_group is not None and (other := next((o for o in await self.open_orders() if o.oco_group ==
+                                                             current.oco_group and o.broker_order_id != broker_order_id),
+                                                            None)):
+            return await self._replace_oco(current, other, quantity, limit_price, stop_price)
         symbol, markets = self._symbol_of[broker_order_id], self._markets()
         new_cid = f"{current.client_order_id[:32]}-{uuid.uuid4().hex[:3]}"
         request = OrderRequest(

@@ -112,6 +112,7 @@ class ManagedExits:
             self.fence(rule.account)
             result = await broker.modify_order(stop.broker_order_id, stop_price=moved.stop_price)
             self.store.upsert_order(result)
+            moved = moved.model_copy(update={"stop_order_id": result.broker_order_id})  # a replace gives a new id
             summary = (f"{rule.symbol} trailing stop {rule.exit_side.value} moved {rule.stop_price.normalize():f}"
                        f" -> {moved.stop_price.normalize():f} (best {price.normalize():f})")
             log.info("%s: %s", rule.account, summary)
