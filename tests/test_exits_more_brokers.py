@@ -62,8 +62,9 @@ class Venue:
         else:
             for order in self.standin.book.orders.values():
                 if order["status"] in ("NEW", "PARTIALLY_FILLED"):
-                    kind = "limit" if order["type"] in ("LIMIT", "LIMIT_MAKER") else "stop"
-                    price = order["price"] if kind == "limit" else order["stopPrice"]
+                    kind = "limit" if order["type"] in ("LIMIT", "LIMIT_MAKER") else \
+                        "trailing" if "trailingDelta" in order else "stop"
+                    price = {"limit": order["price"], "stop": order["stopPrice"]}.get(kind, order.get("_level"))
                     out.append((kind, order["origQty"] - order["executedQty"], price))
         return sorted(out)
 
@@ -151,3 +152,83 @@ async def test_ladder_with_break_even_after_the_first_level(start_daemon, venue:
     venue.quote(p - D("0.5"))  # back down through the entry: the stop at break-even closes the rest
     await until(lambda: venue.held() == 0 or venue.held())
     assert venue.resting() == []
+
+
+def native(venue: Venue, *, percent: bool = False) -> bool:
+    """Whether the venue trails the stop itself (else the daemon moves a plain stop by replacing it): Schwab
+    always, Binance a stop order of its own by a percent."""
+    return venue.name == "schwab" or (venue.name == "ccxt" and percent)
+
+
+async def test_an_entrys_trailing_stop_follows_the_price_up_and_closes_the_position(  # type: ignore[no-untyped-def]
+        start_daemon, venue: Venue, tmp_path: Path) -> None:
+    daemon = await started(start_daemon, venue, tmp_path)
+    p, size = venue.price, exit_size(venue, venue.size)
+    trail = p / 50  # 2 % of the entry price, as a distance
+    record = await post(daemon, {"ticker": venue.ticker, "account": "acct", "action": "buy", "id": "tr-1",
+                                 "quantity": str(venue.size), "price": str(p), "trailing_stop": {"amount": str(trail)},
+                                 "take_profit": str(p * D("1.2"))})
+    assert record.status is SignalStatus.EXECUTED, record.reason
+    kind = "trailing" if native(venue) else "stop"
+    await until(now_is(venue, [("limit", size, p * D("1.2")), (kind, size, p - trail)]))
+    assert (daemon.store.active_exit_rules("acct") == []) is native(venue)
+    if venue.name == "schwab":  # the OCO's stop leg is Schwab's trailing stop, $2 below the bid
+        [placed] = [b for m, path, b in venue.standin.calls if m == "POST" and path.endswith("/orders")]
+        [oco] = placed["childOrderStrategies"]
+        [stop] = [leg for leg in oco["childOrderStrategies"] if leg["orderType"] != "LIMIT"]
+        assert (stop["orderType"], stop["stopPriceLinkBasis"], stop["stopPriceLinkType"], stop["stopPriceOffset"],
+                "stopPrice" in stop) == ("TRAILING_STOP", "BID", "VALUE", 2, False)
+
+    venue.quote(p + 3 * trail)  # a new high: the stop follows it up
+    await until(now_is(venue, [("limit", size, p * D("1.2")), (kind, size, p + 2 * trail)]))
+    venue.quote(p + 2 * trail + trail / 2)  # a fall short of the stop leaves it where it is
+    await asyncio.sleep(0.6)  # several rounds of marks
+    assert venue.resting() == sorted([("limit", size, p * D("1.2")), (kind, size, p + 2 * trail)])
+    venue.quote(p + 2 * trail - trail / 10)  # through the trailed stop: closed, the take-profit goes with it
+    await until(lambda: venue.held() == 0 or venue.held())
+    await until(lambda: venue.resting() == [] or venue.resting())
+
+
+async def test_a_trailing_stop_order_closes_the_position_by_a_percent(  # type: ignore[no-untyped-def]
+        start_daemon, venue: Venue, tmp_path: Path) -> None:
+    daemon = await started(start_daemon, venue, tmp_path)
+    p = venue.price
+    entry = await post(daemon, {"ticker": venue.ticker, "account": "acct", "action": "buy", "id": "tp-1",
+                                "quantity": str(venue.size), "price": str(p)})
+    assert entry.status is SignalStatus.EXECUTED, entry.reason
+    size = exit_size(venue, venue.size)
+    await until(lambda: venue.held() == size or venue.held())
+    done = await post(daemon, {"ticker": venue.ticker, "account": "acct", "action": "exit", "id": "tp-2",
+                               "price": str(p), "order_type": "trailing_stop", "trailing_stop": {"percent": "2"}})
+    assert done.status is SignalStatus.EXECUTED, done.reason
+    kind = "trailing" if native(venue, percent=True) else "stop"
+    await until(now_is(venue, [(kind, size, p * D("0.98"))]))
+    assert (daemon.store.active_exit_rules("acct") == []) is native(venue, percent=True)
+    if venue.name == "schwab":
+        placed = [b for m, path, b in venue.standin.calls if m == "POST" and path.endswith("/orders")][-1]
+        assert (placed["orderType"], placed["orderLegCollection"][0]["instruction"], placed["stopPriceLinkType"],
+                placed["stopPriceOffset"]) == ("TRAILING_STOP", "SELL", "PERCENT", 2)
+    if venue.name == "ccxt":  # Binance's STOP_LOSS trailing by 200 basis points, no stop price
+        [trailing] = [o for o in venue.standin.book.orders.values() if o["type"] == "STOP_LOSS"]
+        assert (trailing["trailingDelta"], trailing["stopPrice"], trailing["side"]) == (200, D(0), "SELL")
+    venue.quote(p * D("1.1"))
+    await until(now_is(venue, [(kind, size, p * D("1.1") * D("0.98"))]))
+    venue.quote(p * D("1.07"))  # below 2 % under the high of 110 %
+    await until(lambda: venue.held() == 0 or venue.held())
+    assert venue.resting() == []
+
+
+async def test_binance_refuses_a_ladder_whose_exits_it_would_refuse(start_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Each level buys 0.00009 BTC (5.40 USDT, above the 5 USDT minimum), which leaves 0.00008 after the fee:
+    # below the minimum for its exits. Sending the entries would leave a position without its stop.
+    async with BinanceStandIn() as binance:
+        daemon = await start_daemon(settings_for(tmp_path / "state", accounts={"acct": crypto_account(binance)}))
+        record = await post(daemon, {
+            "ticker": "BINANCE:BTCUSDT", "account": "acct", "action": "buy", "quantity": "0.00018", "price": "60000",
+            "id": "small-1", "stop_loss": {"percent": "2"},
+            "take_profit": [{"r": "1", "quantity": "0.00009"}, {"r": "2"}], "break_even": {"after": "tp1"}})
+        assert record.status is SignalStatus.FAILED, record.reason
+        assert "its exits would be refused, leaving the position unprotected" in record.reason
+        assert "below the exchange's minimum notional" in record.reason or "NOTIONAL" in record.reason, record.reason
+        assert binance.book.orders == {} and binance.book.free.get("BTC", D(0)) == 0
+    binance.assert_no_violations()

@@ -52,6 +52,20 @@ class OrderLists:
     async def find_order(self, client_order_id: str) -> Order | None:
         raise NotImplementedError
 
+    def _exits_pass(self, request: OrderRequest, symbol: str, amount: Decimal) -> None:
+        """OrderRejected, before the entry is sent, when the exits that follow its fill would fail the market's
+        filters (what a buy leaves after its fee, at each exit's price)."""
+        markets = self._markets()
+        left = amount if request.side is Side.SELL else markets.after_fee(symbol, amount)
+        for price in (request.take_profit, request.stop_loss):
+            if price is None:
+                continue
+            try:
+                markets.size(symbol, left, price, market_order=False)
+            except OrderRejected as exc:
+                raise OrderRejected(f"its exits would be refused, leaving the position unprotected: {exc.reason}"
+                                    ) from None
+
     async def _place_exits(self, request: OrderRequest, symbol: str, entry: Order) -> None:
         """Protect a filled market entry; a failure is logged loudly (the position stands unprotected)."""
         markets = self._markets()
