@@ -179,7 +179,9 @@ async def test_an_entrys_trailing_stop_follows_the_price_up_and_closes_the_posit
         assert (stop["orderType"], stop["stopPriceLinkBasis"], stop["stopPriceLinkType"], stop["stopPriceOffset"],
                 "stopPrice" in stop) == ("TRAILING_STOP", "BID", "VALUE", 2, False)
 
-    venue.quote(p + 3 * trail)  # a new high: the stop follows it up
+    venue.quote(p + trail)  # a new high: the stop follows it up, and again at the next one
+    await until(now_is(venue, [("limit", size, p * D("1.2")), (kind, size, p)]))
+    venue.quote(p + 3 * trail)
     await until(now_is(venue, [("limit", size, p * D("1.2")), (kind, size, p + 2 * trail)]))
     venue.quote(p + 2 * trail + trail / 2)  # a fall short of the stop leaves it where it is
     await asyncio.sleep(0.6)  # several rounds of marks
@@ -211,6 +213,8 @@ async def test_a_trailing_stop_order_closes_the_position_by_a_percent(  # type: 
     if venue.name == "ccxt":  # Binance's STOP_LOSS trailing by 200 basis points, no stop price
         [trailing] = [o for o in venue.standin.book.orders.values() if o["type"] == "STOP_LOSS"]
         assert (trailing["trailingDelta"], trailing["stopPrice"], trailing["side"]) == (200, D(0), "SELL")
+    venue.quote(p * D("1.05"))
+    await until(now_is(venue, [(kind, size, p * D("1.05") * D("0.98"))]))
     venue.quote(p * D("1.1"))
     await until(now_is(venue, [(kind, size, p * D("1.1") * D("0.98"))]))
     venue.quote(p * D("1.07"))  # below 2 % under the high of 110 %
