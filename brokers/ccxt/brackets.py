@@ -38,6 +38,7 @@ class OrderLists:
     reports: ReportGate
     _sleep: Callable[[float], Awaitable[None]]
     _parents: dict[str, str]
+    _symbol_of: dict[str, str]
     _fees: dict[str, list[dict[str, Any]]]
 
     def _markets(self) -> Markets:
@@ -50,6 +51,12 @@ class OrderLists:
         raise NotImplementedError
 
     async def find_order(self, client_order_id: str) -> Order | None:
+        raise NotImplementedError
+
+    async def cancel_order(self, broker_order_id: str) -> Order:
+        raise NotImplementedError
+
+    async def open_orders(self) -> list[Order]:
         raise NotImplementedError
 
     def _exits_pass(self, request: OrderRequest, symbol: str, amount: Decimal) -> None:

@@ -6,8 +6,9 @@ limits fill when marketable, stops when the price crosses them (`set_price` re-r
 TRIGGER's children wait (`AWAITING_PARENT_ORDER`) until it fills; when one OCO leg fills the others are
 cancelled. A TRAILING_STOP follows the best price since it began working (every link basis is the one
 price here) by its VALUE or PERCENT offset, and reports the level it has reached as its `stopPrice` (the
-Order schema's field; the spec does not say what Schwab shows there). Equity instructions are checked against the position like the real service (no `SELL` beyond
-the long quantity, `SELL_SHORT` only when not long, `BUY_TO_COVER` only when short).
+Order schema's field; the spec does not say what Schwab shows there). Equity instructions are checked
+against the position like the real service (no `SELL` beyond the long quantity, `SELL_SHORT` only when
+not long, `BUY_TO_COVER` only when short).
 """
 
 from __future__ import annotations
