@@ -236,3 +236,28 @@ async def test_binance_refuses_a_ladder_whose_exits_it_would_refuse(start_daemon
         assert "below the exchange's minimum notional" in record.reason or "NOTIONAL" in record.reason, record.reason
         assert binance.book.orders == {} and binance.book.free.get("BTC", D(0)) == 0
     binance.assert_no_violations()
+
+
+async def test_a_partial_exit_shrinks_the_trailing_stop_and_it_goes_on_trailing(  # type: ignore[no-untyped-def]
+        start_daemon, venue: Venue, tmp_path: Path) -> None:
+    daemon = await started(start_daemon, venue, tmp_path)
+    p, size, trail = venue.price, exit_size(venue, venue.size), venue.price / 50
+    record = await post(daemon, {"ticker": venue.ticker, "account": "acct", "action": "buy", "id": "sh-1",
+                                 "quantity": str(venue.size), "price": str(p), "trailing_stop": {"amount": str(trail)}})
+    assert record.status is SignalStatus.EXECUTED, record.reason
+    kind = "trailing" if native(venue) else "stop"
+    await until(now_is(venue, [(kind, size, p - trail)]))
+    half = venue.size / 2
+    done = await post(daemon, {"ticker": venue.ticker, "account": "acct", "action": "exit", "id": "sh-2",
+                               "quantity": str(half), "price": str(p)})
+    if venue.name == "ccxt":  # spot: the coins are locked in the resting stop, the sale is refused; still covered
+        assert done.status is SignalStatus.FAILED and "insufficient balance" in done.reason, done.reason
+        assert venue.resting() == [(kind, size, p - trail)] and venue.held() == size
+        return
+    assert done.status is SignalStatus.EXECUTED, done.reason
+    await until(now_is(venue, [(kind, size - half, p - trail)]))  # never more than is held
+    venue.quote(p + trail)
+    await until(now_is(venue, [(kind, size - half, p)]))
+    venue.quote(p - trail / 10)
+    await until(lambda: venue.held() == 0 or venue.held())
+    assert venue.resting() == []

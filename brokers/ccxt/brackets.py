@@ -91,12 +91,20 @@ class OrderLists:
                 "limit_price": request.take_profit, "stop_price": request.stop_loss, "time_in_force": TimeInForce.GTC})
             leg = await self._place(cm.placement(exit_request, symbol, quantity, markets))
             self._parents[leg.broker_order_id] = entry.broker_order_id
+            await self._tell(leg.model_copy(update={"parent_order_id": entry.broker_order_id}))
         except Exception as exc:
             log.error("%s %s: entry %s filled but its exits were not placed: %s", self.id, self.account,
                       entry.broker_order_id, getattr(exc, "reason", exc))
 
-    def _listed(self, data: dict[str, Any], symbol: str, entry_id: str | None) -> list[Order]:
-        """The orders of a Binance order list answer; exits point to `entry_id` (the working order if None)."""
+    async def _tell(self, leg: Order) -> None:
+        """An exit placed for an entry is news for the engine (it is told of the entry only), also when this
+        adapter has already seen it."""
+        self.reports.known.pop(leg.broker_order_id, None)
+        await self.reports.order(leg)
+
+    async def _listed(self, data: dict[str, Any], symbol: str, entry_id: str | None) -> list[Order]:
+        """The orders of a Binance order list answer; exits point to `entry_id` (the working order if None)
+        and are reported, the entry only remembered."""
         legs = [self.exchange.parse_order(r, self._markets().market(symbol)) for r in data["orderReports"]]
         entry = entry_id or next(str(leg["id"]) for leg in legs if not cm.is_exit(leg.get("clientOrderId")))
         for leg in legs:
@@ -105,7 +113,10 @@ class OrderLists:
             self.journal.record(str(leg["clientOrderId"]), "placed", order_id=str(leg["id"]), **parent)
         orders = [self._order(leg) for leg in legs]
         for order in orders:
-            self.reports.remember(order)
+            if order.broker_order_id == entry:
+                self.reports.remember(order)
+            else:
+                await self._tell(order)
         return orders
 
     async def _place_oco(self, request: OrderRequest, symbol: str, quantity: Decimal, entry: Order | str) -> Order:
@@ -119,7 +130,7 @@ class OrderLists:
 
         async def send() -> Order:
             data = await self.calls.once(f"{self.id} oco {cid}", lambda: self.exchange.privatePostOrderListOco(params))
-            return next(o for o in self._listed(data, symbol, entry_id) if o.order_type is OrderType.LIMIT)
+            return next(o for o in await self._listed(data, symbol, entry_id) if o.order_type is OrderType.LIMIT)
 
         return await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)
 
@@ -172,6 +183,6 @@ class OrderLists:
             except OrderRejected as exc:
                 self.journal.record(cid, "refused", reason=exc.reason)
                 raise
-            return next(o for o in self._listed(data, symbol, None) if o.parent_order_id is None)
+            return next(o for o in await self._listed(data, symbol, None) if o.parent_order_id is None)
 
         return await place_once(self.id, cid, send, lambda: self.find_order(cid), self.policy, self._sleep)

@@ -224,9 +224,12 @@ class SchwabBroker(BrokerBase):
                          symbol=symbol, side=request.side, quantity=request.quantity, order_type=request.order_type,
                          status=OrderStatus.NEW, limit_price=request.limit_price, stop_price=request.stop_price,
                          time_in_force=request.time_in_force, created_at=self.clock(), updated_at=self.clock())
-        for order, _ in orders:
-            self.reports.remember(order)
-        return next(o for o, _ in orders if o.broker_order_id == order_id)
+        placed = next(o for o, _ in orders if o.broker_order_id == order_id)
+        self.reports.remember(placed)
+        for order, _ in orders:  # the caller is told of the entry only: its exits are news for the engine
+            if order is not placed:
+                await self.reports.order(order)
+        return placed
 
     async def find_order(self, client_order_id: str) -> Order | None:
         base, _ = split_cid(client_order_id)
