@@ -244,8 +244,9 @@ class TastytradeBroker(BrokerBase):
         what = f"tastytrade modify {broker_order_id}"
         current, raw = await modifiable(broker_order_id, self.orders.load, what)
         if quantity is not None and quantity != current.quantity:
-            if limit_price is not None or stop_price is not None:
-                raise OrderRejected(f"{what}: a new quantity and new prices at once; nothing was changed")
+            if not tm.is_exit(current, raw) or limit_price is not None or stop_price is not None:
+                raise OrderRejected(f"{what}: tastytrade's replace changes prices, not the quantity; cancel the order "
+                                    "and place a new one")
             order = await resize(self.session, self.orders, current, raw, quantity, self._record_replacement)
             self.reports.remember(order)
             return order

@@ -1,10 +1,10 @@
 """A quantity change tastytrade's replace cannot make: the order (or its OCO pair) cancelled and placed again.
 
-tastytrade's `PUT` replaces prices and type only. An exit that must shrink with its position (a partial exit)
-is cancelled and placed anew for the new quantity with the same type, prices, time in force and identifier;
-the two exits of an OCO pair are placed again together as an `OCO` complex order, so one filling still
-cancels the other. The new orders keep the entry they protect. Between the cancel and the placement (one
-request) the position rests without those exits.
+tastytrade's `PUT` replaces prices and type only. An exit (a bracket leg, a stop, a closing order) that must
+shrink with its position (a partial exit) is cancelled and placed anew for the new quantity with the same
+type, prices, time in force and identifier; the two exits of an OCO pair are placed again together as an
+`OCO` complex order, so one filling still cancels the other. The new orders keep the entry they protect.
+Between the cancel and the placement (one request) the position rests without those exits.
 """
 
 from __future__ import annotations
