@@ -243,21 +243,23 @@ async def test_a_partial_exit_shrinks_the_trailing_stop_and_it_goes_on_trailing(
     daemon = await started(start_daemon, venue, tmp_path)
     p, size, trail = venue.price, exit_size(venue, venue.size), venue.price / 50
     record = await post(daemon, {"ticker": venue.ticker, "account": "acct", "action": "buy", "id": "sh-1",
-                                 "quantity": str(venue.size), "price": str(p), "trailing_stop": {"amount": str(trail)}})
+                                 "quantity": str(venue.size), "price": str(p), "trailing_stop": {"amount": str(trail)},
+                                 "take_profit": str(p * 2)})
     assert record.status is SignalStatus.EXECUTED, record.reason
     kind = "trailing" if native(venue) else "stop"
-    await until(now_is(venue, [(kind, size, p - trail)]))
+    await until(now_is(venue, [("limit", size, p * 2), (kind, size, p - trail)]))
     half = venue.size / 2
     done = await post(daemon, {"ticker": venue.ticker, "account": "acct", "action": "exit", "id": "sh-2",
                                "quantity": str(half), "price": str(p)})
     if venue.name == "ccxt":  # spot: the coins are locked in the resting stop, the sale is refused; still covered
         assert done.status is SignalStatus.FAILED and "insufficient balance" in done.reason, done.reason
-        assert venue.resting() == [(kind, size, p - trail)] and venue.held() == size
+        assert venue.resting() == [("limit", size, p * 2), (kind, size, p - trail)] and venue.held() == size
         return
     assert done.status is SignalStatus.EXECUTED, done.reason
-    await until(now_is(venue, [(kind, size - half, p - trail)]))  # never more than is held
+    # never more than is held; one of the two still cancels the other
+    await until(now_is(venue, [("limit", size - half, p * 2), (kind, size - half, p - trail)]))
     venue.quote(p + trail)
-    await until(now_is(venue, [(kind, size - half, p)]))
+    await until(now_is(venue, [("limit", size - half, p * 2), (kind, size - half, p)]))
     venue.quote(p - trail / 10)
     await until(lambda: venue.held() == 0 or venue.held())
     assert venue.resting() == []
