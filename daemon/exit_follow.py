@@ -185,13 +185,14 @@ class ExitFollower:
             if outcome is True:
                 await self._break_even(plan, plan.break_even, broker, open_orders, instrument)
                 plan.break_even_done = True
-            elif outcome is False or trigger.ended:
+            elif outcome is False or (trigger.ended and trigger.fill_price is None):
                 plan.break_even_done = True  # its stop filled or it never opened: nothing to move to
         return all(lv.ended or lv.repriced for lv in plan.levels) and (
             plan.break_even is None or plan.break_even_done or all(lv.ended for lv in plan.levels))
 
     def _take_profit_filled(self, account: str, entry_order_id: str | None) -> bool | None:
-        """True once the entry's take-profit leg filled, False once its bracket ended otherwise, else None."""
+        """True once the entry's take-profit leg filled, False once its bracket ended otherwise, else None (also
+        while the store has not heard how its legs ended: a fill can be reported before its order's status)."""
         if entry_order_id is None:
             return None
         legs = self.store.child_orders(account, entry_order_id)
@@ -199,6 +200,8 @@ class ExitFollower:
             return True
         if any(o.order_type is not OrderType.LIMIT and o.status is OrderStatus.FILLED for o in legs):
             return False
+        if legs and not any(o.status.is_open for o in legs):
+            return False  # cancelled or expired without a fill
         return None
 
     async def _reprice(self, plan: FollowPlan, level: FollowedLevel, legs: list[Order], broker: Broker,

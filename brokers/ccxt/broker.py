@@ -61,6 +61,7 @@ from daemon.domain import (
     Side,
     utcnow,
 )
+from daemon.shapes import Trail
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class CcxtBroker(OrderLists, BrokerBase, CcxtReporting):
         self.settings, self.clock, self._sleep = settings, clock, sleep
         self.exchange = exchange if exchange is not None else make_exchange(settings, session)
         self.id = settings.exchange
+        # Binance trails a STOP_LOSS by a percent (`trailingDelta`); other trails are the daemon's
+        self.native_trailing = frozenset({"order_percent"}) if self.id == "binance" else frozenset()
         self.policy = retry or RetryPolicy(retries=settings.max_retries)
         self.calls = Caller(self.exchange, RateLimiter.per_minute(settings.rate_limit_per_minute), self.policy, sleep)
         self.portfolio = Portfolio(account, self.exchange, self.calls, settings, clock)
@@ -94,6 +97,7 @@ class CcxtBroker(OrderLists, BrokerBase, CcxtReporting):
         self._parents: dict[str, str] = {}  # exit order id -> entry order id
         self._watch: set[str] = set()  # open order ids whose end is still to be reported
         self._fees: dict[str, list[dict[str, Any]]] = {}  # order id -> fees of its placement answer (FULL)
+        self._trails: dict[str, Trail] = {}  # order id -> trail of a trailing stop the exchange moves
         self._fills_after: datetime | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -140,6 +144,8 @@ class CcxtBroker(OrderLists, BrokerBase, CcxtReporting):
         self._cids.setdefault(order_id, cm.engine_id(data.get("clientOrderId")))
         if data.get("fees"):
             self._fees[order_id] = list(data["fees"])
+        if (trail := cm.trail_of(data)) is not None:
+            self._trails[order_id] = trail
         order = cm.to_order(data, self.account, self._markets(), self.clock(), self._parents.get(order_id))
         if order.status.is_open:
             self._watch.add(order_id)
@@ -169,6 +175,8 @@ class CcxtBroker(OrderLists, BrokerBase, CcxtReporting):
         amount = markets.size(symbol, request.quantity, price, market_order=request.order_type is OrderType.MARKET)
         if exits and request.order_type is OrderType.LIMIT:
             return await self._place_otoco(request, symbol, amount)
+        if exits:  # placed once the entry fills: an entry whose exits the exchange would refuse is not sent
+            self._exits_pass(request, symbol, amount)
         entry = await self._place(cm.placement(request, symbol, amount, markets))
         if exits and entry.filled_quantity > 0:
             await self._place_exits(request, symbol, entry)
@@ -242,15 +250,23 @@ class CcxtBroker(OrderLists, BrokerBase, CcxtReporting):
         current = await self._fetch(broker_order_id)
         if not current.status.is_open:
             raise OrderRejected(f"{self.id}: order {broker_order_id} is {current.status.value}; nothing to modify")
+        group = current.oco_group
+        if group is not None and (other := next((o for o in await self.open_orders() if o.oco_group == group
+                                                 and o.broker_order_id != broker_order_id), None)):
+            return await self._replace_oco(current, other, quantity, limit_price, stop_price)
+        trail = self._trails.get(broker_order_id)
+        if trail is not None and (stop_price is not None or limit_price is not None):
+            raise OrderRejected(f"{self.id}: order {broker_order_id} is a trailing stop the exchange moves itself")
         symbol, markets = self._symbol_of[broker_order_id], self._markets()
         new_cid = f"{current.client_order_id[:32]}-{uuid.uuid4().hex[:3]}"
         request = OrderRequest(
             client_order_id=new_cid, account=self.account, symbol=current.symbol, side=current.side,
             quantity=quantity or current.quantity - current.filled_quantity, order_type=current.order_type,
             limit_price=limit_price or current.limit_price, stop_price=stop_price or current.stop_price,
-            time_in_force=current.time_in_force)
+            time_in_force=current.time_in_force, trail=trail)
         price = request.limit_price or request.stop_price
-        p = cm.placement(request, symbol, markets.size(symbol, request.quantity, price, market_order=False), markets)
+        amount = markets.size(symbol, request.quantity, price, market_order=trail is not None)
+        p = cm.placement(request, symbol, amount, markets)
         self.journal.record(new_cid, "sending", symbol=symbol, replaces=broker_order_id)
 
         async def send() -> Order:

@@ -4,7 +4,8 @@ Pure functions: the adapter passes in the market names (`Markets`), what it reme
 entry) and the time to fall back on. Symbols in the domain types are TradingView's (`BTCUSDT`).
 Client order ids: the engine's id travels as the exchange's client order id; a replacement (modify) adds
 `-<3 hex>` so that it stays unique among open orders within Binance's 36 characters, and bracket exits add
-`tp` / `sl` (stripped back here, so the engine sees its own id).
+`tp` / `sl` (stripped back here, so the engine sees its own id; an OCO placed again to change one leg has
+both, on the first 28 characters of the id).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from brokers.base import OrderRejected
 from brokers.ccxt.markets import Markets, dec, plain
 from daemon.domain import ZERO, Fill, Order, OrderRequest, OrderStatus, OrderType, Position, Side, TimeInForce
+from daemon.shapes import Trail
 
-_SUFFIX = re.compile(r"(-[0-9a-f]{3}|tp|sl)$")
+_SUFFIX = re.compile(r"(-[0-9a-f]{3})?(tp|sl)?$")
 STATUS = {
     "closed": OrderStatus.FILLED,
     "canceled": OrderStatus.CANCELLED,
@@ -68,6 +71,9 @@ def placement(request: OrderRequest, symbol: str, amount: Decimal, markets: Mark
     """
     params: dict[str, Any] = {"clientOrderId": request.client_order_id}
     kind = request.order_type
+    if kind is OrderType.TRAILING_STOP:  # Binance: a STOP_LOSS trailing by `trailingDelta` from its placement
+        return Placement(symbol, "market", request.side.value, amount, None,
+                         params | {"trailingPercent": trailing_percent(request), "stopLossOrTakeProfit": "stopLoss"})
     price = request.limit_price if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
     if kind in (OrderType.STOP, OrderType.STOP_LIMIT):
         assert request.stop_price is not None
@@ -78,7 +84,27 @@ def placement(request: OrderRequest, symbol: str, amount: Decimal, markets: Mark
     return Placement(symbol, ccxt_type, request.side.value, amount, price, params)
 
 
+def trailing_percent(request: OrderRequest) -> str:
+    """The trail of a trailing stop order as ccxt's `trailingPercent` (Binance's `trailingDelta` in whole basis
+    points, 0.01 %); OrderRejected for a trail it cannot express."""
+    trail = request.trail
+    if trail is None or trail.percent is None:
+        raise OrderRejected("a trailing stop on this exchange trails by a percent; nothing was sent")
+    if (trail.percent * 100) % 1:
+        raise OrderRejected(f"Binance trails by whole basis points (0.01 %), not {trail.percent.normalize():f} %; "
+                            "nothing was sent")
+    return plain(trail.percent)
+
+
+def trail_of(data: dict[str, Any]) -> Trail | None:
+    """The trail of a Binance trailing stop (`trailingDelta`, basis points), None for any other order."""
+    delta = (data.get("info") or {}).get("trailingDelta") if isinstance(data.get("info"), dict) else None
+    return Trail(percent=Decimal(str(delta)) / 100) if delta not in (None, "", 0, "0") else None
+
+
 def order_type(data: dict[str, Any]) -> OrderType:
+    if trail_of(data) is not None:
+        return OrderType.TRAILING_STOP
     trigger = data.get("triggerPrice") or data.get("stopPrice")
     raw = str((data.get("info") or {}).get("type") or data.get("type") or "").upper()
     if raw in ("LIMIT_MAKER", "TAKE_PROFIT_LIMIT") or (raw == "LIMIT" and not trigger):

@@ -8,7 +8,8 @@
   sent; a lost answer is looked up by entered time + instrument + instruction + quantity + type + prices
   among unclaimed orders, and only resent when nothing matches. The engine's client order id is ours:
   orders carry it from the journal, bracket exits as `<id>-tp` / `<id>-sl`.
-- Brackets are `TRIGGER` orders whose child is the `OCO` of the take-profit limit and the stop-loss.
+- Brackets are `TRIGGER` orders whose child is the `OCO` of the take-profit limit and the stop-loss. Trailing
+  stops are Schwab's `TRAILING_STOP` (`stopPriceLinkType` VALUE or PERCENT), alone or as a bracket's stop leg.
   Modify is Schwab's replace (`PUT`): the order gets a new id, kept under the same client order id.
 - Fills are the execution legs of each order's activity (fill id `<order id>:<n>`), heard by polling the
   orders entered in the last `order_lookback_days` plus every order known to be open, through one
@@ -77,6 +78,8 @@ def _quiet(text: str) -> None:
 
 class SchwabBroker(BrokerBase):
     name = "schwab"
+    # TRAILING_STOP orders, alone or as a bracket's stop leg, by a value or a percent of the bid / ask
+    native_trailing = frozenset({"order", "order_percent", "bracket", "bracket_percent"})
     STREAM_GRACE = 120.0  # seconds the streamer may be down (reconnecting) before healthy() says so
 
     def __init__(
@@ -221,9 +224,12 @@ class SchwabBroker(BrokerBase):
                          symbol=symbol, side=request.side, quantity=request.quantity, order_type=request.order_type,
                          status=OrderStatus.NEW, limit_price=request.limit_price, stop_price=request.stop_price,
                          time_in_force=request.time_in_force, created_at=self.clock(), updated_at=self.clock())
-        for order, _ in orders:
-            self.reports.remember(order)
-        return next(o for o, _ in orders if o.broker_order_id == order_id)
+        placed = next(o for o, _ in orders if o.broker_order_id == order_id)
+        self.reports.remember(placed)
+        for order, _ in orders:  # the caller is told of the entry only: its exits are news for the engine
+            if order is not placed:
+                await self.reports.order(order)
+        return placed
 
     async def find_order(self, client_order_id: str) -> Order | None:
         base, _ = split_cid(client_order_id)

@@ -38,7 +38,8 @@ def intent_of(body: dict[str, Any], sent_at: datetime) -> dict[str, Any]:
     leg = sm.leg_of(body)
     return {"symbol": leg["instrument"]["symbol"], "instruction": leg["instruction"], "quantity": str(leg["quantity"]),
             "order_type": body["orderType"], "price": _str(body.get("price")),
-            "stopPrice": _str(body.get("stopPrice")), "sent_at": sent_at.isoformat()}
+            "stopPrice": _str(body.get("stopPrice")), "stopPriceOffset": _str(body.get("stopPriceOffset")),
+            "sent_at": sent_at.isoformat()}
 
 
 def _str(value: Any) -> str | None:

@@ -1,4 +1,4 @@
-"""Schwab Trader API wire format: order bodies (single, TRIGGER + OCO brackets) and answers as domain types.
+"""Schwab Trader API wire format: order bodies (single, TRIGGER + OCO brackets, trailing stops) and answers.
 
 Pure functions, no I/O. Schwab numbers are JSON numbers (`double`); they are read through `str()` into
 Decimal and written from Decimal as int or float. Equity instructions depend on the position: selling more
@@ -15,6 +15,7 @@ from typing import Any
 from brokers.base import OrderRejected
 from brokers.position_effect import closes
 from daemon.domain import AccountState, Fill, Order, OrderRequest, OrderStatus, OrderType, Position, Side, TimeInForce
+from daemon.shapes import Trail
 
 STATUS = {
     "FILLED": OrderStatus.FILLED,
@@ -24,7 +25,8 @@ STATUS = {
     "EXPIRED": OrderStatus.EXPIRED,
 }  # everything else (WORKING, QUEUED, ACCEPTED, AWAITING_*, PENDING_*) is a live order
 TYPES = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT, "STOP": OrderType.STOP,
-         "STOP_LIMIT": OrderType.STOP_LIMIT, "TRAILING_STOP": OrderType.STOP}
+         "STOP_LIMIT": OrderType.STOP_LIMIT, "TRAILING_STOP": OrderType.TRAILING_STOP}
+LINK = ("stopPriceLinkBasis", "stopPriceLinkType", "stopPriceOffset")  # how a TRAILING_STOP trails
 DURATION = {TimeInForce.DAY: "DAY", TimeInForce.GTC: "GOOD_TILL_CANCEL", TimeInForce.IOC: "IMMEDIATE_OR_CANCEL",
             TimeInForce.FOK: "FILL_OR_KILL"}
 TIF = {v: k for k, v in DURATION.items()}
@@ -63,8 +65,17 @@ def instruction(side: Side, quantity: Decimal, held: Decimal) -> str:
     return _INSTRUCTIONS[side, closes("Schwab", side, quantity, held)]
 
 
+def trailing_link(trail: Trail | None, instr: str) -> dict[str, Any]:
+    """A TRAILING_STOP's link to the market: a sell trails the bid, a buy the ask, by a value or a percent."""
+    if trail is None:
+        raise OrderRejected("a trailing_stop order needs its trail; nothing was sent")
+    return {"stopPriceLinkBasis": "ASK" if instr in BUYS else "BID",
+            "stopPriceLinkType": "VALUE" if trail.distance is not None else "PERCENT",
+            "stopPriceOffset": num(trail.distance if trail.distance is not None else trail.percent or Decimal(0))}
+
+
 def _single(symbol: str, instr: str, quantity: Decimal, order_type: OrderType, duration: str,
-            limit: Decimal | None, stop: Decimal | None) -> dict[str, Any]:
+            limit: Decimal | None, stop: Decimal | None, link: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "session": "NORMAL", "duration": duration, "orderType": order_type.value.upper(),
         "orderStrategyType": "SINGLE",
@@ -79,6 +90,10 @@ def _single(symbol: str, instr: str, quantity: Decimal, order_type: OrderType, d
         if stop is None:
             raise OrderRejected(f"a {order_type.value} order needs its stop price; nothing was sent")
         body["stopPrice"] = num(stop)
+    if order_type is OrderType.TRAILING_STOP:
+        if not link:
+            raise OrderRejected("a trailing_stop order needs its trail; nothing was sent")
+        body |= link
     return body
 
 
@@ -88,15 +103,21 @@ def order_body(request: OrderRequest, symbol: str, held: Decimal) -> dict[str, A
     if request.quantity != request.quantity.to_integral_value():
         raise OrderRejected(f"Schwab's API trades whole shares ({request.quantity:f} asked); nothing was sent")
     duration = DURATION[request.time_in_force]
-    body = _single(symbol, instruction(request.side, request.quantity, held), request.quantity, request.order_type,
-                   duration, request.limit_price, request.stop_price)
+    instr = instruction(request.side, request.quantity, held)
+    own_trail = request.order_type is OrderType.TRAILING_STOP
+    link = trailing_link(request.trail, instr) if own_trail else None
+    body = _single(symbol, instr, request.quantity, request.order_type, duration, request.limit_price,
+                   None if own_trail else request.stop_price, link)
     exits = []
     after = held + request.side.sign * request.quantity
     exit_instr = instruction(request.side.opposite(), request.quantity, after)
     if request.take_profit is not None:
         exits.append(_single(symbol, exit_instr, request.quantity, OrderType.LIMIT, "GOOD_TILL_CANCEL",
                              request.take_profit, None))
-    if request.stop_loss is not None:
+    if request.stop_loss is not None and request.trail is not None:  # the stop leg trails at Schwab
+        exits.append(_single(symbol, exit_instr, request.quantity, OrderType.TRAILING_STOP, "GOOD_TILL_CANCEL",
+                             None, None, trailing_link(request.trail, exit_instr)))
+    elif request.stop_loss is not None:
         exits.append(_single(symbol, exit_instr, request.quantity, OrderType.STOP, "GOOD_TILL_CANCEL",
                              None, request.stop_loss))
     if exits:
@@ -112,12 +133,16 @@ def replace_body(current: dict[str, Any], quantity: Decimal | None, limit: Decim
     legs = current.get("orderLegCollection") or []
     if current.get("orderStrategyType") not in (None, "SINGLE") or len(legs) != 1:
         raise OrderRejected("only single-leg orders can be modified at Schwab")
-    leg = legs[0]
+    leg, order_type = legs[0], TYPES.get(str(current.get("orderType")), OrderType.MARKET)
+    trailing = order_type is OrderType.TRAILING_STOP
+    if trailing and stop is not None:
+        raise OrderRejected("a trailing stop at Schwab moves itself; its stop price cannot be set")
     body = _single(str(leg["instrument"]["symbol"]), str(leg["instruction"]),
                    quantity if quantity is not None else Decimal(str(leg["quantity"])),
-                   TYPES.get(str(current.get("orderType")), OrderType.MARKET), str(current.get("duration") or "DAY"),
+                   order_type, str(current.get("duration") or "DAY"),
                    limit if limit is not None else dec(current.get("price")),
-                   stop if stop is not None else dec(current.get("stopPrice")))
+                   None if trailing else stop if stop is not None else dec(current.get("stopPrice")),
+                   {k: current[k] for k in LINK if k in current} if trailing else None)
     return body
 
 
@@ -201,9 +226,9 @@ def matches(data: dict[str, Any], intent: dict[str, Any]) -> bool:
             and str(leg.get("instruction")) == intent["instruction"]
             and dec(data.get("quantity") or leg.get("quantity")) == Decimal(intent["quantity"])
             and str(data.get("orderType")) == intent["order_type"])
+    keys = ("price", "stopPriceOffset") if intent["order_type"] == "TRAILING_STOP" else ("price", "stopPrice")
     return same and all(
-        (dec(data.get(key)) == (Decimal(intent[key]) if intent.get(key) is not None else None))
-        for key in ("price", "stopPrice"))
+        (dec(data.get(key)) == (Decimal(intent[key]) if intent.get(key) is not None else None)) for key in keys)
 
 
 def to_position(p: dict[str, Any], account: str) -> Position:

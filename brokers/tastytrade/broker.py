@@ -9,7 +9,8 @@
   searched for that identifier, and only when none has it is the order sent again.
 - Brackets are complex orders: `OTOCO` (the entry, then the OCO of a GTC take-profit limit and a GTC stop),
   `OTO` when only one exit is given. Cancelling an entry cancels its complex order.
-- Modify is tastytrade's replace (`PUT`, prices and type only): the order gets a new id, same identifier.
+- Modify is tastytrade's replace (`PUT`, prices and type only): the order gets a new id, same identifier; a new
+  quantity is a cancel and a new placement (`brokers.tastytrade.resize`, an OCO pair placed again together).
 - `dry_run(order)` runs the preflight checks of `/orders/dry-run` without placing anything.
 - Fills are each order leg's `fills`, heard from the account streamer's Order notifications
   (`brokers.tastytrade.stream`, when `stream` is on and its URL is known) and by polling `/orders/live`
@@ -48,6 +49,7 @@ from brokers.symbols import (
 )
 from brokers.tastytrade import models as tm
 from brokers.tastytrade.orders import Orders, Raw
+from brokers.tastytrade.resize import resize
 from brokers.tastytrade.session import TastytradeSession
 from brokers.tastytrade.stream import account_stream
 from brokers.updates import Feed, ReportGate
@@ -169,8 +171,9 @@ class TastytradeBroker(BrokerBase):
         self.journal.record(cid, "placed", order_id=ids.pop("entry", str(raws[0]["id"])), legs=ids,
                             **({"complex_id": str(complex_order["id"])} if complex_order else {}))
         orders = [await self.orders.order(raw) for raw in raws]
-        for order in orders:
-            self.reports.remember(order)
+        self.reports.remember(orders[0])
+        for order in orders[1:]:  # the caller is told of the entry only: its exits are news for the engine
+            await self.reports.order(order)
         return orders[0]
 
     async def find_order(self, client_order_id: str) -> Order | None:
@@ -241,8 +244,12 @@ class TastytradeBroker(BrokerBase):
         what = f"tastytrade modify {broker_order_id}"
         current, raw = await modifiable(broker_order_id, self.orders.load, what)
         if quantity is not None and quantity != current.quantity:
-            raise OrderRejected(f"{what}: tastytrade's replace changes prices, not the quantity; cancel the order "
-                                "and place a new one")
+            if not tm.is_exit(current, raw) or limit_price is not None or stop_price is not None:
+                raise OrderRejected(f"{what}: tastytrade's replace changes prices, not the quantity; cancel the order "
+                                    "and place a new one")
+            order = await resize(self.session, self.orders, current, raw, quantity, self._record_replacement)
+            self.reports.remember(order)
+            return order
         body = tm.replace_body(raw, limit_price, stop_price)
         sent_at = self.clock()
         try:

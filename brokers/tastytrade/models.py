@@ -171,6 +171,12 @@ def leg_of(raw: dict[str, Any]) -> dict[str, Any]:
     return legs[0]
 
 
+def is_exit(order: Order, raw: dict[str, Any]) -> bool:
+    """Whether a resting order closes a position: a bracket leg, a stop, or an equity `... to Close`."""
+    return order.parent_order_id is not None or order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) \
+        or str(leg_of(raw).get("action")).endswith("to Close")
+
+
 def side_of(raw: dict[str, Any]) -> Side:
     return Side.BUY if str(leg_of(raw).get("action")) in BUYS else Side.SELL
 

@@ -4,7 +4,8 @@ Marks come from the prices signals carry (the executor calls `mark` inside the a
 a periodic read of each account's positions (`poll`, which takes the account's worker lock first), so a
 stop is moved between signals, never while one executes. Every move is proven by the account's fence
 before it is sent and saved to the store after it, so a restart resumes from the stop the broker holds.
-A rule ends when its stop is no longer working (filled, cancelled, or shrunk away with its position).
+A rule ends when its stop is no longer working (filled, cancelled, or shrunk away with its position); a stop
+replaced by other means (shrunk by a replace that gives it a new id) is followed to its successor.
 The active rules are also kept in memory (read from the store once per account, and again at each poll, when
 another daemon may have handed the account over), so a signal or a fill without rules costs no disk read.
 """
@@ -104,10 +105,13 @@ class ManagedExits:
             rule = rule.model_copy(update={"stop_order_id": leg.broker_order_id,
                                            "stop_price": leg.stop_price or rule.stop_price})
             self._save(rule, ACTIVE)
-        stop = working.get(rule.stop_order_id or "")
+        stop = working.get(rule.stop_order_id or "") or _successor(rule, working)
         if stop is None:
             self._end(rule, "its stop is no longer working")
             return
+        if stop.broker_order_id != rule.stop_order_id:  # replaced by other means (shrunk with its position)
+            rule = rule.model_copy(update={"stop_order_id": stop.broker_order_id})
+            self._save(rule, ACTIVE)
         if price is None:
             return
         moved = on_mark(rule, price)
@@ -117,6 +121,7 @@ class ManagedExits:
             self.fence(rule.account)
             result = await broker.modify_order(stop.broker_order_id, stop_price=moved.stop_price)
             self.store.upsert_order(result)
+            moved = moved.model_copy(update={"stop_order_id": result.broker_order_id})  # a replace gives a new id
             summary = (f"{rule.symbol} trailing stop {rule.exit_side.value} moved {rule.stop_price.normalize():f}"
                        f" -> {moved.stop_price.normalize():f} (best {price.normalize():f})")
             log.info("%s: %s", rule.account, summary)
@@ -139,6 +144,15 @@ class ManagedExits:
             active[rule.id] = rule
         else:
             active.pop(rule.id, None)
+
+
+def _successor(rule: ExitRule, working: Mapping[str, Order]) -> Order | None:
+    """The working order that took the place of the rule's stop (a broker whose modify is a replace gives it a
+    new id): the entry's stop leg, or the stop order that carries the rule's own client order id."""
+    if rule.entry_order_id is not None:
+        return _stop_leg(working, rule.entry_order_id)
+    return next((o for o in working.values() if o.client_order_id == rule.id and o.symbol == rule.symbol
+                 and o.order_type is OrderType.STOP), None)
 
 
 def _stop_leg(working: Mapping[str, Order], entry_order_id: str | None) -> Order | None:

@@ -215,6 +215,9 @@ class BinanceStandIn(StandinServer):
                                  "workingTime", "selfTradePreventionMode")} | {"transactTime": o["updateTime"]}
         if o["type"] not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
             out["stopPrice"] = d["stopPrice"]
+        for key in ("trailingDelta", "trailingTime"):  # Binance's conditional fields of a trailing stop
+            if key in d:
+                out[key] = d[key]
         if resp_type == "ACK":
             return {k: out[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId", "transactTime")}
         return out | ({"fills": o["fills"]} if resp_type == "FULL" else {})
@@ -298,7 +301,8 @@ class BinanceStandIn(StandinServer):
             raise BinanceError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
         cid = p.get(f"{prefix}newClientOrderId") or f"auto{int(time.time() * 1e6)}"
         return self.book.new_order(p["symbol"], p["side"], kind, qty, _d(p.get(f"{prefix}price")),
-                                   _d(p.get(f"{prefix}stopPrice")), p.get(f"{prefix}timeInForce"), cid)
+                                   _d(p.get(f"{prefix}stopPrice")), p.get(f"{prefix}timeInForce"), cid,
+                                   trail=_d(p.get(f"{prefix}trailingDelta")))
 
     async def _new_order(self, request: web.Request) -> web.Response:
         p = await self._params(request)

@@ -6,7 +6,8 @@ LOT_SIZE, NOTIONAL) with `-1013 Filter failure: ...`; a missing balance is `-201
 balance for requested action.`; a `newClientOrderId` already used by an open order is `-2010 Duplicate order
 sent.`; market orders fill at once at the symbol's price with a 0.1 % commission in the asset received;
 limit orders fill at once when marketable (LIMIT_MAKER is then refused), else rest with their balance
-locked; stop orders trigger when `set_price` reaches their stop price; when one order of an OCO list
+locked; stop orders trigger when `set_price` reaches their stop price (a STOP_LOSS with `trailingDelta` and
+no stop price trails the best price since its placement by that many basis points); when one order of an OCO list
 executes, the other is expired. An OTOCO's two pending orders wait as `PENDING_NEW` (listed among open
 orders, nothing locked, never triggered) until its working order has fully filled, then go on the book as
 an OCO (expired if the balance no longer covers them); cancelling any order of a list cancels all of it.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
 FEE = Decimal("0.001")
@@ -121,8 +122,13 @@ class Book:
         return order
 
     def new_order(self, symbol: str, side: str, kind: str, qty: Decimal, price: Decimal | None,
-                  stop: Decimal | None, tif: str | None, cid: str, list_id: int = -1) -> dict[str, Any]:
+                  stop: Decimal | None, tif: str | None, cid: str, list_id: int = -1,
+                  trail: Decimal | None = None) -> dict[str, Any]:
         m = self.market(symbol)
+        if trail is not None and (kind not in ("STOP_LOSS", "STOP_LOSS_LIMIT") or trail % 1 or not 10 <= trail <= 2000):
+            raise BinanceError(-2010, "Invalid trailingDelta.")
+        if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT") and stop is None and trail is None:
+            raise BinanceError(-1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
         if any(o["clientOrderId"] == cid and o["status"] in OPEN for o in self.orders.values()):
             raise BinanceError(-2010, "Duplicate order sent.")
         self._filters(m, qty, price, stop, kind == "MARKET")
@@ -139,6 +145,9 @@ class Book:
                  "type": kind, "side": side, "stopPrice": stop or Decimal(0), "time": at, "updateTime": at,
                  "workingTime": at if kind not in ("STOP_LOSS", "STOP_LOSS_LIMIT") else -1,
                  "fills": [], "_lock": (asset, amount)}
+        if trail is not None:  # trailing from now (no activation price): `_level` is where it would trigger
+            order |= {"trailingDelta": int(trail), "trailingTime": at}
+            self._trail(order, last)
         self.orders[order["orderId"]] = order
         self._move(asset, amount, lock=True)
         self._tell(order, "NEW")
@@ -276,13 +285,26 @@ class Book:
             self._activate(list_id)
         return list_id
 
+    def _trail(self, order: dict[str, Any], price: Decimal) -> Decimal:
+        """A trailing stop's trigger after the market traded at `price`: `trailingDelta` basis points from the
+        best price since it was placed, on the tick grid away from the market."""
+        best = order.get("_best")
+        if best is None or (price < best if order["side"] == "BUY" else price > best):
+            best = order["_best"] = price
+            tick, delta = self.markets[order["symbol"]].tick, Decimal(order["trailingDelta"]) / 10000
+            rounding = ROUND_UP if order["side"] == "BUY" else ROUND_DOWN
+            order["_level"] = (best * (1 + delta if order["side"] == "BUY" else 1 - delta) / tick).to_integral_value(
+                rounding) * tick
+        return Decimal(order["_level"])
+
     def set_price(self, symbol: str, price: Decimal) -> None:
         self.prices[symbol] = price
         for order in list(self.orders.values()):
             if order["symbol"] != symbol or order["status"] not in OPEN:
                 continue
             kind = order["type"]
-            if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT") and self._triggered(order["side"], order["stopPrice"], price):
+            trigger = self._trail(order, price) if "trailingDelta" in order else order["stopPrice"]
+            if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT") and self._triggered(order["side"], trigger, price):
                 if kind == "STOP_LOSS":
                     self._execute(order, price)
                 else:

@@ -4,8 +4,11 @@ Orders are kept as the JSON Schwab answers with (`Order` of the Trader API spec)
 tree with its own `orderId` (OCO containers too). Market orders fill at the symbol's price at once;
 limits fill when marketable, stops when the price crosses them (`set_price` re-runs the matching). A
 TRIGGER's children wait (`AWAITING_PARENT_ORDER`) until it fills; when one OCO leg fills the others are
-cancelled. Equity instructions are checked against the position like the real service (no `SELL` beyond
-the long quantity, `SELL_SHORT` only when not long, `BUY_TO_COVER` only when short).
+cancelled. A TRAILING_STOP follows the best price since it began working (every link basis is the one
+price here) by its VALUE or PERCENT offset, and reports the level it has reached as its `stopPrice` (the
+Order schema's field; the spec does not say what Schwab shows there). Equity instructions are checked
+against the position like the real service (no `SELL` beyond the long quantity, `SELL_SHORT` only when
+not long, `BUY_TO_COVER` only when short).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
+CENT = Decimal("0.01")
+LINK = ("stopPriceLinkBasis", "stopPriceLinkType", "stopPriceOffset")
 OPEN = {"WORKING", "QUEUED", "ACCEPTED", "AWAITING_PARENT_ORDER", "PENDING_ACTIVATION", "NEW"}
 BUYS = {"BUY", "BUY_TO_COVER"}
 
@@ -66,9 +71,14 @@ class SchwabBook:
                     "instrument": {"assetType": "EQUITY", "symbol": leg["instrument"]["symbol"],
                                    "instrumentId": abs(hash(leg["instrument"]["symbol"])) % 10**8}}],
             })
-            for key in ("price", "stopPrice"):
+            for key in ("price", "stopPrice", *LINK):
                 if body.get(key) is not None:
                     node[key] = body[key]
+            if node["orderType"] == "TRAILING_STOP" and (
+                    node.get("stopPriceLinkType") not in ("VALUE", "PERCENT") or "stopPriceLinkBasis" not in node
+                    or Decimal(str(node.get("stopPriceOffset") or 0)) <= 0):
+                raise Refused("A trailing stop needs stopPriceLinkBasis, stopPriceLinkType VALUE or PERCENT and a "
+                              "positive stopPriceOffset")
             if node["orderType"] in ("LIMIT", "STOP_LIMIT") and "price" not in node:
                 raise Refused("A limit order needs a price")
             if node["orderType"] in ("STOP", "STOP_LIMIT") and "stopPrice" not in node:
@@ -131,6 +141,8 @@ class SchwabBook:
         kind = node["orderType"]
         if kind == "MARKET":
             return True
+        if kind == "TRAILING_STOP":
+            return self._trail(node, price, buy)
         if kind in ("STOP", "STOP_LIMIT") and not node.get("_triggered"):
             stop = Decimal(str(node["stopPrice"]))
             if not (price >= stop if buy else price <= stop):
@@ -140,6 +152,20 @@ class SchwabBook:
                 return True
         limit = Decimal(str(node["price"]))
         return price <= limit if buy else price >= limit
+
+    @staticmethod
+    def _trail(node: dict[str, Any], price: Decimal, buy: bool) -> bool:
+        """Follow the best price since the order began working; True once the price reaches the trailed stop."""
+        best = node.get("_best")
+        if best is None or (price < best if buy else price > best):
+            best = node["_best"] = price
+            offset = Decimal(str(node["stopPriceOffset"]))
+            distance = offset if node["stopPriceLinkType"] == "VALUE" else best * offset / 100
+            level = ((best + distance) / CENT).to_integral_value(ROUND_CEILING) * CENT if buy else \
+                ((best - distance) / CENT).to_integral_value(ROUND_FLOOR) * CENT
+            node["stopPrice"] = num(level)
+        level = Decimal(str(node["stopPrice"]))
+        return price >= level if buy else price <= level
 
     def match(self) -> None:
         progressed = True
