@@ -77,7 +77,7 @@ class Engine:
         self._executor = Executor(store=store, brokers=self.brokers, risk=risk, events=events, metrics=metrics,
                                   clock=clock, paused=self.paused, locked=self.locked,
                                   exclusive=lambda account: self._workers.exclusive(account), fence=fence,
-                                  shapes=shapes)
+                                  shapes=shapes, others_busy=lambda account: self._workers.busy_besides(account))
         self._workers = AccountWorkers(self.brokers, self._executor.run, metrics=metrics,
                                        stall_seconds=stall_seconds, fenced=fenced)
 

@@ -78,9 +78,11 @@ class Executor:
         exclusive: Callable[[str], asyncio.Lock],
         fence: Callable[[str], None] = no_fence,
         shapes: EntryShapes | None = None,
+        others_busy: Callable[[str], bool] = lambda account: False,
     ) -> None:
         self.fence = fence  # raises NotOwner unless this process can prove it owns the account right now
         self.shapes = shapes  # ATR exits and time exits (none: such entries are refused by the planner)
+        self.others_busy = others_busy  # whether other accounts have signals queued or running
         self.store = store
         self.brokers = brokers
         self.risk = risk
@@ -319,10 +321,14 @@ class Executor:
         own = {client_order_id(intent.account, intent.dedup_key, leg) for leg in ("", EXIT_LEG)}
         self._check_exits.setdefault(intent.account, set()).update(
             f.symbol for f, _ in fills if f.client_order_id not in own)
-        # On the commit thread, beside the other accounts' outcomes: the loop runs their signals meanwhile.
-        realized = await written(self.store.submit_finish(
-            intent.signal_id, status, reason, order, reports=[r.order for r in reports if r.order is not None],
-            fills=fills), OUTCOME_WAIT_SECONDS)
+        written_orders = [r.order for r in reports if r.order is not None]
+        if self.others_busy(intent.account):
+            # On the commit thread, beside the other accounts' outcomes: the loop runs their signals meanwhile.
+            realized = await written(self.store.submit_finish(
+                intent.signal_id, status, reason, order, reports=written_orders, fills=fills), OUTCOME_WAIT_SECONDS)
+        else:  # alone, the hand-over to the commit thread and back would cost more than the write itself
+            realized = self.store.finish_signal(intent.signal_id, status, reason, order, reports=written_orders,
+                                                fills=fills)
         if waiting is not None:  # only once written: a refused write keeps them for the retry
             del waiting[:len(reports)]
             if not waiting and self._deferred.get(intent.account) is waiting:

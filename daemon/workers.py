@@ -127,6 +127,10 @@ class AccountWorkers:
     def exclusive(self, account: str) -> asyncio.Lock:
         return self._locks[account]
 
+    def busy_besides(self, account: str) -> bool:
+        """Whether another account's worker has a signal queued or running."""
+        return any(ids for other, ids in self._queued.items() if ids and other != account)
+
     def depth(self, account: str) -> int:
         queue = self._queues.get(account)
         return queue.qsize() if queue else 0
