@@ -162,10 +162,10 @@ class Executor:
                 return await self._finish(intent, SignalStatus.FAILED, f"could not look up order {coid}: {exc.reason}")
             if found is not None:
                 return await self._finish(intent, SignalStatus.EXECUTED, "order found at the broker after restart",
-                                    order=found)
+                                          order=found)
         if intent.expires_at is not None and now > intent.expires_at:
             return await self._finish(intent, SignalStatus.EXPIRED,
-                                f"not executed before it expired at {intent.expires_at.isoformat()}")
+                                      f"not executed before it expired at {intent.expires_at.isoformat()}")
         placed: list[Order] = [] if sent is None else [sent]
         try:
             if intent.price is not None and intent.symbol:
@@ -178,7 +178,7 @@ class Executor:
             if intent.action is Action.CANCEL:
                 cancelled = await self._cancel_open(intent, broker)
                 return await self._finish(intent, SignalStatus.EXECUTED, f"cancelled {len(cancelled)} orders",
-                                    result=cancelled)
+                                          result=cancelled)
             positions = {p.symbol: p for p in await broker.positions()}
             quantities = {s: p.quantity for s, p in positions.items()}
             market = positions[intent.symbol].market_price if intent.symbol in positions else None
@@ -225,19 +225,19 @@ class Executor:
                     self.managed.add(rule)  # the daemon trails this stop: saved before the signal ends
         except UnknownSymbol as exc:
             return await self._finish(intent, SignalStatus.FAILED, f"order rejected: unknown symbol {intent.symbol} "
-                                f"({exc.reason})", order=placed[-1] if placed else None)
+                                      f"({exc.reason})", order=placed[-1] if placed else None)
         except OrderRejected as exc:
             return await self._finish(intent, SignalStatus.FAILED, f"broker rejected the order: {exc.reason}",
-                                order=placed[-1] if placed else None)
+                                      order=placed[-1] if placed else None)
         except DeadlinePassed as exc:
             done = f" after sending {placed[-1].client_order_id}" if placed else "; nothing was sent"
             return await self._finish(intent, SignalStatus.EXPIRED, f"{exc.reason}{done}",
-                                order=placed[-1] if placed else None)
+                                      order=placed[-1] if placed else None)
         except BrokerError as exc:
             self.events.publish(Event(kind="broker", account=intent.account,
                                       summary=f"broker problem: {exc.reason}"))
             return await self._finish(intent, SignalStatus.FAILED, f"broker unavailable: {exc.reason}",
-                                order=placed[-1] if placed else None)
+                                      order=placed[-1] if placed else None)
         for order in placed[:-1]:  # the exit half of a flip; the entry is stored with the outcome
             self.store.upsert_order(order, intent.signal_id)
         return await self._finish(intent, SignalStatus.EXECUTED, None, order=placed[-1])
