@@ -24,7 +24,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, select
 
 from daemon.store.checkpoints import Checkpointer
-from daemon.store.commits import GroupCommit
+from daemon.store.commits import GroupCommit, committed
 from daemon.store.prepared import Cursor, KeptConnection, Prepared
 from daemon.store.turns import Turns
 
@@ -157,7 +157,7 @@ class Database:
         if isinstance(self.engine.pool, StaticPool):
             return  # in memory: no commit thread
         for durable in (False, True):
-            self.commits.submit(lambda conn: None, durable=durable).result(timeout=BUSY_TIMEOUT_MS / 1000 + 5)
+            committed(self.commits.submit(lambda conn: None, durable=durable), BUSY_TIMEOUT_MS / 1000 + 5)
 
     def close(self) -> None:
         if self._commits is not None:

@@ -69,13 +69,13 @@ class Store(AccountRecords, ExitRuleRecords, TimeExitRecords):
     @property
     def _intake(self) -> SignalIntake:
         if self._signal_intake is None:
-            self._signal_intake = SignalIntake(self._insert(SignalRow), self.engine.dialect)
+            raise RuntimeError("Store is not open")
         return self._signal_intake
 
     @property
     def _hot(self) -> HotWrites:
         if self._hot_writes is None:
-            self._hot_writes = HotWrites(self.engine.dialect, self._redact)
+            raise RuntimeError("Store is not open")
         return self._hot_writes
 
     # -- signals -------------------------------------------------------------------------------------------

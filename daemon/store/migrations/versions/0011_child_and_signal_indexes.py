@@ -8,7 +8,7 @@
 
 Revision ID: 0011
 Revises: 0010
-Create Date: 2026-12-19
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations
